@@ -1,0 +1,45 @@
+# The two commands: `make demo` (set-up + the main job on the `local` region) and
+# `make test` (set-up + the whole suite, real servers included). Both work on a fresh clone.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+VOX    := $(VENV)/bin/voxplane
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test unit bench servers livekit-up livekit-down docs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(VOX) validate
+	$(VOX) render local --out out/local
+
+servers:
+	bash scripts/ensure-servers.sh
+
+test: setup servers
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest -m 'not integration'
+
+bench: setup servers
+	$(PY) bench/validate.py
+	$(PY) bench/render.py
+
+# eval "$(make -s livekit-up)" — Redis + livekit-server on loopback with the local region's config.
+livekit-up: setup servers
+	@$(PY) -m voxplane.devservers up --region local
+
+livekit-down:
+	@$(PY) -m voxplane.devservers down
+
+clean:
+	rm -rf out build .pytest_cache .hypothesis

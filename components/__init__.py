@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources of a region stack (installed as voxplane.components)."""

@@ -1,0 +1,91 @@
+"""The `voxplane` command line. Options are parsed here; the work happens in the stage modules.
+
+Exit codes: 0 success, 1 invalid input or error, 2 drift found (drift only).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from . import __version__
+from .loader import LoadResult, load
+from .problems import Problem
+
+FORMATS = click.Choice(["text", "json"])
+
+
+def _root_option(fn: Any) -> Any:
+    return click.option(
+        "--root",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("."),
+        show_default=True,
+        help="Repository root holding regions/, agents/ and Pulumi.<region>.yaml.",
+    )(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="voxplane")
+def main() -> None:
+    """Declare a self-hosted voice-AI platform per region from YAML in git.
+
+    Regions live in regions/<name>.yaml, agents in agents/<name>.yaml; `pulumi up -s <region>`
+    deploys a region, and the commands below check, render and compare it.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@_root_option
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
+def validate(paths: Sequence[Path], root: Path, fmt: str) -> None:
+    """Check manifests: YAML, schema, and references between files.
+
+    PATHS are files or folders (default: regions/ and agents/). Every problem of every file is
+    printed as FILE:LINE:COL: field.path: message. Exit 0 when valid, 1 otherwise.
+    """
+    result = load(list(paths), root)
+    if fmt == "json":
+        click.echo(json.dumps(_validate_json(result), indent=2))
+    else:
+        for problem in result.problems:
+            click.echo(str(problem))
+        click.echo(_summary(result), err=True)
+    sys.exit(0 if result.ok else 1)
+
+
+def _validate_json(result: LoadResult) -> dict[str, Any]:
+    return {
+        "valid": result.ok,
+        "files": result.files,
+        "errors": [p.as_dict() for p in result.problems],
+    }
+
+
+def _summary(result: LoadResult) -> str:
+    files = len(result.files)
+    if result.ok:
+        project = result.project
+        assert project is not None
+        tenants = {t for r in project.regions.values() for t in r.tenants}
+        return (
+            f"ok: {files} files, {len(project.regions)} regions, {len(tenants)} tenants, "
+            f"{len(project.agents)} agents"
+        )
+    bad = len({p.file for p in result.problems})
+    return f"invalid: {len(result.problems)} problems in {bad} of {max(files, bad)} files"
+
+
+def print_problems(problems: Sequence[Problem]) -> None:
+    """Manifest problems for commands other than validate: same lines, on stderr."""
+    for problem in problems:
+        click.echo(str(problem), err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

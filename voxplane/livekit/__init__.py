@@ -1,0 +1,1 @@
+"""LiveKit control plane: desired SIP objects, reconcile, drift."""

@@ -1,0 +1,190 @@
+"""Parse one YAML manifest into plain data plus the line and column of every key and value.
+
+PyYAML's libyaml composer builds the node tree (with positions) in C; we turn nodes into plain
+dicts, lists and scalars ourselves so that nothing is lost on the way: each node's position goes
+into a `SourceMap`, duplicate keys are rejected, and alias bombs and absurd nesting stop early.
+This keeps line tracking within a small factor of a plain `yaml.safe_load` (see bench/validate.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .problems import Path
+
+#: Manifests are small; anything larger is a mistake (or an attack), not a manifest.
+MAX_BYTES = 1_000_000
+#: Nodes after alias expansion; stops "billion laughs" documents.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+}
+
+Position = tuple[int, int]
+
+
+@dataclass
+class SourceMap:
+    """Where each path of a document was written: 1-based (line, column) of key and value."""
+
+    keys: dict[Path, Position] = field(default_factory=dict)
+    values: dict[Path, Position] = field(default_factory=dict)
+
+    def value(self, path: Path) -> Position:
+        """Position of the value at `path`; for a value not written (a default), the key of its
+        nearest written ancestor."""
+        path = tuple(path)
+        if path in self.values:
+            return self.values[path]
+        return self.key(path[:-1]) if path else (1, 1)
+
+    def key(self, path: Path) -> Position:
+        """Position of the key naming `path` (the list item itself for list entries)."""
+        path = tuple(path)
+        while path:
+            if path in self.keys:
+                return self.keys[path]
+            path = path[:-1]
+        return self.values.get((), (1, 1))
+
+
+class YamlProblem(Exception):
+    """A document that cannot become a manifest: bad YAML, a duplicate key, too big, binary."""
+
+    def __init__(self, message: str, line: int = 1, column: int = 1, path: Path = ()):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+        self.path = path
+
+
+def parse(raw: bytes) -> tuple[Any, SourceMap]:
+    """Parse manifest bytes into (data, source map); raise `YamlProblem` with a position."""
+    if len(raw) > MAX_BYTES:
+        raise YamlProblem(f"file is {len(raw):,} bytes; manifests are limited to {MAX_BYTES:,}")
+    if b"\x00" in raw:
+        raise YamlProblem("file contains binary data (NUL bytes); expected a YAML manifest")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise YamlProblem("file is not UTF-8 text; expected a YAML manifest", line) from None
+    if not text.strip() or all(
+        not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
+    ):
+        raise YamlProblem("file is empty; expected a YAML mapping")
+
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise YamlProblem("file is empty; expected a YAML mapping")
+        smap = SourceMap()
+        builder = _Builder(loader, smap)
+        data = builder.build(node, (), 0)
+        return data, smap
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        detail = exc.problem or exc.context or "invalid YAML"
+        if "expected a single document" in str(exc):
+            detail = "file holds more than one YAML document; put one manifest per file"
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise YamlProblem(f"invalid YAML: {detail}", line, col) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise YamlProblem(f"document is nested too deeply (more than {MAX_DEPTH} levels)") from None
+    finally:
+        loader.dispose()
+
+
+def _pos(node: Node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Builder:
+    """Node tree -> plain data, recording positions; one instance per document."""
+
+    def __init__(self, loader: Any, smap: SourceMap):
+        self.loader = loader
+        self.smap = smap
+        self.count = 0
+
+    def build(self, node: Node, path: Path, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            # Aliased nodes carry their anchor's position; blame the top-level key being expanded.
+            top = path[:1]
+            line, col = self.smap.keys.get(top, (1, 1))
+            raise YamlProblem(
+                f"document expands to more than {MAX_NODES:,} nodes (anchors and aliases?)", line, col, top
+            )
+        if depth > MAX_DEPTH:
+            line, col = _pos(node)
+            raise YamlProblem(f"document is nested more than {MAX_DEPTH} levels deep", line, col, path)
+        self.smap.values[path] = _pos(node)
+        if isinstance(node, MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, SequenceNode):
+            if node.tag != _SEQ:
+                raise self._tag_problem(node, path)
+            out = []
+            for index, item in enumerate(node.value):
+                self.smap.keys[path + (index,)] = _pos(item)
+                out.append(self.build(item, path + (index,), depth + 1))
+            return out
+        return self._scalar(node, path)
+
+    def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, Any]:
+        if node.tag != _MAP:
+            raise self._tag_problem(node, path)
+        if any(key.tag == _MERGE for key, _ in node.value):
+            self.loader.flatten_mapping(node)  # YAML merge keys (<<: *defaults)
+        out: dict[str, Any] = {}
+        first_seen: dict[str, Position] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                line, col = _pos(key_node)
+                raise YamlProblem("mapping keys must be plain strings", line, col, path)
+            # The key's text as written: `on:` stays "on", `8080:` stays "8080".
+            key = key_node.value
+            where = _pos(key_node)
+            if key in first_seen:
+                raise YamlProblem(
+                    f"duplicate key {key!r} (first defined on line {first_seen[key][0]})",
+                    where[0],
+                    where[1],
+                    path + (key,),
+                )
+            first_seen[key] = where
+            self.smap.keys[path + (key,)] = where
+            out[key] = self.build(value_node, path + (key,), depth + 1)
+        return out
+
+    def _scalar(self, node: Node, path: Path) -> Any:
+        tag = node.tag
+        if tag == _STR or tag == _TIMESTAMP:
+            return node.value  # timestamps stay text, as JSON Schema expects
+        if tag in _SCALAR_TAGS:
+            return self.loader.yaml_constructors[tag](self.loader, node)
+        raise self._tag_problem(node, path)
+
+    def _tag_problem(self, node: Node, path: Path) -> YamlProblem:
+        line, col = _pos(node)
+        return YamlProblem(f"unsupported YAML tag {node.tag!r}", line, col, path)
