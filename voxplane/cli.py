@@ -14,7 +14,7 @@ import click
 
 from . import __version__
 from .loader import LoadResult, load
-from .problems import Problem
+from .problems import ManifestError, Problem
 
 FORMATS = click.Choice(["text", "json"])
 
@@ -57,6 +57,49 @@ def validate(paths: Sequence[Path], root: Path, fmt: str) -> None:
             click.echo(str(problem))
         click.echo(_summary(result), err=True)
     sys.exit(0 if result.ok else 1)
+
+
+@main.command()
+@click.argument("region")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write kubernetes/ and livekit/ into (replaced).")
+@_root_option
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Summary format.")
+def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
+    """Synthesize REGION's whole stack offline and write it as YAML.
+
+    Runs the region's Pulumi program in-process under the SDK's mock engine (no cluster, no Pulumi
+    CLI), writes every Kubernetes object to OUT/kubernetes/ and every LiveKit object to
+    OUT/livekit/, one object per document, secret values redacted. Exit 0, or 1 with the
+    validation errors.
+    """
+    from .render import render as run_render, to_json, write
+
+    click.echo(f"rendering region {region!r} (validating manifests, running the program under mocks)...", err=True)
+    try:
+        result = run_render(region, root)
+    except ManifestError as exc:
+        print_problems(exc.problems)
+        sys.exit(1)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    files = write(result, out_dir)
+    if fmt == "json":
+        click.echo(to_json(result))
+    else:
+        _print_table(["component", "kind", "count"], [list(map(str, row)) for row in result.summary()])
+        click.echo(f"\n{len(result.kubernetes)} Kubernetes objects, {len(result.livekit)} LiveKit objects "
+                   f"-> {out_dir} ({len(files)} files)")
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    click.echo(line)
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)))
 
 
 def _validate_json(result: LoadResult) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+import yaml.reader
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .problems import Path
@@ -101,13 +102,17 @@ def parse(raw: bytes) -> tuple[Any, SourceMap]:
         return data, smap
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        detail = exc.problem or exc.context or "invalid YAML"
+        detail = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
         if "expected a single document" in str(exc):
             detail = "file holds more than one YAML document; put one manifest per file"
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise YamlProblem(f"invalid YAML: {detail}", line, col) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, len(before) - before.rfind("\n")
+        raise YamlProblem(f"invalid YAML: control character #x{exc.character:04x} is not allowed", line, col) from None
     except yaml.YAMLError as exc:
-        raise YamlProblem(f"invalid YAML: {exc}") from None
+        raise YamlProblem("invalid YAML: " + " ".join(str(exc).split())) from None
     except RecursionError:
         raise YamlProblem(f"document is nested too deeply (more than {MAX_DEPTH} levels)") from None
     finally:

@@ -1,0 +1,133 @@
+"""RegionStack: a region's whole platform — SFU, SIP bridge, tenants, GPU node groups, inference
+models, agent pools and LiveKit control-plane objects — behind one Kubernetes provider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from voxplane.build.common import ADMIN_KEY, tenant_api_key
+from voxplane.build.region import build_namespaces
+from voxplane.model import Agent, Region
+
+from ._register import register_all
+from .agent_pool import AgentPool, AgentPoolArgs
+from .gpu import GPUNodeGroup, GPUNodeGroupArgs
+from .inference import InferencePool, InferencePoolArgs
+from .secrets import SecretResolver
+from .sfu import LiveKitSFU, LiveKitSFUArgs
+from .sip import SIPBridge, SIPBridgeArgs
+from .tenant import Tenant, TenantArgs
+
+
+@dataclass(frozen=True)
+class RegionStackArgs:
+    """Inputs of a `RegionStack`.
+
+    Attributes:
+        region: The region manifest, validated.
+        agents: Agents whose manifests list this region.
+        repo_root: Repository root; agent build directories are relative to it.
+        image_registry: Registry for images built from `code.build` (stack config
+            `voxplane:imageRegistry`). Required only when an agent builds from source.
+        kube_context: kubeconfig context; unset uses the current context.
+        kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
+        render_to: When set, the Kubernetes provider writes manifests to this folder instead of
+            applying them (the `local` stack has no cluster).
+    """
+
+    region: Region
+    agents: Sequence[Agent]
+    repo_root: str
+    image_registry: Optional[str] = None
+    kube_context: Optional[str] = None
+    kubeconfig: Optional[pulumi.Input[str]] = None
+    render_to: Optional[str] = None
+
+
+class RegionStack(pulumi.ComponentResource):
+    """Everything one region runs. Children are named `<region>-<role>`; outputs are flat."""
+
+    livekit_url: pulumi.Output[str]
+    livekit_internal_url: pulumi.Output[str]
+    sip_uri: pulumi.Output[str]
+    firewall_rules: pulumi.Output[list]
+    agent_names: pulumi.Output[list]
+
+    def __init__(self, name: str, args: RegionStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("voxplane:index:RegionStack", name, None, opts)
+        region = args.region
+        provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=args.kubeconfig,
+            context=args.kube_context,
+            render_yaml_to_directory=args.render_to,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        child = pulumi.ResourceOptions(parent=self, providers={"kubernetes": provider})
+        api_keys = [ADMIN_KEY] + [tenant_api_key(t) for t in region.tenants]
+        secrets = SecretResolver(region.name, api_keys)
+
+        namespaces = register_all(f"{name}-ns", build_namespaces(region), secrets, child)
+        after_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(namespaces.values())))
+
+        self.sfu = LiveKitSFU(f"{name}-sfu", LiveKitSFUArgs(region=region, secrets=secrets), opts=after_ns)
+        self.sip = (
+            SIPBridge(f"{name}-sip", SIPBridgeArgs(region=region, secrets=secrets), opts=after_ns)
+            if region.sip is not None
+            else None
+        )
+        self.gpu_groups = {
+            g: GPUNodeGroup(f"{name}-gpu-{g}", GPUNodeGroupArgs(region=region, group=group), opts=child)
+            for g, group in region.gpu_node_groups.items()
+        }
+        self.models = {
+            m: InferencePool(
+                f"{name}-model-{m}",
+                InferencePoolArgs(region=region, model=model, secrets=secrets),
+                opts=pulumi.ResourceOptions.merge(
+                    after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
+                ),
+            )
+            for m, model in region.models.items()
+        }
+        self.tenants = {
+            t: Tenant(
+                f"{name}-tenant-{t}",
+                TenantArgs(region=region, tenant=tenant, agents=[a for a in args.agents if a.tenant == t], secrets=secrets),
+                opts=child,
+            )
+            for t, tenant in region.tenants.items()
+        }
+        self.agents = {
+            agent.scoped_name: AgentPool(
+                f"{name}-agent-{agent.scoped_name}",
+                AgentPoolArgs(
+                    region=region,
+                    agent=agent,
+                    secrets=secrets,
+                    image_registry=args.image_registry,
+                    repo_root=args.repo_root,
+                ),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.tenants[agent.tenant]])),
+            )
+            for agent in args.agents
+        }
+
+        self.livekit_url = pulumi.Output.from_input(region.livekit.public_url)
+        self.livekit_internal_url = self.sfu.internal_url
+        self.sip_uri = self.sip.sip_uri if self.sip is not None else pulumi.Output.from_input("")
+        self.firewall_rules = self.sfu.firewall_rules
+        self.agent_names = pulumi.Output.from_input(sorted(self.agents))
+        self.register_outputs(
+            {
+                "livekit_url": self.livekit_url,
+                "livekit_internal_url": self.livekit_internal_url,
+                "sip_uri": self.sip_uri,
+                "firewall_rules": self.firewall_rules,
+                "agent_names": self.agent_names,
+            }
+        )

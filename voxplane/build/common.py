@@ -1,0 +1,259 @@
+"""Names, labels and small helpers every builder shares.
+
+Object metadata contract (design.md): every object carries `app.kubernetes.io/managed-by: voxplane`
+and `app.kubernetes.io/part-of: <region>`; objects an agent or tenant owns also carry
+`voxplane.io/agent` / `voxplane.io/tenant` and the annotation `voxplane.io/source`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Optional
+
+from ..model import Agent, NodePool, Region, Resources
+
+K8sObject = dict[str, Any]
+
+MANAGED_BY = "voxplane"
+LABEL_AGENT = "voxplane.io/agent"
+LABEL_TENANT = "voxplane.io/tenant"
+LABEL_GPU_GROUP = "voxplane.io/gpu-group"
+ANNOTATION_SOURCE = "voxplane.io/source"
+ANNOTATION_CONFIG_CHECKSUM = "voxplane.io/config-checksum"
+#: Media pods must not get a service-mesh sidecar: it would sit in the RTP path.
+NO_MESH = {"sidecar.istio.io/inject": "false", "linkerd.io/inject": "disabled"}
+#: The NVIDIA device plugin's extended resource.
+GPU_RESOURCE = "nvidia.com/gpu"
+#: GPU Feature Discovery's product label, the portable GPU selector across clouds.
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+@dataclass(frozen=True)
+class SecretValue:
+    """A secret the builder cannot know: the component resolves it to a Pulumi secret Output, and
+    render prints it redacted. `kind` is "config" (stack config secret `name`), "livekit-secret"
+    (the API secret of LiveKit key `name`) or "livekit-keys" (the server's keys file)."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"<secret {self.kind}:{self.name}>"
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def system_namespace(region: Region) -> str:
+    return f"{region.kubernetes.namespace_prefix}-system"
+
+
+def inference_namespace(region: Region) -> str:
+    return f"{region.kubernetes.namespace_prefix}-inference"
+
+
+def tenant_namespace(region: Region, tenant: str) -> str:
+    return f"{region.kubernetes.namespace_prefix}-t-{tenant}"
+
+
+def service_host(region: Region, service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.{region.kubernetes.cluster_domain}"
+
+
+LIVEKIT_SERVICE = "livekit"
+ADMIN_KEY = "vx-admin"
+
+
+def livekit_internal_url(region: Region) -> str:
+    """The in-cluster WebSocket URL agents and the SIP bridge use."""
+    host = service_host(region, LIVEKIT_SERVICE, system_namespace(region))
+    return f"ws://{host}:{region.livekit.ports.http}"
+
+
+def tenant_api_key(tenant: str) -> str:
+    """The LiveKit API key name of a tenant (its secret is derived per region, never stored)."""
+    return f"vx-{tenant}"
+
+
+def model_base_url(region: Region, model_name: str) -> str:
+    model = region.models[model_name]
+    return f"http://{service_host(region, model_name, inference_namespace(region))}:{model.port}/v1"
+
+
+# --- metadata ----------------------------------------------------------------------------------
+
+
+def labels(
+    region: Region,
+    *,
+    name: str,
+    component: str,
+    instance: Optional[str] = None,
+    version: Optional[str] = None,
+    tenant: Optional[str] = None,
+    agent: Optional[str] = None,
+) -> dict[str, str]:
+    """Kubernetes recommended labels plus voxplane ownership."""
+    out = {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": instance or name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": region.name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+    if version:
+        out["app.kubernetes.io/version"] = version
+    if tenant:
+        out[LABEL_TENANT] = tenant
+    if agent:
+        out[LABEL_AGENT] = agent
+    return out
+
+
+def selector(object_labels: Mapping[str, str]) -> dict[str, str]:
+    """The stable subset of labels used in selectors (never the version)."""
+    keys = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/part-of")
+    return {k: object_labels[k] for k in keys if k in object_labels}
+
+
+def metadata(
+    name: str,
+    namespace: Optional[str],
+    object_labels: Mapping[str, str],
+    annotations: Optional[Mapping[str, str]] = None,
+) -> dict[str, Any]:
+    return prune(
+        {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(object_labels),
+            "annotations": dict(annotations) if annotations else None,
+        }
+    )
+
+
+def agent_source(agent: Agent) -> dict[str, str]:
+    return {ANNOTATION_SOURCE: agent.source.file} if agent.source else {}
+
+
+def region_source(region: Region) -> dict[str, str]:
+    return {ANNOTATION_SOURCE: region.source.file} if region.source else {}
+
+
+# --- pod pieces --------------------------------------------------------------------------------
+
+
+def placement(pool: Optional[NodePool]) -> dict[str, Any]:
+    """nodeSelector and tolerations of a node pool, ready to merge into a pod spec."""
+    if pool is None:
+        return {}
+    return prune(
+        {
+            "nodeSelector": dict(pool.selector),
+            "tolerations": [
+                prune({"key": t.key, "operator": "Equal" if t.value is not None else "Exists",
+                       "value": t.value, "effect": t.effect})
+                for t in pool.tolerations
+            ]
+            or None,
+        }
+    )
+
+
+def resources(spec: Resources) -> dict[str, Any]:
+    """Requests for CPU and memory; a memory limit equal to the request, no CPU limit (throttling
+    a media or agent process mid-call is worse than sharing spare CPU)."""
+    requests = prune({"cpu": spec.cpu, "memory": spec.memory})
+    limits = prune({"memory": spec.memory})
+    return prune({"requests": requests or None, "limits": limits or None})
+
+
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def restricted_pod(uid: int = 10001) -> dict[str, Any]:
+    """Pod-level security context of the `restricted` Pod Security Standard."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def env_value(name: str, value: str) -> dict[str, Any]:
+    return {"name": name, "value": value}
+
+
+def env_secret(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def pdb(name: str, namespace: str, object_labels: Mapping[str, str], *, max_unavailable: int = 1) -> K8sObject:
+    """A PodDisruptionBudget: voluntary evictions (node drains, consolidation) take one pod at a time."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(name, namespace, object_labels),
+        "spec": {"maxUnavailable": max_unavailable, "selector": {"matchLabels": selector(object_labels)}},
+    }
+
+
+def namespace(name: str, object_labels: Mapping[str, str], *, pod_security: str = "restricted") -> K8sObject:
+    """A namespace with its Pod Security admission level."""
+    lab = dict(object_labels)
+    lab["pod-security.kubernetes.io/enforce"] = pod_security
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": lab}}
+
+
+# --- data helpers ------------------------------------------------------------------------------
+
+
+def prune(value: Any) -> Any:
+    """Drop None values (recursively) so manifests carry no null noise."""
+    if isinstance(value, dict):
+        return {k: prune(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [prune(v) for v in value if v is not None]
+    return value
+
+
+def checksum(data: Any) -> str:
+    """Stable sha256 of JSON-able data; changes to a config roll the pods that mount it."""
+    text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def object_key(obj: K8sObject) -> tuple[str, str, str]:
+    """(kind, namespace, name): the identity of an object in a region."""
+    meta = obj.get("metadata", {})
+    return obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def walk_secret_values(value: Any) -> Iterable[SecretValue]:
+    if isinstance(value, SecretValue):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from walk_secret_values(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from walk_secret_values(v)
+
+
+#: livekit-agents serves health (`/`) and worker info (`/worker`) on 8081 in production mode.
+AGENT_HEALTH_PORT = 8081
+#: Port the platform asks workers to serve Prometheus metrics on (lk_agents_active_job_count).
+AGENT_METRICS_PORT = 9100
+#: Namespace Prometheus scrapes from; tenant network policies admit it on the metrics port.
+MONITORING_NAMESPACE = "monitoring"
+#: Private ranges excluded from "the internet" in provider egress rules.
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]

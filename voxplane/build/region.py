@@ -1,0 +1,25 @@
+"""Region-wide objects that no single component owns: the system and inference namespaces."""
+
+from __future__ import annotations
+
+from ..model import Region
+from .common import K8sObject, inference_namespace, labels, namespace, region_source, system_namespace
+
+
+def build_namespaces(region: Region) -> list[K8sObject]:
+    """`<prefix>-system` holds LiveKit (SFU, SIP, Redis); it runs host-network pods, so Pod Security
+    is `privileged` there and `restricted` everywhere else. `<prefix>-inference` holds the models."""
+    system = namespace(
+        system_namespace(region),
+        labels(region, name="livekit", component="system"),
+        pod_security="privileged",
+    )
+    inference = namespace(
+        inference_namespace(region),
+        labels(region, name="inference", component="inference"),
+        # GPU pods run the vendor images' users; baseline still forbids host access.
+        pod_security="baseline",
+    )
+    for ns in (system, inference):
+        ns["metadata"]["annotations"] = region_source(region)
+    return [system, inference]

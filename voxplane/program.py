@@ -1,0 +1,75 @@
+"""The Pulumi program of a region stack: config → validated manifests → `RegionStack` → outputs.
+
+`stacks/__main__.py` calls `run()` under the Pulumi engine; `voxplane render` calls the same
+`run()` under the SDK's mock engine. Every manifest is validated before any resource is
+registered, so a bad manifest deploys nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+
+from .loader import load
+from .problems import ManifestError
+
+#: Repository root: the folder holding Pulumi.yaml, regions/ and agents/.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class StackConfig:
+    """The stack's `voxplane:*` settings (Pulumi.<stack>.yaml), each documented where it is read."""
+
+    def __init__(self, config: Optional[pulumi.Config] = None):
+        cfg = config or pulumi.Config("voxplane")
+        #: Region manifest to deploy; default: the stack name (`pulumi up -s us-east`).
+        self.region: str = cfg.get("region") or pulumi.get_stack()
+        #: kubeconfig context of the region's cluster; default: the kubeconfig's current context.
+        self.kube_context: Optional[str] = cfg.get("kubeContext")
+        #: kubeconfig contents (secret) when not taken from KUBECONFIG / ~/.kube/config.
+        self.kubeconfig: Optional[pulumi.Output[str]] = cfg.get_secret("kubeconfig")
+        #: Render manifests to this folder instead of applying them (the `local` stack).
+        self.render_to: Optional[str] = cfg.get("renderYamlTo")
+        #: Registry agent images built from `code.build` are pushed to.
+        self.image_registry: Optional[str] = cfg.get("imageRegistry")
+        #: Repository root (tests and render point it elsewhere).
+        self.root: Path = Path(cfg.get("repoRoot") or REPO_ROOT)
+
+
+def run(settings: Optional[StackConfig] = None) -> "object":
+    """Declare the stack's region. Raises `ManifestError` listing every manifest problem."""
+    from voxplane.components.region_stack import RegionStack, RegionStackArgs
+
+    settings = settings or StackConfig()
+    result = load((), settings.root)
+    if result.problems:
+        for problem in result.problems:
+            pulumi.log.error(str(problem))
+        raise ManifestError(result.problems)
+    project = result.require_project()
+    region = project.regions.get(settings.region)
+    if region is None:
+        known = ", ".join(sorted(project.regions))
+        raise ValueError(f"no region {settings.region!r} in regions/ (regions: {known})")
+
+    stack = RegionStack(
+        region.name,
+        RegionStackArgs(
+            region=region,
+            agents=project.agents_in(region.name),
+            repo_root=str(settings.root),
+            image_registry=settings.image_registry,
+            kube_context=settings.kube_context,
+            kubeconfig=settings.kubeconfig,
+            render_to=settings.render_to,
+        ),
+    )
+    pulumi.export("region", region.name)
+    pulumi.export("livekit_url", stack.livekit_url)
+    pulumi.export("livekit_internal_url", stack.livekit_internal_url)
+    pulumi.export("sip_uri", stack.sip_uri)
+    pulumi.export("firewall_rules", stack.firewall_rules)
+    pulumi.export("agents", stack.agent_names)
+    return stack

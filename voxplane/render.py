@@ -1,0 +1,248 @@
+"""`voxplane render`: run the region's real Pulumi program in-process under the SDK's mock engine
+and write what it registers — Kubernetes objects and LiveKit objects — as YAML, secrets redacted.
+
+No cluster, no Pulumi CLI, no credentials: config secrets the program asks for get placeholders,
+and every secret value is redacted on the way out anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+
+from . import crosscheck
+from .loader import load
+from .problems import ManifestError
+
+REDACTED = "<redacted>"
+# Pulumi wraps secret values in maps tagged with these well-known signatures (sdk rpc.py).
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_K8S_PREFIX = "kubernetes:"
+_LIVEKIT_TYPES = ("pulumi-python:dynamic",)
+
+
+@dataclass
+class Registered:
+    """One resource the program registered: its type, name, component and inputs."""
+
+    type: str
+    name: str
+    component: str
+    inputs: dict[str, Any]
+
+
+@dataclass
+class RenderResult:
+    region: str
+    resources: list[Registered] = field(default_factory=list)
+    kubernetes: list[dict[str, Any]] = field(default_factory=list)
+    livekit: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> list[tuple[str, str, int]]:
+        """(component, kind, count) rows, sorted."""
+        counts = Counter((r.component, _kind_of(r)) for r in self.resources)
+        return sorted((c, k, n) for (c, k), n in counts.items())
+
+
+class _RecordingMocks(pulumi.runtime.Mocks):
+    """Answers every registration with its own inputs; docker images get a digest derived from
+    their name (which carries the build context's content hash), so renders are reproducible."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        state = dict(args.inputs)
+        if args.typ.startswith("docker:"):
+            image = str(state.get("imageName", args.name))
+            digest = hashlib.sha256(image.encode()).hexdigest()
+            state["repoDigest"] = f"{image.split(':')[0]}@sha256:{digest}"
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
+        return {}, None
+
+
+def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[dict[str, str]] = None) -> RenderResult:
+    """Run the program for `region_name` under mocks; raise `ManifestError` on invalid manifests."""
+    from .program import StackConfig, run
+
+    result = load((), root)
+    if result.problems:
+        raise ManifestError(result.problems)
+    project = result.require_project()
+    if region_name not in project.regions:
+        raise ValueError(f"no region {region_name!r} (regions: {', '.join(sorted(project.regions))})")
+
+    config, secret_keys = _stack_config(root.resolve(), region_name, project)
+    config.update(extra_config or {})
+    mocks = _RecordingMocks()
+    monitor = pulumi_mocks.MockMonitor(mocks)
+    saved = pulumi_settings.SETTINGS
+    token = pulumi_settings.ROOT.set(None)  # a fresh root stack per render
+    outputs: dict[str, Any] = {}
+    try:
+        pulumi.runtime.set_mocks(mocks, project="voxplane", stack=region_name, preview=False, monitor=monitor)
+        pulumi.runtime.set_all_config(config, secret_keys)
+
+        @pulumi_mocks.test
+        def program() -> Any:
+            stack: Any = run(StackConfig())
+            return pulumi.Output.all(
+                livekit_url=stack.livekit_url,
+                sip_uri=stack.sip_uri,
+                firewall_rules=stack.firewall_rules,
+                agents=stack.agent_names,
+            ).apply(outputs.update)
+
+        program()
+        registered = monitor.get_registered_resources()
+    finally:
+        pulumi_settings.configure(saved)
+        pulumi_settings.ROOT.reset(token)
+
+    out = RenderResult(region=region_name, outputs=outputs)
+    for urn, reg in registered.items():
+        typ, name = _urn_type(urn), urn.rsplit("::", 1)[1]
+        if typ.startswith("pulumi:pulumi:Stack") or typ.startswith("pulumi:providers:"):
+            continue
+        chain = urn.split("::")[2].split("$")  # [parent type, own type]
+        if typ.startswith("voxplane:"):
+            continue  # components are structure, not objects
+        owner = chain[-2].rsplit(":", 1)[-1] if len(chain) > 1 else "(stack)"
+        inputs = _clean(reg.state)
+        item = Registered(typ, name, owner, inputs)
+        out.resources.append(item)
+        if typ.startswith(_K8S_PREFIX) and "kind" in inputs:
+            out.kubernetes.append(_k8s_object(inputs))
+        elif typ.startswith(_LIVEKIT_TYPES):
+            out.livekit.append(_redact_livekit(inputs))
+    out.resources.sort(key=lambda r: (r.component, r.type, r.name))
+    out.kubernetes.sort(key=_object_sort_key)
+    out.livekit.sort(key=lambda o: (str(o.get("kind")), str(o.get("name"))))
+    return out
+
+
+def write(result: RenderResult, out_dir: Path) -> list[Path]:
+    """One file per object: kubernetes/<namespace|_cluster>/<kind>.<name>.yaml, livekit/<kind>.<name>.yaml."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    written = []
+    for obj in result.kubernetes:
+        meta = obj.get("metadata", {})
+        folder = out_dir / "kubernetes" / (meta.get("namespace") or "_cluster")
+        written.append(_dump(folder / f"{obj['kind'].lower()}.{meta['name']}.yaml", obj))
+    for obj in result.livekit:
+        written.append(_dump(out_dir / "livekit" / f"{str(obj.get('kind', 'object')).lower()}.{obj.get('name')}.yaml", obj))
+    return written
+
+
+def _dump(path: Path, obj: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=120))
+    return path
+
+
+def _stack_config(root: Path, region: str, project: Any) -> tuple[dict[str, str], list[str]]:
+    """The stack's plain config plus a placeholder for every secret the program may read."""
+    config: dict[str, str] = {}
+    for key, value in crosscheck.stack_config(root, region).items():
+        if isinstance(value, (str, int, float, bool)):
+            config[f"voxplane:{key}"] = str(value)
+    config["voxplane:region"] = region
+    config["voxplane:repoRoot"] = str(root)
+    config.pop("voxplane:renderYamlTo", None)  # mocks never apply; nothing to write
+    secret_keys = []
+    for key in _secret_config_keys(project, region):
+        full = f"voxplane:{key}"
+        config.setdefault(full, f"render-placeholder-{key}")
+        secret_keys.append(full)
+    return config, secret_keys
+
+
+def _secret_config_keys(project: Any, region: str) -> set[str]:
+    from .keys import ROOT_SECRET_CONFIG
+
+    keys = {ROOT_SECRET_CONFIG}
+    reg = project.regions[region]
+    for model in reg.models.values():
+        if model.hf_token and model.hf_token.config:
+            keys.add(model.hf_token.config)
+    if reg.livekit.redis.password and reg.livekit.redis.password.config:
+        keys.add(reg.livekit.redis.password.config)
+    for agent in project.agents_in(region):
+        for ref, _path in crosscheck._secret_refs(agent):
+            if ref.config:
+                keys.add(ref.config)
+    return keys
+
+
+def _urn_type(urn: str) -> str:
+    return urn.split("::")[2].split("$")[-1]
+
+
+def _kind_of(r: Registered) -> str:
+    if "kind" in r.inputs and r.type.startswith(_K8S_PREFIX):
+        return str(r.inputs["kind"])
+    if "kind" in r.inputs and r.type.startswith(_LIVEKIT_TYPES):
+        return str(r.inputs["kind"])
+    return r.type.split(":")[-1]
+
+
+def _clean(value: Any) -> Any:
+    """Mock-engine values back to plain YAML data: secrets redacted, whole numbers as ints."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return REDACTED
+        return {k: _clean(v) for k, v in value.items() if not k.startswith("__")}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _k8s_object(inputs: dict[str, Any]) -> dict[str, Any]:
+    obj = {"apiVersion": inputs["apiVersion"], "kind": inputs["kind"]}
+    obj.update({k: v for k, v in inputs.items() if k not in ("apiVersion", "kind")})
+    if obj["kind"] == "Secret":
+        for section in ("data", "stringData"):
+            if isinstance(obj.get(section), dict):
+                obj[section] = {k: REDACTED for k in obj[section]}
+            elif section in obj:
+                obj[section] = REDACTED
+    return obj
+
+
+def _redact_livekit(inputs: dict[str, Any]) -> dict[str, Any]:
+    secret_fields = {"auth_password", "authPassword", "pin"}
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: (REDACTED if k in secret_fields and v[k] else walk(x)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(inputs)
+
+
+def _object_sort_key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    meta = obj.get("metadata", {})
+    return (meta.get("namespace", ""), obj["kind"], meta.get("name", ""))
+
+
+def to_json(result: RenderResult) -> str:
+    return json.dumps(
+        {"region": result.region, "summary": [{"component": c, "kind": k, "count": n} for c, k, n in result.summary()]},
+        indent=2,
+    )
