@@ -619,6 +619,29 @@ def _running_state() -> dict[str, Any] | None:
     return None
 
 
+def region_config(name: str, root: Path) -> dict[str, Any]:
+    """The livekit-server config voxplane renders for region `name`, with dev API keys.
+
+    The admin key (the one `voxplane livekit sync` uses) comes first, then one key per tenant;
+    secrets are random per `up`, never the production ones (those derive from the stack's root
+    secret). Raises ValueError with the manifest problems when the manifests are invalid.
+    """
+    from .build.common import ADMIN_KEY, tenant_api_key
+    from .build.livekit_config import server_config
+    from .loader import load
+
+    result = load((), root)
+    if result.problems or result.project is None:
+        raise ValueError("; ".join(str(p) for p in result.problems[:3]) or "invalid manifests")
+    region = result.project.regions.get(name)
+    if region is None:
+        raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
+    config = server_config(region, redis_address=f"{LOOPBACK}:6379")  # replaced by the real address
+    names = [ADMIN_KEY] + [tenant_api_key(t) for t in region.tenants]
+    config["keys"] = {key: secrets.token_hex(32) for key in names}
+    return config
+
+
 def _up(args: argparse.Namespace) -> int:
     if (state := _running_state()) is not None:
         print("devservers: already running; `down` first to change the config", file=sys.stderr)
@@ -626,7 +649,14 @@ def _up(args: argparse.Namespace) -> int:
         return 0
     _down()  # clear leftovers of a half-dead previous run
 
-    config = _load_config_file(Path(args.config)) if args.config else dict(DEFAULT_CONFIG)
+    if args.region:
+        try:
+            config = region_config(args.region, Path(args.root))
+        except ValueError as e:
+            print(f"devservers: {e}", file=sys.stderr)
+            return 1
+    else:
+        config = _load_config_file(Path(args.config)) if args.config else dict(DEFAULT_CONFIG)
     workdir = cache_dir() / "devservers"
     binary = ensure_livekit_binary()
     redis = RedisServer(workdir=workdir, detached=True)
@@ -689,7 +719,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help='start; prints "export LIVEKIT_URL=... ..." for eval')
-    up.add_argument("--config", metavar="FILE", help="livekit-server config (YAML or JSON)")
+    source = up.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE", help="livekit-server config (YAML or JSON)")
+    source.add_argument("--region", metavar="NAME", help="use the config voxplane renders for this region")
+    up.add_argument("--root", default=".", help="repository root for --region (default: .)")
     sub.add_parser("down", help="stop what `up` started")
     args = parser.parse_args(argv)
 
