@@ -1,0 +1,218 @@
+"""Bella Vista reservations line: books, moves and cancels tables, reads out opening hours.
+
+A livekit-agents worker with explicit dispatch: it registers under LIVEKIT_AGENT_NAME
+(`<tenant>-reservations`, set by the platform) and only joins rooms dispatched to that name.
+Speech and language models come from the VOXPLANE_<ROLE>_* variables the platform injects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import datetime
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import aiohttp
+from livekit import rtc
+from livekit.agents import (
+    Agent,
+    AgentServer,
+    AgentSession,
+    JobContext,
+    JobProcess,
+    RunContext,
+    ToolError,
+    cli,
+    function_tool,
+    get_job_context,
+)
+from livekit.agents.utils import http_context
+from livekit.plugins import openai, silero
+
+logger = logging.getLogger("reservations")
+
+ROLES = ("STT", "TTS", "LLM")
+
+
+def _agent_name() -> str:
+    name = os.environ.get("LIVEKIT_AGENT_NAME", "").strip()
+    if not name:
+        sys.exit(
+            "LIVEKIT_AGENT_NAME is not set. The platform sets it to <tenant>-reservations; for a "
+            "local run export it yourself, e.g. LIVEKIT_AGENT_NAME=bellavista-reservations. "
+            "Without it the worker would take every room (automatic dispatch)."
+        )
+    return name
+
+
+def _inference(role: str) -> dict[str, str]:
+    """base_url, model and api_key for one role (STT, TTS, LLM) from VOXPLANE_<ROLE>_*."""
+    keys = ("BASE_URL", "MODEL", "PROVIDER", "API_KEY")
+    env = {k: os.environ.get(f"VOXPLANE_{role}_{k}", "").strip() for k in keys}
+    missing = [f"VOXPLANE_{role}_{k}" for k in ("BASE_URL", "MODEL") if not env[k]]
+    if env["PROVIDER"] and not env["API_KEY"]:
+        missing.append(f"VOXPLANE_{role}_API_KEY (provider {env['PROVIDER']!r} needs a key)")
+    if missing:
+        raise RuntimeError(f"{role} inference is not configured: {', '.join(missing)} not set")
+    # In-region model servers take no key, but the OpenAI client refuses an empty one.
+    return {"base_url": env["BASE_URL"], "model": env["MODEL"], "api_key": env["API_KEY"] or "unused"}
+
+
+def _tts() -> openai.TTS:
+    # Kokoro names its voices differently from OpenAI; TTS_VOICE overrides either default.
+    external = bool(os.environ.get("VOXPLANE_TTS_PROVIDER"))
+    voice = os.environ.get("TTS_VOICE") or ("ash" if external else "af_heart")
+    return openai.TTS(voice=voice, **_inference("TTS"))
+
+
+def _local_now() -> datetime:
+    tz_name = os.environ.get("RESTAURANT_TIMEZONE", "UTC")
+    try:
+        return datetime.now(ZoneInfo(tz_name))
+    except ZoneInfoNotFoundError:
+        logger.warning("unknown RESTAURANT_TIMEZONE %r, using UTC", tz_name)
+        return datetime.now(ZoneInfo("UTC"))
+
+
+def _caller_number() -> str | None:
+    """The caller's number from the SIP participant, when the call came in by phone."""
+    for p in get_job_context().room.remote_participants.values():
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
+            return p.attributes.get("sip.phoneNumber")
+    return None
+
+
+async def _booking(method: str, path: str, *, params: dict | None = None, json: dict | None = None) -> str:
+    """Call the booking API; its JSON reply goes to the model as the tool's result."""
+    base = os.environ.get("BOOKING_API_URL", "").rstrip("/")
+    token = os.environ.get("BOOKING_API_TOKEN", "")
+    if not base or not token:
+        raise ToolError(
+            "The booking system is not connected (BOOKING_API_URL or BOOKING_API_TOKEN is missing), "
+            "so nothing was checked or changed. Tell the caller, and offer to have the restaurant call back."
+        )
+    try:
+        async with http_context.http_session().request(
+            method,
+            f"{base}{path}",
+            params=params,
+            json=json,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=aiohttp.ClientTimeout(total=10),
+        ) as resp:
+            body = await resp.text()
+            if resp.status == 404:
+                raise ToolError(f"The booking system found no match: {body[:200]}")
+            if resp.status >= 400:
+                logger.error("booking API %s %s -> %s: %s", method, path, resp.status, body[:500])
+                raise ToolError(f"The booking system refused the request ({resp.status}); nothing was changed.")
+            return body
+    except aiohttp.ClientError as e:
+        logger.exception("booking API unreachable")
+        raise ToolError("The booking system is not answering right now; nothing was changed.") from e
+
+
+class Receptionist(Agent):
+    def __init__(self) -> None:
+        now = _local_now()
+        super().__init__(
+            instructions=(
+                "You answer the phone for Bella Vista, an Italian restaurant. You book, move and "
+                "cancel tables and tell callers the opening hours. Keep answers short and spoken: "
+                "no lists, no markdown. Confirm date, time, party size and name before booking, and "
+                "read the confirmation code back. Only state availability, hours or bookings that a "
+                "tool returned; if a tool fails, say so plainly. "
+                f"It is now {now:%A %d %B %Y, %H:%M} at the restaurant ({now.tzname()}). "
+                "Pass dates as YYYY-MM-DD and times as 24-hour HH:MM."
+            )
+        )
+
+    @function_tool
+    async def check_availability(self, context: RunContext, date: str, time: str, party_size: int) -> str:
+        """Check whether a table is free, and nearby alternatives if it is not.
+
+        Args:
+            date: Day of the visit, YYYY-MM-DD.
+            time: Requested time, 24-hour HH:MM.
+            party_size: Number of guests.
+        """
+        return await _booking("GET", "/availability", params={"date": date, "time": time, "party_size": party_size})
+
+    @function_tool
+    async def book_table(
+        self, context: RunContext, date: str, time: str, party_size: int, name: str, phone: str | None = None
+    ) -> str:
+        """Book a table once the caller has confirmed the details. Returns a confirmation code.
+
+        Args:
+            date: Day of the visit, YYYY-MM-DD.
+            time: Time of the booking, 24-hour HH:MM.
+            party_size: Number of guests.
+            name: Name the booking is under.
+            phone: Contact number; leave empty to use the number the caller is calling from.
+        """
+        phone = phone or _caller_number()
+        if not phone:
+            raise ToolError("No contact number: ask the caller for one.")
+        booking = {"date": date, "time": time, "party_size": party_size, "name": name, "phone": phone}
+        return await _booking("POST", "/bookings", json=booking)
+
+    @function_tool
+    async def move_booking(self, context: RunContext, confirmation_code: str, date: str, time: str) -> str:
+        """Move an existing booking to another date or time.
+
+        Args:
+            confirmation_code: The code the caller was given when booking.
+            date: New day, YYYY-MM-DD.
+            time: New time, 24-hour HH:MM.
+        """
+        code = quote(confirmation_code, safe="")
+        return await _booking("PATCH", f"/bookings/{code}", json={"date": date, "time": time})
+
+    @function_tool
+    async def cancel_booking(self, context: RunContext, confirmation_code: str) -> str:
+        """Cancel a booking after the caller has confirmed they want to cancel.
+
+        Args:
+            confirmation_code: The code the caller was given when booking.
+        """
+        return await _booking("DELETE", f"/bookings/{quote(confirmation_code, safe='')}")
+
+    @function_tool
+    async def opening_hours(self, context: RunContext) -> str:
+        """Look up the restaurant's opening hours, including holiday closures."""
+        return await _booking("GET", "/hours")
+
+
+def prewarm(proc: JobProcess) -> None:
+    proc.userdata["vad"] = silero.VAD.load()
+
+
+AGENT_NAME = _agent_name()
+server = AgentServer(setup_fnc=prewarm)
+
+
+@server.rtc_session(agent_name=AGENT_NAME)
+async def reservations(ctx: JobContext) -> None:
+    session = AgentSession(
+        vad=ctx.proc.userdata["vad"],
+        stt=openai.STT(**_inference("STT")),
+        llm=openai.LLM(**_inference("LLM")),
+        tts=_tts(),
+    )
+    await session.start(agent=Receptionist(), room=ctx.room)
+    await session.generate_reply(instructions="Greet the caller as Bella Vista reservations and ask how you can help.")
+
+
+if __name__ == "__main__":
+    if os.environ.get("LOG_LEVEL"):
+        os.environ.setdefault("LIVEKIT_LOG_LEVEL", os.environ["LOG_LEVEL"].upper())
+    if sys.argv[1:2] and sys.argv[1] in ("start", "dev", "console", "connect"):
+        try:
+            for role in ROLES:
+                _inference(role)  # refuse to register a worker that could not answer a call
+        except RuntimeError as e:
+            sys.exit(str(e))
+    cli.run_app(server)

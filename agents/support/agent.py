@@ -1,0 +1,186 @@
+"""Northwind Health patient support: answers billing and clinic questions, escalates to a human.
+
+A livekit-agents worker with explicit dispatch: it registers under LIVEKIT_AGENT_NAME
+(`<tenant>-support`, set by the platform) and only joins rooms dispatched to that name.
+Speech and language models come from the VOXPLANE_<ROLE>_* variables the platform injects;
+for this agent the LLM is an external provider, so VOXPLANE_LLM_API_KEY is required.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from urllib.parse import quote
+
+import aiohttp
+from livekit import rtc
+from livekit.agents import (
+    Agent,
+    AgentServer,
+    AgentSession,
+    JobContext,
+    JobProcess,
+    RunContext,
+    ToolError,
+    cli,
+    function_tool,
+    get_job_context,
+)
+from livekit.agents.utils import http_context
+from livekit.plugins import openai, silero
+
+logger = logging.getLogger("support")
+
+ROLES = ("STT", "TTS", "LLM")
+
+
+def _agent_name() -> str:
+    name = os.environ.get("LIVEKIT_AGENT_NAME", "").strip()
+    if not name:
+        sys.exit(
+            "LIVEKIT_AGENT_NAME is not set. The platform sets it to <tenant>-support; for a "
+            "local run export it yourself, e.g. LIVEKIT_AGENT_NAME=northwind-support. "
+            "Without it the worker would take every room (automatic dispatch)."
+        )
+    return name
+
+
+def _inference(role: str) -> dict[str, str]:
+    """base_url, model and api_key for one role (STT, TTS, LLM) from VOXPLANE_<ROLE>_*."""
+    keys = ("BASE_URL", "MODEL", "PROVIDER", "API_KEY")
+    env = {k: os.environ.get(f"VOXPLANE_{role}_{k}", "").strip() for k in keys}
+    missing = [f"VOXPLANE_{role}_{k}" for k in ("BASE_URL", "MODEL") if not env[k]]
+    if env["PROVIDER"] and not env["API_KEY"]:
+        missing.append(f"VOXPLANE_{role}_API_KEY (provider {env['PROVIDER']!r} needs a key)")
+    if missing:
+        raise RuntimeError(f"{role} inference is not configured: {', '.join(missing)} not set")
+    # In-region model servers take no key, but the OpenAI client refuses an empty one.
+    return {"base_url": env["BASE_URL"], "model": env["MODEL"], "api_key": env["API_KEY"] or "unused"}
+
+
+def _tts() -> openai.TTS:
+    # Kokoro names its voices differently from OpenAI; TTS_VOICE overrides either default.
+    external = bool(os.environ.get("VOXPLANE_TTS_PROVIDER"))
+    voice = os.environ.get("TTS_VOICE") or ("ash" if external else "af_heart")
+    return openai.TTS(voice=voice, **_inference("TTS"))
+
+
+def _caller_number() -> str | None:
+    """The caller's number from the SIP participant, when the call came in by phone."""
+    for p in get_job_context().room.remote_participants.values():
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
+            return p.attributes.get("sip.phoneNumber")
+    return None
+
+
+async def _call(url_env: str, method: str, path: str, *, params: dict | None = None, json: dict | None = None) -> str:
+    """Call one of Northwind's APIs (base URL in `url_env`); its JSON reply is the tool's result."""
+    base = os.environ.get(url_env, "").rstrip("/")
+    if not base:
+        raise ToolError(
+            f"That system is not connected ({url_env} is not set), so nothing was looked up or "
+            "changed. Tell the caller plainly and offer a human callback."
+        )
+    headers = {}
+    if token := os.environ.get("NORTHWIND_API_TOKEN"):
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        async with http_context.http_session().request(
+            method, f"{base}{path}", params=params, json=json, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+        ) as resp:
+            body = await resp.text()
+            if resp.status == 404:
+                raise ToolError("No matching record was found.")
+            if resp.status >= 400:
+                logger.error("%s %s %s -> %s: %s", url_env, method, path, resp.status, body[:500])
+                raise ToolError(f"The system refused the request ({resp.status}).")
+            return body
+    except aiohttp.ClientError as e:
+        logger.exception("%s unreachable", url_env)
+        raise ToolError("That system is not answering right now.") from e
+
+
+class SupportAgent(Agent):
+    def __init__(self) -> None:
+        super().__init__(
+            instructions=(
+                "You are the patient support line of Northwind Health. You answer questions about "
+                "bills and about Northwind's clinics. Speak briefly and naturally: no lists, no "
+                "markdown. Before discussing a bill, get the account number and the patient's date "
+                "of birth and look the bill up; never guess amounts, dates or policies. You give no "
+                "medical advice: for anything clinical, urgent, or that you cannot resolve, or when "
+                "the caller asks for a person, escalate to a human and tell the caller what happens next."
+            )
+        )
+
+    @function_tool
+    async def lookup_bill(self, context: RunContext, account_number: str, date_of_birth: str) -> str:
+        """Look up the current balance, recent statements and payment plan of a patient account.
+
+        Args:
+            account_number: The account number printed on the statement.
+            date_of_birth: The patient's date of birth, YYYY-MM-DD, to verify the caller.
+        """
+        path = f"/accounts/{quote(account_number, safe='')}/statement"
+        return await _call("BILLING_API_URL", "GET", path, params={"date_of_birth": date_of_birth})
+
+    @function_tool
+    async def find_clinic(self, context: RunContext, query: str) -> str:
+        """Find a Northwind clinic's address, opening hours and services.
+
+        Args:
+            query: A town, clinic name or service, e.g. "Cambridge" or "pediatrics".
+        """
+        return await _call("CLINIC_API_URL", "GET", "/clinics", params={"q": query})
+
+    @function_tool
+    async def escalate_to_human(self, context: RunContext, reason: str, account_number: str | None = None) -> str:
+        """Put the caller in the human escalation queue for a callback.
+
+        Args:
+            reason: One or two sentences on what the caller needs and what was already tried.
+            account_number: The caller's account number, if known.
+        """
+        queue = os.environ.get("ESCALATION_QUEUE", "")
+        if not queue:
+            raise ToolError("No escalation queue is configured (ESCALATION_QUEUE); nobody was notified.")
+        ticket = {
+            "reason": reason,
+            "account_number": account_number,
+            "callback_number": _caller_number(),
+            "room": get_job_context().room.name,
+        }
+        return await _call("ESCALATION_API_URL", "POST", f"/queues/{quote(queue, safe='')}/tickets", json=ticket)
+
+
+def prewarm(proc: JobProcess) -> None:
+    proc.userdata["vad"] = silero.VAD.load()
+
+
+AGENT_NAME = _agent_name()
+server = AgentServer(setup_fnc=prewarm)
+
+
+@server.rtc_session(agent_name=AGENT_NAME)
+async def support(ctx: JobContext) -> None:
+    session = AgentSession(
+        vad=ctx.proc.userdata["vad"],
+        stt=openai.STT(**_inference("STT")),
+        llm=openai.LLM(**_inference("LLM")),
+        tts=_tts(),
+    )
+    await session.start(agent=SupportAgent(), room=ctx.room)
+    await session.generate_reply(instructions="Greet the caller as Northwind Health patient support.")
+
+
+if __name__ == "__main__":
+    if os.environ.get("LOG_LEVEL"):
+        os.environ.setdefault("LIVEKIT_LOG_LEVEL", os.environ["LOG_LEVEL"].upper())
+    if sys.argv[1:2] and sys.argv[1] in ("start", "dev", "console", "connect"):
+        try:
+            for role in ROLES:
+                _inference(role)  # refuse to register a worker that could not answer a call
+        except RuntimeError as e:
+            sys.exit(str(e))
+    cli.run_app(server)
