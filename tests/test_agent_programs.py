@@ -113,6 +113,16 @@ def test_agent_leaves_load_reporting_to_the_platform(folder: Path, dockerfile: s
 
 
 @pytest.mark.parametrize("folder, dockerfile", PROGRAMS)
+def test_agent_takes_metrics_port_and_drain_timeout_from_the_platform(folder: Path, dockerfile: str):
+    """AgentServer gets prometheus_port and drain_timeout from VOXPLANE_* env (autoscaling signal, drain bound)."""
+    calls = [n for n in ast.walk(_tree(folder)) if isinstance(n, ast.Call) and _call_name(n) == "AgentServer"]
+    assert len(calls) == 1, f"{folder.name}: expected one AgentServer(...)"
+    keywords = {k.arg: ast.unparse(k.value) for k in calls[0].keywords}
+    assert "VOXPLANE_METRICS_PORT" in keywords.get("prometheus_port", "")
+    assert "VOXPLANE_DRAIN_TIMEOUT" in keywords.get("drain_timeout", "")
+
+
+@pytest.mark.parametrize("folder, dockerfile", PROGRAMS)
 def test_dockerfile_exposes_the_health_port(folder: Path, dockerfile: str):
     """The image exposes 8081, where a production worker serves its health check."""
     ports = [args.split() for word, args in _instructions(folder / dockerfile) if word == "EXPOSE"]

@@ -13,7 +13,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pulumi
 import yaml
@@ -85,31 +85,18 @@ def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[d
 
     config, secret_keys = _stack_config(root.resolve(), region_name, project)
     config.update(extra_config or {})
-    mocks = _RecordingMocks()
-    monitor = pulumi_mocks.MockMonitor(mocks)
-    saved = pulumi_settings.SETTINGS
-    token = pulumi_settings.ROOT.set(None)  # a fresh root stack per render
     outputs: dict[str, Any] = {}
-    try:
-        pulumi.runtime.set_mocks(mocks, project="voxplane", stack=region_name, preview=False, monitor=monitor)
-        pulumi.runtime.set_all_config(config, secret_keys)
 
-        @pulumi_mocks.test
-        def program() -> Any:
-            stack: Any = run(StackConfig())
-            return pulumi.Output.all(
-                livekit_url=stack.livekit_url,
-                sip_uri=stack.sip_uri,
-                firewall_rules=stack.firewall_rules,
-                agents=stack.agent_names,
-            ).apply(outputs.update)
+    def program() -> Any:
+        stack: Any = run(StackConfig())
+        return pulumi.Output.all(
+            livekit_url=stack.livekit_url,
+            sip_uri=stack.sip_uri,
+            firewall_rules=stack.firewall_rules,
+            agents=stack.agent_names,
+        ).apply(outputs.update)
 
-        program()
-        registered = monitor.get_registered_resources()
-    finally:
-        pulumi_settings.configure(saved)
-        pulumi_settings.ROOT.reset(token)
-
+    registered = run_mocked(program, stack=region_name, config=config, secret_keys=secret_keys)
     out = RenderResult(region=region_name, outputs=outputs)
     for urn, reg in registered.items():
         typ, name = _urn_type(urn), urn.rsplit("::", 1)[1]
@@ -130,6 +117,26 @@ def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[d
     out.kubernetes.sort(key=_object_sort_key)
     out.livekit.sort(key=lambda o: (str(o.get("kind")), str(o.get("name"))))
     return out
+
+
+def run_mocked(
+    program: Callable[[], Any], *, stack: str, config: dict[str, str], secret_keys: list[str]
+) -> dict[str, Any]:
+    """Run `program` under the SDK's mock engine with `_RecordingMocks`; return the registered
+    resources by URN. Settings and the root stack are restored afterwards, so runs can repeat
+    in one process (tests, benchmarks)."""
+    mocks = _RecordingMocks()
+    monitor = pulumi_mocks.MockMonitor(mocks)
+    saved = pulumi_settings.SETTINGS
+    token = pulumi_settings.ROOT.set(None)  # a fresh root stack per run
+    try:
+        pulumi.runtime.set_mocks(mocks, project="voxplane", stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_all_config(config, secret_keys)
+        pulumi_mocks.test(program)()
+        return monitor.get_registered_resources()
+    finally:
+        pulumi_settings.configure(saved)
+        pulumi_settings.ROOT.reset(token)
 
 
 def write(result: RenderResult, out_dir: Path) -> list[Path]:

@@ -218,7 +218,13 @@ def prewarm(proc: JobProcess) -> None:
 
 
 AGENT_NAME = _agent_name()
-server = AgentServer(setup_fnc=prewarm)
+# The platform (voxplane AgentPool) sets both: the metrics port its autoscaler scrapes for
+# lk_agents_active_job_count, and the drain bound that fits inside the pod's grace period.
+server = AgentServer(
+    setup_fnc=prewarm,
+    prometheus_port=int(os.environ.get("VOXPLANE_METRICS_PORT", "0")) or None,
+    drain_timeout=int(os.environ.get("VOXPLANE_DRAIN_TIMEOUT", "3600")),
+)
 
 
 @server.rtc_session(agent_name=AGENT_NAME)

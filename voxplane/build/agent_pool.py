@@ -1,0 +1,303 @@
+"""An agent pool: one agent manifest in one region — its Deployment of livekit-agents workers, the
+Secret its config-held secrets land in, a PDB, a PodMonitor and the KEDA ScaledObject that scales
+it on active jobs (never on CPU).
+
+Facts (reference/livekit.md §3): workers register over a WebSocket to `LIVEKIT_URL` and need no
+inbound ports; `LIVEKIT_AGENT_NAME` set ⇒ explicit dispatch only; health `GET /` on 8081 answers
+503 when the worker cannot reach LiveKit; SIGTERM drains for up to `drain_timeout` seconds;
+`lk_agents_active_job_count` is the worker's job gauge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import ROLES, Agent, NodePool, Region, SecretRef
+from .common import (
+    AGENT_HEALTH_PORT,
+    AGENT_METRICS_PORT,
+    RESTRICTED_CONTAINER,
+    K8sObject,
+    SecretValue,
+    agent_source,
+    env_secret,
+    env_value,
+    labels,
+    livekit_internal_url,
+    metadata,
+    model_base_url,
+    pdb,
+    placement,
+    prune,
+    resources,
+    restricted_pod,
+    selector,
+    tenant_namespace,
+)
+from .tenant import LIVEKIT_SECRET
+
+#: Seconds added to `drain_timeout` for the grace period: livekit-agents drains for up to
+#: drain_timeout on SIGTERM, then closes job processes (shutdown_process_timeout 10 s) and its
+#: HTTP/metrics servers; the margin keeps SIGKILL from landing mid-shutdown.
+SHUTDOWN_MARGIN_SECONDS = 30
+#: The startup probe allows this long before liveness takes over: workers may download models
+#: (VAD, turn detector) at start when the image did not bake them in with `download-files`.
+STARTUP_SECONDS = 300
+STARTUP_PERIOD_SECONDS = 10
+#: Scale-up: add up to this many workers per period — a call burst must not wait on a slow ramp.
+SCALE_UP_PODS = 4
+SCALE_UP_PERIOD_SECONDS = 30
+#: Scale-down: remove one worker per period; each removal drains its calls first.
+SCALE_DOWN_PODS = 1
+SCALE_DOWN_PERIOD_SECONDS = 120
+#: The gauge livekit-agents exports per worker (telemetry/metrics.py).
+ACTIVE_JOBS_METRIC = "lk_agents_active_job_count"
+#: Consolidation (Karpenter) must not evict a worker carrying live calls.
+DO_NOT_DISRUPT = {"karpenter.sh/do-not-disrupt": "true"}
+CONTAINER = "agent"
+
+
+def secret_name(agent: Agent) -> str:
+    """The Secret holding an agent's config-held secrets (stack config, never git)."""
+    return f"{agent.name}-secrets"
+
+
+def active_jobs_query(namespace: str, podmonitor: str) -> str:
+    """PromQL summing active jobs over the pool's pods. prometheus-operator labels PodMonitor
+    targets with `namespace` (the pod's) and `job="<namespace>/<podmonitor name>"` when no
+    jobLabel is set (pkg/prometheus/promcfg.go, generatePodMonitorConfig)."""
+    return f'sum({ACTIVE_JOBS_METRIC}{{namespace="{namespace}",job="{namespace}/{podmonitor}"}})'
+
+
+def build_agent_pool(region: Region, agent: Agent, *, image: str) -> list[K8sObject]:
+    """Objects of `agent`'s worker pool in `region`. `image` is the manifest's prebuilt image or
+    the digest-pinned reference of the image built from `code.build` (the component decides)."""
+    ns = tenant_namespace(region, agent.tenant)
+    lab = labels(region, name=agent.name, component="agent", tenant=agent.tenant, agent=agent.name)
+    ann = agent_source(agent)
+    env, secret_data = _env(region, agent)
+    objects: list[K8sObject] = []
+    if secret_data:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": metadata(secret_name(agent), ns, lab, ann),
+                "type": "Opaque",
+                "stringData": dict(sorted(secret_data.items())),
+            }
+        )
+    disruption = pdb(agent.name, ns, lab, max_unavailable=1)
+    if ann:
+        disruption["metadata"]["annotations"] = dict(ann)
+    objects += [
+        _deployment(region, agent, ns, lab, ann, image, env),
+        disruption,
+        _pod_monitor(agent, ns, lab, ann),
+        _scaled_object(region, agent, ns, lab, ann),
+    ]
+    return objects
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+
+def _env(region: Region, agent: Agent) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Container env and the `<agent>-secrets` payload. Config-held secrets are copied into the
+    agent's Secret (as `SecretValue` markers); references to existing Secrets are used in place."""
+    secret_data: dict[str, Any] = {}
+
+    def from_ref(var: str, ref: SecretRef) -> dict[str, Any]:
+        if ref.config:
+            secret_data[var] = SecretValue("config", ref.config)
+            return env_secret(var, secret_name(agent), var)
+        assert ref.secret and ref.key  # schema: a secretRef is `config` or `secret` + `key`
+        return env_secret(var, ref.secret, ref.key)
+
+    env = [
+        env_value("LIVEKIT_URL", livekit_internal_url(region)),
+        env_secret("LIVEKIT_API_KEY", LIVEKIT_SECRET, "LIVEKIT_API_KEY"),
+        env_secret("LIVEKIT_API_SECRET", LIVEKIT_SECRET, "LIVEKIT_API_SECRET"),
+        # Tenant-scoped and non-empty: the worker only takes explicitly dispatched jobs, so a
+        # dispatch for another tenant's agent can never land here.
+        env_value("LIVEKIT_AGENT_NAME", agent.scoped_name),
+    ]
+    roles = agent.inference.roles()
+    for role in ROLES:
+        if role not in roles:
+            continue
+        spec, prefix = roles[role], f"VOXPLANE_{role.upper()}"
+        if spec.model is not None:
+            env += [
+                env_value(f"{prefix}_BASE_URL", model_base_url(region, spec.model)),
+                env_value(f"{prefix}_MODEL", region.models[spec.model].model_id),
+            ]
+        elif spec.provider is not None:
+            p = spec.provider
+            env += [env_value(f"{prefix}_PROVIDER", p.name), env_value(f"{prefix}_BASE_URL", p.endpoint)]
+            if p.model:
+                env.append(env_value(f"{prefix}_MODEL", p.model))
+            env.append(from_ref(f"{prefix}_API_KEY", p.api_key))
+    # livekit-agents reads neither setting from the environment; the worker's code passes them to
+    # AgentServer(prometheus_port=..., drain_timeout=...) (see agents/*/agent.py). The drain bound
+    # must stay inside the pod's grace period, so the platform, not the code, decides it.
+    env.append(env_value("VOXPLANE_METRICS_PORT", str(AGENT_METRICS_PORT)))
+    env.append(env_value("VOXPLANE_DRAIN_TIMEOUT", str(agent.scaling.drain_timeout)))
+    env += [env_value(k, v) for k, v in sorted(agent.env.items())]
+    env += [from_ref(k, ref) for k, ref in sorted(agent.secrets.items())]
+    return env, secret_data
+
+
+# --- workload ------------------------------------------------------------------------------------
+
+
+def _node_pool(region: Region, agent: Agent) -> NodePool | None:
+    """A dedicated-nodes tenant runs on its own pool; everyone else shares the region's agent pool."""
+    tenant = region.tenants[agent.tenant]
+    if tenant.isolation == "dedicated-nodes" and tenant.node_pool is not None:
+        return tenant.node_pool
+    return region.agents.node_pool
+
+
+def _health_get() -> dict[str, Any]:
+    return {"httpGet": {"path": "/", "port": AGENT_HEALTH_PORT}}
+
+
+def _deployment(
+    region: Region,
+    agent: Agent,
+    ns: str,
+    lab: dict[str, str],
+    ann: dict[str, str],
+    image: str,
+    env: list[dict[str, Any]],
+) -> K8sObject:
+    container = prune(
+        {
+            "name": CONTAINER,
+            "image": image,
+            "command": list(agent.command),
+            "env": env,
+            "ports": [
+                {"name": "health", "containerPort": AGENT_HEALTH_PORT, "protocol": "TCP"},
+                {"name": "metrics", "containerPort": AGENT_METRICS_PORT, "protocol": "TCP"},
+            ],
+            # Health answers 503 while the worker cannot reach LiveKit: take it out of readiness
+            # quickly, restart it only after a sustained failure (a brief SFU restart is not one).
+            "startupProbe": {
+                **_health_get(),
+                "periodSeconds": STARTUP_PERIOD_SECONDS,
+                "failureThreshold": STARTUP_SECONDS // STARTUP_PERIOD_SECONDS,
+            },
+            "readinessProbe": {**_health_get(), "periodSeconds": 10, "failureThreshold": 3},
+            "livenessProbe": {**_health_get(), "periodSeconds": 15, "timeoutSeconds": 5, "failureThreshold": 4},
+            "resources": resources(agent.resources) or None,
+            "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+            # livekit-agents writes to /tmp (job process IPC, temp files); the rest stays read-only.
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        }
+    )
+    pod_spec = {
+        # The worker never calls the Kubernetes API.
+        "automountServiceAccountToken": False,
+        # Grace ≥ drain_timeout: SIGTERM starts the drain, and in-flight calls get all of it.
+        "terminationGracePeriodSeconds": agent.scaling.drain_timeout + SHUTDOWN_MARGIN_SECONDS,
+        "securityContext": restricted_pod(),
+        **placement(_node_pool(region, agent)),
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector(lab)},
+                # Spread each rollout's ReplicaSet on its own, not against pods that are draining.
+                "matchLabelKeys": ["pod-template-hash"],
+            }
+        ],
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(agent.name, ns, lab, ann),
+        "spec": {
+            # The initial size only: KEDA owns replicas afterwards (the component ignores changes).
+            "replicas": agent.scaling.min_workers,
+            "selector": {"matchLabels": selector(lab)},
+            # New workers come up before old ones start draining: a rollout never lowers capacity.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "template": {
+                "metadata": {"labels": dict(lab), "annotations": {**ann, **DO_NOT_DISRUPT}},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+# --- monitoring and scaling ----------------------------------------------------------------------
+
+
+def _pod_monitor(agent: Agent, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    """Prometheus scrapes the workers' metrics port (the tenant NetworkPolicy admits the
+    monitoring namespace on it), so `lk_agents_active_job_count` exists for the autoscaler."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": metadata(agent.name, ns, lab, ann),
+        "spec": {
+            "selector": {"matchLabels": selector(lab)},
+            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+        },
+    }
+
+
+def _scaled_object(region: Region, agent: Agent, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    """KEDA scales on active jobs per worker (AverageValue: desired = ceil(sum / target)).
+    Never CPU: a worker's CPU says little about free call slots (livekit/agents#2130, #7102)."""
+    s = agent.scaling
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": metadata(agent.name, ns, lab, ann),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": agent.name},
+            "minReplicaCount": s.min_workers,
+            "maxReplicaCount": s.max_workers,
+            "pollingInterval": 15,
+            # Only used for the last step to zero (min_workers 0): same patience as scale-down.
+            "cooldownPeriod": s.scale_down_window,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 0,
+                            "selectPolicy": "Max",
+                            "policies": [
+                                {"type": "Pods", "value": SCALE_UP_PODS, "periodSeconds": SCALE_UP_PERIOD_SECONDS}
+                            ],
+                        },
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": s.scale_down_window,
+                            "selectPolicy": "Min",
+                            "policies": [
+                                {"type": "Pods", "value": SCALE_DOWN_PODS, "periodSeconds": SCALE_DOWN_PERIOD_SECONDS}
+                            ],
+                        },
+                    }
+                }
+            },
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metricType": "AverageValue",
+                    "metadata": {
+                        "serverAddress": region.kubernetes.prometheus_url,
+                        "query": active_jobs_query(ns, agent.name),
+                        "threshold": str(s.sessions_per_worker),
+                        "activationThreshold": "0",
+                    },
+                }
+            ],
+        },
+    }
