@@ -21,8 +21,10 @@ demo: setup
 	$(VOX) validate
 	$(VOX) render local --out out/local
 
+# Real servers for the integration tests and CRD schemas for custom-resource checks.
 servers:
 	bash scripts/ensure-servers.sh
+	bash scripts/fetch-crds.sh
 
 test: setup servers
 	$(PY) -m pytest

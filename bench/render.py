@@ -3,7 +3,8 @@
 Runs the real program (validation, builders, components) under the SDK's mock engine and prints
 resources registered, seconds, and the ratio against registering the same number of bare
 `pulumi_kubernetes` resources with the same mocks in the same run (our overhead on top of the
-SDK). Also renders 50 and 100 agents to show how time grows. Target (issue #3): ratio <= 1.5x
+SDK): the baseline registers the very objects the render produced, bare — typed classes, no
+components, no validation, no builders. Also renders 50 and 100 agents to show how time grows. Target (issue #3): ratio <= 1.5x
 and linear growth.
 """
 
@@ -16,14 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from voxplane.render import render, run_mocked  # noqa: E402
+from voxplane.components._register import _TYPED, _snake_top_level  # noqa: E402
+from voxplane.render import RenderResult, render, run_mocked  # noqa: E402
 
 TENANTS = [f"tenant{i:02d}" for i in range(10)]
 
@@ -55,22 +56,29 @@ def make_repo(root: Path, agents: int) -> None:
         (root / f"agents/agent-{i}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 
-def time_render(agents: int) -> tuple[float, int]:
+def time_render(agents: int) -> tuple[float, RenderResult]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_repo(root, agents)
         start = time.perf_counter()
         result = render("bench", root)
         elapsed = time.perf_counter() - start
-    return elapsed, len(result.resources)
+    return elapsed, result
 
 
-def time_bare(count: int) -> float:
-    """`count` bare ConfigMaps with the same mocks: the SDK's own registration cost."""
+def time_bare(objects: list[dict]) -> float:
+    """The same Kubernetes objects registered bare (typed class per kind, no components, no
+    validation, no builders) with the same mocks: the SDK's own cost for this payload."""
 
     def program() -> None:
-        for i in range(count):
-            k8s.core.v1.ConfigMap(f"bare-{i}", metadata={"name": f"bare-{i}", "namespace": "bench"}, data={"k": str(i)})
+        for i, obj in enumerate(objects):
+            body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+            typed = _TYPED.get((obj["apiVersion"], obj["kind"]))
+            name = f"bare-{i}"
+            if typed is not None:
+                typed(name, metadata=obj["metadata"], **_snake_top_level(body))
+            else:
+                k8s.apiextensions.CustomResource(name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], **body)
 
     start = time.perf_counter()
     run_mocked(program, stack="bench", config={}, secret_keys=[])
@@ -83,9 +91,9 @@ def main() -> int:
     args = parser.parse_args()
     rows = []
     for agents in (args.agents // 4, args.agents // 2, args.agents):
-        seconds, resources = time_render(agents)
-        bare = time_bare(resources)
-        rows.append((agents, resources, seconds, bare))
+        seconds, result = time_render(agents)
+        bare = time_bare(result.kubernetes)
+        rows.append((agents, len(result.resources), seconds, bare))
     print(f"{'agents':>6}  {'resources':>9}  {'render s':>9}  {'bare s':>7}  {'ratio':>6}  {'s/agent':>8}")
     for agents, resources, seconds, bare in rows:
         print(f"{agents:>6}  {resources:>9}  {seconds:>9.2f}  {bare:>7.2f}  {seconds / bare:>5.2f}x  {seconds / agents:>8.4f}")

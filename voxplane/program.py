@@ -13,6 +13,7 @@ from typing import Optional
 import pulumi
 
 from .loader import load
+from .model import Project
 from .problems import ManifestError
 
 #: Repository root: the folder holding Pulumi.yaml, regions/ and agents/.
@@ -38,17 +39,21 @@ class StackConfig:
         self.root: Path = Path(cfg.get("repoRoot") or REPO_ROOT)
 
 
-def run(settings: Optional[StackConfig] = None) -> "object":
-    """Declare the stack's region. Raises `ManifestError` listing every manifest problem."""
+def run(settings: Optional[StackConfig] = None, project: Optional[Project] = None) -> "object":
+    """Declare the stack's region. Raises `ManifestError` listing every manifest problem.
+
+    `project` skips loading when the caller (render) has just validated the same manifests.
+    """
     from voxplane.components.region_stack import RegionStack, RegionStackArgs
 
     settings = settings or StackConfig()
-    result = load((), settings.root)
-    if result.problems:
-        for problem in result.problems:
-            pulumi.log.error(str(problem))
-        raise ManifestError(result.problems)
-    project = result.require_project()
+    if project is None:
+        result = load((), settings.root)
+        if result.problems:
+            for problem in result.problems:
+                pulumi.log.error(str(problem))
+            raise ManifestError(result.problems)
+        project = result.require_project()
     region = project.regions.get(settings.region)
     if region is None:
         known = ", ".join(sorted(project.regions))

@@ -88,7 +88,7 @@ def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[d
     outputs: dict[str, Any] = {}
 
     def program() -> Any:
-        stack: Any = run(StackConfig())
+        stack: Any = run(StackConfig(), project)
         return pulumi.Output.all(
             livekit_url=stack.livekit_url,
             sip_uri=stack.sip_uri,
@@ -106,7 +106,7 @@ def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[d
         if typ.startswith("voxplane:"):
             continue  # components are structure, not objects
         owner = chain[-2].rsplit(":", 1)[-1] if len(chain) > 1 else "(stack)"
-        inputs = _clean(reg.state)
+        inputs = _clean(_redact_secret_payload(reg.state))
         item = Registered(typ, name, owner, inputs)
         out.resources.append(item)
         if typ.startswith(_K8S_PREFIX) and "kind" in inputs:
@@ -218,15 +218,23 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _redact_secret_payload(state: dict[str, Any]) -> dict[str, Any]:
+    """A Secret's payload is one Pulumi secret as a whole; keep its keys, redact every value."""
+    if state.get("kind") != "Secret":
+        return state
+    out = dict(state)
+    for section in ("data", "stringData"):
+        payload = out.get(section)
+        if isinstance(payload, dict) and payload.get(_SIG_KEY) == _SECRET_SIG:
+            payload = payload.get("value")
+        if isinstance(payload, dict):
+            out[section] = {k: REDACTED for k in payload}
+    return out
+
+
 def _k8s_object(inputs: dict[str, Any]) -> dict[str, Any]:
     obj = {"apiVersion": inputs["apiVersion"], "kind": inputs["kind"]}
     obj.update({k: v for k, v in inputs.items() if k not in ("apiVersion", "kind")})
-    if obj["kind"] == "Secret":
-        for section in ("data", "stringData"):
-            if isinstance(obj.get(section), dict):
-                obj[section] = {k: REDACTED for k in obj[section]}
-            elif section in obj:
-                obj[section] = REDACTED
     return obj
 
 

@@ -1,0 +1,563 @@
+"""Inference models: the builder's objects for every model in every example region, and the
+InferencePool component under Pulumi mocks (GPU request, toleration, ignore_changes, token secret)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pytest
+from google.protobuf import json_format
+
+from voxplane.build.common import (
+    GPU_RESOURCE,
+    SecretValue,
+    inference_namespace,
+    model_base_url,
+    walk_secret_values,
+)
+from voxplane.build.gpu import gpu_affinity, gpu_tolerations
+from voxplane.build.inference import (
+    CACHE_MOUNT,
+    build_model,
+    pod_monitor_job,
+    queue_query,
+    vllm_args,
+)
+from voxplane.components.inference import InferencePool, InferencePoolArgs
+from voxplane.components.secrets import SecretResolver
+from voxplane.loader import load_project
+from voxplane.model import Model, Project, Region, SecretRef
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_KINDS = {"PodMonitor", "ScaledObject"}
+
+
+@cache
+def project() -> Project:
+    return load_project(REPO)
+
+
+PAIRS = [(r, m) for r in sorted(project().regions) for m in sorted(project().regions[r].models)]
+LLMS = [(r, m) for r, m in PAIRS if project().regions[r].models[m].kind == "llm"]
+SPEECH = [(r, m) for r, m in PAIRS if (r, m) not in LLMS]
+
+
+def _model(region_name: str, model_name: str) -> tuple[Region, Model]:
+    region = project().regions[region_name]
+    return region, region.models[model_name]
+
+
+def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    by_kind = {o["kind"]: o for o in objects}
+    assert len(by_kind) == len(objects), "one object per kind"
+    return by_kind
+
+
+def _build(region_name: str, model_name: str) -> tuple[Region, Model, dict[str, dict[str, Any]]]:
+    region, model = _model(region_name, model_name)
+    return region, model, _by_kind(build_model(region, model))
+
+
+def _pod(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return objs["StatefulSet"]["spec"]["template"]["spec"]
+
+
+def _container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    containers = _pod(objs)["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _env(objs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    env = _container(objs)["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), f"duplicate env names: {names}"
+    return {e["name"]: e for e in env}
+
+
+def _flag(args: list[str], flag: str) -> str:
+    assert args.count(flag) == 1, f"{flag} in {args}"
+    return args[args.index(flag) + 1]
+
+
+def _plain(value: Any) -> Any:
+    """The object as the API server would see it, SecretValue markers replaced by a string."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def test_examples_cover_every_model_kind():
+    """The example regions declare llm, tts and stt models (so every branch below is exercised)."""
+    kinds = {project().regions[r].models[m].kind for r, m in PAIRS}
+    assert kinds == {"llm", "tts", "stt"}
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_objects_live_in_inference_namespace_with_component_label(region_name, model_name):
+    """Every object is in <prefix>-inference, named after the model, labelled component=inference and owned by the region."""
+    region, model, objs = _build(region_name, model_name)
+    expected_kinds = {"Service", "StatefulSet", "PodDisruptionBudget", "PodMonitor", "ScaledObject"}
+    if model.hf_token is not None and model.hf_token.config:
+        expected_kinds.add("Secret")
+    assert set(objs) == expected_kinds
+    for obj in objs.values():
+        meta = obj["metadata"]
+        assert meta["namespace"] == inference_namespace(region) == "vox-inference"
+        assert meta["name"] == (f"{model_name}-hf-token" if obj["kind"] == "Secret" else model_name)
+        assert meta["labels"]["app.kubernetes.io/component"] == "inference"
+        assert meta["labels"]["app.kubernetes.io/part-of"] == region_name
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "voxplane"
+        assert meta["annotations"]["voxplane.io/source"] == f"regions/{region_name}.yaml"
+    # Tenant NetworkPolicies admit agents to pods labelled component=inference.
+    assert objs["StatefulSet"]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "inference"
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_builtin_kinds_pass_strict_schema_validation(region_name, model_name):
+    """Every built-in object validates against the Kubernetes 1.34 schema (strict: no unknown fields)."""
+    _, _, objs = _build(region_name, model_name)
+    checked = 0
+    for obj in objs.values():
+        if obj["kind"] in CRD_KINDS:
+            continue
+        kubernetes_validate.validate(_plain(obj), "1.34", strict=True)
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_service_is_what_agents_are_pointed_at(region_name, model_name):
+    """The ClusterIP Service <model> exposes port `http` = model.port and is the host of model_base_url()."""
+    region, model, objs = _build(region_name, model_name)
+    svc = objs["Service"]
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert svc["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": model.port, "targetPort": "http"}]
+    pod_labels = objs["StatefulSet"]["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert model_base_url(region, model_name) == (
+        f"http://{model_name}.vox-inference.svc.{region.kubernetes.cluster_domain}:{model.port}/v1"
+    )
+    assert _container(objs)["ports"] == [{"name": "http", "containerPort": model.port, "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_workload_requests_gpus_and_lands_on_its_group(region_name, model_name):
+    """nvidia.com/gpu request = limit = gpus_per_replica; tolerations and node affinity of the model's group."""
+    region, model, objs = _build(region_name, model_name)
+    group = region.gpu_node_groups[model.node_group]
+    res = _container(objs)["resources"]
+    assert res["requests"][GPU_RESOURCE] == res["limits"][GPU_RESOURCE] == str(model.gpus_per_replica)
+    assert res["requests"]["cpu"] == model.resources.cpu
+    assert res["requests"]["memory"] == res["limits"]["memory"] == model.resources.memory
+    pod = _pod(objs)
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["tolerations"] == gpu_tolerations(group)
+    assert pod["affinity"] == gpu_affinity(group)
+    expressions = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"]
+    assert {"key": "nvidia.com/gpu.product", "operator": "In", "values": [group.gpu_product]} in expressions
+    assert {"key": "voxplane.io/gpu-group", "operator": "In", "values": [model.node_group]} in expressions
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_probes_are_sized_for_model_load(region_name, model_name):
+    """startupProbe on /health covers startup_seconds (failureThreshold*periodSeconds); readiness and liveness on /health."""
+    _, model, objs = _build(region_name, model_name)
+    c = _container(objs)
+    startup = c["startupProbe"]
+    budget = startup["failureThreshold"] * startup["periodSeconds"]
+    assert model.startup_seconds <= budget < model.startup_seconds + startup["periodSeconds"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["livenessProbe"]["failureThreshold"] * c["livenessProbe"]["periodSeconds"] >= 60
+
+
+def test_local_chat_startup_budget_is_its_manifest_value():
+    """local chat declares startup_seconds 900: 90 checks every 10 s."""
+    _, _, objs = _build("local", "chat")
+    assert _container(objs)["startupProbe"]["failureThreshold"] == 90
+    assert _container(objs)["startupProbe"]["periodSeconds"] == 10
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_workload_lifecycle(region_name, model_name):
+    """replicas start at min_replicas; 120 s grace for in-flight requests; parallel pod start; no API token, no service links."""
+    _, model, objs = _build(region_name, model_name)
+    sts = objs["StatefulSet"]
+    assert sts["spec"]["replicas"] == model.min_replicas
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["serviceName"] == model_name
+    pod = _pod(objs)
+    assert pod["terminationGracePeriodSeconds"] == 120
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
+    security = _container(objs)["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "privileged" not in security
+    assert "hostNetwork" not in pod and "hostPath" not in json.dumps(pod)
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_every_replica_has_its_own_cache_volume(region_name, model_name):
+    """Model cache: one RWO claim per replica (volumeClaimTemplates) of cache_size, region storage class, at /models = HF_HOME."""
+    region, model, objs = _build(region_name, model_name)
+    spec = objs["StatefulSet"]["spec"]
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "cache"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"] == {"requests": {"storage": model.cache_size}}
+    assert claim["spec"].get("storageClassName") == region.kubernetes.storage_class
+    assert {"name": "cache", "mountPath": CACHE_MOUNT} in _container(objs)["volumeMounts"]
+    assert _env(objs)["HF_HOME"] == {"name": "HF_HOME", "value": "/models"}
+    # Scaled-in replicas drop their claim, so nothing pins a future replica to an old volume.
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Delete"}
+    # fsGroup makes the volume writable for whichever user the image runs as.
+    assert _pod(objs)["securityContext"]["fsGroup"] == 1000
+
+
+def test_storage_classes_follow_the_region():
+    """us-east caches on gp3, eu-west on local-nvme, local on the cluster default (no storageClassName)."""
+    for region_name, expected in (("us-east", "gp3"), ("eu-west", "local-nvme"), ("local", None)):
+        _, _, objs = _build(region_name, "chat")
+        assert objs["StatefulSet"]["spec"]["volumeClaimTemplates"][0]["spec"].get("storageClassName") == expected
+
+
+@pytest.mark.parametrize("region_name,model_name", LLMS)
+def test_llm_runs_vllm_serve_with_engine_args(region_name, model_name):
+    """vLLM: `vllm serve <model_id>` (positional), --port, --served-model-name, TP = gpus_per_replica, engine args as flags."""
+    _, model, objs = _build(region_name, model_name)
+    c = _container(objs)
+    e = model.engine_args
+    assert c["command"] == ["vllm", "serve"]
+    args = c["args"]
+    assert args[0] == model.model_id
+    assert "--model" not in args
+    assert _flag(args, "--port") == str(model.port)
+    assert _flag(args, "--served-model-name") == model.model_id
+    assert _flag(args, "--tensor-parallel-size") == str(model.gpus_per_replica)
+    assert _flag(args, "--dtype") == e.dtype
+    assert float(_flag(args, "--gpu-memory-utilization")) == e.gpu_memory_utilization
+    assert _flag(args, "--kv-cache-dtype") == e.kv_cache_dtype
+    assert ("--enable-prefix-caching" in args) is e.enable_prefix_caching
+    assert ("--no-enable-prefix-caching" in args) is (not e.enable_prefix_caching)
+    if e.max_model_len is not None:
+        assert _flag(args, "--max-model-len") == str(e.max_model_len)
+    if e.max_num_seqs is not None:
+        assert _flag(args, "--max-num-seqs") == str(e.max_num_seqs)
+    if e.quantization is not None:
+        assert _flag(args, "--quantization") == e.quantization
+    assert args[len(args) - len(e.extra_args):] == list(e.extra_args)
+
+
+def test_us_east_chat_args_are_exact():
+    """us-east chat renders exactly these vllm serve arguments."""
+    _, model = _model("us-east", "chat")
+    assert vllm_args(model)[:16] == [
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--port", "8000",
+        "--served-model-name", "meta-llama/Llama-3.1-8B-Instruct",
+        "--tensor-parallel-size", "1",
+        "--dtype", "auto",
+        "--gpu-memory-utilization", "0.9",
+        "--kv-cache-dtype", "fp8",
+        "--enable-prefix-caching",
+        "--max-model-len", "16384",
+    ]
+    assert _flag(vllm_args(model), "--max-num-seqs") == "128"
+
+
+def test_eu_west_chat_passes_quantization():
+    """eu-west chat (AWQ checkpoint) gets --quantization awq and its 16k context."""
+    _, model = _model("eu-west", "chat")
+    args = vllm_args(model)
+    assert _flag(args, "--quantization") == "awq"
+    assert _flag(args, "--max-model-len") == "16384"
+
+
+def test_prefix_caching_off_uses_the_negative_flag():
+    """enable_prefix_caching: false renders --no-enable-prefix-caching (vLLM's BooleanOptionalAction spelling)."""
+    _, model = _model("local", "chat")
+    off = dataclasses.replace(model, engine_args=dataclasses.replace(model.engine_args, enable_prefix_caching=False))
+    args = vllm_args(off)
+    assert "--no-enable-prefix-caching" in args and "--enable-prefix-caching" not in args
+
+
+def test_tensor_parallel_follows_gpus_per_replica():
+    """A 2-GPU replica requests 2 GPUs and shards with --tensor-parallel-size 2."""
+    region, model = _model("eu-west", "chat")
+    two = dataclasses.replace(model, gpus_per_replica=2)
+    objs = _by_kind(build_model(region, two))
+    c = _container(objs)
+    assert _flag(c["args"], "--tensor-parallel-size") == "2"
+    assert c["resources"]["limits"][GPU_RESOURCE] == "2"
+
+
+@pytest.mark.parametrize("region_name,model_name", LLMS)
+def test_llm_pod_has_memory_backed_shm_and_runs_non_root(region_name, model_name):
+    """vLLM gets /dev/shm as a memory emptyDir and runs as uid 1000 non-root with a writable HOME."""
+    _, _, objs = _build(region_name, model_name)
+    pod = _pod(objs)
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in _container(objs)["volumeMounts"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 1000
+    assert _container(objs)["securityContext"]["runAsNonRoot"] is True
+    env = _env(objs)
+    assert env["HOME"]["value"] == "/tmp"
+    assert env["VLLM_NO_USAGE_STATS"]["value"] == "1"
+
+
+@pytest.mark.parametrize("region_name,model_name", SPEECH)
+def test_speech_servers_keep_their_image_command_and_get_model_id(region_name, model_name):
+    """TTS/STT: the image's command and CMD stay (no args declared), MODEL_ID carries the model id, no /dev/shm."""
+    _, model, objs = _build(region_name, model_name)
+    c = _container(objs)
+    assert c["image"] == model.image
+    assert "command" not in c
+    assert model.args == () and "args" not in c
+    assert _env(objs)["MODEL_ID"] == {"name": "MODEL_ID", "value": model.model_id}
+    assert "volumes" not in _pod(objs)
+    assert "runAsUser" not in _pod(objs)["securityContext"]
+
+
+def test_speech_server_args_are_passed_when_declared():
+    """Declared `args` of a TTS/STT model become the container's args verbatim."""
+    region, model = _model("us-east", "whisper")
+    with_args = dataclasses.replace(model, args=("--log-level", "debug"))
+    assert _container(_by_kind(build_model(region, with_args)))["args"] == ["--log-level", "debug"]
+
+
+def test_hf_token_from_config_becomes_a_secret():
+    """us-east chat (hf_token: {config: hfToken}) gets Secret chat-hf-token holding the config secret; env reads it by reference."""
+    _, _, objs = _build("us-east", "chat")
+    secret = objs["Secret"]
+    assert secret["metadata"]["name"] == "chat-hf-token"
+    assert secret["stringData"] == {"HF_TOKEN": SecretValue("config", "hfToken")}
+    assert _env(objs)["HF_TOKEN"] == {
+        "name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "chat-hf-token", "key": "HF_TOKEN"}}
+    }
+
+
+def test_hf_token_from_existing_secret_is_referenced_not_copied():
+    """hf_token {secret, key} becomes a secretKeyRef to that Secret; no Secret object is built."""
+    region, model = _model("eu-west", "chat")
+    ref = dataclasses.replace(model, hf_token=SecretRef(secret="hf-credentials", key="token"))
+    objs = _by_kind(build_model(region, ref))
+    assert "Secret" not in objs
+    assert _env(objs)["HF_TOKEN"] == {
+        "name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-credentials", "key": "token"}}
+    }
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_secret_values_only_in_secrets(region_name, model_name):
+    """Secret markers appear only in Secret objects; no env entry has a literal value that is a secret."""
+    _, _, objs = _build(region_name, model_name)
+    for obj in objs.values():
+        if obj["kind"] != "Secret":
+            assert list(walk_secret_values(obj)) == []
+    for entry in _container(objs)["env"]:
+        assert "valueFrom" in entry or isinstance(entry["value"], str)
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_pdb_allows_one_replica_down(region_name, model_name):
+    """PDB maxUnavailable 1 over the model's pods."""
+    _, _, objs = _build(region_name, model_name)
+    pdb = objs["PodDisruptionBudget"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == objs["StatefulSet"]["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_pod_monitor_scrapes_metrics_on_http_port(region_name, model_name):
+    """PodMonitor selects the model's pods and scrapes /metrics on the `http` port (vLLM serves it on its API port)."""
+    _, _, objs = _build(region_name, model_name)
+    pm = objs["PodMonitor"]
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pm["spec"]["selector"]["matchLabels"] == objs["StatefulSet"]["spec"]["selector"]["matchLabels"]
+    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert "jobLabel" not in pm["spec"]  # so job = <namespace>/<podmonitor name>, as the query expects
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_scaled_object_scales_the_workload_on_its_queue(region_name, model_name):
+    """KEDA: targets the StatefulSet, min/max replicas, prometheus query on scaling_metric for the PodMonitor's job, threshold queue_target, long scale-down."""
+    region, model, objs = _build(region_name, model_name)
+    so = objs["ScaledObject"]["spec"]
+    assert so["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": model_name}
+    assert so["scaleTargetRef"]["kind"] == objs["StatefulSet"]["kind"]
+    assert so["minReplicaCount"] == model.min_replicas
+    assert so["maxReplicaCount"] == model.max_replicas
+    trigger = so["triggers"][0]
+    assert trigger["type"] == "prometheus"
+    assert trigger["metadata"]["serverAddress"] == region.kubernetes.prometheus_url
+    assert trigger["metadata"]["threshold"] == str(model.queue_target)
+    assert "metricName" not in trigger["metadata"]
+    assert trigger["metadata"]["query"] == queue_query(region, model) == (
+        f'sum({model.scaling_metric}{{namespace="vox-inference",job="vox-inference/{model_name}"}})'
+    )
+    assert pod_monitor_job(region, model) == f"{objs['PodMonitor']['metadata']['namespace']}/{objs['PodMonitor']['metadata']['name']}"
+    behavior = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 600
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+
+
+def test_llm_scales_on_vllm_queue_length():
+    """vLLM models scale on vllm:num_requests_waiting (no queue_metric declared); us-east chat 2..8 replicas, 5 waiting per replica."""
+    region, model, objs = _build("us-east", "chat")
+    query = objs["ScaledObject"]["spec"]["triggers"][0]["metadata"]["query"]
+    assert query == 'sum(vllm:num_requests_waiting{namespace="vox-inference",job="vox-inference/chat"})'
+    assert objs["ScaledObject"]["spec"]["minReplicaCount"] == 2
+    assert objs["ScaledObject"]["spec"]["maxReplicaCount"] == 8
+    assert objs["ScaledObject"]["spec"]["triggers"][0]["metadata"]["threshold"] == "5"
+    assert len(objs["ScaledObject"]["spec"]["triggers"]) == 1
+
+
+def test_scale_to_zero_adds_a_wake_trigger():
+    """min_replicas 0: the model's own queue metric cannot wake it, so a second trigger on livekit rooms does."""
+    region, model = _model("us-east", "kokoro")
+    zero = dataclasses.replace(model, min_replicas=0)
+    objs = _by_kind(build_model(region, zero))
+    triggers = objs["ScaledObject"]["spec"]["triggers"]
+    assert len(triggers) == 2
+    assert triggers[1]["metadata"]["query"] == "sum(livekit_room_total)"
+    assert triggers[1]["metadata"]["activationThreshold"] == "0"
+    assert objs["StatefulSet"]["spec"]["replicas"] == 0
+
+
+# --- the component under Pulumi mocks -------------------------------------------------------------
+
+SECRETS = {"livekitRootSecret": "root-secret-for-tests-0123456789abcdef", "hfToken": "hf_test_token_not_in_plain_inputs"}
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+class Recorder(pulumi.runtime.Mocks):
+    """Records every registered resource's type, name and inputs."""
+
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class WireMonitor(pulumi.runtime.mocks.MockMonitor):
+    """Keeps each RegisterResource request as sent: serialized inputs (secrets still wrapped) and
+    options such as ignoreChanges, which MockResourceArgs does not carry."""
+
+    def __init__(self, mocks: Recorder) -> None:
+        super().__init__(mocks)
+        self.requests: list[Any] = []
+
+    def RegisterResource(self, request):
+        self.requests.append(copy.deepcopy(request))
+        return super().RegisterResource(request)
+
+
+@pytest.fixture
+def mocked():
+    saved = copy.deepcopy(pulumi.runtime.settings.SETTINGS)
+    recorder = Recorder()
+    monitor = WireMonitor(recorder)
+    pulumi.runtime.set_mocks(recorder, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(
+        {f"voxplane:{k}": v for k, v in SECRETS.items()}, secret_keys=[f"voxplane:{k}" for k in SECRETS]
+    )
+    try:
+        yield recorder, monitor
+    finally:
+        pulumi.runtime.settings.configure(saved)
+
+
+def _pool(region_name: str, model_name: str) -> InferencePool:
+    region, model = _model(region_name, model_name)
+    secrets = SecretResolver(region.name, ["vx-admin", *(f"vx-{t}" for t in region.tenants)])
+    return InferencePool(
+        f"{region_name}-model-{model_name}", InferencePoolArgs(region=region, model=model, secrets=secrets)
+    )
+
+
+def _one(recorder: Recorder, typ: str) -> pulumi.runtime.MockResourceArgs:
+    found = [r for r in recorder.resources if r.typ == typ]
+    assert len(found) == 1, [r.typ for r in recorder.resources]
+    return found[0]
+
+
+def _wire(value: Any, secret: str, inside_secret: bool = False) -> list[bool]:
+    """For every occurrence of `secret` in a serialized input tree: was it inside a secret wrapper?"""
+    if isinstance(value, dict):
+        wrapped = inside_secret or value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+        return [hit for v in value.values() for hit in _wire(v, secret, wrapped)]
+    if isinstance(value, list):
+        return [hit for v in value for hit in _wire(v, secret, inside_secret)]
+    return [inside_secret] if isinstance(value, str) and secret in value else []
+
+
+@pulumi.runtime.test
+def test_component_registers_gpu_workload_with_toleration(mocked):
+    """InferencePool for us-east chat registers a StatefulSet requesting nvidia.com/gpu, tolerating the GPU taint, replicas ignored."""
+    recorder, monitor = mocked
+    pool = _pool("us-east", "chat")
+
+    def check(outputs):
+        sts = _one(recorder, "kubernetes:apps/v1:StatefulSet")
+        assert sts.name == "us-east-model-chat-statefulset-chat"
+        pod = sts.inputs["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+        assert container["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
+        request = next(r for r in monitor.requests if r.type == "kubernetes:apps/v1:StatefulSet")
+        assert list(request.ignoreChanges) == ["spec.replicas"]
+        for other in monitor.requests:
+            if other.type != "kubernetes:apps/v1:StatefulSet":
+                assert "spec.replicas" not in list(other.ignoreChanges)
+        kinds = sorted(r.typ for r in recorder.resources if r.custom)
+        assert kinds == sorted(
+            [
+                "kubernetes:core/v1:Secret",
+                "kubernetes:core/v1:Service",
+                "kubernetes:apps/v1:StatefulSet",
+                "kubernetes:policy/v1:PodDisruptionBudget",
+                "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+                "kubernetes:keda.sh/v1alpha1:ScaledObject",
+            ]
+        )
+        # The token reaches the Secret only as a Pulumi secret, never as plain input.
+        secret_request = next(r for r in monitor.requests if r.type == "kubernetes:core/v1:Secret")
+        hits = _wire(json_format.MessageToDict(secret_request.object), SECRETS["hfToken"])
+        assert hits and all(hits)
+        assert outputs == ["http://chat.vox-inference.svc.cluster.local:8000/v1", "meta-llama/Llama-3.1-8B-Instruct"]
+        assert _one(recorder, "voxplane:inference:InferencePool").custom is False
+
+    urns = [pool.urn, *(c.urn for c in pool.children.values())]
+    return pulumi.Output.all(pulumi.Output.all(pool.service_url, pool.model_id), *urns).apply(lambda v: check(v[0]))
+
+
+@pulumi.runtime.test
+def test_component_without_token_registers_no_secret(mocked):
+    """InferencePool for eu-west kokoro (no hf_token) registers no Secret; its URL is the kokoro Service on 8880."""
+    recorder, _ = mocked
+    pool = _pool("eu-west", "kokoro")
+
+    def check(outputs):
+        assert not [r for r in recorder.resources if r.typ == "kubernetes:core/v1:Secret"]
+        assert outputs == ["http://kokoro.vox-inference.svc.cluster.local:8880/v1", _model("eu-west", "kokoro")[1].model_id]
+
+    urns = [pool.urn, *(c.urn for c in pool.children.values())]
+    return pulumi.Output.all(pulumi.Output.all(pool.service_url, pool.model_id), *urns).apply(lambda v: check(v[0]))

@@ -1,0 +1,376 @@
+"""One inference model in a region: a GPU StatefulSet (vLLM for `llm`, the declared
+OpenAI-compatible speech server for `tts`/`stt`), its Service, PDB, PodMonitor, KEDA ScaledObject
+and, where the Hugging Face token comes from stack config, a Secret.
+
+Facts (reference/inference.md §1, §2.3, §5.3, §6):
+- vLLM images run `vllm serve`, which takes the model as its positional argument; `--model` with
+  `vllm serve` was rejected in some releases and is deprecated in current ones. Boolean engine
+  flags come in pairs (`--enable-prefix-caching` / `--no-enable-prefix-caching`).
+- vLLM serves `/health` and Prometheus `/metrics` on its API port; the queue gauge
+  `vllm:num_requests_waiting` is the autoscaling signal (production-stack's default, threshold 5).
+- KEDA's prometheus trigger: `serverAddress`, `query` (one sample), `threshold` per replica
+  (AverageValue); `metricName` is gone since KEDA 2.12.
+- prometheus-operator labels PodMonitor targets `namespace=<pod namespace>` and
+  `job=<podmonitor namespace>/<podmonitor name>` when the PodMonitor sets no jobLabel.
+- Kokoro-FastAPI and speaches serve `/health` and the OpenAI audio API on their own ports (8880,
+  8000); their images start the server from CMD, so container `args` replace it.
+
+Server convention for `tts`/`stt`: the container keeps the image's command; `args` from the
+manifest are passed only when given (they replace the image's CMD); the model id is in the
+`MODEL_ID` environment variable and `HF_HOME` points at the cache volume, so servers that
+download from Hugging Face (speaches) cache there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..model import Model, Region
+from .common import (
+    GPU_RESOURCE,
+    K8sObject,
+    SecretValue,
+    env_secret,
+    env_value,
+    inference_namespace,
+    labels,
+    metadata,
+    pdb,
+    region_source,
+    resources,
+    selector,
+)
+from .gpu import gpu_affinity, gpu_tolerations
+
+#: Value of `app.kubernetes.io/component`; tenant NetworkPolicies admit agents to these pods.
+COMPONENT = "inference"
+#: The workload kind. A StatefulSet, not a Deployment: each replica gets its own ReadWriteOnce
+#: cache volume from `volumeClaimTemplates`. One RWO PVC shared by a Deployment's replicas fails as
+#: soon as two replicas land on different nodes (Multi-Attach error); an emptyDir would download
+#: the weights again on every restart.
+WORKLOAD_KIND = "StatefulSet"
+CACHE_VOLUME = "cache"
+CACHE_MOUNT = "/models"
+HTTP_PORT_NAME = "http"
+HEALTH_PATH = "/health"
+METRICS_PATH = "/metrics"
+HF_TOKEN_ENV = "HF_TOKEN"
+#: In-flight requests (a streamed completion, a TTS utterance) finish within this; vLLM shuts
+#: down gracefully on SIGTERM.
+TERMINATION_GRACE_SECONDS = 120
+STARTUP_PERIOD_SECONDS = 10
+#: Model load takes minutes, so scale-in waits long enough that a short lull does not throw a
+#: warm replica away.
+SCALE_DOWN_WINDOW_SECONDS = 600
+#: uid/gid of vLLM pods and group of every cache volume (fsGroup makes it writable whatever user
+#: the image runs as).
+INFERENCE_UID = 1000
+
+
+def hf_token_secret_name(model: Model) -> str:
+    return f"{model.name}-hf-token"
+
+
+def model_labels(region: Region, model: Model) -> dict[str, str]:
+    return labels(region, name=model.name, component=COMPONENT)
+
+
+def pod_monitor_job(region: Region, model: Model) -> str:
+    """The `job` label Prometheus gives the model's series (PodMonitor without jobLabel)."""
+    return f"{inference_namespace(region)}/{model.name}"
+
+
+def queue_query(region: Region, model: Model) -> str:
+    """PromQL of the model's waiting requests, summed over its replicas."""
+    ns = inference_namespace(region)
+    return f'sum({model.scaling_metric}{{namespace="{ns}",job="{pod_monitor_job(region, model)}"}})'
+
+
+def vllm_args(model: Model) -> list[str]:
+    """`vllm serve` arguments: model positional, then the checked engine flags, then extra_args."""
+    e = model.engine_args
+    args = [
+        model.model_id,
+        # No --host: vLLM binds every address by default, which also works on IPv6-only clusters.
+        "--port", str(model.port),
+        # Agents send the model id as `model`; serve it under exactly that name.
+        "--served-model-name", model.model_id,
+        # One replica shards over all of its GPUs (the loader checks tensor_parallel_size agrees).
+        "--tensor-parallel-size", str(model.gpus_per_replica),
+        "--dtype", e.dtype,
+        "--gpu-memory-utilization", _number(e.gpu_memory_utilization),
+        "--kv-cache-dtype", e.kv_cache_dtype,
+        "--enable-prefix-caching" if e.enable_prefix_caching else "--no-enable-prefix-caching",
+    ]
+    if e.max_model_len is not None:
+        args += ["--max-model-len", str(e.max_model_len)]
+    if e.max_num_seqs is not None:
+        args += ["--max-num-seqs", str(e.max_num_seqs)]
+    if e.quantization is not None:
+        args += ["--quantization", e.quantization]
+    return args + list(e.extra_args)
+
+
+def build_model(region: Region, model: Model) -> list[K8sObject]:
+    """Objects of one model in `inference_namespace(region)`, all named after the model."""
+    ns = inference_namespace(region)
+    lab = model_labels(region, model)
+    ann = region_source(region)
+    objects: list[K8sObject] = []
+    if model.hf_token is not None and model.hf_token.config:
+        objects.append(_hf_token_secret(model, ns, lab, ann))
+    objects += [
+        _service(model, ns, lab, ann),
+        _stateful_set(region, model, ns, lab, ann),
+        _pdb(model, ns, lab, ann),
+        _pod_monitor(model, ns, lab, ann),
+        _scaled_object(region, model, ns, lab, ann),
+    ]
+    return objects
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+
+def _hf_token_secret(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    assert model.hf_token is not None and model.hf_token.config is not None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(hf_token_secret_name(model), ns, lab, ann),
+        "type": "Opaque",
+        "stringData": {HF_TOKEN_ENV: SecretValue("config", model.hf_token.config)},
+    }
+
+
+def _service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    """What `model_base_url()` points agents at."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(model.name, ns, lab, ann),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(lab),
+            "ports": [{"name": HTTP_PORT_NAME, "protocol": "TCP", "port": model.port, "targetPort": HTTP_PORT_NAME}],
+        },
+    }
+
+
+def _env(model: Model) -> list[dict[str, Any]]:
+    env = [env_value("HF_HOME", CACHE_MOUNT)]
+    if model.hf_token is not None:
+        if model.hf_token.config:
+            env.append(env_secret(HF_TOKEN_ENV, hf_token_secret_name(model), HF_TOKEN_ENV))
+        else:
+            assert model.hf_token.secret is not None and model.hf_token.key is not None
+            env.append(env_secret(HF_TOKEN_ENV, model.hf_token.secret, model.hf_token.key))
+    if model.kind == "llm":
+        env += [
+            # The pod runs as a uid with no passwd entry; give caches written under ~ a home.
+            env_value("HOME", "/tmp"),
+            # torch.compile / Triton / FlashInfer caches persist next to the weights, so a
+            # restarted replica skips recompiling.
+            env_value("XDG_CACHE_HOME", f"{CACHE_MOUNT}/.cache"),
+            # No usage reports leave a private inference region.
+            env_value("VLLM_NO_USAGE_STATS", "1"),
+        ]
+    else:
+        env.append(env_value("MODEL_ID", model.model_id))
+    return env
+
+
+def _container(model: Model) -> dict[str, Any]:
+    res = resources(model.resources)
+    gpus = str(model.gpus_per_replica)
+    # Extended resources: request and limit must be equal; the device plugin hands out whole GPUs.
+    res.setdefault("requests", {})[GPU_RESOURCE] = gpus
+    res.setdefault("limits", {})[GPU_RESOURCE] = gpus
+    mounts = [{"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT}]
+    security: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    container: dict[str, Any] = {"name": "server", "image": model.image}
+    if model.kind == "llm":
+        # Explicit, so the positional model argument holds whatever the image's entrypoint is.
+        container["command"] = ["vllm", "serve"]
+        container["args"] = vllm_args(model)
+        # Tensor-parallel workers exchange tensors through shared memory; the container
+        # runtime's default /dev/shm is 64 MiB. tmpfs pages count against the memory limit.
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+        security["runAsNonRoot"] = True
+    elif model.args:
+        container["args"] = list(model.args)
+    probe = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT_NAME}}
+    container.update(
+        {
+            "ports": [{"name": HTTP_PORT_NAME, "containerPort": model.port, "protocol": "TCP"}],
+            "env": _env(model),
+            "resources": res,
+            "volumeMounts": mounts,
+            # Sized for download + load: failureThreshold * periodSeconds >= startup_seconds.
+            "startupProbe": {
+                **probe,
+                "periodSeconds": STARTUP_PERIOD_SECONDS,
+                "timeoutSeconds": 5,
+                "failureThreshold": math.ceil(model.startup_seconds / STARTUP_PERIOD_SECONDS),
+            },
+            "readinessProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3},
+            # Modest: a replica busy with long prefills may answer slowly; restarting it costs a
+            # full model load.
+            "livenessProbe": {**probe, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 4},
+            "securityContext": security,
+        }
+    )
+    return container
+
+
+def _pod_security(model: Model) -> dict[str, Any]:
+    """vLLM runs as a fixed non-root uid: its image defaults to root, yet it needs no privilege
+    once HOME and its caches point at writable paths. TTS/STT images keep their own users (e.g.
+    Kokoro-FastAPI runs as a named, non-numeric user that `runAsNonRoot` cannot verify, and its
+    code writes under that user's /app), hence the inference namespace's `baseline` level. Every
+    pod gets fsGroup so the cache volume is group-writable for whichever user runs."""
+    sc: dict[str, Any] = {
+        "fsGroup": INFERENCE_UID,
+        # Skip the recursive chown of tens of GiB of weights on every start.
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if model.kind == "llm":
+        sc.update({"runAsNonRoot": True, "runAsUser": INFERENCE_UID, "runAsGroup": INFERENCE_UID})
+    return sc
+
+
+def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    group = region.gpu_node_groups[model.node_group]
+    volumes = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}] if model.kind == "llm" else []
+    pod_spec: dict[str, Any] = {
+        # Inference servers never call the Kubernetes API.
+        "automountServiceAccountToken": False,
+        # Service env vars collide with server settings (a Service named `vllm` yields VLLM_PORT,
+        # which vLLM reads as its own setting).
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": _pod_security(model),
+        "affinity": gpu_affinity(group),
+        "tolerations": gpu_tolerations(group),
+        "containers": [_container(model)],
+    }
+    if volumes:
+        pod_spec["volumes"] = volumes
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": model.cache_size}},
+    }
+    if region.kubernetes.storage_class:
+        claim_spec["storageClassName"] = region.kubernetes.storage_class
+    # Pulumi waits for the rollout; replicas start in parallel but roll one at a time, and each
+    # may take the whole startup budget.
+    timeout = model.startup_seconds * max(1, model.min_replicas) + 300
+    return {
+        "apiVersion": "apps/v1",
+        "kind": WORKLOAD_KIND,
+        "metadata": metadata(model.name, ns, lab, {**ann, "pulumi.com/timeoutSeconds": str(timeout)}),
+        "spec": {
+            # Starting value only: KEDA owns replicas afterwards (the component ignores drift here).
+            "replicas": model.min_replicas,
+            "serviceName": model.name,
+            # Scale-out starts every new replica at once; ordered start would serialize model loads.
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": selector(lab)},
+            "updateStrategy": {"type": "RollingUpdate"},
+            # Scaled-in replicas drop their volume: a later scale-out provisions afresh where the
+            # scheduler puts it, instead of being pinned to the zone (or, with local storage, the
+            # node) of an old volume. Replicas that stay keep their cache across restarts.
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+            "template": {"metadata": {"labels": dict(lab)}, "spec": pod_spec},
+            "volumeClaimTemplates": [
+                {"metadata": {"name": CACHE_VOLUME, "labels": dict(lab)}, "spec": claim_spec}
+            ],
+        },
+    }
+
+
+def _pdb(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    """Node drains and Karpenter expiry take one replica at a time."""
+    obj = pdb(model.name, ns, lab, max_unavailable=1)
+    if ann:
+        obj["metadata"]["annotations"] = dict(ann)
+    return obj
+
+
+def _pod_monitor(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": metadata(model.name, ns, lab, ann),
+        "spec": {
+            "selector": {"matchLabels": selector(lab)},
+            "podMetricsEndpoints": [{"port": HTTP_PORT_NAME, "path": METRICS_PATH, "interval": "15s"}],
+        },
+    }
+
+
+def _scaled_object(region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    triggers: list[dict[str, Any]] = [
+        {
+            "type": "prometheus",
+            "metricType": "AverageValue",
+            "metadata": {
+                "serverAddress": region.kubernetes.prometheus_url,
+                "query": queue_query(region, model),
+                "threshold": str(model.queue_target),
+                "activationThreshold": "0",
+            },
+        }
+    ]
+    if model.min_replicas == 0:
+        # Scale to zero trades a cold start (download + load: up to startup_seconds) on the first
+        # call for idle GPUs. The queue metric comes from the model's own pods, so with none
+        # running it never rises: wake the model whenever the region has any room (call), and
+        # never ask for more than one replica from this trigger below the region's peak.
+        triggers.append(
+            {
+                "type": "prometheus",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": region.kubernetes.prometheus_url,
+                    "query": "sum(livekit_room_total)",
+                    "threshold": str(max(1, region.peak_concurrent_calls)),
+                    "activationThreshold": "0",
+                },
+            }
+        )
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": metadata(model.name, ns, lab, ann),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": WORKLOAD_KIND, "name": model.name},
+            "minReplicaCount": model.min_replicas,
+            "maxReplicaCount": model.max_replicas,
+            "pollingInterval": 15,
+            # Used only for the last step to zero.
+            "cooldownPeriod": SCALE_DOWN_WINDOW_SECONDS,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 0,
+                            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+                        },
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": SCALE_DOWN_WINDOW_SECONDS,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}],
+                        },
+                    }
+                }
+            },
+            "triggers": triggers,
+        },
+    }
+
+
+def _number(value: float) -> str:
+    """0.9 -> "0.9", 1.0 -> "1"."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

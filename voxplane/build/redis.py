@@ -1,0 +1,175 @@
+"""The Redis of a region's LiveKit deployment.
+
+One Redis per LiveKit deployment, never shared: psrpc pub/sub channels are not separated by
+database index, so two deployments on one Redis receive each other's messages (livekit PR #4767,
+issue #1777). Standalone, not Redis Cluster (CROSSSLOT errors on deletes, livekit #3654).
+livekit-server and livekit-sip both use it (SIP needs it: the SIP API and session state live there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..model import Region
+from .common import (
+    RESTRICTED_CONTAINER,
+    K8sObject,
+    SecretValue,
+    env_secret,
+    labels,
+    metadata,
+    prune,
+    region_source,
+    selector,
+    service_host,
+    system_namespace,
+)
+from .livekit_config import REDIS_PASSWORD_ENV, REDIS_PASSWORD_REF
+
+REDIS_NAME = "livekit-redis"
+REDIS_PORT = 6379
+#: The governing (headless) Service of the StatefulSet; clients use the ClusterIP Service.
+REDIS_HEADLESS = f"{REDIS_NAME}-headless"
+#: Secret created for a password held in stack config (external mode).
+REDIS_AUTH_SECRET = f"{REDIS_NAME}-auth"
+#: uid/gid of the `redis` user in the official image; its entrypoint skips chown when not root.
+REDIS_UID = 999
+#: Marks the objects of one LiveKit deployment (SFU, SIP, Redis): its Redis belongs to it alone.
+LABEL_LIVEKIT = "voxplane.io/livekit"
+LIVEKIT_DEPLOYMENT = "livekit"
+
+
+def redis_labels(region: Region) -> dict[str, str]:
+    lab = labels(region, name=REDIS_NAME, component="redis")
+    lab[LABEL_LIVEKIT] = LIVEKIT_DEPLOYMENT
+    return lab
+
+
+def redis_address(region: Region) -> str:
+    """host:port livekit-server and livekit-sip connect to."""
+    redis = region.livekit.redis
+    if redis.mode == "external":
+        if not redis.address:
+            raise ValueError(f"region {region.name}: external redis needs an address")
+        return redis.address
+    return f"{service_host(region, REDIS_NAME, system_namespace(region))}:{REDIS_PORT}"
+
+
+def redis_password_env(region: Region) -> list[dict[str, Any]]:
+    """`REDIS_PASSWORD` from a Secret when the Redis has a password (empty list otherwise)."""
+    ref = region.livekit.redis.password
+    if ref is None:
+        return []
+    if ref.secret:
+        return [env_secret(REDIS_PASSWORD_ENV, ref.secret, ref.key or "password")]
+    return [env_secret(REDIS_PASSWORD_ENV, REDIS_AUTH_SECRET, "password")]
+
+
+def build_redis(region: Region) -> list[K8sObject]:
+    """In-cluster mode: a persistent single-replica StatefulSet plus its Services. External mode:
+    only a Secret when the password comes from stack config (nothing when it is an existing Secret)."""
+    redis = region.livekit.redis
+    ns = system_namespace(region)
+    lab = redis_labels(region)
+    objects: list[K8sObject] = []
+    if redis.password is not None and redis.password.config:
+        objects.append(_auth_secret(ns, lab, redis.password.config))
+    if redis.mode == "in-cluster":
+        objects += [_headless_service(region, ns, lab), _service(region, ns, lab), _statefulset(region, ns, lab)]
+    return objects
+
+
+def _auth_secret(ns: str, lab: dict[str, str], config_key: str) -> K8sObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(REDIS_AUTH_SECRET, ns, lab),
+        "type": "Opaque",
+        "stringData": {"password": SecretValue("config", config_key)},
+    }
+
+
+def _headless_service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(REDIS_HEADLESS, ns, lab, region_source(region)),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector(lab),
+            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+        },
+    }
+
+
+def _service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    """A stable virtual IP: a restarted Redis pod gets a new IP, the address stays."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(REDIS_NAME, ns, lab, region_source(region)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(lab),
+            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+        },
+    }
+
+
+def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    redis = region.livekit.redis
+    pvc_spec = prune(
+        {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": region.kubernetes.storage_class,
+            "resources": {"requests": {"storage": redis.storage}},
+        }
+    )
+    ping: dict[str, Any] = {"exec": {"command": ["redis-cli", "-p", str(REDIS_PORT), "ping"]}}
+    container: dict[str, Any] = {
+        "name": "redis",
+        "image": redis.image,
+        # The image's entrypoint runs `redis-server` with these flags. Append-only file: room and
+        # SIP state (trunks, dispatch rules) survive a restart. Protected mode is off because the
+        # only clients are other pods, through the Service.
+        "args": ["redis-server", "--appendonly", "yes", "--dir", "/data", "--protected-mode", "no",
+                 "--port", str(REDIS_PORT)],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "readinessProbe": {**ping, "periodSeconds": 5, "timeoutSeconds": 2},
+        "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "failureThreshold": 6},
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(REDIS_NAME, ns, lab, region_source(region)),
+        "spec": {
+            "serviceName": REDIS_HEADLESS,
+            "replicas": 1,
+            "selector": {"matchLabels": selector(lab)},
+            "template": {
+                "metadata": {"labels": lab},
+                "spec": {
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": REDIS_UID,
+                        "runAsGroup": REDIS_UID,
+                        "fsGroup": REDIS_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                },
+            },
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "data", "labels": lab}, "spec": pvc_spec},
+            ],
+        },
+    }
+
+
+def redis_password_ref(region: Region) -> Optional[str]:
+    """The `$(REDIS_PASSWORD)` reference for configs that cannot read the variable themselves."""
+    return REDIS_PASSWORD_REF if region.livekit.redis.password is not None else None

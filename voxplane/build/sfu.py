@@ -1,0 +1,322 @@
+"""The LiveKit SFU (livekit-server) of a region: config, keys, Deployment, Service, PDB, and the
+firewall rules its media nodes need.
+
+Host networking: WebRTC needs the node's own address and a UDP range Kubernetes cannot declare
+(docs: "LiveKit pods require direct access to the network with host networking … limited to one
+LiveKit pod per node"). On SIGTERM the server stops taking rooms and waits for participants to
+leave, so pods get a long grace period (default 5 h).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+from ..model import NodePool, Region
+from .common import (
+    ADMIN_KEY,
+    ANNOTATION_CONFIG_CHECKSUM,
+    LIVEKIT_SERVICE,
+    NO_MESH,
+    RESTRICTED_CONTAINER,
+    K8sObject,
+    SecretValue,
+    checksum,
+    env_value,
+    labels,
+    metadata,
+    pdb,
+    placement,
+    prune,
+    region_source,
+    resources,
+    restricted_pod,
+    selector,
+    system_namespace,
+    tenant_api_key,
+)
+from .livekit_config import CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, KEYS_FILE, TURN_CERT_DIR, server_config, to_yaml
+from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, redis_address, redis_password_env
+
+CONFIG_MAP = "livekit-config"
+KEYS_SECRET = "livekit-keys"
+#: Annotation: digest of the API key *names* in the key file. The server reads the key file once
+#: at start, so a new tenant key must roll the pods.
+ANNOTATION_KEYS_CHECKSUM = "voxplane.io/keys-checksum"
+#: The server rejects a key file whose "others" permission bits are set (ErrKeyFileIncorrectPermission).
+KEY_FILE_MODE = 0o600
+#: An Internet-facing rule's source.
+ANYWHERE = "0.0.0.0/0"
+
+
+def sfu_labels(region: Region) -> dict[str, str]:
+    lab = labels(region, name=LIVEKIT_SERVICE, component="sfu", version=region.livekit.version)
+    lab[LABEL_LIVEKIT] = LIVEKIT_DEPLOYMENT
+    return lab
+
+
+def api_key_names(region: Region) -> list[str]:
+    """The keys in the server's key file: the platform's admin key and one per tenant."""
+    return sorted([ADMIN_KEY] + [tenant_api_key(t) for t in region.tenants])
+
+
+def build_sfu(region: Region) -> list[K8sObject]:
+    """ConfigMap, keys Secret, Deployment, Service and PodDisruptionBudget of the SFU."""
+    ns = system_namespace(region)
+    lab = sfu_labels(region)
+    config = server_config(region, redis_address=redis_address(region))
+    return [
+        _config_map(region, ns, lab, config),
+        _keys_secret(region, ns, lab),
+        _deployment(region, ns, lab, config),
+        _service(region, ns, lab),
+        pdb(LIVEKIT_SERVICE, ns, lab),
+    ]
+
+
+def _config_map(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(CONFIG_MAP, ns, lab, region_source(region)),
+        "data": {CONFIG_FILE: to_yaml(config)},
+    }
+
+
+def _keys_secret(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(KEYS_SECRET, ns, lab, region_source(region)),
+        "type": "Opaque",
+        "stringData": {KEYS_FILE: SecretValue("livekit-keys", region.name)},
+    }
+
+
+def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:
+    lk = region.livekit
+    ports = lk.ports
+    container_ports = [
+        host_port("http", ports.http, "TCP"),
+        host_port("rtc-tcp", ports.rtc_tcp, "TCP"),
+        host_port("metrics", ports.prometheus, "TCP"),
+    ]
+    # The ICE/UDP range is not declared: Kubernetes has no port ranges; host networking is what
+    # makes it reachable.
+    env = list(redis_password_env(region))
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "config",
+            # Config and key file side by side in /etc/livekit; 0600 (+ group read from fsGroup)
+            # leaves the "others" bits at 0 as the server requires.
+            "projected": {
+                "defaultMode": KEY_FILE_MODE,
+                "sources": [
+                    {"configMap": {"name": CONFIG_MAP, "items": [{"key": CONFIG_FILE, "path": CONFIG_FILE}]}},
+                    {"secret": {"name": KEYS_SECRET, "items": [{"key": KEYS_FILE, "path": KEYS_FILE}]}},
+                ],
+            },
+        }
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}]
+    if lk.turn.enabled:
+        container_ports += [
+            host_port("turn-tls", lk.turn.tls_port, "TCP"),
+            host_port("turn-udp", lk.turn.udp_port, "UDP"),
+        ]
+        if lk.turn.tls_secret:
+            env += [
+                env_value("LIVEKIT_TURN_CERT", f"{TURN_CERT_DIR}/tls.crt"),
+                env_value("LIVEKIT_TURN_KEY", f"{TURN_CERT_DIR}/tls.key"),
+            ]
+            volumes.append({"name": "turn-tls", "secret": {"secretName": lk.turn.tls_secret, "defaultMode": 0o440}})
+            mounts.append({"name": "turn-tls", "mountPath": TURN_CERT_DIR, "readOnly": True})
+    health = {"httpGet": {"path": "/", "port": "http"}}
+    container = {
+        "name": "livekit-server",
+        "image": f"{lk.image}:{lk.version}",
+        "args": ["--config", CONFIG_PATH],
+        "env": env or None,
+        "ports": container_ports,
+        # GET / answers 200, or 406 when the node's stats are older than 4 s.
+        "readinessProbe": {**health, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
+        # Liveness is only "the API port accepts connections", not GET /: the stats behind GET /
+        # are refreshed by a keepalive over Redis pub/sub (RedisRouter.statsWorker), so a Redis
+        # outage would fail it on every node at once and the restarts would drop calls whose
+        # media does not need Redis at all.
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "initialDelaySeconds": 10, "periodSeconds": 10,
+                          "timeoutSeconds": 5, "failureThreshold": 6},
+        "resources": resources(lk.resources),
+        "securityContext": container_security(container_ports),
+        "volumeMounts": mounts,
+    }
+    annotations = {
+        **NO_MESH,
+        ANNOTATION_CONFIG_CHECKSUM: checksum(config),
+        ANNOTATION_KEYS_CHECKSUM: checksum(api_key_names(region)),
+        **region_source(region),
+    }
+    pod_spec = media_pod_spec(
+        lab,
+        lk.node_pool,
+        container,
+        grace_seconds=lk.drain_seconds,
+        ports=container_ports,
+        volumes=volumes,
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(LIVEKIT_SERVICE, ns, lab, region_source(region)),
+        "spec": {
+            "replicas": lk.nodes,
+            "selector": {"matchLabels": selector(lab)},
+            "strategy": media_strategy(),
+            "template": {"metadata": {"labels": lab, "annotations": annotations}, "spec": pod_spec},
+        },
+    }
+
+
+def _service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    """The in-cluster URL (`livekit_internal_url`): agents and the SIP bridge connect here. Clients
+    come in through the public URL's TLS load balancer instead."""
+    ports = region.livekit.ports
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(LIVEKIT_SERVICE, ns, lab, region_source(region)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(lab),
+            "ports": [
+                {"name": "http", "port": ports.http, "targetPort": "http", "protocol": "TCP"},
+                {"name": "metrics", "port": ports.prometheus, "targetPort": "metrics", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+# --- host-network pod pieces (shared with the SIP bridge) ---------------------------------------
+
+
+def host_port(name: str, port: int, protocol: str) -> dict[str, Any]:
+    # With hostNetwork the API server sets hostPort = containerPort anyway; stating it keeps the
+    # desired state equal to the live object. The hostPort is also what lets the scheduler refuse
+    # a second pod on a node whose port is taken.
+    return {"name": name, "containerPort": port, "hostPort": port, "protocol": protocol}
+
+
+def media_strategy() -> dict[str, Any]:
+    """Replace one pod at a time, never surge: a surge pod would need a free node (host ports), and
+    the old pod keeps its node until its calls have drained."""
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+
+
+def media_pod_spec(
+    pod_labels: Mapping[str, str],
+    pool: Optional[NodePool],
+    container: dict[str, Any],
+    *,
+    grace_seconds: int,
+    ports: Sequence[Mapping[str, Any]],
+    volumes: Optional[list[dict[str, Any]]] = None,
+) -> dict[str, Any]:
+    """A host-network pod, at most one per node, on `pool`."""
+    return prune(
+        {
+            "hostNetwork": True,
+            # Host-network pods otherwise get the node's resolv.conf and cannot resolve Services.
+            "dnsPolicy": "ClusterFirstWithHostNet",
+            # Service links would inject variables such as LIVEKIT_PORT=tcp://10.0.0.1:7880 (from
+            # the `livekit` Service); livekit-server reads every LIVEKIT_<KEY> variable as config
+            # and would fail to parse it.
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": grace_seconds,
+            # One pod per node, stated outright; the hostPorts enforce it as well.
+            "affinity": {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": selector(pod_labels)},
+                         "topologyKey": "kubernetes.io/hostname"}
+                    ]
+                }
+            },
+            **placement(pool),
+            "securityContext": pod_security(ports),
+            "containers": [container],
+            "volumes": volumes or None,
+        }
+    )
+
+
+def _needs_privileged_port(ports: Sequence[Mapping[str, Any]]) -> bool:
+    return any(p["containerPort"] < 1024 for p in ports)
+
+
+def pod_security(ports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Non-root: host networking needs no privilege for ports >= 1024. A port below 1024 (TURN/TLS
+    on 443 without a load balancer) needs root with only NET_BIND_SERVICE: a non-root process does
+    not get added capabilities, and with host networking the unprivileged-port sysctl is the node's."""
+    if _needs_privileged_port(ports):
+        return {"runAsNonRoot": False, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}}
+    return restricted_pod()
+
+
+def container_security(ports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    if _needs_privileged_port(ports):
+        return {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+            "runAsNonRoot": False,
+            "seccompProfile": {"type": "RuntimeDefault"},
+            "readOnlyRootFilesystem": True,
+        }
+    return {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True}
+
+
+# --- firewall rules ----------------------------------------------------------------------------
+
+
+def _rule(
+    name: str, protocol: str, ports: str, sources: Sequence[str], nodes: Mapping[str, str], purpose: str
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "protocol": protocol,
+        "ports": ports,
+        "sources": list(sources),
+        "nodes": ",".join(f"{k}={v}" for k, v in sorted(nodes.items())),
+        "purpose": purpose,
+    }
+
+
+def firewall_rules(region: Region) -> list[dict[str, Any]]:
+    """Inbound rules the region's media and SIP nodes need (data for the stack outputs; voxplane
+    does not own cloud firewalls). `ports` is "N" or "start-end", `sources` CIDRs, `nodes` the node
+    pool's selector as `k=v[,k=v]`."""
+    lk = region.livekit
+    media = lk.node_pool.selector
+    anywhere = [ANYWHERE]
+    rules = [
+        _rule("livekit-rtc-udp", "udp", str(lk.ports.rtc_udp), anywhere, media,
+              "WebRTC media (ICE/UDP); each participant uses two ports"),
+        _rule("livekit-rtc-tcp", "tcp", str(lk.ports.rtc_tcp), anywhere, media,
+              "WebRTC over TCP fallback; must reach the node directly, not a load balancer"),
+    ]
+    if lk.turn.enabled:
+        rules += [
+            _rule("livekit-turn-tls", "tcp", str(lk.turn.tls_port), anywhere, media,
+                  "TURN/TLS for clients behind restrictive firewalls"),
+            _rule("livekit-turn-udp", "udp", str(lk.turn.udp_port), anywhere, media, "TURN/UDP and STUN"),
+        ]
+    sip = region.sip
+    if sip is not None:
+        # Carriers only. With no allow-list the port is open and each trunk's allowed_addresses
+        # is the only filter.
+        carriers = list(sip.carrier_addresses) or anywhere
+        pool = sip.node_pool.selector
+        rules += [
+            _rule("sip-signalling-udp", "udp", str(sip.sip_port), carriers, pool, "SIP signalling from carriers"),
+            _rule("sip-signalling-tcp", "tcp", str(sip.sip_port), carriers, pool, "SIP signalling from carriers"),
+            _rule("sip-rtp", "udp", str(sip.rtp_ports), carriers, pool, "RTP media of phone calls"),
+        ]
+    return rules

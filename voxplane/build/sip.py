@@ -1,0 +1,152 @@
+"""The LiveKit SIP bridge (livekit-sip) of a region: config, API credentials, Deployment and PDB.
+
+livekit-sip needs host networking ("The container must be run with host networking enabled",
+5060 plus a wide RTP range), the same Redis as its SFU (they talk psrpc over it), and a long grace
+period: on SIGTERM it waits, without limit, for calls in progress to finish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import Region
+from .common import (
+    ADMIN_KEY,
+    ANNOTATION_CONFIG_CHECKSUM,
+    NO_MESH,
+    K8sObject,
+    SecretValue,
+    checksum,
+    env_secret,
+    labels,
+    livekit_internal_url,
+    metadata,
+    pdb,
+    region_source,
+    resources,
+    selector,
+    system_namespace,
+)
+from .livekit_config import CONFIG_FILE, sip_config, to_json, to_yaml
+from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, redis_address, redis_password_env, redis_password_ref
+from .sfu import container_security, host_port, media_pod_spec, media_strategy
+
+SIP_NAME = "livekit-sip"
+CONFIG_MAP = "livekit-sip-config"
+API_SECRET = "livekit-sip-api"
+#: cmd/livekit-sip/main.go: `--config-body` / SIP_CONFIG_BODY wins over `--config` (the image's
+#: entrypoint passes --config=/sip/config.yaml), so no file needs to be mounted.
+CONFIG_BODY_ENV = "SIP_CONFIG_BODY"
+
+
+def sip_labels(region: Region) -> dict[str, str]:
+    sip = region.sip
+    assert sip is not None
+    lab = labels(region, name=SIP_NAME, component="sip", version=sip.version)
+    lab[LABEL_LIVEKIT] = LIVEKIT_DEPLOYMENT
+    return lab
+
+
+def sip_uri(region: Region) -> str:
+    """Where carriers send INVITEs."""
+    sip = region.sip
+    assert sip is not None
+    return f"sip:{sip.public_host}:{sip.sip_port}"
+
+
+def build_sip(region: Region) -> list[K8sObject]:
+    """ConfigMap, API Secret, Deployment and PodDisruptionBudget; nothing without a `sip` section."""
+    if region.sip is None:
+        return []
+    ns = system_namespace(region)
+    lab = sip_labels(region)
+    config = sip_config(
+        region,
+        redis_address=redis_address(region),
+        ws_url=livekit_internal_url(region),
+        redis_password=redis_password_ref(region),
+    )
+    return [
+        _config_map(region, ns, lab, config),
+        _api_secret(region, ns, lab),
+        _deployment(region, ns, lab, config),
+        pdb(SIP_NAME, ns, lab),
+    ]
+
+
+def _config_map(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(CONFIG_MAP, ns, lab, region_source(region)),
+        "data": {CONFIG_FILE: to_yaml(config)},
+    }
+
+
+def _api_secret(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    """The platform's admin key: the bridge asks the server to authorize and dispatch each call."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(API_SECRET, ns, lab, region_source(region)),
+        "type": "Opaque",
+        "stringData": {"LIVEKIT_API_KEY": ADMIN_KEY, "LIVEKIT_API_SECRET": SecretValue("livekit-secret", ADMIN_KEY)},
+    }
+
+
+def _config_body_env(region: Region, config: dict[str, Any]) -> list[dict[str, Any]]:
+    if region.livekit.redis.password is None:
+        return [{"name": CONFIG_BODY_ENV, "valueFrom": {"configMapKeyRef": {"name": CONFIG_MAP, "key": CONFIG_FILE}}}]
+    # livekit-sip reads the Redis password only from its config. The kubelet expands
+    # $(REDIS_PASSWORD) (declared just before) in an inline value, never in a configMapKeyRef, so
+    # the body is inline here; it holds the reference, not the password. JSON quotes the value.
+    return redis_password_env(region) + [{"name": CONFIG_BODY_ENV, "value": to_json(config)}]
+
+
+def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:
+    sip = region.sip
+    assert sip is not None
+    ports = [
+        host_port("sip-udp", sip.sip_port, "UDP"),
+        host_port("sip-tcp", sip.sip_port, "TCP"),
+        host_port("health", sip.health_port, "TCP"),
+        host_port("metrics", sip.prometheus_port, "TCP"),
+    ]
+    container = {
+        "name": SIP_NAME,
+        "image": f"{sip.image}:{sip.version}",
+        "env": [
+            env_secret("LIVEKIT_API_KEY", API_SECRET, "LIVEKIT_API_KEY"),
+            env_secret("LIVEKIT_API_SECRET", API_SECRET, "LIVEKIT_API_SECRET"),
+            *_config_body_env(region, config),
+        ],
+        "ports": ports,
+        # GET / on the health port: 200 ready, 429 over max_cpu_utilization, 503 starting or
+        # stopping. Busy or draining means "send no new calls here": readiness only. There is
+        # deliberately no livenessProbe: 429/503 under load would restart a pod carrying calls.
+        "readinessProbe": {"httpGet": {"path": "/", "port": "health"}, "periodSeconds": 5, "timeoutSeconds": 3,
+                           "failureThreshold": 2},
+        "resources": resources(sip.resources),
+        "securityContext": container_security(ports),
+        # Read-only root filesystem; scratch space for anything the process writes.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    annotations = {**NO_MESH, ANNOTATION_CONFIG_CHECKSUM: checksum(config), **region_source(region)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(SIP_NAME, ns, lab, region_source(region)),
+        "spec": {
+            "replicas": sip.replicas,
+            "selector": {"matchLabels": selector(lab)},
+            "strategy": media_strategy(),
+            "template": {
+                "metadata": {"labels": lab, "annotations": annotations},
+                # SIGTERM: stop taking outbound calls, wait for active calls to end (no timeout);
+                # the grace period bounds it. Inbound INVITEs are still accepted while draining
+                # (livekit/sip#764): take the node out of carrier routing before a rollout.
+                "spec": media_pod_spec(lab, sip.node_pool, container, grace_seconds=sip.drain_seconds, ports=ports,
+                                       volumes=[{"name": "tmp", "emptyDir": {}}]),
+            },
+        },
+    }
