@@ -56,6 +56,7 @@ class RegionStack(pulumi.ComponentResource):
     sip_uri: pulumi.Output[str]
     firewall_rules: pulumi.Output[list]
     agent_names: pulumi.Output[list]
+    gpu_node_requirements: pulumi.Output[dict]
 
     def __init__(self, name: str, args: RegionStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("voxplane:index:RegionStack", name, None, opts)
@@ -122,6 +123,10 @@ class RegionStack(pulumi.ComponentResource):
         self.sip_uri = self.sip.sip_uri if self.sip is not None else pulumi.Output.from_input("")
         self.firewall_rules = self.sfu.firewall_rules
         self.agent_names = pulumi.Output.from_input(sorted(self.agents))
+        # Labels and taints pre-provisioned GPU nodes must carry (Karpenter groups: their NodePool).
+        self.gpu_node_requirements = pulumi.Output.from_input(
+            {g: group.node_requirements for g, group in self.gpu_groups.items()}
+        )
         self.register_outputs(
             {
                 "livekit_url": self.livekit_url,
@@ -129,5 +134,6 @@ class RegionStack(pulumi.ComponentResource):
                 "sip_uri": self.sip_uri,
                 "firewall_rules": self.firewall_rules,
                 "agent_names": self.agent_names,
+                "gpu_node_requirements": self.gpu_node_requirements,
             }
         )

@@ -77,4 +77,5 @@ def run(settings: Optional[StackConfig] = None, project: Optional[Project] = Non
     pulumi.export("sip_uri", stack.sip_uri)
     pulumi.export("firewall_rules", stack.firewall_rules)
     pulumi.export("agents", stack.agent_names)
+    pulumi.export("gpu_node_requirements", stack.gpu_node_requirements)
     return stack

@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 import kubernetes_validate
 import pulumi
 import pytest
+
+from voxplane.devservers import ensure_livekit_binary
 import yaml
 
 from components.secrets import SecretResolver
@@ -402,22 +403,14 @@ def test_firewall_rules_without_turn_or_sip():
 # --- the real server ---------------------------------------------------------------------------
 
 
-def _livekit_binary(version: str) -> str | None:
-    cache_root = Path(os.environ.get("VOXPLANE_CACHE") or Path.home() / ".cache" / "voxplane")
-    candidate = cache_root / "bin" / f"livekit-server-{version}"
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    return shutil.which("livekit-server")
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("name", REGIONS)
 def test_real_server_accepts_the_config(name, tmp_path):
     """livekit-server (strict config) parses the rendered config and a 0640 key file, and gets as far as Redis."""
     r = region(name)
-    binary = _livekit_binary(r.livekit.version)
-    if binary is None:
-        pytest.skip("no livekit-server binary (scripts/ensure-servers.sh builds one)")
+    # Builds (or finds the cached) livekit-server; raises with the build's reason, never skips.
+    binary = str(ensure_livekit_binary())
+    assert binary.endswith(r.livekit.version), f"the example regions pin {r.livekit.version}; the cached binary is {binary}"
     keys = tmp_path / "keys.yaml"
     keys.write_text("vx-admin: " + "s" * 64 + "\n")
     keys.chmod(0o640)  # what 0600 + fsGroup gives in the pod
