@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 Path = tuple[str | int, ...]
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_./-]+$")
 
 
 def format_path(path: Sequence[str | int]) -> str:
@@ -14,8 +17,10 @@ def format_path(path: Sequence[str | int]) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            out += f".{part}" if out else part
         else:
-            out += f".{part}" if out else str(part)
+            out += f"[{json.dumps(part)}]"  # odd keys (spaces, newlines) stay on one readable line
     return out or "(root)"
 
 

@@ -7,13 +7,16 @@ and every secret value is redacted on the way out anyway.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Optional
 
 import pulumi
 import yaml
@@ -123,20 +126,54 @@ def run_mocked(
     program: Callable[[], Any], *, stack: str, config: dict[str, str], secret_keys: list[str]
 ) -> dict[str, Any]:
     """Run `program` under the SDK's mock engine with `_RecordingMocks`; return the registered
-    resources by URN. Settings and the root stack are restored afterwards, so runs can repeat
-    in one process (tests, benchmarks)."""
+    resources by URN. Settings, the root stack and the event loop are restored afterwards, so
+    runs can repeat in one process (tests, benchmarks)."""
     mocks = _RecordingMocks()
     monitor = pulumi_mocks.MockMonitor(mocks)
     saved = pulumi_settings.SETTINGS
     token = pulumi_settings.ROOT.set(None)  # a fresh root stack per run
+    with _private_event_loop():
+        try:
+            pulumi.runtime.set_mocks(mocks, project="voxplane", stack=stack, preview=False, monitor=monitor)
+            pulumi.runtime.set_all_config(config, secret_keys)
+            pulumi_mocks.test(program)()
+            return monitor.get_registered_resources()
+        finally:
+            pulumi_settings.configure(saved)
+            pulumi_settings.ROOT.reset(token)
+
+
+@contextlib.contextmanager
+def _private_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh event loop for one mocked run, closed afterwards with everything it spawned.
+
+    The mock monitor answers registrations on the loop's executor threads, and the SDK gives each
+    such thread an event loop of its own; those are created here, tracked, and closed, so no
+    loop is left for the garbage collector (and the caller's loop, if any, is put back).
+    """
     try:
-        pulumi.runtime.set_mocks(mocks, project="voxplane", stack=stack, preview=False, monitor=monitor)
-        pulumi.runtime.set_all_config(config, secret_keys)
-        pulumi_mocks.test(program)()
-        return monitor.get_registered_resources()
+        previous: Optional[asyncio.AbstractEventLoop] = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        previous = None
+    thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def give_thread_a_loop() -> None:
+        thread_loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(thread_loop)
+        thread_loops.append(thread_loop)
+
+    executor = ThreadPoolExecutor(thread_name_prefix="voxplane-mocks", initializer=give_thread_a_loop)
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(executor)
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
     finally:
-        pulumi_settings.configure(saved)
-        pulumi_settings.ROOT.reset(token)
+        executor.shutdown(wait=True)
+        for thread_loop in thread_loops:
+            thread_loop.close()
+        loop.close()
+        asyncio.set_event_loop(previous if previous is not None and not previous.is_closed() else None)
 
 
 def write(result: RenderResult, out_dir: Path) -> list[Path]:
