@@ -43,5 +43,8 @@ livekit-up: setup servers
 livekit-down:
 	@$(PY) -m voxplane.devservers down
 
+docs: setup
+	$(PY) -m voxplane.docs > docs/manifest-reference.md
+
 clean:
 	rm -rf out build .pytest_cache .hypothesis
