@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -15,22 +13,6 @@ from voxplane.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
-
-
-@pytest.fixture(autouse=True)
-def _close_event_loop():
-    """Close the event loop a test leaves behind (the Pulumi SDK creates one per thread, and
-    asyncio.run() later drops it unclosed), so no loop is garbage-collected mid-suite."""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            loop = asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:
-            return
-    if not loop.is_running():
-        loop.close()
-        asyncio.set_event_loop(None)
 
 
 @pytest.fixture

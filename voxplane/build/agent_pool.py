@@ -16,8 +16,8 @@ from ..model import ROLES, Agent, NodePool, Region, SecretRef
 from .common import (
     AGENT_HEALTH_PORT,
     AGENT_METRICS_PORT,
-    RESTRICTED_CONTAINER,
     K8sObject,
+    RESTRICTED_CONTAINER,
     SecretValue,
     agent_source,
     env_secret,
@@ -31,6 +31,7 @@ from .common import (
     prune,
     resources,
     restricted_pod,
+    secret,
     selector,
     tenant_namespace,
 )
@@ -78,15 +79,7 @@ def build_agent_pool(region: Region, agent: Agent, *, image: str) -> list[K8sObj
     env, secret_data = _env(region, agent)
     objects: list[K8sObject] = []
     if secret_data:
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": metadata(secret_name(agent), ns, lab, ann),
-                "type": "Opaque",
-                "stringData": dict(sorted(secret_data.items())),
-            }
-        )
+        objects.append(secret(secret_name(agent), ns, lab, dict(sorted(secret_data.items())), ann))
     disruption = pdb(agent.name, ns, lab, max_unavailable=1)
     if ann:
         disruption["metadata"]["annotations"] = dict(ann)

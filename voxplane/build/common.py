@@ -197,6 +197,33 @@ def env_secret(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+def secret(
+    name: str, namespace: str, object_labels: Mapping[str, str], string_data: Mapping[str, Any],
+    annotations: Optional[Mapping[str, str]] = None,
+) -> K8sObject:
+    """An Opaque Secret; values are usually `SecretValue` markers, resolved by the component."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(name, namespace, object_labels, annotations),
+        "type": "Opaque",
+        "stringData": dict(string_data),
+    }
+
+
+def config_map(
+    name: str, namespace: str, object_labels: Mapping[str, str], data: Mapping[str, str],
+    annotations: Optional[Mapping[str, str]] = None,
+) -> K8sObject:
+    """A ConfigMap; never give it a secret."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(name, namespace, object_labels, annotations),
+        "data": dict(data),
+    }
+
+
 def pdb(name: str, namespace: str, object_labels: Mapping[str, str], *, max_unavailable: int = 1) -> K8sObject:
     """A PodDisruptionBudget: voluntary evictions (node drains, consolidation) take one pod at a time."""
     return {

@@ -39,6 +39,7 @@ from .common import (
     pdb,
     region_source,
     resources,
+    secret,
     selector,
 )
 from .gpu import gpu_affinity, gpu_tolerations
@@ -135,13 +136,7 @@ def build_model(region: Region, model: Model) -> list[K8sObject]:
 
 def _hf_token_secret(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
     assert model.hf_token is not None and model.hf_token.config is not None
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(hf_token_secret_name(model), ns, lab, ann),
-        "type": "Opaque",
-        "stringData": {HF_TOKEN_ENV: SecretValue("config", model.hf_token.config)},
-    }
+    return secret(hf_token_secret_name(model), ns, lab, {HF_TOKEN_ENV: SecretValue("config", model.hf_token.config)}, ann)
 
 
 def _service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:

@@ -12,14 +12,15 @@ from typing import Any, Optional
 
 from ..model import Region
 from .common import (
-    RESTRICTED_CONTAINER,
     K8sObject,
+    RESTRICTED_CONTAINER,
     SecretValue,
     env_secret,
     labels,
     metadata,
     prune,
     region_source,
+    secret,
     selector,
     service_host,
     system_namespace,
@@ -80,13 +81,7 @@ def build_redis(region: Region) -> list[K8sObject]:
 
 
 def _auth_secret(ns: str, lab: dict[str, str], config_key: str) -> K8sObject:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(REDIS_AUTH_SECRET, ns, lab),
-        "type": "Opaque",
-        "stringData": {"password": SecretValue("config", config_key)},
-    }
+    return secret(REDIS_AUTH_SECRET, ns, lab, {"password": SecretValue("config", config_key)})
 
 
 def _headless_service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:

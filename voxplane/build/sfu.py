@@ -15,12 +15,13 @@ from ..model import NodePool, Region
 from .common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
+    K8sObject,
     LIVEKIT_SERVICE,
     NO_MESH,
     RESTRICTED_CONTAINER,
-    K8sObject,
     SecretValue,
     checksum,
+    config_map,
     env_value,
     labels,
     metadata,
@@ -30,6 +31,7 @@ from .common import (
     region_source,
     resources,
     restricted_pod,
+    secret,
     selector,
     system_namespace,
     tenant_api_key,
@@ -74,22 +76,11 @@ def build_sfu(region: Region) -> list[K8sObject]:
 
 
 def _config_map(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(CONFIG_MAP, ns, lab, region_source(region)),
-        "data": {CONFIG_FILE: to_yaml(config)},
-    }
+    return config_map(CONFIG_MAP, ns, lab, {CONFIG_FILE: to_yaml(config)}, region_source(region))
 
 
 def _keys_secret(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(KEYS_SECRET, ns, lab, region_source(region)),
-        "type": "Opaque",
-        "stringData": {KEYS_FILE: SecretValue("livekit-keys", region.name)},
-    }
+    return secret(KEYS_SECRET, ns, lab, {KEYS_FILE: SecretValue("livekit-keys", region.name)}, region_source(region))
 
 
 def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:

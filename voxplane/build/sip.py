@@ -13,10 +13,11 @@ from ..model import Region
 from .common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
-    NO_MESH,
     K8sObject,
+    NO_MESH,
     SecretValue,
     checksum,
+    config_map,
     env_secret,
     labels,
     livekit_internal_url,
@@ -24,6 +25,7 @@ from .common import (
     pdb,
     region_source,
     resources,
+    secret,
     selector,
     system_namespace,
 )
@@ -75,23 +77,16 @@ def build_sip(region: Region) -> list[K8sObject]:
 
 
 def _config_map(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(CONFIG_MAP, ns, lab, region_source(region)),
-        "data": {CONFIG_FILE: to_yaml(config)},
-    }
+    return config_map(CONFIG_MAP, ns, lab, {CONFIG_FILE: to_yaml(config)}, region_source(region))
 
 
 def _api_secret(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     """The platform's admin key: the bridge asks the server to authorize and dispatch each call."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(API_SECRET, ns, lab, region_source(region)),
-        "type": "Opaque",
-        "stringData": {"LIVEKIT_API_KEY": ADMIN_KEY, "LIVEKIT_API_SECRET": SecretValue("livekit-secret", ADMIN_KEY)},
-    }
+    return secret(
+        API_SECRET, ns, lab,
+        {"LIVEKIT_API_KEY": ADMIN_KEY, "LIVEKIT_API_SECRET": SecretValue("livekit-secret", ADMIN_KEY)},
+        region_source(region),
+    )
 
 
 def _config_body_env(region: Region, config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,14 +8,15 @@ from typing import Any, Sequence
 from ..model import Agent, Region, Tenant
 from .common import (
     AGENT_METRICS_PORT,
+    K8sObject,
     MONITORING_NAMESPACE,
     PRIVATE_RANGES,
-    K8sObject,
     SecretValue,
     inference_namespace,
     labels,
     metadata,
     namespace,
+    secret,
     tenant_api_key,
     tenant_namespace,
 )
@@ -157,10 +158,4 @@ def _limit_range(ns: str, lab: dict[str, str]) -> K8sObject:
 
 def _api_key_secret(ns: str, lab: dict[str, str], tenant: str) -> K8sObject:
     key = tenant_api_key(tenant)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(LIVEKIT_SECRET, ns, lab),
-        "type": "Opaque",
-        "stringData": {"LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": SecretValue("livekit-secret", key)},
-    }
+    return secret(LIVEKIT_SECRET, ns, lab, {"LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": SecretValue("livekit-secret", key)})
