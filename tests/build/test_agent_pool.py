@@ -3,18 +3,13 @@ AgentPool component under Pulumi mocks (image build, digest pinning, ignore_chan
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pulumi
 import pytest
-from google.protobuf import json_format
 
 from voxplane.components.agent_pool import (
     IMAGE_PLACEHOLDER,
@@ -33,17 +28,23 @@ from voxplane.build.common import (
     model_base_url,
     walk_secret_values,
 )
-from voxplane.loader import load_project
-from voxplane.model import Agent, Project, Region
+from voxplane.model import Agent, Region
 
-REPO = Path(__file__).resolve().parents[2]
+from ._helpers import (
+    LIVEKIT_ROOT_SECRET,
+    REPO,
+    SECRET_SIG,
+    by_kind,
+    by_name,
+    mock_digest,
+    plain,
+    project,
+    secret_wrapping,
+    validate_strict,
+)
+
 IMAGE = "registry.example.com/agents/test@sha256:" + "a" * 64
 CRD_KINDS = {"PodMonitor", "ScaledObject"}
-
-
-@cache
-def project() -> Project:
-    return load_project(REPO)
 
 
 def _agent(name: str) -> Agent:
@@ -55,10 +56,7 @@ PAIRS = [(a.name, r) for a in project().agents for r in a.regions]
 
 def _build(agent_name: str, region_name: str) -> tuple[Region, Agent, dict[str, dict[str, Any]]]:
     region, agent = project().regions[region_name], _agent(agent_name)
-    objects = build_agent_pool(region, agent, image=IMAGE)
-    by_kind = {o["kind"]: o for o in objects}
-    assert len(by_kind) == len(objects), "one object per kind"
-    return region, agent, by_kind
+    return region, agent, by_kind(build_agent_pool(region, agent, image=IMAGE))
 
 
 def _container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -68,15 +66,7 @@ def _container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _env(objs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    env = _container(objs)["env"]
-    names = [e["name"] for e in env]
-    assert len(names) == len(set(names)), f"duplicate env names: {names}"
-    return {e["name"]: e for e in env}
-
-
-def _plain(value: Any) -> Any:
-    """The object as the API server would see it, SecretValue markers replaced by a string."""
-    return json.loads(json.dumps(value, default=str))
+    return by_name(_container(objs)["env"])
 
 
 def test_examples_cover_every_region_and_agent():
@@ -100,7 +90,7 @@ def test_builtin_kinds_pass_strict_schema_validation(agent_name, region_name):
     builtin = [o for o in objs.values() if o["kind"] not in CRD_KINDS]
     assert {o["kind"] for o in builtin} >= {"Deployment", "PodDisruptionBudget"}
     for obj in builtin:
-        kubernetes_validate.validate(_plain(obj), "1.34", strict=True)
+        validate_strict(obj)
 
 
 @pytest.mark.parametrize("agent_name,region_name", PAIRS)
@@ -170,7 +160,7 @@ def test_secrets_never_appear_as_plain_values(agent_name, region_name):
     env = _env(objs)
     for var in agent.secrets:
         assert set(env[var]) == {"name", "valueFrom"}
-    dumped = json.dumps(_plain(list(objs.values())))
+    dumped = json.dumps(plain(list(objs.values())))
     assert "load_fnc" not in dumped and "load_threshold" not in dumped
 
 
@@ -334,7 +324,7 @@ def test_scale_to_zero_pool_builds_valid_objects():
     objs = {o["kind"]: o for o in build_agent_pool(region, idle, image=IMAGE)}
     assert objs["Deployment"]["spec"]["replicas"] == 0
     assert objs["ScaledObject"]["spec"]["minReplicaCount"] == 0
-    kubernetes_validate.validate(_plain(objs["Deployment"]), "1.34", strict=True)
+    validate_strict(objs["Deployment"])
 
 
 # --- build-context hash ------------------------------------------------------------------------------
@@ -363,63 +353,24 @@ def test_build_context_hash_is_deterministic_and_content_sensitive(tmp_path):
 # --- the component under Pulumi mocks ---------------------------------------------------------------
 
 SECRETS = {
-    "livekitRootSecret": "root-secret-for-tests-0123456789abcdef",
+    "livekitRootSecret": LIVEKIT_ROOT_SECRET,
     "northwindOpenaiKey": "sk-test-openai-not-in-plain-inputs",
     "northwindFhirClientSecret": "fhir-secret-not-in-plain-inputs",
     "northwindTrunkPassword": "trunk-password-not-in-plain-inputs",
 }
 REGISTRY = "registry.example.com/voxplane"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-
-
-def _digest(image_name: str) -> str:
-    return image_name.split(":", 1)[0] + "@sha256:" + "d" * 64
-
-
-class Recorder(pulumi.runtime.Mocks):
-    """Records every registered resource's type, name and inputs; images get a repoDigest."""
-
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(args)
-        state = dict(args.inputs)
-        if args.typ == "docker:index/image:Image":
-            state["repoDigest"] = _digest(args.inputs["imageName"])
-        return f"{args.name}-id", state
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-class WireMonitor(pulumi.runtime.mocks.MockMonitor):
-    """Keeps each RegisterResource request as sent: the serialized inputs (secrets still wrapped) and
-    resource options such as ignoreChanges, which MockResourceArgs does not carry."""
-
-    def __init__(self, mocks: Recorder) -> None:
-        super().__init__(mocks)
-        self.requests: list[Any] = []
-
-    def RegisterResource(self, request):
-        self.requests.append(copy.deepcopy(request))
-        return super().RegisterResource(request)
 
 
 @pytest.fixture
-def mocked():
-    saved = copy.deepcopy(pulumi.runtime.settings.SETTINGS)
-    recorder = Recorder()
-    monitor = WireMonitor(recorder)
-    pulumi.runtime.set_mocks(recorder, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(
-        {f"voxplane:{k}": v for k, v in SECRETS.items()} | {"voxplane:imageRegistry": REGISTRY},
-        secret_keys=[f"voxplane:{k}" for k in SECRETS],
-    )
-    try:
-        yield recorder, monitor
-    finally:
-        pulumi.runtime.settings.configure(saved)
+def stack_secrets() -> dict[str, str]:
+    """The mocked stack's secrets: the root secret and the agents' config secrets."""
+    return SECRETS
+
+
+@pytest.fixture
+def stack_config() -> dict[str, str]:
+    """The mocked stack has an image registry to push built agents to."""
+    return {"imageRegistry": REGISTRY}
 
 
 def _pool(agent_name: str, region_name: str, registry: str | None = REGISTRY) -> AgentPool:
@@ -437,33 +388,16 @@ def _registered(*pools: AgentPool) -> pulumi.Output[list]:
     return pulumi.Output.all(*urns)
 
 
-def _one(recorder: Recorder, typ: str) -> pulumi.runtime.MockResourceArgs:
-    found = [r for r in recorder.resources if r.typ == typ]
-    assert len(found) == 1, [r.typ for r in recorder.resources]
-    return found[0]
-
-
-def _wire(value: Any, secret: str, inside_secret: bool = False) -> list[bool]:
-    """For every occurrence of `secret` in a serialized input tree: was it inside a secret wrapper?"""
-    if isinstance(value, dict):
-        wrapped = inside_secret or value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
-        return [hit for v in value.values() for hit in _wire(v, secret, wrapped)]
-    if isinstance(value, list):
-        return [hit for v in value for hit in _wire(v, secret, inside_secret)]
-    return [inside_secret] if isinstance(value, str) and secret in value else []
-
-
 @pulumi.runtime.test
 def test_component_builds_image_and_pins_deployment_to_its_digest(mocked):
     """reservations (code.build) registers a docker Image tagged with the folder hash; the Deployment runs its repoDigest."""
-    recorder, monitor = mocked
     pool = _pool("reservations", "us-east")
     context = os.path.join(str(REPO), "agents/reservations")
     tag = build_context_hash(context)
     expected_name = f"{REGISTRY}/bellavista-reservations:{tag}"
 
     def check(outputs):
-        image_arg = _one(recorder, "docker:index/image:Image")
+        image_arg = mocked.one("docker:index/image:Image")
         assert image_arg.name == "us-east-agent-bellavista-reservations-image"
         assert image_arg.inputs["imageName"] == expected_name
         assert image_arg.inputs["build"] == {
@@ -471,17 +405,17 @@ def test_component_builds_image_and_pins_deployment_to_its_digest(mocked):
             "dockerfile": os.path.join(context, "Dockerfile"),
             "platform": "linux/amd64",
         }
-        dep = _one(recorder, "kubernetes:apps/v1:Deployment")
+        dep = mocked.one("kubernetes:apps/v1:Deployment")
         assert dep.name == "us-east-agent-bellavista-reservations-deployment-reservations"
         container = dep.inputs["spec"]["template"]["spec"]["containers"][0]
-        assert container["image"] == _digest(expected_name) != IMAGE_PLACEHOLDER
+        assert container["image"] == mock_digest(expected_name) != IMAGE_PLACEHOLDER
         assert dep.inputs["spec"]["replicas"] == 1
-        dep_request = next(r for r in monitor.requests if r.type == "kubernetes:apps/v1:Deployment")
+        dep_request = next(r for r in mocked.requests if r.type == "kubernetes:apps/v1:Deployment")
         assert list(dep_request.ignoreChanges) == ["spec.replicas"]
-        for other in monitor.requests:
+        for other in mocked.requests:
             if other.type != "kubernetes:apps/v1:Deployment":
                 assert "spec.replicas" not in list(other.ignoreChanges)
-        kinds = sorted(r.typ for r in recorder.resources if r.custom)
+        kinds = sorted(r.typ for r in mocked.resources if r.custom)
         assert kinds == sorted(
             [
                 "docker:index/image:Image",
@@ -492,9 +426,9 @@ def test_component_builds_image_and_pins_deployment_to_its_digest(mocked):
             ]
         )
         assert outputs == [
-            "reservations", "vox-t-bellavista", "bellavista-reservations", _digest(expected_name)
+            "reservations", "vox-t-bellavista", "bellavista-reservations", mock_digest(expected_name)
         ]
-        component = _one(recorder, "voxplane:agents:AgentPool")
+        component = mocked.one("voxplane:agents:AgentPool")
         assert component.custom is False
 
     outputs = pulumi.Output.all(pool.deployment_name, pool.namespace, pool.agent_name, pool.image)
@@ -504,12 +438,11 @@ def test_component_builds_image_and_pins_deployment_to_its_digest(mocked):
 @pulumi.runtime.test
 def test_prebuilt_image_is_used_as_is_without_a_build(mocked):
     """scheduler (code.image) registers no docker Image; the Deployment runs the manifest's image."""
-    recorder, _ = mocked
     pool = _pool("scheduler", "eu-west", registry=None)
 
     def check(image):
-        assert not [r for r in recorder.resources if r.typ == "docker:index/image:Image"]
-        dep = _one(recorder, "kubernetes:apps/v1:Deployment")
+        assert not [r for r in mocked.resources if r.typ == "docker:index/image:Image"]
+        dep = mocked.one("kubernetes:apps/v1:Deployment")
         assert dep.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == _agent("scheduler").code.image
         assert image == _agent("scheduler").code.image
 
@@ -526,15 +459,13 @@ def test_build_without_registry_names_the_config_key(mocked):
 @pulumi.runtime.test
 def test_secret_values_only_travel_wrapped_as_secrets(mocked):
     """Config secrets reach the engine only inside secret wrappers (the Secret's stringData), never in plain inputs."""
-    recorder, monitor = mocked
     pools = [_pool("support", "us-east"), _pool("scheduler", "eu-west")]
 
     def check(_):
         seen = {}
-        for request in monitor.requests:
-            wire = json_format.MessageToDict(request.object)
+        for request in mocked.requests:
             for key in ("northwindOpenaiKey", "northwindFhirClientSecret"):
-                hits = _wire(wire, SECRETS[key])
+                hits = secret_wrapping(request, SECRETS[key])
                 assert all(hits), f"{SECRETS[key]!r} unwrapped in {request.type} {request.name}"
                 if hits:
                     seen.setdefault(key, []).append(request.type)
@@ -543,7 +474,7 @@ def test_secret_values_only_travel_wrapped_as_secrets(mocked):
             "northwindOpenaiKey": ["kubernetes:core/v1:Secret"],
             "northwindFhirClientSecret": ["kubernetes:core/v1:Secret"],
         }
-        secrets = {r.name: r.inputs for r in recorder.resources if r.typ == "kubernetes:core/v1:Secret"}
+        secrets = {r.name: r.inputs for r in mocked.resources if r.typ == "kubernetes:core/v1:Secret"}
         # The whole payload is one secret value on the wire.
         assert secrets["us-east-agent-northwind-support-secret-support-secrets"]["stringData"] == {
             SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270",

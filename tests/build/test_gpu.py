@@ -4,10 +4,7 @@ under Pulumi mocks."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -23,16 +20,9 @@ from voxplane.build.gpu import (
     node_requirements,
 )
 from voxplane.components.gpu import GPUNodeGroup, GPUNodeGroupArgs
-from voxplane.loader import load_project
-from voxplane.model import GpuNodeGroup, Project, Region, Taint
+from voxplane.model import GpuNodeGroup, Region, Taint
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@cache
-def project() -> Project:
-    return load_project(REPO)
-
+from ._helpers import project
 
 GROUPS = [(r, g) for r in sorted(project().regions) for g in sorted(project().regions[r].gpu_node_groups)]
 KARPENTER = [(r, g) for r, g in GROUPS if project().regions[r].gpu_node_groups[g].provisioner == "karpenter"]
@@ -276,44 +266,21 @@ def test_unknown_node_class_falls_back_to_limits_and_labels():
 # --- the component under Pulumi mocks -------------------------------------------------------------
 
 
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-@pytest.fixture
-def recorder():
-    saved = copy.deepcopy(pulumi.runtime.settings.SETTINGS)
-    rec = Recorder()
-    pulumi.runtime.set_mocks(rec, preview=False)
-    try:
-        yield rec
-    finally:
-        pulumi.runtime.settings.configure(saved)
-
-
 @pulumi.runtime.test
-def test_component_registers_node_pool_for_karpenter_group(recorder):
+def test_component_registers_node_pool_for_karpenter_group(mocked):
     """GPUNodeGroup for us-east h100 registers one karpenter.sh/v1 NodePool and outputs its name."""
     region, group = _group("us-east", "h100")
     component = GPUNodeGroup("us-east-gpu-h100", GPUNodeGroupArgs(region=region, group=group))
 
     def check(values):
         name, requirements = values[0], values[1]
-        pools = [r for r in recorder.resources if r.typ == "kubernetes:karpenter.sh/v1:NodePool"]
+        pools = [r for r in mocked.resources if r.typ == "kubernetes:karpenter.sh/v1:NodePool"]
         assert len(pools) == 1
         assert pools[0].name == "us-east-gpu-h100-nodepool-vox-h100"
         assert pools[0].inputs["spec"]["limits"] == {"nvidia.com/gpu": "24", "nodes": "3"}
         assert name == "vox-h100"
         assert requirements["labels"] == {LABEL_GPU_GROUP: "h100", GPU_PRODUCT_LABEL: "NVIDIA-H100-80GB-HBM3"}
-        comp = [r for r in recorder.resources if r.typ == "voxplane:inference:GPUNodeGroup"]
+        comp = [r for r in mocked.resources if r.typ == "voxplane:inference:GPUNodeGroup"]
         assert len(comp) == 1 and comp[0].custom is False
 
     urns = [component.urn, *(c.urn for c in component.children.values())]
@@ -321,14 +288,14 @@ def test_component_registers_node_pool_for_karpenter_group(recorder):
 
 
 @pulumi.runtime.test
-def test_component_registers_nothing_for_preprovisioned_group(recorder):
+def test_component_registers_nothing_for_preprovisioned_group(mocked):
     """GPUNodeGroup for eu-west l40s registers no Kubernetes object; node_pool_name is ""."""
     region, group = _group("eu-west", "l40s")
     component = GPUNodeGroup("eu-west-gpu-l40s", GPUNodeGroupArgs(region=region, group=group))
 
     def check(values):
         name, requirements = values[0], values[1]
-        assert [r.typ for r in recorder.resources] == ["voxplane:inference:GPUNodeGroup"]
+        assert [r.typ for r in mocked.resources] == ["voxplane:inference:GPUNodeGroup"]
         assert name == ""
         assert requirements["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
 

@@ -3,17 +3,12 @@ InferencePool component under Pulumi mocks (GPU request, toleration, ignore_chan
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pulumi
 import pytest
-from google.protobuf import json_format
 
 from voxplane.build.common import (
     GPU_RESOURCE,
@@ -32,17 +27,11 @@ from voxplane.build.inference import (
 )
 from voxplane.components.inference import InferencePool, InferencePoolArgs
 from voxplane.components.secrets import SecretResolver
-from voxplane.loader import load_project
-from voxplane.model import Model, Project, Region, SecretRef
+from voxplane.model import Model, Region, SecretRef
 
-REPO = Path(__file__).resolve().parents[2]
+from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, project, secret_wrapping, validate_strict
+
 CRD_KINDS = {"PodMonitor", "ScaledObject"}
-
-
-@cache
-def project() -> Project:
-    return load_project(REPO)
-
 
 PAIRS = [(r, m) for r in sorted(project().regions) for m in sorted(project().regions[r].models)]
 LLMS = [(r, m) for r, m in PAIRS if project().regions[r].models[m].kind == "llm"]
@@ -54,15 +43,9 @@ def _model(region_name: str, model_name: str) -> tuple[Region, Model]:
     return region, region.models[model_name]
 
 
-def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    by_kind = {o["kind"]: o for o in objects}
-    assert len(by_kind) == len(objects), "one object per kind"
-    return by_kind
-
-
 def _build(region_name: str, model_name: str) -> tuple[Region, Model, dict[str, dict[str, Any]]]:
     region, model = _model(region_name, model_name)
-    return region, model, _by_kind(build_model(region, model))
+    return region, model, by_kind(build_model(region, model))
 
 
 def _pod(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -76,20 +59,12 @@ def _container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _env(objs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    env = _container(objs)["env"]
-    names = [e["name"] for e in env]
-    assert len(names) == len(set(names)), f"duplicate env names: {names}"
-    return {e["name"]: e for e in env}
+    return by_name(_container(objs)["env"])
 
 
 def _flag(args: list[str], flag: str) -> str:
     assert args.count(flag) == 1, f"{flag} in {args}"
     return args[args.index(flag) + 1]
-
-
-def _plain(value: Any) -> Any:
-    """The object as the API server would see it, SecretValue markers replaced by a string."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def test_examples_cover_every_model_kind():
@@ -126,7 +101,7 @@ def test_builtin_kinds_pass_strict_schema_validation(region_name, model_name):
     for obj in objs.values():
         if obj["kind"] in CRD_KINDS:
             continue
-        kubernetes_validate.validate(_plain(obj), "1.34", strict=True)
+        validate_strict(obj)
         checked += 1
     assert checked >= 3
 
@@ -295,7 +270,7 @@ def test_tensor_parallel_follows_gpus_per_replica():
     """A 2-GPU replica requests 2 GPUs and shards with --tensor-parallel-size 2."""
     region, model = _model("eu-west", "chat")
     two = dataclasses.replace(model, gpus_per_replica=2)
-    objs = _by_kind(build_model(region, two))
+    objs = by_kind(build_model(region, two))
     c = _container(objs)
     assert _flag(c["args"], "--tensor-parallel-size") == "2"
     assert c["resources"]["limits"][GPU_RESOURCE] == "2"
@@ -333,7 +308,7 @@ def test_speech_server_args_are_passed_when_declared():
     """Declared `args` of a TTS/STT model become the container's args verbatim."""
     region, model = _model("us-east", "whisper")
     with_args = dataclasses.replace(model, args=("--log-level", "debug"))
-    assert _container(_by_kind(build_model(region, with_args)))["args"] == ["--log-level", "debug"]
+    assert _container(by_kind(build_model(region, with_args)))["args"] == ["--log-level", "debug"]
 
 
 def test_hf_token_from_config_becomes_a_secret():
@@ -351,7 +326,7 @@ def test_hf_token_from_existing_secret_is_referenced_not_copied():
     """hf_token {secret, key} becomes a secretKeyRef to that Secret; no Secret object is built."""
     region, model = _model("eu-west", "chat")
     ref = dataclasses.replace(model, hf_token=SecretRef(secret="hf-credentials", key="token"))
-    objs = _by_kind(build_model(region, ref))
+    objs = by_kind(build_model(region, ref))
     assert "Secret" not in objs
     assert _env(objs)["HF_TOKEN"] == {
         "name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-credentials", "key": "token"}}
@@ -427,7 +402,7 @@ def test_scale_to_zero_adds_a_wake_trigger():
     """min_replicas 0: the model's own queue metric cannot wake it, so a second trigger on livekit rooms does."""
     region, model = _model("us-east", "kokoro")
     zero = dataclasses.replace(model, min_replicas=0)
-    objs = _by_kind(build_model(region, zero))
+    objs = by_kind(build_model(region, zero))
     triggers = objs["ScaledObject"]["spec"]["triggers"]
     assert len(triggers) == 2
     assert triggers[1]["metadata"]["query"] == "sum(livekit_room_total)"
@@ -437,50 +412,13 @@ def test_scale_to_zero_adds_a_wake_trigger():
 
 # --- the component under Pulumi mocks -------------------------------------------------------------
 
-SECRETS = {"livekitRootSecret": "root-secret-for-tests-0123456789abcdef", "hfToken": "hf_test_token_not_in_plain_inputs"}
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-
-
-class Recorder(pulumi.runtime.Mocks):
-    """Records every registered resource's type, name and inputs."""
-
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-class WireMonitor(pulumi.runtime.mocks.MockMonitor):
-    """Keeps each RegisterResource request as sent: serialized inputs (secrets still wrapped) and
-    options such as ignoreChanges, which MockResourceArgs does not carry."""
-
-    def __init__(self, mocks: Recorder) -> None:
-        super().__init__(mocks)
-        self.requests: list[Any] = []
-
-    def RegisterResource(self, request):
-        self.requests.append(copy.deepcopy(request))
-        return super().RegisterResource(request)
+SECRETS = {"livekitRootSecret": LIVEKIT_ROOT_SECRET, "hfToken": "hf_test_token_not_in_plain_inputs"}
 
 
 @pytest.fixture
-def mocked():
-    saved = copy.deepcopy(pulumi.runtime.settings.SETTINGS)
-    recorder = Recorder()
-    monitor = WireMonitor(recorder)
-    pulumi.runtime.set_mocks(recorder, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(
-        {f"voxplane:{k}": v for k, v in SECRETS.items()}, secret_keys=[f"voxplane:{k}" for k in SECRETS]
-    )
-    try:
-        yield recorder, monitor
-    finally:
-        pulumi.runtime.settings.configure(saved)
+def stack_secrets() -> dict[str, str]:
+    """The mocked stack's secrets: the root secret and the Hugging Face token."""
+    return SECRETS
 
 
 def _pool(region_name: str, model_name: str) -> InferencePool:
@@ -491,30 +429,13 @@ def _pool(region_name: str, model_name: str) -> InferencePool:
     )
 
 
-def _one(recorder: Recorder, typ: str) -> pulumi.runtime.MockResourceArgs:
-    found = [r for r in recorder.resources if r.typ == typ]
-    assert len(found) == 1, [r.typ for r in recorder.resources]
-    return found[0]
-
-
-def _wire(value: Any, secret: str, inside_secret: bool = False) -> list[bool]:
-    """For every occurrence of `secret` in a serialized input tree: was it inside a secret wrapper?"""
-    if isinstance(value, dict):
-        wrapped = inside_secret or value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
-        return [hit for v in value.values() for hit in _wire(v, secret, wrapped)]
-    if isinstance(value, list):
-        return [hit for v in value for hit in _wire(v, secret, inside_secret)]
-    return [inside_secret] if isinstance(value, str) and secret in value else []
-
-
 @pulumi.runtime.test
 def test_component_registers_gpu_workload_with_toleration(mocked):
     """InferencePool for us-east chat registers a StatefulSet requesting nvidia.com/gpu, tolerating the GPU taint, replicas ignored."""
-    recorder, monitor = mocked
     pool = _pool("us-east", "chat")
 
     def check(outputs):
-        sts = _one(recorder, "kubernetes:apps/v1:StatefulSet")
+        sts = mocked.one("kubernetes:apps/v1:StatefulSet")
         assert sts.name == "us-east-model-chat-statefulset-chat"
         pod = sts.inputs["spec"]["template"]["spec"]
         container = pod["containers"][0]
@@ -522,12 +443,12 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
         assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
         assert container["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
-        request = next(r for r in monitor.requests if r.type == "kubernetes:apps/v1:StatefulSet")
+        request = next(r for r in mocked.requests if r.type == "kubernetes:apps/v1:StatefulSet")
         assert list(request.ignoreChanges) == ["spec.replicas"]
-        for other in monitor.requests:
+        for other in mocked.requests:
             if other.type != "kubernetes:apps/v1:StatefulSet":
                 assert "spec.replicas" not in list(other.ignoreChanges)
-        kinds = sorted(r.typ for r in recorder.resources if r.custom)
+        kinds = sorted(r.typ for r in mocked.resources if r.custom)
         assert kinds == sorted(
             [
                 "kubernetes:core/v1:Secret",
@@ -539,11 +460,11 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
             ]
         )
         # The token reaches the Secret only as a Pulumi secret, never as plain input.
-        secret_request = next(r for r in monitor.requests if r.type == "kubernetes:core/v1:Secret")
-        hits = _wire(json_format.MessageToDict(secret_request.object), SECRETS["hfToken"])
+        secret_request = next(r for r in mocked.requests if r.type == "kubernetes:core/v1:Secret")
+        hits = secret_wrapping(secret_request, SECRETS["hfToken"])
         assert hits and all(hits)
         assert outputs == ["http://chat.vox-inference.svc.cluster.local:8000/v1", "meta-llama/Llama-3.1-8B-Instruct"]
-        assert _one(recorder, "voxplane:inference:InferencePool").custom is False
+        assert mocked.one("voxplane:inference:InferencePool").custom is False
 
     urns = [pool.urn, *(c.urn for c in pool.children.values())]
     return pulumi.Output.all(pulumi.Output.all(pool.service_url, pool.model_id), *urns).apply(lambda v: check(v[0]))
@@ -552,11 +473,10 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
 @pulumi.runtime.test
 def test_component_without_token_registers_no_secret(mocked):
     """InferencePool for eu-west kokoro (no hf_token) registers no Secret; its URL is the kokoro Service on 8880."""
-    recorder, _ = mocked
     pool = _pool("eu-west", "kokoro")
 
     def check(outputs):
-        assert not [r for r in recorder.resources if r.typ == "kubernetes:core/v1:Secret"]
+        assert not [r for r in mocked.resources if r.typ == "kubernetes:core/v1:Secret"]
         assert outputs == ["http://kokoro.vox-inference.svc.cluster.local:8880/v1", _model("eu-west", "kokoro")[1].model_id]
 
     urns = [pool.urn, *(c.urn for c in pool.children.values())]

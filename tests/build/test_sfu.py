@@ -3,16 +3,12 @@ example region, the config against the real server's strict parser, and LiveKitS
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
 import subprocess
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pulumi
 import pytest
 
@@ -33,27 +29,13 @@ from voxplane.build.common import (
 from voxplane.build.livekit_config import server_config
 from voxplane.build.redis import LABEL_LIVEKIT, build_redis, redis_address
 from voxplane.build.sfu import ANNOTATION_KEYS_CHECKSUM, build_sfu, firewall_rules
-from voxplane.loader import load_project
-from voxplane.model import Project, Region, SecretRef
+from voxplane.model import Region, SecretRef
 
-REPO = Path(__file__).resolve().parents[2]
-REGIONS = ["local", "us-east", "eu-west"]
-
-
-@cache
-def project() -> Project:
-    return load_project(REPO)
-
-
-def region(name: str) -> Region:
-    return project().regions[name]
+from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
 
 
 def objects(r: Region) -> dict[tuple[str, str], dict[str, Any]]:
-    built = build_sfu(r) + build_redis(r)
-    by_key = {(o["kind"], o["metadata"]["name"]): o for o in built}
-    assert len(by_key) == len(built), "object identities are unique"
-    return by_key
+    return by_kind_and_name(build_sfu(r) + build_redis(r))
 
 
 def deployment(r: Region) -> dict[str, Any]:
@@ -70,18 +52,7 @@ def container(r: Region) -> dict[str, Any]:
 
 
 def env(r: Region) -> dict[str, dict[str, Any]]:
-    return {e["name"]: e for e in container(r).get("env", [])}
-
-
-def plain(value: Any) -> Any:
-    """The object as the API server would see it: SecretValue markers become a placeholder string."""
-    if isinstance(value, SecretValue):
-        return "placeholder"
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+    return by_name(container(r).get("env", []))
 
 
 def with_livekit(r: Region, **changes: Any) -> Region:
@@ -95,7 +66,7 @@ def with_livekit(r: Region, **changes: Any) -> Region:
 def test_every_object_passes_strict_schema(name):
     """Every SFU and Redis object is a valid Kubernetes 1.34 object (strict: no unknown fields)."""
     for obj in objects(region(name)).values():
-        kubernetes_validate.validate(plain(obj), "1.34", strict=True)
+        validate_strict(obj)
 
 
 @pytest.mark.parametrize("name", REGIONS)
@@ -285,7 +256,7 @@ def test_turn_on_443_binds_with_net_bind_service_only():
     assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
     assert sc["allowPrivilegeEscalation"] is False
     assert pod(r)["securityContext"]["runAsUser"] == 0
-    kubernetes_validate.validate(plain(deployment(r)), "1.34", strict=True)
+    validate_strict(deployment(r))
 
 
 def test_turn_ports_certificate_and_env():
@@ -433,37 +404,9 @@ def test_real_server_accepts_the_config(name, tmp_path):
 # --- the component -----------------------------------------------------------------------------
 
 
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-@pytest.fixture
-def mocked():
-    saved = copy.deepcopy(pulumi.runtime.settings.SETTINGS)
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, preview=False)
-    pulumi.runtime.set_all_config(
-        {"voxplane:livekitRootSecret": "root-secret-for-tests-0123456789abcdef"},
-        secret_keys=["voxplane:livekitRootSecret"],
-    )
-    try:
-        yield recorder
-    finally:
-        pulumi.runtime.settings.configure(saved)
-
-
 @pulumi.runtime.test
 def test_component_registers_sfu_and_redis(mocked):
     """LiveKitSFU for us-east registers the Deployment (grace 18000), the keys Secret and the Redis StatefulSet."""
-    recorder = mocked
     r = region("us-east")
     secrets = SecretResolver(r.name, ["vx-admin", *(f"vx-{t}" for t in r.tenants)])
     sfu = LiveKitSFU("us-east-sfu", LiveKitSFUArgs(region=r, secrets=secrets))
@@ -471,7 +414,7 @@ def test_component_registers_sfu_and_redis(mocked):
     def check(outputs):
         internal, public, service, rules = outputs[:4]
         by_type: dict[str, list[pulumi.runtime.MockResourceArgs]] = {}
-        for res in recorder.resources:
+        for res in mocked.resources:
             by_type.setdefault(res.typ, []).append(res)
         (dep,) = by_type["kubernetes:apps/v1:Deployment"]
         assert dep.name == "us-east-sfu-deployment-livekit"

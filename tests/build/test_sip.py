@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pulumi
 import pytest
 import yaml
@@ -29,27 +25,13 @@ from voxplane.build.livekit_config import sip_config
 from voxplane.build.redis import LABEL_LIVEKIT, redis_address
 from voxplane.build.sfu import build_sfu
 from voxplane.build.sip import build_sip, sip_uri
-from voxplane.loader import load_project
-from voxplane.model import Project, Region
+from voxplane.model import Region
 
-REPO = Path(__file__).resolve().parents[2]
-REGIONS = ["local", "us-east", "eu-west"]
-
-
-@cache
-def project() -> Project:
-    return load_project(REPO)
-
-
-def region(name: str) -> Region:
-    return project().regions[name]
+from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
 
 
 def objects(r: Region) -> dict[tuple[str, str], dict[str, Any]]:
-    built = build_sip(r)
-    by_key = {(o["kind"], o["metadata"]["name"]): o for o in built}
-    assert len(by_key) == len(built)
-    return by_key
+    return by_kind_and_name(build_sip(r))
 
 
 def deployment(r: Region) -> dict[str, Any]:
@@ -66,19 +48,7 @@ def container(r: Region) -> dict[str, Any]:
 
 
 def env(r: Region) -> dict[str, dict[str, Any]]:
-    names = [e["name"] for e in container(r)["env"]]
-    assert len(names) == len(set(names))
-    return {e["name"]: e for e in container(r)["env"]}
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, SecretValue):
-        return "placeholder"
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+    return by_name(container(r)["env"])
 
 
 @pytest.mark.parametrize("name", REGIONS)
@@ -92,7 +62,7 @@ def test_every_object_passes_strict_schema(name):
         ("Secret", "livekit-sip-api"),
     ]
     for obj in objs.values():
-        kubernetes_validate.validate(plain(obj), "1.34", strict=True)
+        validate_strict(obj)
         assert obj["metadata"]["labels"][LABEL_LIVEKIT] == "livekit"
         assert obj["metadata"]["namespace"] == "vox-system"
 
@@ -240,50 +210,22 @@ def test_sip_uri():
 # --- the component -----------------------------------------------------------------------------
 
 
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-@pytest.fixture
-def mocked():
-    saved = copy.deepcopy(pulumi.runtime.settings.SETTINGS)
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, preview=False)
-    pulumi.runtime.set_all_config(
-        {"voxplane:livekitRootSecret": "root-secret-for-tests-0123456789abcdef"},
-        secret_keys=["voxplane:livekitRootSecret"],
-    )
-    try:
-        yield recorder
-    finally:
-        pulumi.runtime.settings.configure(saved)
-
-
 @pulumi.runtime.test
 def test_component_registers_bridge(mocked):
     """SIPBridge for us-east registers the Deployment (grace 10800), its Secret and ConfigMap, and outputs the SIP URI."""
-    recorder = mocked
     r = region("us-east")
     bridge = SIPBridge("us-east-sip", SIPBridgeArgs(region=r, secrets=SecretResolver(r.name, [ADMIN_KEY])))
 
     def check(outputs):
         uri = outputs[0]
-        types = sorted(res.typ for res in recorder.resources if res.typ.startswith("kubernetes:"))
+        types = sorted(res.typ for res in mocked.resources if res.typ.startswith("kubernetes:"))
         assert types == [
             "kubernetes:apps/v1:Deployment",
             "kubernetes:core/v1:ConfigMap",
             "kubernetes:core/v1:Secret",
             "kubernetes:policy/v1:PodDisruptionBudget",
         ]
-        dep = next(res for res in recorder.resources if res.typ == "kubernetes:apps/v1:Deployment")
+        dep = next(res for res in mocked.resources if res.typ == "kubernetes:apps/v1:Deployment")
         assert dep.name == "us-east-sip-deployment-livekit-sip"
         assert dep.inputs["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 10800
         assert uri == "sip:sip.us-east.voice.example.com:5060"
