@@ -35,6 +35,7 @@ unit: setup
 bench: setup servers
 	$(PY) bench/validate.py
 	$(PY) bench/render.py
+	$(PY) bench/livekit_drift.py
 
 # eval "$(make -s livekit-up)" — Redis + livekit-server on loopback with the local region's config.
 livekit-up: setup servers

@@ -17,6 +17,7 @@ from ._register import register_all
 from .agent_pool import AgentPool, AgentPoolArgs
 from .gpu import GPUNodeGroup, GPUNodeGroupArgs
 from .inference import InferencePool, InferencePoolArgs
+from .livekit_objects import LiveKitControlPlane, LiveKitControlPlaneArgs
 from .secrets import SecretResolver
 from .sfu import LiveKitSFU, LiveKitSFUArgs
 from .sip import SIPBridge, SIPBridgeArgs
@@ -117,6 +118,19 @@ class RegionStack(pulumi.ComponentResource):
             )
             for agent in args.agents
         }
+
+        # SIP trunks and dispatch rules live inside LiveKit. A stack that only renders YAML (the
+        # `local` stack) has no server to write them to: `voxplane livekit sync local` does that
+        # against the dev server instead. `voxplane render` still shows them.
+        self.livekit = (
+            LiveKitControlPlane(
+                f"{name}-livekit",
+                LiveKitControlPlaneArgs(region=region, agents=args.agents, secrets=secrets),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.sfu]),
+            )
+            if not args.render_to
+            else None
+        )
 
         self.livekit_url = pulumi.Output.from_input(region.livekit.public_url)
         self.livekit_internal_url = self.sfu.internal_url

@@ -10,6 +10,7 @@ rendered files are compared with the committed snapshots in tests/golden/.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shutil
 from functools import cache
@@ -258,6 +259,33 @@ def test_karpenter_groups_get_a_nodepool_and_preprovisioned_ones_do_not():
     """us-east declares Karpenter GPU groups (NodePools); eu-west's are pre-provisioned (none)."""
     assert sorted(o["metadata"]["name"] for o in objects("us-east", "NodePool")) == ["vox-h100", "vox-l4"]
     assert objects("eu-west", "NodePool") == []
+
+
+# --- LiveKit control plane ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_telephony_agent_gets_a_trunk_and_a_rule_scoped_to_its_tenant(region):
+    """Per telephony agent: one inbound trunk and one dispatch rule, named by tenant, dispatching the
+    tenant-scoped agent name, accepting only its own trunk, and owned by voxplane in metadata."""
+    agents = [a for a in rendered_project().agents_in(region) if a.telephony is not None]
+    objs = {(o["kind"], o["name"]): o for o in rendered(region).livekit}
+    assert len(objs) == 2 * len(agents)
+    for agent in agents:
+        trunk = objs[("SIPInboundTrunk", f"vx-{agent.tenant}-{agent.name}")]
+        rule = objs[("SIPDispatchRule", f"vx-{agent.tenant}-{agent.name}")]
+        assert trunk["numbers"] == list(agent.telephony.numbers)
+        assert rule["agents"] == [agent.scoped_name]
+        assert rule["trunk_ids"] == [f"<id of {trunk['name']}>"]
+        owner = json.loads(rule["metadata"])
+        assert (owner["managed-by"], owner["tenant"], owner["agent"]) == ("voxplane", agent.tenant, agent.name)
+
+
+def test_trunk_password_is_redacted():
+    """The digest password of northwind's trunk is never rendered."""
+    [trunk] = [o for o in rendered("us-east").livekit if o["name"] == "vx-northwind-support" and o["kind"] == "SIPInboundTrunk"]
+    assert trunk["auth_username"] == "northwind-trunk"
+    assert trunk["auth_password"] == REDACTED
 
 
 # --- outputs, CLI, snapshots -------------------------------------------------------------------

@@ -130,5 +130,99 @@ def print_problems(problems: Sequence[Problem]) -> None:
         click.echo(str(problem), err=True)
 
 
+# --- LiveKit control plane (voxplane/livekit/) ------------------------------------------------------
+
+
+def _livekit_options(fn: Any) -> Any:
+    """--url/--api-key/--api-secret with the livekit-api environment fallbacks."""
+    fn = click.option("--api-secret", envvar="LIVEKIT_API_SECRET", metavar="SECRET",
+                      help="API secret [env LIVEKIT_API_SECRET].")(fn)
+    fn = click.option("--api-key", envvar="LIVEKIT_API_KEY", metavar="KEY",
+                      help="API key with SIP admin rights [env LIVEKIT_API_KEY].")(fn)
+    fn = click.option("--url", envvar="LIVEKIT_URL", metavar="URL",
+                      help="LiveKit server (ws://, wss://, http:// or https://) [env LIVEKIT_URL; "
+                           "default: the region's livekit.public_url].")(fn)
+    return fn
+
+
+def _fail(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(1)
+
+
+@main.group()
+def livekit() -> None:
+    """LiveKit control plane: SIP inbound trunks and dispatch rules of a region.
+
+    One trunk and one dispatch rule per agent with `telephony:`, owned through metadata; objects
+    voxplane does not own are never changed. Secrets (digest password, PIN) declared as
+    `{config: KEY}` are read from the environment variable VOXPLANE_SECRET_<KEY>.
+    """
+
+
+@livekit.command("sync")
+@click.argument("region")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@_livekit_options
+@_root_option
+def livekit_sync(region: str, dry_run: bool, url: str | None, api_key: str | None, api_secret: str | None, root: Path) -> None:
+    """Make REGION's LiveKit trunks and dispatch rules match the manifests.
+
+    Prints the plan, then each change as it is made. Secrets declared as `{config: KEY}` (digest
+    password, PIN) are read from VOXPLANE_SECRET_<KEY>. Exit 0 on success, 1 on any error
+    (manifest problems, missing secrets, unreachable server, rejected credentials, conflicts with
+    objects voxplane does not own); nothing is written unless the whole plan can be.
+    """
+    from .livekit import commands as lk
+
+    try:
+        reg, agents = lk.load_region(root, region)
+        with lk.connect(reg, url, api_key, api_secret) as client:
+            plan = lk.plan_sync(reg, agents, client, strict=not dry_run)
+            for line in lk.plan_lines(plan):
+                click.echo(line)
+            if not dry_run and plan.steps:
+                click.echo(f"applying {len(plan.steps)} changes ...", err=True)
+                applied = lk.apply_plan(plan, client, lambda step, oid: click.echo(lk.done_line(step, oid)))
+                click.echo(f"done: {len(applied)} changes applied", err=True)
+    except ManifestError as exc:
+        print_problems(exc.problems)
+        sys.exit(1)
+    except lk.CommandError as exc:
+        _fail(exc.lines)
+
+
+@main.command()
+@click.argument("region")
+@click.option("--only", type=click.Choice(["livekit"]), default="livekit", show_default=True,
+              help="What to compare with the manifests (LiveKit SIP trunks and dispatch rules).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="Report format.")
+@_livekit_options
+@_root_option
+def drift(region: str, only: str, fmt: str, url: str | None, api_key: str | None, api_secret: str | None, root: Path) -> None:
+    """Compare REGION's live objects with the manifests.
+
+    Each finding names the manifest file, line and field that owns it. Objects voxplane does not
+    own are listed as info. Secrets are compared when VOXPLANE_SECRET_<KEY> is set, else listed
+    as unchecked. Exit 0 no drift, 2 drift found, 1 error.
+    """
+    from .livekit import commands as lk
+    from .livekit.drift import RENDERERS
+
+    try:
+        reg, agents = lk.load_region(root, region)
+        with lk.connect(reg, url, api_key, api_secret) as client:
+            report = lk.run_drift(reg, agents, client)
+    except ManifestError as exc:
+        print_problems(exc.problems)
+        sys.exit(1)
+    except lk.CommandError as exc:
+        _fail(exc.lines)
+    click.echo(RENDERERS[fmt](report).rstrip("\n"))
+    sys.exit(2 if report.drift else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -69,6 +69,9 @@ class _RecordingMocks(pulumi.runtime.Mocks):
             image = str(state.get("imageName", args.name))
             digest = hashlib.sha256(image.encode()).hexdigest()
             state["repoDigest"] = f"{image.split(':')[0]}@sha256:{digest}"
+        if args.typ.startswith(_LIVEKIT_TYPES):
+            # LiveKit assigns IDs on create; a render can only name the object they will belong to.
+            return f"<id of {state.get('name', args.name)}>", state
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
@@ -190,10 +193,25 @@ def write(result: RenderResult, out_dir: Path) -> list[Path]:
     return written
 
 
+_LEADING = ("apiVersion", "kind", "name", "metadata")
+
+
 def _dump(path: Path, obj: dict[str, Any]) -> Path:
+    """Identity first, everything else in sorted key order, so snapshots diff cleanly."""
+    ordered = {k: obj[k] for k in _LEADING if k in obj}
+    ordered.update({k: obj[k] for k in sorted(obj) if k not in ordered})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=120))
+    path.write_text(yaml.safe_dump(_sorted(ordered, top=True), sort_keys=False, default_flow_style=False, width=120))
     return path
+
+
+def _sorted(value: Any, top: bool = False) -> Any:
+    if isinstance(value, dict):
+        keys = list(value) if top else sorted(value)
+        return {k: _sorted(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def _stack_config(root: Path, region: str, project: Any) -> tuple[dict[str, str], list[str]]:
