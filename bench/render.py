@@ -11,6 +11,7 @@ and linear growth.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -66,9 +67,15 @@ def time_render(agents: int) -> tuple[float, RenderResult]:
     return elapsed, result
 
 
-def time_bare(objects: list[dict]) -> float:
-    """The same Kubernetes objects registered bare (typed class per kind, no components, no
-    validation, no builders) with the same mocks: the SDK's own cost for this payload."""
+def time_bare(result: RenderResult) -> float:
+    """The same objects registered bare (typed class per kind, no components, no validation, no
+    builders) with the same mocks: the SDK's own cost for this payload. Docker images and LiveKit
+    objects, which are not Kubernetes objects, count as one ConfigMap each carrying their inputs."""
+    objects = list(result.kubernetes)
+    for r in result.resources:
+        if not r.type.startswith("kubernetes:"):
+            data = {k: json.dumps(v) for k, v in r.inputs.items()}
+            objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": r.name}, "data": data})
 
     def program() -> None:
         for i, obj in enumerate(objects):
@@ -92,7 +99,7 @@ def main() -> int:
     rows = []
     for agents in (args.agents // 4, args.agents // 2, args.agents):
         seconds, result = time_render(agents)
-        bare = time_bare(result.kubernetes)
+        bare = time_bare(result)
         rows.append((agents, len(result.resources), seconds, bare))
     print(f"{'agents':>6}  {'resources':>9}  {'render s':>9}  {'bare s':>7}  {'ratio':>6}  {'s/agent':>8}")
     for agents, resources, seconds, bare in rows:
