@@ -350,3 +350,29 @@ def rendered_project():
 
 def rendered_region(region: str):
     return rendered_project().regions[region]
+
+
+def test_program_with_a_bad_manifest_registers_nothing(manifest_tree, monkeypatch):
+    """Under the engine (`pulumi up`), the program logs every problem and stops before any resource."""
+    import pulumi
+
+    from voxplane import render as render_module
+    from voxplane.program import StackConfig, run
+
+    root = manifest_tree(files={"agents/echo.yaml": "name: echo\ntenant: acme\n"})
+    seen: list[str] = []
+    original = render_module._RecordingMocks.new_resource
+
+    def counting(self, args):
+        seen.append(args.typ)
+        return original(self, args)
+
+    monkeypatch.setattr(render_module._RecordingMocks, "new_resource", counting)
+    with pytest.raises(pulumi.RunError, match=r"2 manifest problem\(s\) above; nothing was deployed"):
+        render_module.run_mocked(
+            lambda: run(StackConfig()),
+            stack="test",
+            config={"voxplane:region": "test", "voxplane:repoRoot": str(root)},
+            secret_keys=[],
+        )
+    assert seen == []

@@ -6,6 +6,7 @@ Each rule reports at the field a person has to change, and its message names the
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -231,21 +232,24 @@ def _stack_secret(region: str, ref: SecretRef, src: Source | None, path: tuple[s
         yield _at(src, path, f"stack config {ref.config!r} in Pulumi.{region}.yaml is plain text; set it with `pulumi config set --secret {ref.config} -s {region}`")
 
 
-_stack_cache: dict[tuple[Path, str], dict[str, object]] = {}
-
-
 def stack_config(root: Path, stack: str) -> dict[str, object]:
     """`Pulumi.<stack>.yaml` config, keys without the project prefix; {} when absent or unreadable."""
-    key = (root.resolve(), stack)
-    if key not in _stack_cache:
-        file = root / f"Pulumi.{stack}.yaml"
-        values: dict[str, object] = {}
-        try:
-            doc = yaml.safe_load(file.read_text()) if file.is_file() else None
-        except (OSError, yaml.YAMLError):
-            doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
-            for name, value in doc["config"].items():
-                values[str(name).split(":", 1)[-1]] = value
-        _stack_cache[key] = values
-    return _stack_cache[key]
+    file = root / f"Pulumi.{stack}.yaml"
+    try:
+        return dict(_read_stack_config(file.resolve(), file.stat().st_mtime_ns))
+    except OSError:
+        return {}
+
+
+@lru_cache(maxsize=64)
+def _read_stack_config(file: Path, _mtime_ns: int) -> dict[str, object]:
+    """Parsed once per file version (the mtime is part of the cache key)."""
+    try:
+        doc = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    values: dict[str, object] = {}
+    if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+        for name, value in doc["config"].items():
+            values[str(name).split(":", 1)[-1]] = value
+    return values

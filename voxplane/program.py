@@ -14,7 +14,6 @@ import pulumi
 
 from .loader import load
 from .model import Project
-from .problems import ManifestError
 
 #: Repository root: the folder holding Pulumi.yaml, regions/ and agents/.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +39,7 @@ class StackConfig:
 
 
 def run(settings: Optional[StackConfig] = None, project: Optional[Project] = None) -> "object":
-    """Declare the stack's region. Raises `ManifestError` listing every manifest problem.
+    """Declare the stack's region. Every manifest problem is logged, then `pulumi.RunError`.
 
     `project` skips loading when the caller (render) has just validated the same manifests.
     """
@@ -52,12 +51,13 @@ def run(settings: Optional[StackConfig] = None, project: Optional[Project] = Non
         if result.problems:
             for problem in result.problems:
                 pulumi.log.error(str(problem))
-            raise ManifestError(result.problems)
+            # RunError: Pulumi reports the message without a Python traceback.
+            raise pulumi.RunError(f"{len(result.problems)} manifest problem(s) above; nothing was deployed")
         project = result.require_project()
     region = project.regions.get(settings.region)
     if region is None:
         known = ", ".join(sorted(project.regions))
-        raise ValueError(f"no region {settings.region!r} in regions/ (regions: {known})")
+        raise pulumi.RunError(f"no region {settings.region!r} in regions/ (regions: {known})")
 
     stack = RegionStack(
         region.name,
