@@ -212,3 +212,15 @@ def test_cli_up_prints_exports_and_down_stops(tmp_path: Path, livekit_binary: Pa
     assert not (cache / "devservers.json").exists()
     with pytest.raises(OSError):
         urllib.request.urlopen(http_url + "/", timeout=2)
+
+
+def test_the_rendered_local_region_config_runs(livekit_binary):
+    """`make livekit-up` runs exactly what voxplane renders for the local region (keys added, addresses
+    moved to loopback): the real server accepts it and answers the SIP API with the admin key."""
+    from voxplane.devservers import region_config
+
+    config = region_config("local", Path(__file__).resolve().parents[2])
+    assert config["region"] == "local" and config["rtc"]["port_range_start"] == 50000
+    with RedisServer() as redis, LiveKitServer(config, redis=redis, binary=livekit_binary) as lk:
+        assert lk.api_key == "vx-admin"
+        asyncio.run(_sip_trunk_round_trip(lk))

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from voxplane.cli import main
-from voxplane.devservers import LiveKitServer, RedisServer
+from voxplane.devservers import LiveKitServer, RedisServer, region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.loader import load
 from voxplane.model import Agent, Region
@@ -124,7 +124,10 @@ class Server:
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    with RedisServer() as redis, LiveKitServer(redis=redis) as lk:
+    """Redis + livekit-server running the config voxplane renders for the `local` region (only
+    addresses and ports moved to loopback), so every test here also proves the server takes it."""
+    with RedisServer() as redis, LiveKitServer(region_config("local", REPO), redis=redis) as lk:
+        assert lk.api_key == "vx-admin"  # the admin key comes first in the rendered keys
         yield Server(redis, lk)
 
 
