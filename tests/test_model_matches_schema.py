@@ -121,3 +121,32 @@ def test_schemas_are_2020_12_and_closed():
         assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         walk(doc, name)
     assert open_objects == []
+
+
+def _examples(node: Any, path: str = "") -> list[tuple[str, dict[str, Any], Any]]:
+    found = []
+    if isinstance(node, dict):
+        for example in node.get("examples", []):
+            found.append((path, {k: v for k, v in node.items() if k != "examples"}, example))
+        for key, value in node.items():
+            if key not in ("examples", "if", "not"):
+                found += _examples(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for value in node:
+            found += _examples(value, path)
+    return found
+
+
+@pytest.mark.parametrize("kind", ["region", "agent"])
+def test_every_example_in_the_schema_is_valid(kind):
+    """Field examples are what editors suggest: each one passes its own field's schema."""
+    from voxplane.schema import SCHEMA_FILES, validator
+
+    root = validator(kind)
+    bad = []
+    for path, schema, example in _examples(raw_schemas()[SCHEMA_FILES[kind]]):
+        errors = list(root.evolve(schema=schema).iter_errors(example))
+        if errors:
+            bad.append(f"{path}: {example!r}: {errors[0].message}")
+    assert bad == []
+    assert len(_examples(raw_schemas()[SCHEMA_FILES[kind]])) > 20
