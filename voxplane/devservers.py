@@ -272,6 +272,20 @@ class _Process:
 
 # --------------------------------------------------------------------------- redis
 
+    def start(self) -> Self:  # each server knows how to start and wait for itself
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
 
 class RedisServer(_Process):
     """A throwaway redis-server on 127.0.0.1 with persistence off."""
@@ -327,17 +341,6 @@ class RedisServer(_Process):
                 return s.recv(64).startswith(b"+PONG")
         except OSError:
             return False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- livekit
@@ -518,17 +521,6 @@ class LiveKitServer(_Process):
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- binary
