@@ -61,3 +61,14 @@ def test_installed_console_script_runs():
     script = Path(sys.executable).parent / "voxplane"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_every_subpackage_is_packaged():
+    """pyproject lists every package folder, so a non-editable install ships all of them."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "voxplane").rglob("__init__.py")}
+    mapped = set(config["package-dir"])
+    assert on_disk | mapped == listed
