@@ -44,6 +44,9 @@ class AgentPoolArgs:
             agent builds from source.
         repo_root: Repository root; `code.build` is relative to it. A relative root keeps the
             build paths recorded in state the same on every machine.
+        build_images: Build and push `code.build` images (needs a Docker engine). False on stacks
+            that only render YAML: the Deployment then names the content-hash tag, to be built
+            and pushed by whoever applies the YAML.
     """
 
     region: Region
@@ -51,6 +54,7 @@ class AgentPoolArgs:
     secrets: SecretResolver
     image_registry: Optional[str]
     repo_root: str
+    build_images: bool = True
 
 
 class AgentPool(pulumi.ComponentResource):
@@ -118,6 +122,9 @@ class AgentPool(pulumi.ComponentResource):
         dockerfile_name = code.dockerfile or "Dockerfile"
         context = os.path.join(args.repo_root, code.build.rstrip("/"))
         tag = build_context_hash(context, dockerfile_name)
+        image_name = f"{args.image_registry.rstrip('/')}/{agent.tenant}-{agent.name}:{tag}"
+        if not args.build_images:
+            return image_name
         built = pulumi_docker.Image(
             f"{name}-image",
             build=pulumi_docker.DockerBuildArgs(
@@ -126,7 +133,7 @@ class AgentPool(pulumi.ComponentResource):
                 dockerfile=os.path.join(context, dockerfile_name),
                 platform=PLATFORM,
             ),
-            image_name=f"{args.image_registry.rstrip('/')}/{agent.tenant}-{agent.name}:{tag}",
+            image_name=image_name,
             opts=pulumi.ResourceOptions(parent=self),
         )
         # The digest, not the tag: a rebuild changes the pod template and rolls the Deployment.

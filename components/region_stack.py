@@ -113,6 +113,8 @@ class RegionStack(pulumi.ComponentResource):
                     secrets=secrets,
                     image_registry=args.image_registry,
                     repo_root=args.repo_root,
+                    # A render-only stack has no Docker engine to build with either.
+                    build_images=not args.render_to,
                 ),
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.tenants[agent.tenant]])),
             )

@@ -39,6 +39,7 @@ from ._helpers import (
     mock_digest,
     plain,
     project,
+    region,
     secret_wrapping,
     validate_strict,
 )
@@ -482,3 +483,24 @@ def test_secret_values_only_travel_wrapped_as_secrets(mocked):
         }
 
     return _registered(*pools).apply(check)
+
+
+@pulumi.runtime.test
+def test_render_only_stack_names_the_content_hash_tag_without_building(mocked):
+    """With build_images=False (the `local` stack renders YAML, no Docker engine) no Image is
+    registered and the Deployment runs <registry>/<tenant>-<agent>:<folder hash>."""
+    r = region("us-east")
+    agent = next(a for a in project().agents if a.name == "reservations")
+    secrets = SecretResolver(r.name, ["vx-admin"])
+    pool = AgentPool(
+        "render-only",
+        AgentPoolArgs(region=r, agent=agent, secrets=secrets, image_registry="localhost:5000/vox",
+                      repo_root=str(REPO), build_images=False),
+    )
+    tag = build_context_hash(os.path.join(str(REPO), "agents/reservations"))
+
+    def check(image: str) -> None:
+        assert image == f"localhost:5000/vox/bellavista-reservations:{tag}"
+        assert not [res for res in mocked.resources if res.typ.startswith("docker:")]
+
+    return pool.image.apply(check)
