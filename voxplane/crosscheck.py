@@ -205,6 +205,13 @@ def _agent_fields(agent: Agent, root: Path) -> Iterator[Problem]:
         if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
             yield _at(src, ("secrets", name), "set by the platform; remove it", key=True)
     if agent.telephony is not None:
+        # Trunk passwords and PINs are written into LiveKit by the deployer, which cannot read a
+        # Secret inside the cluster: they must be stack config secrets.
+        in_livekit = [(("telephony", "auth", "password"), agent.telephony.auth.password if agent.telephony.auth else None),
+                      (("telephony", "dispatch", "pin"), agent.telephony.dispatch.pin)]
+        for path, ref in in_livekit:
+            if ref is not None and ref.secret is not None:
+                yield _at(src, path + ("secret",), "is written into LiveKit, not the cluster; reference a stack config secret instead ({config: KEY})", key=True)
         d = agent.telephony.dispatch
         if d.room_name is not None and d.kind != "direct":
             yield _at(src, ("telephony", "dispatch", "room_name"), f"only used by direct dispatch (kind is {d.kind!r})", key=True)
