@@ -264,11 +264,16 @@ def test_control_plane_registration_under_mocks(tree: Tree) -> None:
 
 
 def test_control_plane_refuses_kubernetes_secret_refs(tree: Tree) -> None:
-    """A trunk password in a Kubernetes Secret cannot be written by the deployer: clear error."""
-    tree.edit("agents/support.yaml", "password: { config: northwindTrunkPassword }", "password: { secret: nw-trunk, key: password }")
-    region, agents = tree.project()
+    """A trunk password in a Kubernetes Secret cannot be written by the deployer: validation says so
+    at the manifest line, and the component refuses one too if it is ever handed one."""
     from voxplane.components.livekit_objects import _secret
+    from voxplane.loader import load
+    from voxplane.model import SecretRef
 
-    trunk = next(o for o in desired_objects(region, agents) if o.kind == TRUNK_KIND and o.owner.agent == "support")
-    with pytest.raises(ValueError, match=r"agents/support.yaml:\d+:\d+ \(telephony.auth.password\): secret:nw-trunk/password is a Kubernetes Secret"):
-        _secret(SecretResolver("local", []), trunk.secret_refs()["auth_password"], trunk.origin("auth_password"))
+    tree.edit("agents/support.yaml", "password: { config: northwindTrunkPassword }", "password: { secret: nw-trunk, key: password }")
+    [problem] = load((), tree.root).problems
+    assert (problem.file, problem.field) == ("agents/support.yaml", "telephony.auth.password.secret")
+    assert "is written into LiveKit, not the cluster" in problem.message
+    with pytest.raises(ValueError, match=r"agents/support.yaml:28:15 \(telephony.auth.password\): secret:nw-trunk/password is a Kubernetes Secret"):
+        _secret(SecretResolver("local", []), SecretRef(secret="nw-trunk", key="password"),
+                "agents/support.yaml:28:15 (telephony.auth.password)")
