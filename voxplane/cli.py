@@ -95,11 +95,13 @@ def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
-    click.echo(line)
-    click.echo("  ".join("-" * w for w in widths))
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    click.echo(line(header))
+    click.echo(line(["-" * w for w in widths]))
     for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        click.echo(line(row))
 
 
 def _validate_json(result: LoadResult) -> dict[str, Any]:
