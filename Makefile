@@ -27,6 +27,7 @@ servers:
 	bash scripts/fetch-crds.sh
 
 test: setup servers
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 unit: setup

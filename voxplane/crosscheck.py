@@ -74,9 +74,9 @@ def _region_rules(region: Region, root: Path) -> Iterator[Problem]:
         if tenant.isolation == "dedicated-nodes" and tenant.node_pool is None:
             yield _at(src, ("tenants", name, "node_pool"), "required when isolation is dedicated-nodes", key=True)
 
-    for name, group in region.gpu_node_groups.items():
-        if group.min_nodes > group.max_nodes:
-            yield _at(src, ("gpu_node_groups", name, "min_nodes"), f"min_nodes ({group.min_nodes}) exceeds max_nodes ({group.max_nodes})")
+    for name, spec in region.gpu_node_groups.items():
+        if spec.min_nodes > spec.max_nodes:
+            yield _at(src, ("gpu_node_groups", name, "min_nodes"), f"min_nodes ({spec.min_nodes}) exceeds max_nodes ({spec.max_nodes})")
 
     for name, model in region.models.items():
         base = ("models", name)
@@ -148,7 +148,8 @@ def _agent_rules(regions: dict[str, Region], agents: Sequence[Agent], root: Path
         assert src is not None
         key = (agent.tenant, agent.name)
         if key in owners:
-            yield _at(src, ("name",), f"tenant {agent.tenant!r} already has an agent {agent.name!r} ({owners[key].source.file if owners[key].source else '?'})")
+            first = owners[key].source
+            yield _at(src, ("name",), f"tenant {agent.tenant!r} already has an agent {agent.name!r} ({first.file if first else '?'})")
             continue
         owners[key] = agent
         yield from _agent_fields(agent, root)

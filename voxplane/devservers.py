@@ -571,7 +571,7 @@ def _load_config_file(path: Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError:
         try:
-            import yaml  # type: ignore[import-untyped]  # optional; JSON needs nothing
+            import yaml  # JSON needs nothing, YAML needs PyYAML (a dependency)
         except ImportError as e:
             raise SystemExit(f"{path}: not JSON, and PyYAML is not installed to read YAML") from e
         data = yaml.safe_load(text)

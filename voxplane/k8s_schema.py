@@ -331,7 +331,7 @@ def _check_names(obj: Mapping[str, Any], ident: str) -> list[str]:
 def _kubernetes_validate(obj: dict[str, Any], ident: str) -> list[str]:
     try:
         # A test extra: imported here so that importing this module never needs it.
-        import kubernetes_validate  # type: ignore[import-untyped]
+        import kubernetes_validate
     except ImportError:
         return [f"{ident}: cannot validate: kubernetes-validate is not installed (pip install -e '.[test]')"]
     try:
@@ -378,7 +378,7 @@ def _builtin_definitions(schema_dir: Path) -> Any:
 
 
 def _builtin_schema_dir() -> Path:
-    import kubernetes_validate  # type: ignore[import-untyped]
+    import kubernetes_validate
 
     # Package data laid out as kubernetes-json-schema/v<major.minor.patch>-local-strict/.
     root = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"

@@ -369,7 +369,7 @@ _NAMED_MAPS = {"tenants", "gpu_node_groups", "models"}
 
 def from_data(cls: type[T], data: Mapping[str, Any]) -> T:
     """Build `cls` from schema-valid data with defaults applied (see `schema.with_defaults`)."""
-    hints = _hints(cls)
+    hints = _hints(cls)  # type: ignore[arg-type]  # dataclass types are hashable
     kwargs = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in data:

@@ -70,6 +70,7 @@ def _located(errors: Iterable[ValidationError]) -> Iterator[Located]:
 def _explain(error: ValidationError) -> Iterator[Located]:
     path: Path = tuple(error.absolute_path)
     kind = error.validator
+    value: Any = error.validator_value  # the keyword's value in the schema (e.g. required's list)
     schema = error.schema if isinstance(error.schema, dict) else {}
     instance = error.instance
 
@@ -83,7 +84,7 @@ def _explain(error: ValidationError) -> Iterator[Located]:
             yield Located(path + (extra,), "unknown field" + _did_you_mean(extra, known), at_key=True)
         return
     if kind == "required" and isinstance(instance, dict):
-        for name in error.validator_value:
+        for name in value:
             if name not in instance:
                 yield Located(path + (name,), "required field is missing", at_key=True)
         return
@@ -94,7 +95,7 @@ def _explain(error: ValidationError) -> Iterator[Located]:
         yield Located(path, _type_message(error.validator_value, instance))
         return
     if kind == "enum":
-        allowed = [str(v) for v in error.validator_value]
+        allowed = [str(v) for v in value]
         hint = _did_you_mean(str(instance), allowed) if isinstance(instance, str) else ""
         yield Located(path, f"{instance!r} is not one of {', '.join(allowed)}{hint}")
         return
@@ -109,7 +110,7 @@ def _explain(error: ValidationError) -> Iterator[Located]:
 
 def _explain_choice(error: ValidationError, path: Path) -> Iterator[Located]:
     """oneOf/anyOf: name the alternatives when none (or several) apply, else the deepest cause."""
-    branches = error.validator_value
+    branches: Any = error.validator_value
     deep = [e for e in error.context if e.validator not in ("required", "not", "oneOf", "anyOf")]
     if deep and isinstance(error.instance, dict):
         # A branch was chosen but something inside it is wrong: report the best of those.
@@ -164,7 +165,7 @@ def _describe(value: Any) -> str:
 
 def _type_message(expected: Any, value: Any) -> str:
     names = expected if isinstance(expected, list) else [expected]
-    want = " or ".join(_JSON_TYPES.get(n, n) for n in names)
+    want = " or ".join(_JSON_TYPES.get(str(n), str(n)) for n in names)
     message = f"expected {want}, got {_describe(value)}"
     if "string" in names and isinstance(value, (int, float, bool)):
         message += "; quote the value to keep it text"

@@ -168,7 +168,10 @@ class LiveKitAdmin:
         after = ""
         while True:
             page = api.Pagination(after_id=after, limit=PAGE_SIZE)
-            resp = self._call(method, lambda lk, page=page: fetch(lk, page))
+            def fetch_page(lk: api.LiveKitAPI, page: Any = page) -> Awaitable[Any]:
+                return fetch(lk, page)
+
+            resp = self._call(method, fetch_page)
             batch = list(resp.items)
             items.extend(batch)
             # Shorter than asked: last page. Longer: the server ignored the limit and sent all.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Final, Literal, Mapping, Optional, Sequence, Union
 
 from ..model import Agent, Region, SecretRef, Source
 
@@ -28,9 +28,9 @@ MANAGED_BY = "voxplane"
 #: Attribute prefix on dispatch rules (and so on the SIP participants they create).
 ATTRIBUTE_PREFIX = "voxplane.io/"
 
-TRUNK_KIND = "SIPInboundTrunk"
-RULE_KIND = "SIPDispatchRule"
 Kind = Literal["SIPInboundTrunk", "SIPDispatchRule"]
+TRUNK_KIND: Final = "SIPInboundTrunk"
+RULE_KIND: Final = "SIPDispatchRule"
 Role = Literal["trunk", "rule"]
 ROLE_OF_KIND: dict[str, Role] = {TRUNK_KIND: "trunk", RULE_KIND: "rule"}
 KIND_OF_ROLE: dict[str, Kind] = {"trunk": TRUNK_KIND, "rule": RULE_KIND}
@@ -133,7 +133,7 @@ class DesiredTrunk:
         """Spec property -> reference, for every secret this object needs."""
         return {"auth_password": self.auth_password} if self.auth_password is not None else {}
 
-    def spec(self, secrets: Mapping[str, Optional[str]] | None = None) -> dict[str, Any]:
+    def spec(self, secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Plain-JSON desired state (the Pulumi resource inputs, and what the reconciler writes).
 
         `secrets` maps "auth_password" to its value; a missing or None value is left None
@@ -191,7 +191,7 @@ class DesiredRule:
         return {"pin": self.pin} if self.pin is not None else {}
 
     def spec(
-        self, trunk_id: Optional[str] = None, secrets: Mapping[str, Optional[str]] | None = None
+        self, trunk_id: Optional[str] = None, secrets: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Plain-JSON desired state; `trunk_id` is the live ID of `trunk` (None while unknown)."""
         secrets = secrets or {}

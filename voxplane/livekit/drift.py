@@ -208,8 +208,8 @@ def to_text(rep: DriftReport) -> str:
         lines.append(f"{s.file}:{s.line}:{s.column}: {s.field}: {m.kind} {m.name} is missing on the server")
     for u in rep.unexpected:
         lines.append(f"{u.source_file or '?'}: {u.kind} {u.name} ({u.id}) is on the server but not declared: {u.reason}")
-    for x in rep.conflicts:
-        lines.append(f"conflict: {x}")
+    for conflict in rep.conflicts:
+        lines.append(f"conflict: {conflict}")
     for x in rep.unchecked:
         lines.append(f"unchecked: {x.kind} {x.name} ({x.id}) {x.field}: {x.reason}")
     for o in rep.unowned:

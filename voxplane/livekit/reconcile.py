@@ -369,17 +369,18 @@ def _schedule(writes: list[_Write], live: list[LiveObject], plan: Plan) -> list[
             continue
         # ...otherwise a cycle among our own writes (e.g. two trunks swap numbers): let one
         # trunk give up what the others wait for, once.
-        w = next((w for w in pending if w.current is not None and w.step.kind == TRUNK_KIND and w.ident not in released), None)
-        if w is None:
+        releasable = next((w for w in pending if w.current is not None and w.step.kind == TRUNK_KIND and w.ident not in released), None)
+        if releasable is None:
             for w in pending:
                 plan.blockers.append(f"{w.step.kind} {w.step.name}: cannot order its write against the others; resolve by hand")
             break
-        released.add(w.ident)
-        keep = [n for n in w.spec["numbers"] if all(holders.get(k) in (None, w.ident) for k in conflict_keys({**w.spec, "numbers": [n]}))]
-        interim = {**w.spec, "numbers": keep or [placeholder_number(w.step.owner)]}
-        release(w.ident)
-        holders.update({k: w.ident for k in conflict_keys(interim)})
-        out.append(Step("release", w.step.kind, w.step.name, w.step.owner, w.step.id, spec=interim,
+        r = releasable
+        released.add(r.ident)
+        keep = [n for n in r.spec["numbers"] if all(holders.get(k) in (None, r.ident) for k in conflict_keys({**r.spec, "numbers": [n]}))]
+        interim = {**r.spec, "numbers": keep or [placeholder_number(r.step.owner)]}
+        release(r.ident)
+        holders.update({k: r.ident for k in conflict_keys(interim)})
+        out.append(Step("release", r.step.kind, r.step.name, r.step.owner, r.step.id, spec=interim,
                         reason="frees numbers another trunk takes over; finished below"))
     return out
 
