@@ -28,6 +28,9 @@ class SecretResolver:
     def resolve(self, value: SecretValue) -> pulumi.Output[str]:
         if value.kind == "config":
             return self.config.require_secret(value.name)
+        if value.kind == "derived":
+            # Not a LiveKit key, but derived the same way: HMAC(root, "<region>/<name>").
+            return pulumi.Output.secret(self.root.apply(lambda root: derive_api_secret(root, self.region, value.name)))
         if value.kind == "livekit-secret":
             return pulumi.Output.secret(self.root.apply(lambda root: derive_api_secret(root, self.region, value.name)))
         if value.kind == "livekit-keys":

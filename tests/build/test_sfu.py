@@ -27,7 +27,7 @@ from voxplane.build.common import (
     walk_secret_values,
 )
 from voxplane.build.livekit_config import server_config
-from voxplane.build.redis import LABEL_LIVEKIT, build_redis, redis_address
+from voxplane.build.redis import LABEL_LIVEKIT, build_redis, redis_address, redis_password_ref
 from voxplane.build.sfu import ANNOTATION_KEYS_CHECKSUM, build_sfu, firewall_rules
 from voxplane.model import Region, SecretRef
 
@@ -273,12 +273,16 @@ def test_turn_ports_certificate_and_env():
 
 
 def test_external_redis_password_from_secret_env():
-    """eu-west: REDIS_PASSWORD comes from the referenced Secret; in-cluster regions pass no password."""
+    """eu-west: REDIS_PASSWORD comes from the referenced Secret; in-cluster regions pass their own
+    Redis's password, derived into livekit-redis-auth."""
     assert env(region("eu-west"))["REDIS_PASSWORD"] == {
         "name": "REDIS_PASSWORD",
         "valueFrom": {"secretKeyRef": {"name": "livekit-redis", "key": "password"}},
     }
-    assert "REDIS_PASSWORD" not in env(region("us-east"))
+    assert env(region("us-east"))["REDIS_PASSWORD"] == {
+        "name": "REDIS_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "livekit-redis-auth", "key": "password"}},
+    }
     assert "NODE_IP" not in env(region("us-east"))  # use_external_ip discovers the public IP
 
 
@@ -401,6 +405,69 @@ def test_real_server_accepts_the_config(name, tmp_path):
     assert "unable to connect to redis" in text, text
 
 
+@pytest.mark.integration
+def test_real_server_authenticates_to_a_password_protected_redis(tmp_path):
+    """The in-cluster Redis requires a password: livekit-server, given only REDIS_PASSWORD in its
+    environment (never in the config), connects and becomes healthy; a wrong password does not."""
+    import time
+    import urllib.request
+
+    from voxplane.devservers import free_port
+
+    binary = str(ensure_livekit_binary())
+    r = region("us-east")
+    redis_port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--requirepass", "p4ss-word"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("vx-admin: " + "s" * 64 + "\n")
+    keys.chmod(0o600)
+    http_port = free_port()
+    cfg = server_config(r, redis_address=f"127.0.0.1:{redis_port}")
+    cfg["port"] = http_port
+    udp = free_port("udp")
+    cfg["rtc"].update(use_external_ip=False, node_ip="127.0.0.1", tcp_port=free_port(),
+                      port_range_start=udp, port_range_end=udp)
+    cfg["prometheus"] = {"port": free_port()}
+    cfg.pop("turn", None)
+    cfg["key_file"] = str(keys)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+
+    def healthy_with(password: str) -> tuple[bool, str]:
+        log = tmp_path / f"livekit-{password}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [binary, "--config", str(path)], stdout=out, stderr=subprocess.STDOUT,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "REDIS_PASSWORD": password},
+            )
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and proc.poll() is None:
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=1) as resp:
+                            if resp.status == 200:
+                                return True, log.read_text()
+                    except OSError:
+                        pass
+                    time.sleep(0.2)
+                return False, log.read_text()
+            finally:
+                proc.kill()
+                proc.wait()
+
+    try:
+        ok, text = healthy_with("p4ss-word")
+        assert ok, text
+        ok, text = healthy_with("not-the-password")
+        assert not ok and "redis" in text.lower(), text
+    finally:
+        redis.kill()
+        redis.wait()
+
+
 # --- the component -----------------------------------------------------------------------------
 
 
@@ -422,7 +489,7 @@ def test_component_registers_sfu_and_redis(mocked):
         (sts,) = by_type["kubernetes:apps/v1:StatefulSet"]
         assert sts.inputs["metadata"]["name"] == "livekit-redis"
         assert len(by_type["kubernetes:core/v1:Service"]) == 3
-        assert {s.inputs["metadata"]["name"] for s in by_type["kubernetes:core/v1:Secret"]} == {"livekit-keys"}
+        assert {s.inputs["metadata"]["name"] for s in by_type["kubernetes:core/v1:Secret"]} == {"livekit-keys", "livekit-redis-auth"}
         assert internal == "ws://livekit.vox-system.svc.cluster.local:7880"
         assert public == "wss://rtc.us-east.voice.example.com"
         assert service == "livekit"
@@ -431,3 +498,16 @@ def test_component_registers_sfu_and_redis(mocked):
     # Wait for every child's registration before looking at the recorder.
     ids = [child.id for child in sfu.children.values()]
     return pulumi.Output.all(sfu.internal_url, sfu.public_url, sfu.service_name, sfu.firewall_rules, *ids).apply(check)
+
+
+def test_in_cluster_redis_requires_a_derived_password():
+    """The in-cluster Redis runs with --requirepass from livekit-redis-auth (derived from the root
+    secret); its probe authenticates through REDISCLI_AUTH; the SIP config references the password."""
+    r = region("us-east")
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in build_redis(r)}
+    assert objs[("Secret", "livekit-redis-auth")]["stringData"] == {"password": SecretValue("derived", "redis")}
+    container = objs[("StatefulSet", "livekit-redis")]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    env_names = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
+    assert env_names == {"REDIS_PASSWORD": "livekit-redis-auth", "REDISCLI_AUTH": "livekit-redis-auth"}
+    assert redis_password_ref(r) == "$(REDIS_PASSWORD)"

@@ -121,11 +121,23 @@ def test_api_credentials_from_secret(name):
 
 
 def test_config_body_from_config_map():
-    """Without a Redis password SIP_CONFIG_BODY is read from the ConfigMap."""
-    assert env(region("us-east"))["SIP_CONFIG_BODY"] == {
+    """An external Redis without a password: SIP_CONFIG_BODY is read from the ConfigMap."""
+    eu = region("eu-west")
+    open_redis = dataclasses.replace(eu, livekit=dataclasses.replace(eu.livekit, redis=dataclasses.replace(eu.livekit.redis, password=None)))
+    assert env(open_redis)["SIP_CONFIG_BODY"] == {
         "name": "SIP_CONFIG_BODY",
         "valueFrom": {"configMapKeyRef": {"name": "livekit-sip-config", "key": "config.yaml"}},
     }
+
+
+def test_in_cluster_redis_password_reaches_sip_by_reference():
+    """us-east (in-cluster Redis): the derived password from livekit-redis-auth is declared before
+    SIP_CONFIG_BODY, whose inline body holds only $(REDIS_PASSWORD)."""
+    r = region("us-east")
+    names = [e["name"] for e in container(r)["env"]]
+    assert names.index("REDIS_PASSWORD") < names.index("SIP_CONFIG_BODY")
+    assert env(r)["REDIS_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "livekit-redis-auth", "key": "password"}}
+    assert json.loads(env(r)["SIP_CONFIG_BODY"]["value"])["redis"]["password"] == "$(REDIS_PASSWORD)"
 
 
 def test_redis_password_is_a_kubelet_reference():

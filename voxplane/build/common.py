@@ -34,7 +34,8 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 class SecretValue:
     """A secret the builder cannot know: the component resolves it to a Pulumi secret Output, and
     render prints it redacted. `kind` is "config" (stack config secret `name`), "livekit-secret"
-    (the API secret of LiveKit key `name`) or "livekit-keys" (the server's keys file)."""
+    (the API secret of LiveKit key `name`), "livekit-keys" (the server's keys file) or "derived"
+    (a platform-internal password, e.g. the in-cluster Redis's, derived from the root secret)."""
 
     kind: str
     name: str

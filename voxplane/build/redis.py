@@ -31,8 +31,11 @@ REDIS_NAME = "livekit-redis"
 REDIS_PORT = 6379
 #: The governing (headless) Service of the StatefulSet; clients use the ClusterIP Service.
 REDIS_HEADLESS = f"{REDIS_NAME}-headless"
-#: Secret created for a password held in stack config (external mode).
+#: Secret holding the password: the in-cluster Redis's own (derived from the stack's root secret),
+#: or an external Redis's when it comes from stack config.
 REDIS_AUTH_SECRET = f"{REDIS_NAME}-auth"
+#: Name the in-cluster Redis password is derived under (see voxplane/keys.py).
+REDIS_DERIVED_SECRET = "redis"
 #: uid/gid of the `redis` user in the official image; its entrypoint skips chown when not root.
 REDIS_UID = 999
 #: Marks the objects of one LiveKit deployment (SFU, SIP, Redis): its Redis belongs to it alone.
@@ -56,14 +59,19 @@ def redis_address(region: Region) -> str:
     return f"{service_host(region, REDIS_NAME, system_namespace(region))}:{REDIS_PORT}"
 
 
-def redis_password_env(region: Region) -> list[dict[str, Any]]:
-    """`REDIS_PASSWORD` from a Secret when the Redis has a password (empty list otherwise)."""
+def has_password(region: Region) -> bool:
+    """The in-cluster Redis always requires a password; an external one when the region names one."""
+    return region.livekit.redis.mode == "in-cluster" or region.livekit.redis.password is not None
+
+
+def redis_password_env(region: Region, name: str = REDIS_PASSWORD_ENV) -> list[dict[str, Any]]:
+    """`REDIS_PASSWORD` (or `name`) from a Secret when the Redis has a password (else empty)."""
     ref = region.livekit.redis.password
-    if ref is None:
+    if not has_password(region):
         return []
-    if ref.secret:
-        return [env_secret(REDIS_PASSWORD_ENV, ref.secret, ref.key or "password")]
-    return [env_secret(REDIS_PASSWORD_ENV, REDIS_AUTH_SECRET, "password")]
+    if ref is not None and ref.secret:
+        return [env_secret(name, ref.secret, ref.key or "password")]
+    return [env_secret(name, REDIS_AUTH_SECRET, "password")]
 
 
 def build_redis(region: Region) -> list[K8sObject]:
@@ -74,14 +82,18 @@ def build_redis(region: Region) -> list[K8sObject]:
     lab = redis_labels(region)
     objects: list[K8sObject] = []
     if redis.password is not None and redis.password.config:
-        objects.append(_auth_secret(ns, lab, redis.password.config))
+        objects.append(_auth_secret(region, ns, lab, SecretValue("config", redis.password.config)))
+    elif redis.password is None and redis.mode == "in-cluster":
+        # Not reachable from tenant namespaces (default-deny egress), but any other workload in
+        # the cluster could talk to an open Redis and rewrite trunks or rooms: require a password.
+        objects.append(_auth_secret(region, ns, lab, SecretValue("derived", REDIS_DERIVED_SECRET)))
     if redis.mode == "in-cluster":
         objects += [_headless_service(region, ns, lab), _service(region, ns, lab), _statefulset(region, ns, lab)]
     return objects
 
 
-def _auth_secret(ns: str, lab: dict[str, str], config_key: str) -> K8sObject:
-    return secret(REDIS_AUTH_SECRET, ns, lab, {"password": SecretValue("config", config_key)})
+def _auth_secret(region: Region, ns: str, lab: dict[str, str], password: SecretValue) -> K8sObject:
+    return secret(REDIS_AUTH_SECRET, ns, lab, {"password": password}, region_source(region))
 
 
 def _headless_service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
@@ -120,7 +132,10 @@ def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
             "resources": {"requests": {"storage": redis.storage}},
         }
     )
-    ping: dict[str, Any] = {"exec": {"command": ["redis-cli", "-p", str(REDIS_PORT), "ping"]}}
+    # redis-cli exits 0 even when Redis answers an error (-LOADING while it replays the
+    # append-only file, -NOAUTH), so readiness checks the reply itself. The password comes from
+    # REDISCLI_AUTH, never the command line.
+    ping: dict[str, Any] = {"exec": {"command": ["sh", "-c", f"redis-cli -p {REDIS_PORT} ping | grep -q PONG"]}}
     container: dict[str, Any] = {
         "name": "redis",
         "image": redis.image,
@@ -128,7 +143,8 @@ def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
         # SIP state (trunks, dispatch rules) survive a restart. Protected mode is off because the
         # only clients are other pods, through the Service.
         "args": ["redis-server", "--appendonly", "yes", "--dir", "/data", "--protected-mode", "no",
-                 "--port", str(REDIS_PORT)],
+                 "--port", str(REDIS_PORT), "--requirepass", f"$({REDIS_PASSWORD_ENV})"],
+        "env": redis_password_env(region) + redis_password_env(region, "REDISCLI_AUTH"),
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "readinessProbe": {**ping, "periodSeconds": 5, "timeoutSeconds": 2},
         "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "failureThreshold": 6},
@@ -167,4 +183,4 @@ def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
 
 def redis_password_ref(region: Region) -> Optional[str]:
     """The `$(REDIS_PASSWORD)` reference for configs that cannot read the variable themselves."""
-    return REDIS_PASSWORD_REF if region.livekit.redis.password is not None else None
+    return REDIS_PASSWORD_REF if has_password(region) else None

@@ -30,7 +30,7 @@ from .common import (
     system_namespace,
 )
 from .livekit_config import CONFIG_FILE, sip_config, to_json, to_yaml
-from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, redis_address, redis_password_env, redis_password_ref
+from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, has_password, redis_address, redis_password_env, redis_password_ref
 from .sfu import container_security, host_port, media_pod_spec, media_strategy
 
 SIP_NAME = "livekit-sip"
@@ -90,7 +90,7 @@ def _api_secret(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
 
 
 def _config_body_env(region: Region, config: dict[str, Any]) -> list[dict[str, Any]]:
-    if region.livekit.redis.password is None:
+    if not has_password(region):
         return [{"name": CONFIG_BODY_ENV, "valueFrom": {"configMapKeyRef": {"name": CONFIG_MAP, "key": CONFIG_FILE}}}]
     # livekit-sip reads the Redis password only from its config. The kubelet expands
     # $(REDIS_PASSWORD) (declared just before) in an inline value, never in a configMapKeyRef, so
