@@ -180,7 +180,7 @@ def _agent_rules(regions: dict[str, Region], agents: Sequence[Agent], root: Path
                                   f"{number} is already routed to agent {claimed.scoped_name!r} ({claimed.source.file if claimed.source else '?'}) in region {region_name!r}")
                     else:
                         numbers[(region_name, number)] = agent
-            for ref, path in _secret_refs(agent):
+            for ref, path in agent.secret_refs():
                 yield from _stack_secret(region_name, ref, src, path, root)
 
 
@@ -216,19 +216,6 @@ def _agent_fields(agent: Agent, root: Path) -> Iterator[Problem]:
         d = agent.telephony.dispatch
         if d.room_name is not None and d.kind != "direct":
             yield _at(src, ("telephony", "dispatch", "room_name"), f"only used by direct dispatch (kind is {d.kind!r})", key=True)
-
-
-def _secret_refs(agent: Agent) -> Iterator[tuple[SecretRef, tuple[str | int, ...]]]:
-    for name, ref in agent.secrets.items():
-        yield ref, ("secrets", name, "config")
-    for role, spec in agent.inference.roles().items():
-        if spec.provider is not None:
-            yield spec.provider.api_key, ("inference", role, "provider", "api_key", "config")
-    if agent.telephony is not None:
-        if agent.telephony.auth is not None:
-            yield agent.telephony.auth.password, ("telephony", "auth", "password", "config")
-        if agent.telephony.dispatch.pin is not None:
-            yield agent.telephony.dispatch.pin, ("telephony", "dispatch", "pin", "config")
 
 
 def _stack_secret(region: str, ref: SecretRef, src: Source | None, path: tuple[str | int, ...], root: Path) -> Iterator[Problem]:

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal, Mapping, Optional, TypeVar
+from typing import Any, Iterator, Literal, Mapping, Optional, TypeVar
 
 from .sourcemap import SourceMap
 
@@ -328,6 +328,19 @@ class Agent:
     description: Optional[str] = None
     telephony: Optional[Telephony] = None
     source: Optional["Source"] = field(default=None, compare=False, repr=False)
+
+    def secret_refs(self) -> Iterator[tuple[SecretRef, tuple[str, ...]]]:
+        """Every secret reference of the manifest, with the path of its `config` key."""
+        for name, ref in self.secrets.items():
+            yield ref, ("secrets", name, "config")
+        for role, spec in self.inference.roles().items():
+            if spec.provider is not None:
+                yield spec.provider.api_key, ("inference", role, "provider", "api_key", "config")
+        if self.telephony is not None:
+            if self.telephony.auth is not None:
+                yield self.telephony.auth.password, ("telephony", "auth", "password", "config")
+            if self.telephony.dispatch.pin is not None:
+                yield self.telephony.dispatch.pin, ("telephony", "dispatch", "pin", "config")
 
     @property
     def scoped_name(self) -> str:

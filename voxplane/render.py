@@ -242,7 +242,7 @@ def _secret_config_keys(project: Any, region: str) -> set[str]:
     if reg.livekit.redis.password and reg.livekit.redis.password.config:
         keys.add(reg.livekit.redis.password.config)
     for agent in project.agents_in(region):
-        for ref, _path in crosscheck._secret_refs(agent):
+        for ref, _path in agent.secret_refs():
             if ref.config:
                 keys.add(ref.config)
     return keys
