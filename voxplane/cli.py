@@ -104,6 +104,39 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         click.echo(line(row))
 
 
+@main.command()
+@click.option("--base", default="origin/main", show_default=True, help="Git revision the change is compared with.")
+@_root_option
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
+def affected(base: str, root: Path, fmt: str) -> None:
+    """List the regions a change touches (for the CI preview matrix).
+
+    Compares the working tree with BASE: a region is affected when its manifest or stack file
+    changed, when an agent running there (before or after) changed, or that agent's code; a
+    change to the tool itself affects every region. Exit 1 on invalid manifests or git errors.
+    """
+    import subprocess
+
+    from .affected import affected_regions, changed_files, regions_at
+
+    result = load((), root)
+    if result.problems or result.project is None:
+        print_problems(result.problems)
+        sys.exit(1)
+    try:
+        changed = changed_files(base, root)
+        regions = affected_regions(changed, result.project, regions_at(base, root, changed))
+    except subprocess.CalledProcessError as exc:
+        click.echo(f"error: git failed: {(exc.stderr or '').strip() or exc}", err=True)
+        sys.exit(1)
+    if fmt == "json":
+        click.echo(json.dumps(regions))
+    else:
+        for region in regions:
+            click.echo(region)
+        click.echo(f"{len(regions)} of {len(result.project.regions)} regions affected by {len(changed)} changed files", err=True)
+
+
 def _validate_json(result: LoadResult) -> dict[str, Any]:
     return {
         "valid": result.ok,

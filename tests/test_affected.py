@@ -1,0 +1,67 @@
+"""`voxplane affected`: the CI preview matrix is the regions a change can alter, no more."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from functools import cache
+
+import pytest
+
+from voxplane.affected import affected_regions
+from voxplane.loader import load_project
+
+from .conftest import REPO
+
+
+@cache
+def project():
+    return load_project(REPO)
+
+
+@pytest.mark.parametrize(
+    "changed, expected",
+    [
+        (["regions/eu-west.yaml"], ["eu-west"]),
+        (["Pulumi.us-east.yaml"], ["us-east"]),
+        (["agents/support.yaml"], ["local", "us-east"]),
+        (["agents/support/agent.py"], ["local", "us-east"]),
+        (["agents/scheduler/agent.py"], []),  # deployed by digest: its code folder builds nothing here
+        (["agents/scheduler.yaml", "regions/us-east.yaml"], ["eu-west", "local", "us-east"]),
+        (["README.md", "tests/test_cli.py", "docs/manifest-reference.md"], []),
+        (["voxplane/build/sfu.py"], ["eu-west", "local", "us-east"]),
+        (["schemas/agent.schema.json"], ["eu-west", "local", "us-east"]),
+    ],
+)
+def test_changed_paths_map_to_regions(changed, expected):
+    """Each kind of change selects the regions it can alter."""
+    assert affected_regions(changed, project()) == expected
+
+
+def test_an_agent_leaving_a_region_still_previews_it():
+    """Removing us-east from an agent's regions must preview us-east (its pool is deleted there)."""
+    assert affected_regions(["agents/reservations.yaml"], project(), {"agents/reservations.yaml": ["us-east"]}) == [
+        "eu-west", "local", "us-east",
+    ]
+    assert affected_regions(["agents/gone.yaml"], project(), {"agents/gone.yaml": ["eu-west"]}) == ["eu-west"]
+
+
+def test_cli_compares_with_a_git_base(tmp_path, run_cli):
+    """In a real git repository: an agent moved from eu-west to us-east affects both, as JSON."""
+    repo = tmp_path / "repo"
+    for folder in ("regions", "agents", "schemas"):
+        shutil.copytree(REPO / folder, repo / folder)
+    for stack in REPO.glob("Pulumi*.yaml"):
+        shutil.copy(stack, repo / stack.name)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "base")
+    scheduler = repo / "agents/scheduler.yaml"
+    scheduler.write_text(scheduler.read_text().replace("regions: [local, eu-west]", "regions: [local, us-east]"))
+    result = run_cli("affected", "--base", "main", "--root", str(repo), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == '["eu-west", "local", "us-east"]'

@@ -1,0 +1,84 @@
+"""Which region stacks a change touches, so CI previews exactly those (`voxplane affected`).
+
+A region is affected when its manifest or stack file changes, when an agent that runs there (before
+or after the change) changes, or when that agent's code folder changes. A change to the tool itself
+(schemas, builders, components, the program, dependencies) affects every region.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Mapping, Sequence
+
+import yaml
+
+from .model import Project
+
+#: Paths whose change can alter what any region renders.
+EVERYWHERE = ("schemas/", "components/", "voxplane/", "stacks/", "Pulumi.yaml", "pyproject.toml")
+
+
+def affected_regions(
+    changed: Iterable[str],
+    project: Project,
+    previous_regions: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
+    """Regions touched by `changed` paths (repository-relative, forward slashes).
+
+    `previous_regions` maps an agent manifest's path to the regions it listed before the change,
+    so moving an agent out of a region (or deleting it) still previews that region.
+    """
+    every = sorted(project.regions)
+    previous_regions = previous_regions or {}
+    by_file = {a.source.file: a for a in project.agents if a.source is not None}
+    by_build = {a.code.build.rstrip("/"): a for a in project.agents if a.code.build}
+    hit: set[str] = set()
+    for path in changed:
+        if path.startswith(EVERYWHERE):
+            return every
+        parts = PurePosixPath(path).parts
+        if len(parts) == 2 and parts[0] == "regions" and path.endswith((".yaml", ".yml")):
+            hit.add(PurePosixPath(path).stem)
+        elif len(parts) == 1 and path.startswith("Pulumi.") and path.endswith(".yaml"):
+            hit.add(path[len("Pulumi."):-len(".yaml")])
+        elif len(parts) == 2 and parts[0] == "agents":
+            agent = by_file.get(path)
+            hit.update(agent.regions if agent else ())
+            hit.update(previous_regions.get(path, ()))
+        elif len(parts) > 2 and parts[0] == "agents":
+            agent = by_build.get("/".join(parts[:2]))
+            hit.update(agent.regions if agent else ())
+    # A region whose manifest is gone has no stack to preview; tearing it down is a deliberate
+    # `pulumi destroy`, not a preview.
+    return sorted(hit & set(every))
+
+
+def changed_files(base: str, root: Path) -> list[str]:
+    """Paths that differ between `base` and the working tree (committed or not)."""
+    out = subprocess.run(
+        ["git", "diff", "--name-only", base, "--"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    untracked = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    return sorted({line for line in (out + untracked).splitlines() if line})
+
+
+def regions_at(base: str, root: Path, paths: Iterable[str]) -> dict[str, list[str]]:
+    """The `regions:` each agent manifest listed at `base` (best effort: unreadable means none)."""
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        if not (path.startswith("agents/") and path.count("/") == 1):
+            continue
+        show = subprocess.run(["git", "show", f"{base}:{path}"], cwd=root, capture_output=True, text=True)
+        if show.returncode != 0:
+            continue  # the agent is new
+        try:
+            doc = yaml.safe_load(show.stdout)
+        except yaml.YAMLError:
+            continue
+        regions = doc.get("regions") if isinstance(doc, dict) else None
+        if isinstance(regions, list):
+            found[path] = [str(r) for r in regions]
+    return found
