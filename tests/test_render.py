@@ -376,3 +376,14 @@ def test_program_with_a_bad_manifest_registers_nothing(manifest_tree, monkeypatc
             secret_keys=[],
         )
     assert seen == []
+
+
+def test_readme_shows_the_real_demo_table(run_cli, tmp_path, monkeypatch):
+    """The table in README.md is what `make demo` prints today (the README stays true)."""
+    monkeypatch.chdir(REPO)
+    result = run_cli("render", "local", "--out", str(tmp_path / "out"))
+    readme = (REPO / "README.md").read_text()
+    shown = readme.split("$ make demo\n...\n", 1)[1].split("```", 1)[0]
+    table = [line for line in shown.splitlines() if line and "->" not in line]
+    assert table == result.stdout.splitlines()[: len(table)]
+    assert len(table) == len([line for line in result.stdout.splitlines() if line and "->" not in line])
