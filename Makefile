@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 VOX    := $(VENV)/bin/voxplane
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test unit bench servers livekit-up livekit-down docs clean
+.PHONY: setup demo test e2e unit bench servers livekit-up livekit-down docs clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ servers:
 test: setup servers
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# A real call through livekit-sip + sipp. livekit-sip is not served by the Go module proxy: build
+# it from source and export VOXPLANE_LIVEKIT_SIP_BIN=/path/to/livekit-sip first.
+e2e: setup servers
+	bash scripts/ensure-sip.sh
+	$(PY) -m pytest -m e2e tests/e2e
 
 unit: setup
 	$(PY) -m pytest -m 'not integration'
