@@ -137,6 +137,50 @@ def affected(base: str, root: Path, fmt: str) -> None:
         click.echo(f"{len(regions)} of {len(result.project.regions)} regions affected by {len(changed)} changed files", err=True)
 
 
+@main.command()
+@click.argument("region")
+@_root_option
+@click.option("--duty-cycle", type=click.FloatRange(0, 1, min_open=True), default=0.25, show_default=True,
+              help="Share of a call's time its LLM stream is active.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
+def capacity(region: str, root: Path, duty_cycle: float, fmt: str) -> None:
+    """Size REGION's GPU pools and agent workers for its peak_concurrent_calls.
+
+    Per llm with a `profile`: KV-cache budget per replica, concurrent streams and calls per
+    replica, replicas and GPUs needed at peak, against max_replicas and the node group. An
+    analytic plan: compare with vLLM's logged "GPU KV cache size" and a load test.
+    """
+    from .capacity import plan
+
+    result = load((), root)
+    if result.problems or result.project is None:
+        print_problems(result.problems)
+        sys.exit(1)
+    if region not in result.project.regions:
+        click.echo(f"error: no region {region!r} (regions: {', '.join(sorted(result.project.regions))})", err=True)
+        sys.exit(1)
+    report = plan(result.project, region, duty_cycle)
+    if fmt == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    click.echo(f"region {region}: peak {report.peak_calls} concurrent calls, LLM duty cycle {duty_cycle:g}")
+    rows = []
+    for m in report.models:
+        def show(value: object) -> str:
+            return "-" if value is None else str(value)
+        rows.append([m.model, m.kind, f"{m.gpus_per_replica}x {m.gpu}", show(m.kv_budget_gib), show(m.kv_tokens),
+                     show(m.streams_per_replica), show(m.calls_per_replica), show(m.replicas_needed),
+                     str(m.max_replicas), m.status])
+    _print_table(["model", "kind", "gpus/replica", "kv GiB", "kv tokens", "streams", "calls", "replicas", "max", "status"], rows)
+    agents_ok = "ok" if report.agent_sessions >= report.peak_calls else "short"
+    click.echo(f"\nagent pools at max_workers: {report.agent_sessions} sessions for {report.peak_calls} peak calls ({agents_ok})")
+    _print_table(
+        ["tenant", "cpu at max", "quota", "memory GiB at max", "quota", "pods at max", "quota", "status"],
+        [[t.tenant, f"{t.cpu_at_max:g}", f"{t.cpu_quota:g}", f"{t.memory_gib_at_max:g}", f"{t.memory_gib_quota:g}",
+          str(t.pods_at_max), str(t.pods_quota), t.status] for t in report.tenants],
+    )
+
+
 def _validate_json(result: LoadResult) -> dict[str, Any]:
     return {
         "valid": result.ok,

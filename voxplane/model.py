@@ -201,6 +201,17 @@ class VllmArgs:
 
 
 @dataclass(frozen=True)
+class ModelProfile:
+    """Architecture numbers of an llm; `voxplane capacity` sizes its KV cache from them."""
+
+    params_billion: float
+    layers: int
+    kv_heads: int
+    head_dim: int
+    weight_bits: int
+
+
+@dataclass(frozen=True)
 class Model:
     name: str
     kind: ModelKind
@@ -219,6 +230,7 @@ class Model:
     resources: Resources
     queue_metric: Optional[str] = None
     hf_token: Optional[SecretRef] = None
+    profile: Optional[ModelProfile] = None
 
     @property
     def scaling_metric(self) -> str:
