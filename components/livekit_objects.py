@@ -18,9 +18,11 @@ Dynamic-provider rules followed (reference/pulumi.md §3):
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi.dynamic as dyn
@@ -163,13 +165,31 @@ class LiveKitSIPProvider(dyn.ResourceProvider):
 _SECRET_OUTPUTS = pulumi.ResourceOptions(additional_secret_outputs=list(_SECRET_FIELDS))
 
 
+@contextlib.contextmanager
+def _sdk_pickler_restored() -> Iterator[None]:
+    """Undo the SDK's pickler patch after each dynamic resource.
+
+    `pulumi.dynamic.serialize_provider` (pulumi 3.272) wraps `pickle._Pickler._batch_setitems` in
+    a sorting wrapper on every call and never restores it, so the wrappers nest: after ~1,000
+    dynamic resources in one process (one big region, or several renders) pickling the next
+    provider raises RecursionError. Restoring the original after each registration keeps the
+    nesting at one level; the serialized bytes are the same.
+    """
+    original = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        pickle._Pickler._batch_setitems = original  # type: ignore[attr-defined]
+
+
 class SIPInboundTrunk(dyn.Resource, module="livekit", name="SIPInboundTrunk"):
     """A LiveKit SIP inbound trunk. `props` is `DesiredTrunk.spec()` (plain JSON; `auth_password`
     an `Output.secret`); the resource ID is the trunk ID (`ST_…`)."""
 
     def __init__(self, name: str, props: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(LiveKitSIPProvider(), name, {**props, "kind": TRUNK_KIND},
-                         pulumi.ResourceOptions.merge(_SECRET_OUTPUTS, opts))
+        with _sdk_pickler_restored():
+            super().__init__(LiveKitSIPProvider(), name, {**props, "kind": TRUNK_KIND},
+                             pulumi.ResourceOptions.merge(_SECRET_OUTPUTS, opts))
 
 
 class SIPDispatchRule(dyn.Resource, module="livekit", name="SIPDispatchRule"):
@@ -177,8 +197,9 @@ class SIPDispatchRule(dyn.Resource, module="livekit", name="SIPDispatchRule"):
     trunk's ID (an Output: that is also the dependency); the resource ID is `SDR_…`."""
 
     def __init__(self, name: str, props: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(LiveKitSIPProvider(), name, {**props, "kind": RULE_KIND},
-                         pulumi.ResourceOptions.merge(_SECRET_OUTPUTS, opts))
+        with _sdk_pickler_restored():
+            super().__init__(LiveKitSIPProvider(), name, {**props, "kind": RULE_KIND},
+                             pulumi.ResourceOptions.merge(_SECRET_OUTPUTS, opts))
 
 
 # --- component ------------------------------------------------------------------------------------

@@ -277,3 +277,21 @@ def test_control_plane_refuses_kubernetes_secret_refs(tree: Tree) -> None:
     with pytest.raises(ValueError, match=r"agents/support.yaml:28:15 \(telephony.auth.password\): secret:nw-trunk/password is a Kubernetes Secret"):
         _secret(SecretResolver("local", []), SecretRef(secret="nw-trunk", key="password"),
                 "agents/support.yaml:28:15 (telephony.auth.password)")
+
+
+def test_registering_dynamic_resources_does_not_nest_the_sdk_pickler_patch(monkeypatch) -> None:
+    """pulumi's serialize_provider wraps pickle._Pickler._batch_setitems on every call; without the
+    guard ~1,000 trunks and rules in one process end in RecursionError (found by bench/render.py)."""
+    import pickle
+
+    from voxplane.components.livekit_objects import SIPInboundTrunk
+    from voxplane.render import run_mocked
+
+    before = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+
+    def program() -> None:
+        for i in range(1200):
+            SIPInboundTrunk(f"trunk-{i}", {"name": f"t{i}", "region": "local", "numbers": [f"+1555{i:07d}"]})
+
+    run_mocked(program, stack="local", config={}, secret_keys=[])
+    assert pickle._Pickler._batch_setitems is before  # type: ignore[attr-defined]
