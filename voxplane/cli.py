@@ -61,8 +61,9 @@ def validate(paths: Sequence[Path], root: Path, fmt: str) -> None:
 
 @main.command()
 @click.argument("region")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write kubernetes/ and livekit/ into (replaced).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder to write kubernetes/ and livekit/ into: new, empty, or made by an earlier render "
+                   "(only the files that render wrote are replaced). Default: out/REGION under the root.")
 @_root_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Summary format.")
 def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
@@ -73,8 +74,10 @@ def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
     OUT/livekit/, one object per document, secret values redacted. Exit 0, or 1 with the
     validation errors.
     """
+    from .output_dir import OutputDirError
     from .render import render as run_render, to_json, write
 
+    out_dir = out_dir if out_dir is not None else root / "out" / region
     click.echo(f"rendering region {region!r} (validating manifests, running the program under mocks)...", err=True)
     try:
         result = run_render(region, root)
@@ -84,7 +87,14 @@ def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    files = write(result, out_dir)
+    try:
+        files = write(result, out_dir)
+    except OutputDirError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: writing {out_dir}: {exc.strerror or exc} ({exc.filename or out_dir})", err=True)
+        sys.exit(1)
     if fmt == "json":
         click.echo(to_json(result))
     else:

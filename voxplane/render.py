@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
-from . import crosscheck
+from . import crosscheck, output_dir
 from .loader import load
 from .problems import ManifestError
 
@@ -180,17 +179,21 @@ def _private_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def write(result: RenderResult, out_dir: Path) -> list[Path]:
-    """One file per object: kubernetes/<namespace|_cluster>/<kind>.<name>.yaml, livekit/<kind>.<name>.yaml."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    written = []
+    """One file per object: kubernetes/<namespace|_cluster>/<kind>.<name>.yaml, livekit/<kind>.<name>.yaml.
+
+    Replaces only what an earlier render wrote there (output_dir); refuses any other folder. The
+    marker lists the files before they are written, so an interrupted write is still ours to replace.
+    """
+    planned: list[tuple[Path, dict[str, Any]]] = []
     for obj in result.kubernetes:
         meta = obj.get("metadata", {})
         folder = out_dir / "kubernetes" / (meta.get("namespace") or "_cluster")
-        written.append(_dump(folder / f"{obj['kind'].lower()}.{meta['name']}.yaml", obj))
+        planned.append((folder / f"{obj['kind'].lower()}.{meta['name']}.yaml", obj))
     for obj in result.livekit:
-        written.append(_dump(out_dir / "livekit" / f"{str(obj.get('kind', 'object')).lower()}.{obj.get('name')}.yaml", obj))
-    return written
+        planned.append((out_dir / "livekit" / f"{str(obj.get('kind', 'object')).lower()}.{obj.get('name')}.yaml", obj))
+    output_dir.claim(out_dir, "render")
+    output_dir.seal(out_dir, [path for path, _ in planned], "render")
+    return [_dump(path, obj) for path, obj in planned]
 
 
 _LEADING = ("apiVersion", "kind", "name", "metadata")
