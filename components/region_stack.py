@@ -37,7 +37,9 @@ class RegionStackArgs:
         kube_context: kubeconfig context; unset uses the current context.
         kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
         render_to: When set, the Kubernetes provider writes manifests to this folder instead of
-            applying them (the `local` stack has no cluster).
+            applying them.
+        build_images: Build and push `code.build` agent images (needs a Docker engine); False
+            deploys the content-hash tag of each build folder (stack config `voxplane:buildImages`).
     """
 
     region: Region
@@ -47,6 +49,7 @@ class RegionStackArgs:
     kube_context: Optional[str] = None
     kubeconfig: Optional[pulumi.Input[str]] = None
     render_to: Optional[str] = None
+    build_images: bool = True
 
 
 class RegionStack(pulumi.ComponentResource):
@@ -114,16 +117,16 @@ class RegionStack(pulumi.ComponentResource):
                     image_registry=args.image_registry,
                     repo_root=args.repo_root,
                     # A render-only stack has no Docker engine to build with either.
-                    build_images=not args.render_to,
+                    build_images=args.build_images and not args.render_to,
                 ),
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.tenants[agent.tenant]])),
             )
             for agent in args.agents
         }
 
-        # SIP trunks and dispatch rules live inside LiveKit. A stack that only renders YAML (the
-        # `local` stack) has no server to write them to: `voxplane livekit sync local` does that
-        # against the dev server instead. `voxplane render` still shows them.
+        # SIP trunks and dispatch rules live inside LiveKit. A stack that only renders YAML has no
+        # server to write them to (`voxplane livekit sync REGION` does that); `voxplane render`
+        # still shows them.
         self.livekit = (
             LiveKitControlPlane(
                 f"{name}-livekit",

@@ -55,7 +55,7 @@ explain_go_failure() {
 _go_install() {
     local module="$1" pkg="$2" version="$3" work="$4" out_bin="$5" log="$4/go-install.log"
     if GOBIN="$work" go install -trimpath -ldflags='-s -w' "$pkg@$version" >"$log" 2>&1; then
-        mv -f "$work/$(basename "$pkg")" "$out_bin"
+        [[ "$work/$(basename "$pkg")" -ef "$out_bin" ]] || mv -f "$work/$(basename "$pkg")" "$out_bin"
         return 0
     fi
     if grep -q 'replace directives\|exclude directives' "$log"; then

@@ -328,7 +328,7 @@ def test_rendered_output_matches_the_snapshot(region, tmp_path):
     golden = GOLDEN / region
     if os.environ.get("VOXPLANE_UPDATE_GOLDEN") == "1":
         shutil.rmtree(golden, ignore_errors=True)
-        shutil.copytree(out, golden)
+        shutil.copytree(out, golden, ignore=shutil.ignore_patterns(".voxplane-output.json"))
     got = {p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*.yaml"))}
     want = {p.relative_to(golden).as_posix(): p.read_text() for p in sorted(golden.rglob("*.yaml"))}
     assert sorted(got) == sorted(want), "files added or removed; rerun with VOXPLANE_UPDATE_GOLDEN=1 and review"

@@ -27,13 +27,17 @@ class StackConfig:
         #: Region manifest to deploy; default: the stack name (`pulumi up -s us-east`).
         self.region: str = cfg.get("region") or pulumi.get_stack()
         #: kubeconfig context of the region's cluster; default: the kubeconfig's current context.
-        self.kube_context: Optional[str] = cfg.get("kubeContext")
+        self.kube_context: Optional[str] = cfg.get("kubeContext") or None
         #: kubeconfig contents (secret) when not taken from KUBECONFIG / ~/.kube/config.
         self.kubeconfig: Optional[pulumi.Output[str]] = cfg.get_secret("kubeconfig")
         #: Render manifests to this folder instead of applying them (the `local` stack).
-        self.render_to: Optional[str] = cfg.get("renderYamlTo")
+        self.render_to: Optional[str] = cfg.get("renderYamlTo") or None
         #: Registry agent images built from `code.build` are pushed to.
-        self.image_registry: Optional[str] = cfg.get("imageRegistry")
+        self.image_registry: Optional[str] = cfg.get("imageRegistry") or None
+        #: Build `code.build` images (needs a Docker engine); false deploys the content-hash tag
+        #: that the same build folder gets in CI, as a render-only stack does.
+        build = cfg.get_bool("buildImages")
+        self.build_images: bool = (True if build is None else build) and not self.render_to
         #: Repository root (tests and render point it elsewhere).
         self.root: Path = Path(cfg.get("repoRoot") or REPO_ROOT)
 
@@ -69,6 +73,7 @@ def run(settings: Optional[StackConfig] = None, project: Optional[Project] = Non
             kube_context=settings.kube_context,
             kubeconfig=settings.kubeconfig,
             render_to=settings.render_to,
+            build_images=settings.build_images,
         ),
     )
     pulumi.export("region", region.name)

@@ -1,0 +1,110 @@
+"""`voxplane dev ...`: the local stand-ins for a region's cluster, for demos and tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..problems import ManifestError
+
+
+@click.group()
+def dev() -> None:
+    """Local stand-ins for a region's infrastructure (loopback only)."""
+
+
+@dev.group()
+def cluster() -> None:
+    """A local Kubernetes control plane with simulated nodes (etcd, kube-apiserver,
+    controller-manager, scheduler, kwok). The real API server admits and the real scheduler places
+    every object; pods become Ready, but nothing inside them runs."""
+
+
+@cluster.command("up")
+@click.option("--region", default="local", show_default=True, help="Region whose node pools and GPU groups become simulated nodes.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Repository root holding regions/ and agents/.")
+def cluster_up(region: str, root: Path) -> None:
+    """Start (or reuse) the control plane; make its simulated nodes exactly REGION's.
+
+    Prints `export KUBECONFIG=...` on stdout for `eval "$(voxplane dev cluster up)"`; progress goes
+    to stderr. The first run builds the control plane from the Go module proxy (~15 min on 2 cores).
+    """
+    from ..cli import print_problems
+    from ..livekit.commands import CommandError, load_region
+    from .cluster import ClusterError, exports, main_progress, up
+
+    try:
+        region_model, agents = load_region(root, region)
+        up(region_model, agents, main_progress)
+    except ManifestError as exc:
+        print_problems(exc.problems)
+        sys.exit(1)
+    except CommandError as exc:
+        click.echo("\n".join(exc.lines), err=True)
+        sys.exit(1)
+    except ClusterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(exports())
+    click.echo("dev cluster: stop it with `voxplane dev cluster down` (`--purge` also removes its data)", err=True)
+
+
+@cluster.command("down")
+@click.option("--purge", is_flag=True, help="Also remove the cluster's data (etcd, keys, kubeconfig).")
+def cluster_down(purge: bool) -> None:
+    """Stop every process `up` started. The data stays for the next `up` unless --purge."""
+    from .cluster import down, main_progress
+
+    down(main_progress, purge=purge)
+
+
+@cluster.command("env")
+def cluster_env() -> None:
+    """Print `export KUBECONFIG=...` for the running cluster; exit 1 when it is not running."""
+    from .cluster import exports, running
+
+    if running() is None:
+        click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
+        sys.exit(1)
+    click.echo(exports())
+
+
+@dev.command("pulumi", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("region")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Repository root holding Pulumi.yaml.")
+def dev_pulumi(region: str, args: tuple[str, ...], root: Path) -> None:
+    """Run `pulumi ARGS -s REGION` against the dev cluster and dev LiveKit server.
+
+    Sets up what a user does by hand once: the engine and plugins (built from the Go module proxy
+    on first use), a file state backend and passphrase under ~/.cache/voxplane/dev, dev values
+    for every secret the region needs (in the cache's copy of Pulumi.REGION.yaml, never in the
+    working tree), KUBECONFIG of `voxplane dev cluster up` and LIVEKIT_URL of `make livekit-up`.
+    Example: `voxplane dev pulumi local up --yes`. Exit status: pulumi's.
+    """
+    from .stack import StackError, prepare
+
+    try:
+        stack = prepare(root, region, extra_env=_dev_endpoints())
+    except StackError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(stack.pulumi(*args).returncode)
+
+
+def _dev_endpoints() -> dict[str, str]:
+    """KUBECONFIG of the dev cluster and LIVEKIT_URL of the dev LiveKit server, when running."""
+    from ..devservers import _running_state
+    from .cluster import kubeconfig_path, running
+
+    env: dict[str, str] = {}
+    if running() is not None:
+        env["KUBECONFIG"] = str(kubeconfig_path())
+    state = _running_state()
+    if state is not None:
+        env["LIVEKIT_URL"] = state["livekit"]["http_url"]
+    return env
