@@ -313,5 +313,67 @@ def drift(region: str, only: str, fmt: str, url: str | None, api_key: str | None
     sys.exit(2 if report.drift else 0)
 
 
+
+from .dev.commands import dev as _dev_group  # noqa: E402  (a group of its own module)
+
+main.add_command(_dev_group)
+
+
+@main.command()
+@click.argument("region")
+@click.option("--context", "kube_context", default=None, metavar="NAME",
+              help="kubeconfig context [default: the stack's voxplane:kubeContext, else the current one].")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
+@_livekit_options
+@_root_option
+def status(region: str, kube_context: str | None, fmt: str, url: str | None, api_key: str | None,
+           api_secret: str | None, root: Path) -> None:
+    """What REGION runs now: per workload desired/ready pods and their nodes, and its LiveKit objects.
+
+    Reads the Kubernetes API (KUBECONFIG) and the LiveKit API; changes nothing. Exit 0, or 1 when
+    the cluster cannot be read.
+    """
+    from kubernetes import config as kube_config
+    from kubernetes.client import ApiException
+    from kubernetes.config.config_exception import ConfigException
+
+    from . import crosscheck
+    from .livekit import commands as lk
+    from .livekit.client import LiveKitError
+    from .status import RegionStatus, kubernetes_workloads, livekit_objects
+
+    try:
+        reg, _agents = lk.load_region(root, region)
+    except ManifestError as exc:
+        print_problems(exc.problems)
+        sys.exit(1)
+    except lk.CommandError as exc:
+        _fail(exc.lines)
+    context = kube_context or str(crosscheck.stack_config(root, region).get("kubeContext") or "") or None
+    try:
+        api_client = kube_config.new_client_from_config(context=context)
+        workloads = kubernetes_workloads(api_client, region)
+    except (ConfigException, ApiException, OSError) as exc:
+        _fail([f"error: reading the cluster{f' (context {context})' if context else ''}: {str(exc).splitlines()[0]}"])
+    result = RegionStatus(region, workloads, [])
+    try:
+        with lk.connect(reg, url, api_key, api_secret) as client:
+            result.livekit = livekit_objects(client, region)
+    except (lk.CommandError, LiveKitError, OSError) as exc:
+        result.livekit_error = str(exc).splitlines()[0]
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    _print_table(["namespace", "workload", "component", "ready", "nodes", "autoscaler"],
+                 [[w.namespace, f"{w.kind.lower()}/{w.name}", w.component, f"{w.ready}/{w.desired}",
+                   ",".join(w.nodes) or "-", w.autoscaler or "-"] for w in result.workloads])
+    click.echo("")
+    if result.livekit_error:
+        click.echo(f"LiveKit: not read ({result.livekit_error})")
+    else:
+        _print_table(["livekit object", "name", "owner", "detail"],
+                     [[o.kind, o.name, o.owner, o.detail] for o in result.livekit])
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -614,9 +614,11 @@ def _running_state() -> dict[str, Any] | None:
 def region_config(name: str, root: Path) -> dict[str, Any]:
     """The livekit-server config voxplane renders for region `name`, with dev API keys.
 
-    The admin key (the one `voxplane livekit sync` uses) comes first, then one key per tenant;
-    secrets are random per `up`, never the production ones (those derive from the stack's root
-    secret). Raises ValueError with the manifest problems when the manifests are invalid.
+    The admin key (the one `voxplane livekit sync` uses) comes first, then one key per tenant.
+    Their secrets derive from the region's *dev* root secret (a random value kept under the cache,
+    `voxplane.dev.stack.dev_root_secret`), exactly as the stack derives them from
+    `livekitRootSecret`: the dev stack's keys match this server, and no production secret is
+    involved. Raises ValueError with the manifest problems when the manifests are invalid.
     """
     from .build.common import ADMIN_KEY, tenant_api_key
     from .build.livekit_config import server_config
@@ -630,7 +632,11 @@ def region_config(name: str, root: Path) -> dict[str, Any]:
         raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
     config = server_config(region, redis_address=f"{LOOPBACK}:6379")  # replaced by the real address
     names = [ADMIN_KEY] + [tenant_api_key(t) for t in region.tenants]
-    config["keys"] = {key: secrets.token_hex(32) for key in names}
+    from .dev.stack import dev_root_secret
+    from .keys import derive_api_secret
+
+    root_secret = dev_root_secret(name)
+    config["keys"] = {key: derive_api_secret(root_secret, name, key) for key in names}
     return config
 
 
