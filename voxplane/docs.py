@@ -37,6 +37,10 @@ def _type(schema: dict[str, Any], doc: str, docs: dict[str, Any]) -> str:
         return "map"
     if kind:
         return str(kind)
+    branches = schema.get("anyOf") or schema.get("oneOf") or []
+    forms = [_resolve(b, doc, docs)[0].get("type") for b in branches if isinstance(b, dict)]
+    if forms and all(isinstance(f, str) for f in forms):
+        return " or ".join(dict.fromkeys(str(f) for f in forms))
     if "oneOf" in schema or "properties" in schema:
         return "object"
     return ""

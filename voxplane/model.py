@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Iterator, Literal, Mapping, Optional, TypeVar
 
+from .quantity import quantity_text
 from .sourcemap import SourceMap
 
 T = TypeVar("T")
@@ -426,4 +427,7 @@ def _convert(hint: Any, value: Any, name: str) -> Any:
         return from_data(hint, value)  # type: ignore[arg-type]
     if hint is float and isinstance(value, int):
         return float(value)
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # The schema lets CPU quantities be YAML numbers (`cpu: 2`); the model keeps quantities as text.
+        return quantity_text(value)
     return value

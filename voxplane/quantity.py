@@ -21,3 +21,13 @@ def parse_quantity(text: str) -> Decimal:
     if match is None:
         raise ValueError(f"not a Kubernetes quantity: {text!r}")
     return Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
+
+
+def quantity_text(value: int | float | str) -> str:
+    """A quantity as Kubernetes writes it: `2` -> "2", `0.5` -> "0.5", `1e3` -> "1000" (YAML numbers
+    are accepted for CPU, as Kubernetes accepts them; the rendered value is always a string)."""
+    if isinstance(value, str):
+        return value
+    number = Decimal(str(value))
+    text = format(number.normalize(), "f") if number != number.to_integral_value() else str(int(number))
+    return text

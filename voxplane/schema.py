@@ -117,6 +117,27 @@ def _explain_choice(error: ValidationError, path: Path) -> Iterator[Located]:
         best = min(deep, key=lambda e: (-len(e.absolute_path), e.validator in ("type",)))
         yield from _explain(best)
         return
+    if not isinstance(error.instance, dict) and error.context:
+        # A value that may take several forms (`cpu: 2` or `cpu: "500m"`): report the form whose
+        # type fits, or name every form when none does.
+        by_branch: dict[int, list[ValidationError]] = {}
+        for sub in error.context:
+            by_branch.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+        fitting = [errs for errs in by_branch.values() if not any(e.validator == "type" and not e.path for e in errs)]
+        if len(fitting) == 1:
+            best = min(fitting[0], key=lambda e: -len(e.absolute_path))
+            yield from _explain(best)
+            return
+        types: list[str] = []
+        for sub in error.context:
+            if sub.validator == "type" and not sub.path:
+                value = sub.validator_value
+                for t in value if isinstance(value, list) else [value]:
+                    if str(t) not in types:
+                        types.append(str(t))
+        if types:
+            yield Located(path, _type_message(types, error.instance))
+            return
     options = []
     for branch in branches:
         need = branch.get("required") if isinstance(branch, dict) else None
