@@ -44,7 +44,7 @@ code:
   image: bench/agent:1.0.{i}
 telephony:
   numbers: ["+1555{i:07d}"]
-  dispatch: {{ kind: individual, room_prefix: b{i}- }}
+  dispatch: {{ kind: individual, room_prefix: b{i} }}
 inference:
   stt: {{ model: whisper }}
   tts: {{ model: kokoro }}

@@ -45,7 +45,7 @@ scaling:
 telephony:
   numbers: ["+1312{num:07d}"]
   allowed_addresses: [192.76.120.10/32]
-  dispatch: {{ kind: individual, room_prefix: call- }}
+  dispatch: {{ kind: individual, room_prefix: call }}
 inference:
   stt: {{ model: whisper }}
   tts: {{ model: kokoro }}

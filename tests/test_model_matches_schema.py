@@ -111,7 +111,10 @@ def test_schemas_are_2020_12_and_closed():
             if "properties" in node and node.get("additionalProperties") is not False:
                 open_objects.append(path)
             for key, value in node.items():
-                if key not in ("if", "not"):  # conditions, not object definitions
+                # Conditions and their branches (which only constrain fields the object
+                # itself defines, e.g. `then: {properties: {shared_room: {const: true}}}`) are
+                # not object definitions.
+                if key not in ("if", "then", "else", "not"):
                     walk(value, f"{path}/{key}")
         elif isinstance(node, list):
             for i, value in enumerate(node):

@@ -286,6 +286,8 @@ class Dispatch:
     kind: Literal["individual", "direct", "callee"]
     room_prefix: str
     room_name: Optional[str] = None
+    #: Concurrent callers may share a room (callee: no per-call randomisation; direct: required).
+    shared_room: bool = False
     pin: Optional[SecretRef] = None
 
 

@@ -86,7 +86,10 @@ def _explain(error: ValidationError) -> Iterator[Located]:
     if kind == "required" and isinstance(instance, dict):
         for name in value:
             if name not in instance:
-                yield Located(path + (name,), "required field is missing", at_key=True)
+                # A condition's branch (if/then) may say why the field is needed there.
+                sub = (schema.get("properties") or {}).get(name)
+                why = f": {sub['description']}" if isinstance(sub, dict) and "const" in sub and sub.get("description") else ""
+                yield Located(path + (name,), "required field is missing" + why, at_key=True)
         return
     if kind in ("oneOf", "anyOf"):
         yield from _explain_choice(error, path)
@@ -101,6 +104,11 @@ def _explain(error: ValidationError) -> Iterator[Located]:
         return
     if kind == "pattern":
         yield Located(path, f"{instance!r} is not valid: {_form(schema)}")
+        return
+    if kind == "const":
+        # A value fixed by a condition (if/then): the branch's description says why.
+        why = f": {schema['description']}" if schema.get("description") else ""
+        yield Located(path, f"must be {json.dumps(value)} here{why}")
         return
     if kind == "uniqueItems":
         yield Located(path, "entries must be unique; remove the repeated value")

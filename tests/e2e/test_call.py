@@ -198,12 +198,12 @@ def wait_for(what: str, probe: Any, timeout: float = 6.0) -> Any:
 
 
 def test_call_to_reservations_number_reaches_bellavista_agent(platform: Platform, tmp_path: Path) -> None:
-    """An INVITE to +13125550142 from the carrier address opens a bv-call- room that dispatches bellavista-reservations."""
+    """An INVITE to +13125550142 from the carrier address opens a bv-call_ room that dispatches bellavista-reservations."""
     assert room_names(platform) == []
     call = Sipp(tmp_path / "call", CALL_SCENARIO, RESERVATIONS_NUMBER, platform.sip.sip_address)
     try:
         rooms = wait_for("the call's room", lambda: room_names(platform))
-        assert len(rooms) == 1 and rooms[0].startswith("bv-call-"), rooms
+        assert len(rooms) == 1 and rooms[0].startswith("bv-call_"), rooms
         room = rooms[0]
 
         dispatches = wait_for("the room's agent dispatch", lambda: lk(platform, lambda c: c.agent_dispatch.list_dispatch(room)))

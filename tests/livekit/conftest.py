@@ -97,7 +97,7 @@ def generated_tree(dest: Path, count: int) -> Tree:
     for i in range(count):
         tenant = ("bellavista", "northwind")[i % 2]
         (dest / "agents" / f"gen{i:04d}.yaml").write_text(
-            AGENT_TEMPLATE.format(name=f"gen{i:04d}", tenant=tenant, number=f"+1555{i:07d}", prefix=f"g{i}-"))
+            AGENT_TEMPLATE.format(name=f"gen{i:04d}", tenant=tenant, number=f"+1555{i:07d}", prefix=f"g{i}"))
     return Tree(dest)
 
 

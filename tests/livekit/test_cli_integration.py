@@ -80,7 +80,7 @@ def test_cli_drift_exit_codes_and_formats(cli: Cli, tree: Tree, server: Server) 
     assert text.exit_code == 2
     first = text.stdout.splitlines()[0]
     assert first.startswith("agents/reservations.yaml:") and "telephony.dispatch.room_prefix" in first
-    assert '"evil-" on the server, declared "bv-call-"' in first
+    assert '"evil-" on the server, declared "bv-call"' in first
     assert "info: SIPInboundTrunk hand-made" in text.stdout
 
     as_json = cli(*args, "--format", "json", env={**server.env, **SECRET_ENV})
@@ -100,7 +100,7 @@ def test_cli_drift_exit_codes_and_formats(cli: Cli, tree: Tree, server: Server) 
 def test_cli_wrong_credentials_one_line_and_nothing_changed(cli: Cli, tree: Tree, server: Server) -> None:
     """Bad API secret: one clear line, exit 1, server untouched (sync and drift)."""
     assert sync(cli, tree, server).exit_code == 0
-    tree.edit("agents/support.yaml", "room_prefix: nw-support-", "room_prefix: nw-help-")
+    tree.edit("agents/support.yaml", "room_prefix: nw-support", "room_prefix: nw-help")
     before = snapshot(server)
     bad = {"LIVEKIT_API_SECRET": "x" * 40}
     line = one_error_line(sync(cli, tree, server, env=bad))

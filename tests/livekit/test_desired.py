@@ -46,7 +46,7 @@ def test_rule_routes_only_its_own_trunk_to_the_tenant_scoped_agent(tree: Tree) -
     spec = rule.spec("ST_abc")
     assert spec["trunk_ids"] == ["ST_abc"]
     assert spec["agents"] == ["northwind-support"]
-    assert spec["dispatch"] == "individual" and spec["room_prefix"] == "nw-support-"
+    assert spec["dispatch"] == "individual" and spec["room_prefix"] == "nw-support"
     # Before the trunk exists the ID is unknown (None), never [] (which means "all trunks").
     assert rule.spec(None)["trunk_ids"] is None
 
@@ -112,18 +112,41 @@ def test_origins_point_at_manifest_lines(tree: Tree) -> None:
     assert "+16175550188" in lines[o.line - 1]
     rule = _by(objs, RULE_KIND, "support")
     p = rule.origin("room_prefix")
-    assert "nw-support-" in lines[p.line - 1]
+    assert "nw-support" in lines[p.line - 1]
     # A field voxplane never sets falls back to the telephony block.
     assert rule.origin("hide_phone_number").field == "telephony"
 
 
 def test_direct_dispatch_uses_room_name_and_pin_reference(tree: Tree) -> None:
     """direct: room_name, no prefix; the PIN is a reference resolved only when writing."""
-    tree.edit("agents/reservations.yaml", "    kind: individual\n    room_prefix: bv-call-\n",
-              "    kind: direct\n    room_name: bv-lobby\n    pin: { config: bellavistaPin }\n")
+    tree.edit("agents/reservations.yaml", "    kind: individual\n    room_prefix: bv-call\n",
+              "    kind: direct\n    room_name: bv-lobby\n    shared_room: true\n    pin: { config: bellavistaPin }\n")
     region, agents = tree.project()
     rule = _by(desired_objects(region, agents), RULE_KIND, "reservations")
     assert isinstance(rule, DesiredRule)
     spec = rule.spec("ST_x", {"pin": "4321"})
     assert (spec["dispatch"], spec["room_name"], spec["room_prefix"], spec["pin"]) == ("direct", "bv-lobby", "", "4321")
     assert rule.secret_refs() == {"pin": SecretRef(config="bellavistaPin")}
+
+
+def test_callee_rooms_are_per_call_unless_the_manifest_shares_them(tree: Tree) -> None:
+    """`shared_room: false` (the default) writes callee rules with LiveKit's `randomize`; the
+    field reads back from the server's object as the same spec key, never as an extra."""
+    from voxplane.livekit.objects import live_spec, rule_info
+
+    region, agents = tree.project()
+    objs = desired_objects(region, agents)
+    sched = _by(objs, RULE_KIND, "scheduler")
+    assert isinstance(sched, DesiredRule) and (sched.dispatch, sched.randomize) == ("callee", True)
+    assert sched.origin("randomize").field == "telephony.dispatch.shared_room"
+    info = rule_info(sched.spec("ST_x"))
+    assert info.rule.dispatch_rule_callee.randomize is True
+    back = live_spec(info)
+    assert back["randomize"] is True and back["extra"] == {}
+    # individual rules never set it: LiveKit's random suffix is their default.
+    assert not any(o.randomize for o in objs if isinstance(o, DesiredRule) and o.dispatch == "individual")
+
+    tree.edit("agents/scheduler.yaml", "    room_prefix: nw-sched\n", "    room_prefix: nw-sched\n    shared_room: true\n")
+    region, agents = tree.project()
+    shared = _by(desired_objects(region, agents), RULE_KIND, "scheduler")
+    assert shared.randomize is False and shared.spec("ST_x")["randomize"] is False

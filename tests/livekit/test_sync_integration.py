@@ -69,7 +69,7 @@ def test_sync_from_empty_creates_trunk_and_rule_per_agent(tree: Tree, server: Se
         assert [a.agent_name for a in rule.room_config.agents] == [name.removeprefix("vx-")]
         assert json.loads(rule.metadata)["managed-by"] == "voxplane"
         assert rule.attributes["voxplane.io/agent"] in name
-    assert s["rules"]["vx-northwind-scheduler"].rule.dispatch_rule_callee.room_prefix == "nw-sched-"
+    assert s["rules"]["vx-northwind-scheduler"].rule.dispatch_rule_callee.room_prefix == "nw-sched"
 
 
 def test_second_sync_is_a_no_op_with_two_reads_and_no_writes(tree: Tree, server: Server) -> None:
@@ -87,7 +87,7 @@ def test_manifest_edit_updates_in_place_keeping_ids(tree: Tree, server: Server) 
     do_sync(tree, server)
     before = state(server)
     tree.edit("agents/support.yaml", '"+16175550188"', '"+16175550199"')
-    tree.edit("agents/support.yaml", "room_prefix: nw-support-", "room_prefix: nw-help-")
+    tree.edit("agents/support.yaml", "room_prefix: nw-support", "room_prefix: nw-help")
     tree.edit("agents/support.yaml", "[192.76.120.10/32, 64.16.250.10/32]", "[192.76.120.11/32]")
     result = do_sync(tree, server)
     assert [(s.action, s.kind) for s in result.plan.steps] == [("update", "SIPInboundTrunk"), ("update", "SIPDispatchRule")]
@@ -97,7 +97,7 @@ def test_manifest_edit_updates_in_place_keeping_ids(tree: Tree, server: Server) 
     assert t.sip_trunk_id == before["trunks"]["vx-northwind-support"].sip_trunk_id
     assert r.sip_dispatch_rule_id == before["rules"]["vx-northwind-support"].sip_dispatch_rule_id
     assert list(t.numbers) == ["+16175550199"] and list(t.allowed_addresses) == ["192.76.120.11/32"]
-    assert r.rule.dispatch_rule_individual.room_prefix == "nw-help-"
+    assert r.rule.dispatch_rule_individual.room_prefix == "nw-help"
     assert t.auth_password == TRUNK_PASSWORD  # a replace writes the whole object, secrets included
 
 
@@ -135,10 +135,10 @@ def test_out_of_band_changes_are_drift_then_sync_repairs_owned_only(tree: Tree, 
     assert report["drift"] is True
     changed = {(x["name"], x["field"]): x for x in report["changed"]}
     prefix = changed[("vx-northwind-support", "room_prefix")]
-    assert (prefix["declared"], prefix["live"]) == ("nw-support-", "hijacked-")
+    assert (prefix["declared"], prefix["live"]) == ("nw-support", "hijacked-")
     assert prefix["source"]["file"] == "agents/support.yaml" and prefix["source"]["field"] == "telephony.dispatch.room_prefix"
     lines = (tree.root / "agents/support.yaml").read_text().splitlines()
-    assert "nw-support-" in lines[prefix["source"]["line"] - 1]
+    assert "nw-support" in lines[prefix["source"]["line"] - 1]
     # The rule whose trunk vanished points at a dead ID.
     assert ("vx-bellavista-reservations", "trunk_ids") in changed
     assert [(m["kind"], m["name"], m["source"]["file"]) for m in report["missing"]] == [
@@ -148,7 +148,7 @@ def test_out_of_band_changes_are_drift_then_sync_repairs_owned_only(tree: Tree, 
     result = do_sync(tree, server)
     assert result.plan.counts() == {"create": 1, "update": 2, "delete": 0}
     after = state(server)
-    assert after["rules"]["vx-northwind-support"].rule.dispatch_rule_individual.room_prefix == "nw-support-"
+    assert after["rules"]["vx-northwind-support"].rule.dispatch_rule_individual.room_prefix == "nw-support"
     assert list(after["rules"]["vx-bellavista-reservations"].trunk_ids) == [after["trunks"]["vx-bellavista-reservations"].sip_trunk_id]
     assert after["trunks"]["hand-made"].SerializeToString() == s["trunks"].get("hand-made", after["trunks"]["hand-made"]).SerializeToString()
     with server.client() as c:
@@ -199,7 +199,7 @@ class FailingAdmin(LiveKitAdmin):
 def test_interrupted_sync_converges_on_next_run(tree: Tree, server: Server, fail_after: int) -> None:
     """A sync that dies after N writes leaves owned objects that the next run finds and completes."""
     do_sync(tree, server)
-    tree.edit("agents/support.yaml", "room_prefix: nw-support-", "room_prefix: nw-help-")
+    tree.edit("agents/support.yaml", "room_prefix: nw-support", "room_prefix: nw-help")
     tree.remove("agents/scheduler.yaml")
     tree.write("agents/extra.yaml", (tree.root / "agents/reservations.yaml").read_text()
                .replace("name: reservations", "name: extra").replace('"+13125550142", "+13125550143"', '"+13125550177"')

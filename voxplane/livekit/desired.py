@@ -167,6 +167,9 @@ class DesiredRule:
     agent_name: str
     room_prefix: str = ""
     room_name: str = ""
+    #: callee only: a random suffix per call, so concurrent callers of a number never share a
+    #: room (`SIPDispatchRuleCallee.randomize`; the manifest's `shared_room: false`).
+    randomize: bool = False
     pin: Optional[SecretRef] = None
     source: Optional[str] = None
     origins: Mapping[str, Origin] = field(default_factory=dict, compare=False, repr=False)
@@ -206,6 +209,7 @@ class DesiredRule:
             "dispatch": self.dispatch,
             "room_prefix": self.room_prefix,
             "room_name": self.room_name,
+            "randomize": self.randomize,
             "pin": secrets.get("pin") if self.pin is not None else "",
             "agents": [self.agent_name],
         }
@@ -287,6 +291,9 @@ def _agent_objects(region: Region, agent: Agent) -> tuple[DesiredTrunk, DesiredR
         # direct joins one fixed room; individual/callee generate rooms from the prefix.
         room_prefix=d.room_prefix if d.kind != "direct" else "",
         room_name=(d.room_name or "") if d.kind == "direct" else "",
+        # individual rooms always get LiveKit's random suffix (voxplane never sets
+        # no_randomness); callee ones only when the manifest does not ask for a shared room.
+        randomize=d.kind == "callee" and not d.shared_room,
         pin=d.pin,
         source=file,
         origins={
@@ -298,6 +305,7 @@ def _agent_objects(region: Region, agent: Agent) -> tuple[DesiredTrunk, DesiredR
             "dispatch": _origin(src, ("telephony", "dispatch", "kind")),
             "room_prefix": _origin(src, ("telephony", "dispatch", "room_prefix")),
             "room_name": _origin(src, ("telephony", "dispatch", "room_name")),
+            "randomize": _origin(src, ("telephony", "dispatch", "shared_room")),
             "pin": _origin(src, ("telephony", "dispatch", "pin")),
             "agents": _origin(src, ("name",)),
             "rule": _origin(src, ("telephony", "dispatch")),

@@ -30,7 +30,8 @@ SECRET_FIELDS = frozenset({"auth_password", "pin"})
 
 #: Spec keys compared per kind, in report order. `region` and `kind` are not LiveKit fields.
 TRUNK_FIELDS = ("name", "metadata", "numbers", "allowed_addresses", "auth_username", "auth_password", "krisp_enabled")
-RULE_FIELDS = ("name", "metadata", "attributes", "trunk_ids", "dispatch", "room_prefix", "room_name", "pin", "agents")
+RULE_FIELDS = ("name", "metadata", "attributes", "trunk_ids", "dispatch", "room_prefix", "room_name", "randomize", "pin",
+               "agents")
 #: Compared as sets: the order of numbers, CIDRs or trunk IDs changes no routing.
 _UNORDERED = frozenset({"numbers", "allowed_addresses", "trunk_ids"})
 
@@ -74,7 +75,8 @@ def rule_info(spec: Mapping[str, Any]) -> api.SIPDispatchRuleInfo:
     if kind == "direct":
         rule = api.SIPDispatchRule(dispatch_rule_direct=api.SIPDispatchRuleDirect(room_name=spec["room_name"], pin=pin))
     elif kind == "callee":
-        rule = api.SIPDispatchRule(dispatch_rule_callee=api.SIPDispatchRuleCallee(room_prefix=spec["room_prefix"], pin=pin))
+        rule = api.SIPDispatchRule(dispatch_rule_callee=api.SIPDispatchRuleCallee(
+            room_prefix=spec["room_prefix"], pin=pin, randomize=bool(spec.get("randomize"))))
     elif kind == "individual":
         rule = api.SIPDispatchRule(dispatch_rule_individual=api.SIPDispatchRuleIndividual(room_prefix=spec["room_prefix"], pin=pin))
     else:
@@ -142,6 +144,8 @@ def live_spec(info: Any) -> dict[str, Any]:
             "dispatch": _ONEOF_KIND.get(which, which),
             "room_prefix": getattr(inner, "room_prefix", "") if inner is not None else "",
             "room_name": getattr(inner, "room_name", "") if inner is not None else "",
+            # Only callee rules have `randomize`; individual's `no_randomness` stays an extra.
+            "randomize": bool(getattr(inner, "randomize", False)) if which == "dispatch_rule_callee" else False,
             "pin": inner.pin if inner is not None else "",
             "agents": [a.agent_name for a in agents],
         }
@@ -150,6 +154,8 @@ def live_spec(info: Any) -> dict[str, Any]:
         rule_inner = dict((data.get("rule") or {}).get(which, {})) if which else {}
         for managed in ("room_prefix", "room_name", "pin"):
             rule_inner.pop(managed, None)
+        if which == "dispatch_rule_callee":
+            rule_inner.pop("randomize", None)
         if rule_inner:
             rest["rule"] = {which: rule_inner}
         room_config = dict(data.get("room_config") or {})
