@@ -43,7 +43,7 @@ def test_huge_file_is_refused_before_parsing(manifest_tree):
     big = "name: echo\n" + "# padding\n" * (sourcemap.MAX_BYTES // 10 + 1)
     root = manifest_tree(files={"agents/echo.yaml": big})
     [problem] = load((), root).problems
-    assert (problem.file, problem.line, problem.field) == ("agents/echo.yaml", 1, "(root)")
+    assert (problem.file, problem.line, problem.field) == ("agents/echo.yaml", 1, "")
     assert "manifests are limited to 1,000,000" in problem.message
 
 

@@ -44,7 +44,7 @@ def test_missing_path_is_one_line_not_a_traceback(run_cli, monkeypatch):
     monkeypatch.chdir(REPO)
     result = run_cli("validate", "agents/nope.yaml")
     assert result.exit_code == 1
-    assert result.stdout.strip() == "agents/nope.yaml:1:1: (file): no such file or folder"
+    assert result.stdout.strip() == "agents/nope.yaml:1:1: no such file or folder"
 
 
 def test_valid_json_output(run_cli, monkeypatch):

@@ -20,7 +20,7 @@ def test_every_example_is_valid(run_cli, monkeypatch):
     result = run_cli("validate")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert result.stderr.startswith("ok: 6 files, 3 regions, 2 tenants, 3 agents")
+    assert result.stderr.startswith("ok: 9 files, 3 regions, 3 stacks, 2 tenants, 3 agents")
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

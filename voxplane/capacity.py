@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from .model import Model, Project, Region
+from .model import Agent, Model, Project, Region
 from .quantity import parse_quantity
 
 GIB = 1024**3
@@ -115,6 +115,16 @@ class RegionCapacity:
         }
 
 
+def shortfalls(report: RegionCapacity) -> list[str]:
+    """What keeps the region from its peak, one phrase each (empty when the plan holds)."""
+    short = [f"model {m.model!r}: {m.status}" for m in report.models
+             if m.status.startswith("short") or m.status.startswith("weights do not fit")]
+    if report.agent_sessions < report.peak_calls:
+        short.append(f"agent pools at max_workers carry {report.agent_sessions} sessions for {report.peak_calls} peak calls")
+    short += [f"tenant {t.tenant!r}: {t.status}" for t in report.tenants if t.status != "ok"]
+    return short
+
+
 def plan(project: Project, region_name: str, duty_cycle: float = DEFAULT_DUTY_CYCLE) -> RegionCapacity:
     """Capacity of every model and agent pool of `region_name` against its peak calls."""
     if not 0 < duty_cycle <= 1:
@@ -135,7 +145,11 @@ def plan(project: Project, region_name: str, duty_cycle: float = DEFAULT_DUTY_CY
 
 
 def _tenant(region: Region, name: str, project: Project) -> TenantCapacity:
-    pools = [a for a in project.agents_in(region.name) if a.tenant == name]
+    return tenant_usage(region, name, [a for a in project.agents_in(region.name) if a.tenant == name])
+
+
+def tenant_usage(region: Region, name: str, pools: Sequence[Agent]) -> TenantCapacity:
+    """What the tenant's agent pools `pools` request at max_workers, against its quota in `region`."""
     quota = region.tenants[name].quotas
 
     def total(field: str) -> float:

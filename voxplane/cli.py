@@ -282,6 +282,61 @@ def livekit_sync(region: str, dry_run: bool, url: str | None, api_key: str | Non
         _fail(exc.lines)
 
 
+@livekit.command("route")
+@click.argument("region")
+@click.option("--to", "to", required=True, metavar="NUMBER", help="Called number (the trunk number), e.g. +13125550142.")
+@click.option("--from", "from_", default=None, metavar="NUMBER", help="Caller number [default: +15550100199].")
+@click.option("--address", default=None, metavar="IP",
+              help="Source IP of the INVITE, without port [default: the first address of the region's carrier allow-list].")
+@click.option("--username", default=None, metavar="U", help="Digest user name the caller presents.")
+@click.option("--password", default=None, metavar="P", help="Digest password the caller presents.")
+@click.option("--pin", default=None, metavar="PIN", help="PIN the caller enters when the rule asks for one.")
+@click.option("--redis", "redis", envvar="VOXPLANE_LIVEKIT_REDIS", metavar="HOST:PORT",
+              help="Redis of the livekit-server deployment [env VOXPLANE_LIVEKIT_REDIS; default: the dev servers "
+                   "of `make livekit-up`].")
+@click.option("--redis-password", envvar="VOXPLANE_LIVEKIT_REDIS_PASSWORD", metavar="PASSWORD",
+              help="Its password [env VOXPLANE_LIVEKIT_REDIS_PASSWORD].")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
+@_root_option
+def livekit_route(region: str, to: str, from_: str | None, address: str | None, username: str | None,
+                  password: str | None, pin: str | None, redis: str | None, redis_password: str | None,
+                  fmt: str, root: Path) -> None:
+    """Ask REGION's running livekit-server how it routes a call to NUMBER, as livekit-sip asks.
+
+    Sends IOInfo.GetSIPTrunkAuthentication and EvaluateSIPDispatchRules over the server's Redis
+    bus (the questions livekit-sip asks for every INVITE) and prints the trunk, dispatch rule,
+    room and agents. The server never sees digest credentials or decides what the bridge does
+    with its answers: those parts (credentials check, PIN prompt, 404/503/drop) follow
+    livekit-sip's documented handling and are marked as the bridge's. Nothing is written.
+    Exit 0 accepted, 2 refused, 1 error.
+    """
+    from .livekit import commands as lk
+    from .livekit import route as rt
+
+    try:
+        reg, agents = lk.load_region(root, region)
+        where = rt.check_address(address) if address is not None else rt.default_address(reg)
+        call = rt.Call(to=to, from_=from_ or rt.DEFAULT_CALLER, address=where,
+                       to_host=reg.sip.public_host if reg.sip else "localhost")
+        addr, _ = rt.redis_address(redis)
+        with rt.RouteProbe(addr, password=redis_password) as probe:
+            decision = rt.decide(probe, call, username=username, password=password, pin=pin)
+        rt.check_against_manifests(decision, rt.expected_route(reg, agents, to, where))
+    except ManifestError as exc:
+        print_problems(exc.problems)
+        sys.exit(1)
+    except lk.CommandError as exc:
+        _fail(exc.lines)
+    except rt.RouteError as exc:
+        _fail([f"error: {exc}"])
+    if fmt == "json":
+        click.echo(json.dumps(decision.as_dict(region), indent=2))
+    else:
+        for line in rt.text_lines(decision, region):
+            click.echo(line)
+    sys.exit(0 if decision.accepted else 2)
+
+
 @main.command()
 @click.argument("region")
 @click.option("--only", type=click.Choice(["livekit"]), default="livekit", show_default=True,

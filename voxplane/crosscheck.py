@@ -5,15 +5,18 @@ Each rule reports at the field a person has to change, and its message names the
 
 from __future__ import annotations
 
+import difflib
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import yaml
 
+from . import stackfile
 from .model import Agent, PortRange, Region, SecretRef, Source
 from .problems import Problem, format_path
+from .stackfile import StackFile
 
 #: Set by the platform on every agent pod; a manifest must not override them.
 RESERVED_ENV = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_AGENT_NAME")
@@ -22,30 +25,82 @@ RESERVED_ENV_PREFIX = "VOXPLANE_"
 SECRET_LIKE_ENV = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)($|_)")
 
 
-def _at(source: Source | None, path: tuple[str | int, ...], message: str, *, key: bool = False) -> Problem:
+def _at(source: Source | None, path: tuple[str | int, ...], message: str, *, key: bool = False,
+        ends: tuple[Problem, ...] = (), see: tuple[str, ...] = ()) -> Problem:
     assert source is not None
     line, col = source.map.key(path) if key else source.map.value(path)
-    return Problem(source.file, line, col, format_path(path), message)
+    return Problem(source.file, line, col, format_path(path), message, ends=ends, see=see)
 
 
-def check(regions: Sequence[Region], agents: Sequence[Agent], root: Path) -> list[Problem]:
+def _where(source: Source | None, path: tuple[str | int, ...], *, key: bool = False) -> str:
+    """`agents/echo.yaml:7:13`: the other end of a problem between files, in its message."""
+    if source is None:
+        return "?"
+    line, col = source.map.key(path) if key else source.map.value(path)
+    return f"{source.file}:{line}:{col}"
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check(
+    regions: Sequence[Region],
+    agents: Sequence[Agent],
+    root: Path,
+    *,
+    stacks: Sequence[StackFile] | None = None,
+    invalid_regions: Mapping[str, str] | None = None,
+) -> list[Problem]:
+    """Every rule between files. `stacks` are the parsed stack files (None: read Pulumi.<region>.yaml
+    for secrets only, as before stack files were checked); `invalid_regions` maps the name of each
+    region file that did not load to that file, so references to it say so instead of "no region"."""
+    invalid = dict(invalid_regions or {})
     problems: list[Problem] = []
     by_name: dict[str, Region] = {}
-    for region in regions:
+    # The original of a copied region is the file named after it; the copy gets the one problem.
+    for region in sorted(regions, key=lambda r: (not _named_after(r), r.source.file if r.source else "")):
         if region.name in by_name:
-            other = by_name[region.name].source
-            problems.append(_at(region.source, ("name",), f"region {region.name!r} is already declared in {other.file if other else '?'}"))
+            first = by_name[region.name].source
+            problems.append(_at(
+                region.source, ("name",),
+                f"region {region.name!r} is already declared in {_where(first, ('name',))}; give this copy its own name "
+                f"(and file name)",
+            ))
             continue
         by_name[region.name] = region
-        problems.extend(_region_rules(region, root))
-    problems.extend(_agent_rules(by_name, agents, root))
+        problems.extend(_region_rules(region, root, stacks))
+    for name in list(invalid):
+        if name in by_name:
+            del invalid[name]  # a valid region of that name exists; references resolve to it
+    problems.extend(_agent_rules(by_name, invalid, agents, root, stacks))
+    if stacks is not None:
+        keys = stackfile.project_keys(root)
+        deployed = {s.region for s in stacks}
+        for stack in stacks:
+            problems.extend(stackfile.check(stack, by_name, invalid, agents, keys))
+        for agent in agents:
+            if agent.code.build is None:
+                continue
+            for region_name in agent.regions:
+                if region_name in by_name and region_name not in deployed:
+                    problems.append(_at(
+                        agent.source, ("code", "build"),
+                        f"builds from source, but no stack deploys region {region_name!r} to give the image a registry; "
+                        f"add Pulumi.{region_name}.yaml with voxplane:imageRegistry",
+                    ))
     return problems
+
+
+def _named_after(region: Region) -> bool:
+    return region.source is not None and Path(region.source.file).stem == region.name
 
 
 # --- regions -----------------------------------------------------------------------------------
 
 
-def _region_rules(region: Region, root: Path) -> Iterator[Problem]:
+def _region_rules(region: Region, root: Path, stacks: Sequence[StackFile] | None) -> Iterator[Problem]:
     src = region.source
     assert src is not None
     stem = Path(src.file).stem
@@ -83,7 +138,8 @@ def _region_rules(region: Region, root: Path) -> Iterator[Problem]:
         group = region.gpu_node_groups.get(model.node_group)
         if group is None:
             known = ", ".join(sorted(region.gpu_node_groups)) or "none declared"
-            yield _at(src, base + ("node_group",), f"no GPU node group {model.node_group!r} in this region (groups: {known})")
+            yield _at(src, base + ("node_group",), f"no GPU node group {model.node_group!r} in this region (groups: {known})"
+                      + did_you_mean(model.node_group, sorted(region.gpu_node_groups)))
         elif model.gpus_per_replica > group.gpus_per_node:
             fitting = [g for g, spec in region.gpu_node_groups.items() if spec.gpus_per_node >= model.gpus_per_replica]
             hint = f"; groups with enough GPUs per node: {', '.join(fitting)}" if fitting else "; no declared group has that many"
@@ -98,7 +154,9 @@ def _region_rules(region: Region, root: Path) -> Iterator[Problem]:
         if tp is not None and tp != model.gpus_per_replica:
             yield _at(src, base + ("engine_args", "tensor_parallel_size"), f"must equal gpus_per_replica ({model.gpus_per_replica})")
         if model.hf_token is not None:
-            yield from _stack_secret(region.name, model.hf_token, src, base + ("hf_token", "config"), root)
+            yield from _stack_secret(region.name, model.hf_token, src, base + ("hf_token", "config"), root, stacks)
+    if lk.redis.password is not None:
+        yield from _stack_secret(region.name, lk.redis.password, src, ("livekit", "redis", "password", "config"), root, stacks)
 
 
 def _port_conflicts(region: Region) -> Iterator[Problem]:
@@ -140,16 +198,20 @@ def _overlaps(src: Source | None, claims: list[tuple[tuple[str | int, ...], Port
 # --- agents ------------------------------------------------------------------------------------
 
 
-def _agent_rules(regions: dict[str, Region], agents: Sequence[Agent], root: Path) -> Iterator[Problem]:
+def _agent_rules(regions: dict[str, Region], invalid: dict[str, str], agents: Sequence[Agent], root: Path,
+                 stacks: Sequence[StackFile] | None) -> Iterator[Problem]:
     owners: dict[tuple[str, str], Agent] = {}
-    numbers: dict[tuple[str, str], Agent] = {}
+    numbers: dict[tuple[str, str], tuple[Agent, int]] = {}
     for agent in agents:
         src = agent.source
         assert src is not None
         key = (agent.tenant, agent.name)
         if key in owners:
-            first = owners[key].source
-            yield _at(src, ("name",), f"tenant {agent.tenant!r} already has an agent {agent.name!r} ({first.file if first else '?'})")
+            first = owners[key]
+            end = _at(first.source, ("name",), f"tenant {agent.tenant!r} has another agent {agent.name!r} "
+                                               f"({_where(src, ('name',))})")
+            yield _at(src, ("name",), f"tenant {agent.tenant!r} already has an agent {agent.name!r} "
+                                      f"({_where(first.source, ('name',))})", ends=(end,))
             continue
         owners[key] = agent
         yield from _agent_fields(agent, root)
@@ -157,31 +219,111 @@ def _agent_rules(regions: dict[str, Region], agents: Sequence[Agent], root: Path
         for index, region_name in enumerate(agent.regions):
             region = regions.get(region_name)
             if region is None:
-                known = ", ".join(sorted(regions)) or "none"
-                yield _at(src, ("regions", index), f"no region {region_name!r} (regions: {known})")
+                if region_name in invalid:
+                    yield _at(src, ("regions", index), f"region {region_name!r} is invalid (see above)",
+                              see=(invalid[region_name],))
+                    continue
+                misnamed = [r for r in regions.values() if r.source and Path(r.source.file).stem == region_name]
+                if misnamed:
+                    file = misnamed[0].source.file if misnamed[0].source else "?"
+                    yield _at(src, ("regions", index), f"no region {region_name!r}: {file} declares "
+                                                       f"{misnamed[0].name!r} (see above)", see=(file,))
+                    continue
+                names = sorted(set(regions) | set(invalid))
+                known = ", ".join(names) or "none"
+                yield _at(src, ("regions", index), f"no region {region_name!r} (regions: {known})" + did_you_mean(region_name, names))
                 continue
             if agent.tenant not in region.tenants:
-                yield _at(src, ("tenant",), f"tenant {agent.tenant!r} is not declared in region {region_name!r} ({region.source.file if region.source else ''})")
+                tenants = sorted(region.tenants)
+                yield _at(src, ("tenant",),
+                          f"tenant {agent.tenant!r} is not declared in region {region_name!r} "
+                          f"({region.source.file if region.source else '?'}; tenants: {', '.join(tenants) or 'none'})"
+                          + did_you_mean(agent.tenant, tenants),
+                          ends=(_tenant_end(region, agent),) if region.source else ())
             for role, spec in agent.inference.roles().items():
                 if spec.model is None:
                     continue
                 model = region.models.get(spec.model)
                 if model is None:
-                    yield _at(src, ("inference", role, "model"), f"region {region_name!r} has no model {spec.model!r}")
+                    fitting = sorted(n for n, m in region.models.items() if m.kind == role)
+                    listed = f"{role} models: {', '.join(fitting)}" if fitting else f"it has no {role} model"
+                    here: tuple[str | int, ...] = ("inference", role, "model")
+                    end = _at(region.source, ("models",), f"has no model {spec.model!r}, which {_where(src, here)} names",
+                              key=True)
+                    yield _at(src, here,
+                              f"region {region_name!r} has no model {spec.model!r} ({listed})"
+                              + did_you_mean(spec.model, fitting or sorted(region.models)), ends=(end,))
                 elif model.kind != role:
-                    yield _at(src, ("inference", role, "model"), f"model {spec.model!r} in region {region_name!r} is a {model.kind} model, not {role}")
+                    here = ("inference", role, "model")
+                    end = _at(region.source, ("models", spec.model, "kind"),
+                              f"{spec.model!r} is a {model.kind} model, and {_where(src, here)} uses it as {role}")
+                    yield _at(src, here, f"model {spec.model!r} in region {region_name!r} is a {model.kind} model, not {role}",
+                              ends=(end,))
             if agent.telephony is not None:
                 if region.sip is None:
                     yield _at(src, ("telephony",), f"region {region_name!r} has no SIP bridge; add `sip:` to it or remove telephony", key=True)
                 for n, number in enumerate(agent.telephony.numbers):
                     claimed = numbers.get((region_name, number))
-                    if claimed is not None and claimed is not agent:
-                        yield _at(src, ("telephony", "numbers", n),
-                                  f"{number} is already routed to agent {claimed.scoped_name!r} ({claimed.source.file if claimed.source else '?'}) in region {region_name!r}")
-                    else:
-                        numbers[(region_name, number)] = agent
+                    if claimed is not None and claimed[0] is not agent:
+                        other, other_n = claimed
+                        here, there = ("telephony", "numbers", n), ("telephony", "numbers", other_n)
+                        end = _at(other.source, there, f"{number} is also claimed by agent {agent.scoped_name!r} "
+                                                       f"({_where(src, here)}) in region {region_name!r}")
+                        yield _at(src, here,
+                                  f"{number} is already routed to agent {other.scoped_name!r} ({_where(other.source, there)}) "
+                                  f"in region {region_name!r}", ends=(end,))
+                    elif claimed is None:
+                        numbers[(region_name, number)] = (agent, n)
             for ref, path in agent.secret_refs():
-                yield from _stack_secret(region_name, ref, src, path, root)
+                yield from _stack_secret(region_name, ref, src, path, root, stacks)
+    yield from _quotas(regions, agents)
+
+
+def _tenant_end(region: Region, agent: Agent) -> Problem:
+    assert region.source is not None
+    return Problem(region.source.file, *region.source.map.key(("tenants",)), "tenants",
+                   f"declares no tenant {agent.tenant!r}, which {_where(agent.source, ('tenant',))} names")
+
+
+def _quotas(regions: dict[str, Region], agents: Sequence[Agent]) -> Iterator[Problem]:
+    """A tenant's ResourceQuota must hold its agent pools at max_workers, or they stop scaling
+    below it (pods are refused, silently for the caller waiting on a worker)."""
+    from .capacity import tenant_usage
+
+    for region in regions.values():
+        for name, tenant in region.tenants.items():
+            pools = [a for a in agents if region.name in a.regions and a.tenant == name]
+            if not pools:
+                continue
+            usage = tenant_usage(region, name, pools)
+            checks = [
+                ("cpu", usage.cpu_at_max, usage.cpu_quota, f"{usage.cpu_at_max:g} CPUs", f"{tenant.quotas.cpu}"),
+                ("memory", usage.memory_gib_at_max, usage.memory_gib_quota, f"{usage.memory_gib_at_max:g}Gi",
+                 f"{tenant.quotas.memory}"),
+                ("pods", usage.pods_at_max, usage.pods_quota, f"{usage.pods_at_max} pods", f"{tenant.quotas.pods}"),
+            ]
+            for field, want, have, wanted, quota in checks:
+                if want <= have:
+                    continue
+                path = ("tenants", name, "quotas", field)
+                sums = ", ".join(f"{a.name} {a.scaling.max_workers} x {_per_pod(a, field)}" for a in pools)
+                ends = tuple(
+                    _at(a.source, ("scaling", "max_workers"),
+                        f"max_workers {a.scaling.max_workers} counts toward the {field} quota of tenant {name!r} in region "
+                        f"{region.name!r} ({_where(region.source, path)}), which is below the pools at max_workers")
+                    for a in pools
+                )
+                written = region.source is not None and path in region.source.map.values
+                yield _at(region.source, path,
+                          f"quota {quota}{'' if written else ' (the default)'} is below what the agent pools of tenant "
+                          f"{name!r} request at max_workers ({wanted}: {sums}); raise it or lower max_workers", ends=ends)
+
+
+def _per_pod(agent: Agent, field: str) -> str:
+    if field == "pods":
+        return "1"
+    value = getattr(agent.resources, field)
+    return str(value) if value is not None else "0"
 
 
 def _agent_fields(agent: Agent, root: Path) -> Iterator[Problem]:
@@ -218,13 +360,25 @@ def _agent_fields(agent: Agent, root: Path) -> Iterator[Problem]:
             yield _at(src, ("telephony", "dispatch", "room_name"), f"only used by direct dispatch (kind is {d.kind!r})", key=True)
 
 
-def _stack_secret(region: str, ref: SecretRef, src: Source | None, path: tuple[str | int, ...], root: Path) -> Iterator[Problem]:
-    """A `config:` reference must not point at a plain-text value in the region's stack file."""
+def _stack_secret(region: str, ref: SecretRef, src: Source | None, path: tuple[str | int, ...], root: Path,
+                  stacks: Sequence[StackFile] | None = None) -> Iterator[Problem]:
+    """A `config:` reference must not point at a plain-text value in a stack file of its region."""
     if ref.config is None:
         return
-    value = stack_config(root, region).get(ref.config)
-    if isinstance(value, str):
-        yield _at(src, path, f"stack config {ref.config!r} in Pulumi.{region}.yaml is plain text; set it with `pulumi config set --secret {ref.config} -s {region}`")
+    if stacks is None:
+        value = stack_config(root, region).get(ref.config)
+        if isinstance(value, str):
+            yield _at(src, path, f"stack config {ref.config!r} in Pulumi.{region}.yaml is plain text; set it with `pulumi config set --secret {ref.config} -s {region}`")
+        return
+    for stack in stacks:
+        if stack.region != region or stack.status(ref.config) != "plain text":
+            continue
+        if isinstance(stack.config[ref.config], (dict, list)):
+            continue  # the stack check says what is wrong with its shape
+        end = stack.problem(ref.config, f"is plain text, and {_where(src, path)} references it as a secret; remove it "
+                                         f"and set it with `pulumi config set --secret {ref.config} -s {stack.stack}`")
+        yield _at(src, path, f"stack config {ref.config!r} in {stack.file} is plain text; set it with "
+                             f"`pulumi config set --secret {ref.config} -s {stack.stack}`", ends=(end,))
 
 
 def stack_config(root: Path, stack: str) -> dict[str, object]:

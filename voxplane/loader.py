@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
-from . import crosscheck, schema
+from . import crosscheck, schema, stackfile
 from .model import Agent, Project, Region, Source, from_data
 from .problems import ManifestError, Problem, format_path
 from .sourcemap import SourceMap, YamlProblem, parse
+from .stackfile import StackFile
 
-Kind = Literal["region", "agent"]
-MANIFEST_DIRS: dict[str, Kind] = {"regions": "region", "agents": "agent"}
+Kind = Literal["region", "agent", "stack"]
+MANIFEST_DIRS: dict[str, Literal["region", "agent"]] = {"regions": "region", "agents": "agent"}
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -33,9 +34,19 @@ class Document:
 
 @dataclass
 class LoadResult:
+    """`problems` are those of the files asked for (all of them by default), `files` those files.
+
+    The checks always see the whole repository: `project` is set only when all of it is valid,
+    `partial` holds whatever did load (for commands that can say something about a region even
+    when another file is broken), and `elsewhere` counts the problems of files not asked for.
+    """
+
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     project: Project | None = None
+    partial: Project = field(default_factory=lambda: Project(regions={}, agents=()))
+    elsewhere: int = 0
+    whole: bool = True
 
     @property
     def ok(self) -> bool:
@@ -48,7 +59,8 @@ class LoadResult:
 
 
 def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[tuple[Path, Kind]], list[Problem]]:
-    """Manifest files under `paths` (files or folders); the kind comes from the folder."""
+    """Manifest and stack files under `paths` (files or folders); the kind comes from the folder
+    (regions/, agents/) or the name (Pulumi.<stack>.yaml)."""
     found: list[tuple[Path, Kind]] = []
     problems: list[Problem] = []
     for given in paths:
@@ -57,19 +69,21 @@ def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[
             path = root / path
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
-            # Agent code folders (agents/<name>/) hold no manifests.
-            files = [p for p in files if _kind_of(p, root) is not None and p.parent.name in MANIFEST_DIRS]
+            # Agent code folders (agents/<name>/) hold no manifests; stack files sit at the top.
+            files = [p for p in files if (p.parent.name in MANIFEST_DIRS)
+                     or (p.parent == path and stackfile.stack_name(p) is not None)]
         elif path.exists():
             files = [path]
         else:
-            problems.append(Problem(_display(path, root), 1, 1, "(file)", "no such file or folder"))
+            problems.append(Problem(_display(path, root), 1, 1, "", "no such file or folder"))
             continue
         for file in files:
             kind = _kind_of(file, root)
             if kind is None:
                 problems.append(
-                    Problem(_display(file, root), 1, 1, "(file)",
-                            "cannot tell the manifest kind; put regions in regions/ and agents in agents/")
+                    Problem(_display(file, root), 1, 1, "",
+                            "cannot tell the manifest kind; put regions in regions/ and agents in agents/ "
+                            "(stack files are named Pulumi.<stack>.yaml)")
                 )
             else:
                 found.append((file, kind))
@@ -77,7 +91,9 @@ def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[
 
 
 def _kind_of(file: Path, root: Path) -> Kind | None:
-    return MANIFEST_DIRS.get(file.parent.name)
+    if file.parent.name in MANIFEST_DIRS:
+        return MANIFEST_DIRS[file.parent.name]
+    return "stack" if stackfile.stack_name(file) is not None else None
 
 
 def _display(path: Path, root: Path) -> str:
@@ -89,58 +105,105 @@ def _display(path: Path, root: Path) -> str:
 
 def read_document(file: Path, kind: Kind, root: Path) -> tuple[Document | None, list[Problem]]:
     """Parse and schema-check one file. Returns the document only when it is schema-valid."""
+    doc, problems, _ = _read(file, kind, root)
+    return doc, problems
+
+
+def _read(file: Path, kind: Kind, root: Path) -> tuple[Document | None, list[Problem], Any]:
+    """(document when schema-valid, problems, the parsed data when it parsed at all)."""
     name = _display(file, root)
     try:
         raw = file.read_bytes()
     except OSError as exc:
-        return None, [Problem(name, 1, 1, "(file)", f"cannot read: {exc.strerror or exc}")]
+        return None, [Problem(name, 1, 1, "", f"cannot read: {exc.strerror or exc}")], None
     try:
         data, smap = parse(raw)
     except YamlProblem as exc:
-        return None, [Problem(name, exc.line, exc.column, format_path(exc.path), exc.message)]
+        return None, [Problem(name, exc.line, exc.column, format_path(exc.path), exc.message)], None
     problems = schema.check(kind, data, smap, name)
     if problems:
-        return None, problems
-    return Document(name, kind, data, smap), []
+        return None, problems, data
+    return Document(name, kind, data, smap), [], data
+
+
+def problem_order(problem: Problem) -> tuple[int, str, int, int, str, str]:
+    """Regions first, then stack files, then agents: a problem that points "above" (an agent of an
+    invalid region) comes after what it points at."""
+    path = Path(problem.file)
+    group = 0 if path.parent.name == "regions" else 1 if stackfile.stack_name(path) else 2 if path.parent.name == "agents" else 3
+    return (group, problem.file, problem.line, problem.column, problem.field, problem.message)
 
 
 def load(paths: Sequence[str | os.PathLike[str]] = (), root: str | os.PathLike[str] = ".") -> LoadResult:
-    """Load and check manifests. With no paths: all of regions/ and agents/ under `root`.
+    """Load and check the repository under `root`: all of regions/, agents/ and its stack files.
 
-    Cross-file checks always see every region, so an agent file validated alone is still checked
-    against the regions it names.
+    With `paths` (files or folders; relative ones against `root`), the checks still run on the
+    whole repository, and the result reports the problems that touch those files: their own,
+    and those between files where they are one end (stated at their own line too).
     """
     root_path = Path(root)
-    targets = list(paths) or [d for d in MANIFEST_DIRS if (root_path / d).is_dir()]
-    result = LoadResult()
-    files, result.problems = discover(targets, root_path)
-    if not paths and not files:
-        result.problems.append(Problem(".", 1, 1, "(file)", "no manifests found under regions/ or agents/"))
+    repo, problems = discover([d for d in MANIFEST_DIRS if (root_path / d).is_dir()], root_path)
+    if not paths and not repo:
+        problems.append(Problem(".", 1, 1, "", "no manifests found under regions/ or agents/"))
+    repo += [(p, "stack") for p in stackfile.stack_files(root_path)]
+    named: set[str] | None = None
+    if paths:
+        given, given_problems = discover(paths, root_path)
+        problems = given_problems  # problems of discovering the repository itself show when asked for
+        named = {_display(f, root_path) for f, _ in given} | {p.file for p in given_problems}
+        seen = {f.resolve() for f, _ in repo}
+        repo += [(f, k) for f, k in given if f.resolve() not in seen]
+        files = [_display(f, root_path) for f, _ in given]
+    else:
+        files = [_display(f, root_path) for f, _ in repo]
 
     documents: list[Document] = []
-    seen: set[Path] = set()
-    for file, kind in files:
-        seen.add(file.resolve())
-        result.files.append(_display(file, root_path))
-        doc, problems = read_document(file, kind, root_path)
-        result.problems.extend(problems)
+    stacks: list[StackFile] = []
+    invalid_regions: dict[str, str] = {}
+    done: set[Path] = set()
+    for file, kind in repo:
+        if file.resolve() in done:
+            continue
+        done.add(file.resolve())
+        if kind == "stack":
+            stack, found = stackfile.read(file, _display(file, root_path))
+            problems.extend(found)
+            if stack is not None:
+                stacks.append(stack)
+            continue
+        doc, found, data = _read(file, kind, root_path)
+        problems.extend(found)
         if doc is not None:
             documents.append(doc)
-
-    # Regions named by agents but not given on the command line still take part in the checks.
-    if paths and (root_path / "regions").is_dir():
-        for file in sorted((root_path / "regions").glob("*.y*ml")):
-            if file.resolve() not in seen:
-                doc, _ = read_document(file, "region", root_path)
-                if doc is not None:
-                    documents.append(doc)
+        elif kind == "region":
+            name = data.get("name") if isinstance(data, dict) else None
+            invalid_regions.setdefault(name if isinstance(name, str) and name else file.stem, _display(file, root_path))
 
     regions, agents = build_model(documents)
-    result.problems.extend(crosscheck.check(regions, agents, root_path))
-    result.problems = sorted(set(result.problems))
-    if not result.problems:
-        result.project = Project(regions={r.name: r for r in regions}, agents=tuple(agents))
+    problems.extend(crosscheck.check(regions, agents, root_path, stacks=stacks, invalid_regions=invalid_regions))
+    everything = sorted(set(problems), key=problem_order)
+    result = LoadResult(files=list(dict.fromkeys(files)), whole=named is None)
+    result.partial = Project(regions={r.name: r for r in regions}, agents=tuple(agents))
+    if not everything:
+        result.project = result.partial
+    result.problems = everything if named is None else touching(everything, named)
+    result.elsewhere = len(set(everything) - set(result.problems))
     return result
+
+
+def touching(problems: Sequence[Problem], files: set[str]) -> list[Problem]:
+    """The problems of `files`, and those between files where one of `files` is an end: the
+    problem where it is stated plus its end in the named file; and the problems of files a shown
+    problem points at (the region an agent names that did not load)."""
+    shown: list[Problem] = []
+    for problem in problems:
+        ends = [e for e in problem.ends if e.file in files]
+        if problem.file in files or ends:
+            shown.append(problem)
+            shown.extend(ends)
+    pointed = {f for p in shown for f in p.see} - files
+    shown.extend(p for p in problems if p.file in pointed)
+    return sorted(set(shown), key=problem_order)
 
 
 def build_model(documents: Iterable[Document]) -> tuple[list[Region], list[Agent]]:

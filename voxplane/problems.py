@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import dataclass
 from typing import Sequence
 
 Path = tuple[str | int, ...]
@@ -12,7 +13,7 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_./-]+$")
 
 
 def format_path(path: Sequence[str | int]) -> str:
-    """`("telephony", "numbers", 0)` -> `telephony.numbers[0]`; the document root is `(root)`."""
+    """`("telephony", "numbers", 0)` -> `telephony.numbers[0]`; the document itself is `""`."""
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -21,24 +22,42 @@ def format_path(path: Sequence[str | int]) -> str:
             out += f".{part}" if out else part
         else:
             out += f"[{json.dumps(part)}]"  # odd keys (spaces, newlines) stay on one readable line
-    return out or "(root)"
+    return out
 
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One mistake in one manifest, located at the key or value that causes it."""
+    """One mistake in one manifest, located at the key or value that causes it.
+
+    `field` is empty when the mistake is the file as a whole (empty, not YAML, missing). A problem
+    between files has its other `ends`: the same problem stated at the other file's line, so that
+    validating either file shows it there. `see` names files whose own problems explain this one
+    (an agent that names an invalid region). Neither takes part in comparison or ordering.
+    """
 
     file: str
     line: int
     column: int
     field: str
     message: str
+    ends: tuple["Problem", ...] = dataclasses.field(default=(), compare=False, repr=False)
+    see: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.field}: {self.message}"
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {"file": self.file, "line": self.line, "column": self.column, "field": self.field, "message": self.message}
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`plural(1, "problem")` -> "1 problem"; `plural(2, "problem")` -> "2 problems"."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 class ManifestError(Exception):

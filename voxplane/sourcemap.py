@@ -8,6 +8,7 @@ This keeps line tracking within a small factor of a plain `yaml.safe_load` (see 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,11 +102,7 @@ def parse(raw: bytes) -> tuple[Any, SourceMap]:
         data = builder.build(node, (), 0)
         return data, smap
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        detail = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
-        if "expected a single document" in str(exc):
-            detail = "file holds more than one YAML document; put one manifest per file"
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        detail, line, col = explain_yaml_error(exc, text)
         raise YamlProblem(f"invalid YAML: {detail}", line, col) from None
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
@@ -117,6 +114,121 @@ def parse(raw: bytes) -> tuple[Any, SourceMap]:
         raise YamlProblem(f"document is nested too deeply (more than {MAX_DEPTH} levels)") from None
     finally:
         loader.dispose()
+
+
+def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int, int]:
+    """The parser's complaint in words a manifest author acts on, and the (line, column) to fix.
+
+    libyaml reports where it gave up ("did not find expected key"); the mistake is usually the
+    indentation of that line or of the one above, so the text around the mark is read to say which.
+    """
+    problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+    mark, context = exc.problem_mark, exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    lines = text.splitlines()
+    if "expected a single document" in str(exc):
+        return "file holds more than one YAML document; put one manifest per file", line, col
+    if "tab character" in problem or (problem.startswith("found character") and _char_at(lines, line, col) == "\t"):
+        return "tab character; YAML indents with spaces only", line, col
+    if problem.startswith("mapping values are not allowed"):
+        above = _content_above(lines, line)
+        own = _indent(lines, line)
+        if above is not None and own > _indent(lines, above) and _has_inline_value(lines[above - 1]):
+            key = lines[above - 1].strip().split(":", 1)[0]
+            return (f"line {line} is indented more than `{key}:` on line {above}, which already has a value, so it "
+                    f"reads as part of that value; indent it like `{key}:` ({_spaces(_indent(lines, above))}), or remove "
+                    f"the value after `{key}:` to nest it there"), line, own + 1
+        return "a second ': ' on this line; quote a value that contains ': ' (e.g. \"a: b\")", line, col
+    if problem.startswith("did not find expected key") or problem.startswith("did not find expected '-' indicator"):
+        own = _indent(lines, line)
+        levels = _open_levels(lines, line)
+        if context is not None and "block collection" in str(exc.context) and own == context.column:
+            return (f"line {line} is not a list item but sits at the indentation of the list items above it "
+                    f"(line {context.line + 1}); start it with '- ', or indent it under an item"), line, col
+        shown = " and ".join(f"{_spaces(n)} on line {at}" for n, at in levels) or "none"
+        return (f"line {line} is indented {_spaces(own)}, which lines up with nothing above it (blocks above "
+                f"start at {shown}); indent it like the lines it belongs with"), line, own + 1
+    if problem.startswith("could not find expected ':'"):
+        at = (context.line + 1, context.column + 1) if context else (line, col)
+        return (f"line {at[0]} is neither `key: value` nor a list item; add ': ' after the key, "
+                f"or indent it as part of the value above"), at[0], at[1]
+    if problem.startswith("block sequence entries are not allowed"):
+        return ("a list cannot start on the same line as its key; put `- item` on the next line, indented, "
+                "or write the list as [a, b]"), line, col
+    if "flow sequence" in str(exc.context) or "flow mapping" in str(exc.context):
+        close = "]" if "sequence" in str(exc.context) else "}"
+        opened = (context.line + 1, context.column + 1) if context else (line, col)
+        return (f"the '{'[' if close == ']' else '{'}' on line {opened[0]} is not closed: expected ',' or '{close}' "
+                f"by line {line}; add the missing '{close}'"), opened[0], opened[1]
+    if "quoted scalar" in str(exc.context) and "end of stream" in problem:
+        opened = (context.line + 1, context.column + 1) if context else (line, col)
+        return f"the quote on line {opened[0]} is never closed; add the closing quote", opened[0], opened[1]
+    if problem.startswith("did not find expected <document start>"):
+        first = next((at for at in range(1, len(lines) + 1) if _is_content(lines[at - 1])), line)
+        if _indent(lines, first) > _indent(lines, line):
+            return (f"line {line} is indented less than the first line of the document (line {first}, "
+                    f"{_spaces(_indent(lines, first))}); start every top-level key at column 1"), first, 1
+        return (f"line {line} follows a document that already ended; the manifest must be one mapping "
+                f"of `key: value` lines from the top"), line, col
+    if problem.startswith("found undefined alias"):
+        name = re.match(r"\*([^\s,\]}]+)", lines[line - 1][col - 1:] if 1 <= line <= len(lines) else "")
+        alias = name.group(1) if name else "name"
+        return f"alias *{alias} refers to no anchor; define &{alias} above it or write the value out", line, col
+    if problem.startswith("found character that cannot start any token"):
+        char = _char_at(lines, line, col)
+        return f"{char!r} cannot start a plain value; quote the value", line, col
+    return problem, line, col
+
+
+def _indent(lines: list[str], line: int) -> int:
+    if not 1 <= line <= len(lines):
+        return 0
+    text = lines[line - 1]
+    return len(text) - len(text.lstrip(" "))
+
+
+def _char_at(lines: list[str], line: int, col: int) -> str:
+    if 1 <= line <= len(lines) and 1 <= col <= len(lines[line - 1]):
+        return lines[line - 1][col - 1]
+    return ""
+
+
+def _is_content(text: str) -> bool:
+    stripped = text.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def _content_above(lines: list[str], line: int) -> int | None:
+    """The nearest line above `line` that holds YAML (not blank, not a comment)."""
+    for at in range(min(line, len(lines) + 1) - 1, 0, -1):
+        if _is_content(lines[at - 1]):
+            return at
+    return None
+
+
+def _has_inline_value(text: str) -> bool:
+    """`key: value` (a scalar right after the colon), as opposed to `key:` opening a block."""
+    key, sep, rest = text.strip().partition(": ")
+    rest = rest.split(" #", 1)[0].strip()
+    return bool(sep) and bool(rest) and rest not in ("|", ">", "|-", ">-", "|+", ">+")
+
+
+def _open_levels(lines: list[str], line: int) -> list[tuple[int, int]]:
+    """(indentation, line) of the blocks still open above `line`, outermost first."""
+    levels: list[tuple[int, int]] = []
+    for at in range(1, min(line, len(lines) + 1)):
+        if not _is_content(lines[at - 1]):
+            continue
+        own = _indent(lines, at)
+        while levels and levels[-1][0] > own:
+            levels.pop()
+        if not levels or levels[-1][0] < own:
+            levels.append((own, at))
+    return levels
+
+
+def _spaces(count: int) -> str:
+    return "1 space" if count == 1 else f"{count} spaces"
 
 
 def _pos(node: Node) -> Position:
