@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from voxplane.devservers import LiveKitServer, RedisServer, region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
-from voxplane.livekit.route import Call, Decision, RouteProbe, decide, expected_route
+from voxplane.livekit.route import Call, Decision, RouteProbe, decide, ensure_probe_binary, expected_route
 from voxplane.livekit.secrets import StaticSecrets
 from voxplane.model import Agent, Region
 
@@ -44,6 +44,7 @@ class Routed:
 
     region: Region
     agents: tuple[Agent, ...]
+    redis: RedisServer
     livekit: LiveKitServer
     probe: RouteProbe
 
@@ -64,7 +65,7 @@ def start(tree: Tree, region: str) -> Iterator[Routed]:
     reg, agents = tree.project(region)
     with RedisServer() as redis, LiveKitServer(region_config(region, REPO), redis=redis) as lk, \
             RouteProbe(redis.address) as probe:
-        routed = Routed(reg, agents, lk, probe)
+        routed = Routed(reg, agents, redis, lk, probe)
         routed.sync(tree)
         yield routed
 
@@ -359,3 +360,20 @@ def test_route_command_with_unreachable_redis_is_one_line(cli: Callable[..., Any
     assert r.exit_code == 1
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("error: route probe failed to start: cannot reach Redis at 127.0.0.1:"), line
+
+
+def test_route_command_finds_the_redis_of_the_running_dev_servers(local: Routed, cli: Callable[..., Any], tree: Tree,
+                                                                  tmp_path: Path) -> None:
+    """Without --redis or VOXPLANE_LIVEKIT_REDIS, the Redis recorded by `make livekit-up`
+    (voxplane.devservers' state file) is used, but only while both recorded servers run."""
+    state = {"redis": {"pid": local.redis.pid, "address": local.redis.address},
+             "livekit": {"pid": local.livekit.pid, "binary": "livekit-server"}}
+    (tmp_path / "devservers.json").write_text(json.dumps(state))
+    env = {"VOXPLANE_LIVEKIT_REDIS": None, "VOXPLANE_CACHE": str(tmp_path),
+           "VOXPLANE_ROUTEPROBE_BIN": str(ensure_probe_binary())}
+    r = cli("livekit", "route", "local", "--to", "+442079460123", "--root", str(tree.root), env=env)
+    assert r.exit_code == 0 and r.stdout.startswith("ACCEPTED: trunk vx-northwind-scheduler"), r.output
+    state["redis"]["pid"] = 2**22 + 1  # not running: the stale record is not used
+    (tmp_path / "devservers.json").write_text(json.dumps(state))
+    stale = cli("livekit", "route", "local", "--to", "+442079460123", "--root", str(tree.root), env=env)
+    assert stale.exit_code == 1 and "no Redis address" in stale.stderr
