@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 VOX    := $(VENV)/bin/voxplane
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test e2e unit bench servers livekit-up livekit-down docs clean
+.PHONY: setup toolchain demo test e2e unit bench servers livekit-up livekit-down cluster-up cluster-down docs clean
 
 setup: $(STAMP)
 
@@ -17,16 +17,39 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: setup
+# The engine (pulumi, language host, Kubernetes provider) and the local control plane (etcd,
+# kube-apiserver, controller-manager, scheduler, kwok, kubectl), built once from the Go module
+# proxy into ~/.cache/voxplane: ~25-35 min cold on 2 cores, seconds warm.
+toolchain:
+	bash scripts/ensure-toolchain.sh all
+
+# The local region deployed for real: control plane + dev LiveKit up, `pulumi up -s local`, then
+# what runs. A second run changes nothing. Both servers keep running afterwards.
+demo: setup servers toolchain
 	$(VOX) validate
-	$(VOX) render local --out out/local
+	$(VOX) dev cluster up --region local >/dev/null
+	$(PY) -m voxplane.devservers up --region local >/dev/null
+	$(VOX) dev pulumi local up --yes --refresh --skip-preview
+	@eval "$$($(VOX) dev cluster env)" && eval "$$($(PY) -m voxplane.devservers env)" && $(VOX) status local
+	@echo
+	@echo "Running: the dev cluster and the dev LiveKit server. Reach them with"
+	@echo '  eval "$$(.venv/bin/voxplane dev cluster env)"   # kubectl: $$(bash scripts/ensure-toolchain.sh --print-bin-dir)/kubectl'
+	@echo '  eval "$$(.venv/bin/python -m voxplane.devservers env)"   # LIVEKIT_URL and the admin key'
+	@echo "Stop them with: make cluster-down livekit-down"
+
+cluster-up: setup toolchain
+	@$(VOX) dev cluster up --region local
+
+cluster-down:
+	@$(VOX) dev cluster down
 
 # Real servers for the integration tests and CRD schemas for custom-resource checks.
 servers:
 	bash scripts/ensure-servers.sh
+	bash scripts/ensure-routeprobe.sh
 	bash scripts/fetch-crds.sh
 
-test: setup servers
+test: setup servers toolchain
 	$(PY) -m mypy
 	$(PY) -m pytest
 
@@ -43,6 +66,7 @@ bench: setup servers
 	$(PY) bench/validate.py
 	$(PY) bench/render.py
 	$(PY) bench/livekit_drift.py
+	$(PY) bench/livekit_route.py
 
 # eval "$(make -s livekit-up)" — Redis + livekit-server on loopback with the local region's config.
 livekit-up: setup servers

@@ -55,11 +55,12 @@ done
 mkdir -p "$BIN_DIR" "$LINK_DIR"
 export GOTOOLCHAIN=local
 
-# Point the plain-named link at BIN, unless a binary already on PATH has the pinned version
-# (CHECK is a command printing the version; MATCH a fixed string it must contain).
+# Give BIN its plain name in LINK_DIR. A hard link (a copy across filesystems), not a symlink:
+# pulumi-language-python looks for its -exec helper next to its own resolved path.
 link_binary() {
     local name="$1" bin="$2"
-    ln -sfn "$bin" "$LINK_DIR/$name"
+    rm -f "$LINK_DIR/$name"
+    ln -f "$bin" "$LINK_DIR/$name" 2>/dev/null || cp -f "$bin" "$LINK_DIR/$name"
 }
 
 # on_path_at_version NAME MATCH ARGS...: prints the path of NAME on PATH (outside our own link
@@ -68,14 +69,17 @@ on_path_at_version() {
     local name="$1" match="$2" path
     shift 2
     path="$(PATH="$(tr ':' '\n' <<<"$PATH" | grep -vxF "$LINK_DIR" | paste -sd: -)" command -v "$name" 2>/dev/null)" || return 1
-    "$path" "$@" 2>&1 | grep -qF -- "$match" || return 1
+    # Capture, then match: `cmd | grep -q` fails under pipefail when grep exits first (SIGPIPE).
+    [[ "$("$path" "$@" 2>&1)" == *"$match"* ]] || return 1
     printf '%s\n' "$path"
 }
 
 # verify_module_version BIN MODULE VERSION: the build info Go embeds names MODULE at VERSION.
 verify_module_version() {
     local bin="$1" module="$2" version="$3"
-    go version -m "$bin" 2>/dev/null | awk -v m="$module" -v v="$version" '($1 == "mod" || $1 == "dep") && $2 == m && $3 == v { ok = 1 } END { exit !ok }' ||
+    local info
+    info="$(go version -m "$bin" 2>/dev/null)"
+    awk -v m="$module" -v v="$version" '($1 == "mod" || $1 == "dep") && $2 == m && $3 == v { ok = 1 } END { exit !ok }' <<<"$info" ||
         die "$bin does not embed $module $version (stale or foreign binary; delete it to rebuild)"
 }
 
@@ -152,8 +156,8 @@ ensure_kubernetes() {
         with_build_lock kubernetes "$BIN_DIR/kubectl-$KUBERNETES_VERSION" build_kubernetes
         for b in "${KUBE_BINS[@]}"; do link_binary "$b" "$BIN_DIR/$b-$KUBERNETES_VERSION"; done
     fi
-    "$LINK_DIR/kube-apiserver" --version | grep -qF "$KUBERNETES_VERSION" || die "kube-apiserver does not report $KUBERNETES_VERSION"
-    "$LINK_DIR/kubectl" version --client 2>/dev/null | grep -qF "$KUBERNETES_VERSION" || die "kubectl does not report $KUBERNETES_VERSION"
+    [[ "$("$LINK_DIR/kube-apiserver" --version)" == *"$KUBERNETES_VERSION"* ]] || die "kube-apiserver does not report $KUBERNETES_VERSION"
+    [[ "$("$LINK_DIR/kubectl" version --client 2>/dev/null)" == *"$KUBERNETES_VERSION"* ]] || die "kubectl does not report $KUBERNETES_VERSION"
     log "kubernetes $KUBERNETES_VERSION ready"
 }
 
@@ -166,7 +170,7 @@ ensure_etcd() {
     fi
     # go.etcd.io/etcd/server/v3 is etcd's main package; its go.mod replaces sibling modules locally.
     ensure_go_binary etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$bin" "cold: ~2 min"
-    "$bin" --version | grep -qF "Version: ${ETCD_VERSION#v}" || die "$bin does not report $ETCD_VERSION"
+    [[ "$("$bin" --version)" == *"Version: ${ETCD_VERSION#v}"* ]] || die "$bin does not report $ETCD_VERSION"
     link_binary etcd "$bin"
 }
 
@@ -220,7 +224,7 @@ ensure_pulumi_cli() {
         return 0
     fi
     with_build_lock pulumi "$bin" build_pulumi_cli "$bin"
-    "$bin" version | grep -qxF "$PULUMI_VERSION" || die "$bin does not report $PULUMI_VERSION"
+    [[ "$("$bin" version)" == "$PULUMI_VERSION" ]] || die "$bin does not report $PULUMI_VERSION"
     link_binary pulumi "$bin"
     log "pulumi $PULUMI_VERSION ready"
 }
@@ -258,6 +262,7 @@ build_kubernetes_provider() {
         { explain_go_failure "$work/build.log"; die "downloading the provider module: $FAIL_REASON"; }
     cp -r "$src" "$work/provider"
     chmod -R u+w "$work/provider"
+    exec 3>&2
     (
         cd "$work/provider" &&
             go mod edit -dropreplace github.com/pulumi/pulumi-kubernetes/sdk/v4 \
@@ -266,12 +271,13 @@ build_kubernetes_provider() {
                 -require "github.com/pulumi/pulumi/sdk/v3@$K8S_PROVIDER_PULUMI_VERSION" &&
             # -e: cmd/pulumi-gen-kubernetes imports a package pkg no longer has; we do not build it.
             go mod tidy -e &&
-            log "  generating the provider's embedded schema files (~4 min)" &&
+            log "  generating the provider's embedded schema files (~4 min)" 2>&3 &&
             (cd cmd/pulumi-resource-kubernetes && VERSION="$K8S_PROVIDER_VERSION" go run generate.go) &&
-            log "  go build ./cmd/pulumi-resource-kubernetes" &&
+            log "  go build ./cmd/pulumi-resource-kubernetes (~10 min)" 2>&3 &&
             go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$K8S_PROVIDER_VERSION" \
                 -o "$work/pulumi-resource-kubernetes" ./cmd/pulumi-resource-kubernetes
     ) >>"$work/build.log" 2>&1 || { explain_go_failure "$work/build.log"; die "building pulumi-resource-kubernetes: $FAIL_REASON"; }
+    printf '%s %s\n' "$K8S_PROVIDER_MODULE_VERSION" "$K8S_PROVIDER_VERSION" >"$bin.stamp"
     mv -f "$work/pulumi-resource-kubernetes" "$bin"
     rm -rf "$work"
     trap - EXIT
@@ -281,7 +287,12 @@ build_kubernetes_provider() {
 ensure_kubernetes_provider() {
     local bin="$BIN_DIR/pulumi-resource-kubernetes-v$K8S_PROVIDER_VERSION"
     with_build_lock pulumi-resource-kubernetes "$bin" build_kubernetes_provider "$bin"
-    verify_module_version "$bin" github.com/pulumi/pulumi-kubernetes/provider/v4 "$K8S_PROVIDER_MODULE_VERSION"
+    # Built from a copy of the module, so Go records the provider itself as (devel) (and -trimpath
+    # drops the ldflags): check the pinned dependencies it was built with, and the stamp the build wrote.
+    verify_module_version "$bin" github.com/pulumi/pulumi/pkg/v3 "$K8S_PROVIDER_PULUMI_VERSION"
+    verify_module_version "$bin" github.com/pulumi/pulumi-kubernetes/sdk/v4 "$K8S_PROVIDER_SDK_VERSION"
+    [[ "$(cat "$bin.stamp" 2>/dev/null)" == "$K8S_PROVIDER_MODULE_VERSION $K8S_PROVIDER_VERSION" ]] ||
+        die "$bin has no stamp for provider $K8S_PROVIDER_VERSION ($K8S_PROVIDER_MODULE_VERSION); delete it to rebuild"
     link_binary pulumi-resource-kubernetes "$bin"
     log "pulumi-resource-kubernetes $K8S_PROVIDER_VERSION ready"
 }

@@ -722,11 +722,19 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--region", metavar="NAME", help="use the config voxplane renders for this region")
     up.add_argument("--root", default=".", help="repository root for --region (default: .)")
     sub.add_parser("down", help="stop what `up` started")
+    sub.add_parser("env", help='print "export LIVEKIT_URL=... ..." of the running servers; exit 1 if none')
     args = parser.parse_args(argv)
 
     cache_dir().mkdir(parents=True, exist_ok=True)
     if args.command == "up":
         return _up(args)
+    if args.command == "env":
+        state = _running_state()
+        if state is None:
+            print("devservers: not running (`make livekit-up`)", file=sys.stderr)
+            return 1
+        print(_exports(state))
+        return 0
     return _down()
 
 

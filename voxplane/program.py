@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class StackConfig:
     """The stack's `voxplane:*` settings (Pulumi.<stack>.yaml), each documented where it is read."""
 
-    def __init__(self, config: Optional[pulumi.Config] = None):
+    def __init__(self, config: Optional[pulumi.Config] = None, root: Optional[Path] = None):
         cfg = config or pulumi.Config("voxplane")
         #: Region manifest to deploy; default: the stack name (`pulumi up -s us-east`).
         self.region: str = cfg.get("region") or pulumi.get_stack()
@@ -38,18 +38,19 @@ class StackConfig:
         #: that the same build folder gets in CI, as a render-only stack does.
         build = cfg.get_bool("buildImages")
         self.build_images: bool = (True if build is None else build) and not self.render_to
-        #: Repository root (tests and render point it elsewhere).
-        self.root: Path = Path(cfg.get("repoRoot") or REPO_ROOT)
+        #: Repository root: render's `repoRoot`, else the checkout the program runs from.
+        self.root: Path = Path(cfg.get("repoRoot") or root or REPO_ROOT)
 
 
-def run(settings: Optional[StackConfig] = None, project: Optional[Project] = None) -> "object":
+def run(settings: Optional[StackConfig] = None, project: Optional[Project] = None, root: Optional[Path] = None) -> "object":
     """Declare the stack's region. Every manifest problem is logged, then `pulumi.RunError`.
 
-    `project` skips loading when the caller (render) has just validated the same manifests.
+    `project` skips loading when the caller (render) has just validated the same manifests;
+    `root` is the checkout holding the stack's manifests (stacks/__main__.py passes its own).
     """
     from voxplane.components.region_stack import RegionStack, RegionStackArgs
 
-    settings = settings or StackConfig()
+    settings = settings or StackConfig(root=root)
     if project is None:
         result = load((), settings.root)
         if result.problems:

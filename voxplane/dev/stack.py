@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +156,15 @@ def prepare(root: Path, region: str, *, state_dir: Path | None = None, overrides
     if listed.returncode != 0:
         raise StackError(f"pulumi stack ls: {listed.stderr.strip()}")
     if region not in {s.get("name") for s in json.loads(listed.stdout or "[]")}:
-        subprocess.run(["pulumi", "stack", "init", region, "--non-interactive"], cwd=root, env=env, check=True,
-                       capture_output=True, text=True)
+        # `stack init` writes an encryptionsalt into Pulumi.<stack>.yaml of its folder, and has no
+        # --config-file: run it beside a copy of Pulumi.yaml, so the working tree stays as it is.
+        scratch = state / "init" / region
+        scratch.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / "Pulumi.yaml", scratch / "Pulumi.yaml")
+        init = subprocess.run(["pulumi", "stack", "init", region, "--non-interactive"], cwd=scratch, env=env,
+                              capture_output=True, text=True)
+        if init.returncode != 0:
+            raise StackError(f"pulumi stack init {region}: {init.stderr.strip()}")
     _set_secrets(stack, needed_secret_keys(root, region))
     return stack
 
