@@ -5,6 +5,7 @@ start fails the test with its reason."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ tenant: {tenant}
 regions: [local]
 code:
   image: example/agent:1.0.0
+resources: {{ cpu: 100m, memory: 128Mi }}
+scaling: {{ min_workers: 1, max_workers: 1 }}
 telephony:
   numbers: ["{number}"]
   dispatch:
@@ -90,9 +93,13 @@ inference:
 
 
 def generated_tree(dest: Path, count: int) -> Tree:
-    """regions/ of the repo plus `count` generated agents (two tenants), no other agents."""
+    """regions/ of the repo plus `count` generated agents (two tenants), no other agents; the
+    tenants' quotas are raised to hold that many pools (validation refuses a quota below them)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "regions", dest / "regions")
+    for region in (dest / "regions").glob("*.yaml"):
+        region.write_text(re.sub(r"quotas: \{[^}]*\}", f'quotas: {{ cpu: "{count}", memory: {count}Gi, pods: {count} }}',
+                                 region.read_text()))
     (dest / "agents").mkdir()
     for i in range(count):
         tenant = ("bellavista", "northwind")[i % 2]

@@ -203,7 +203,8 @@ def test_interrupted_sync_converges_on_next_run(tree: Tree, server: Server, fail
     tree.remove("agents/scheduler.yaml")
     tree.write("agents/extra.yaml", (tree.root / "agents/reservations.yaml").read_text()
                .replace("name: reservations", "name: extra").replace('"+13125550142", "+13125550143"', '"+13125550177"')
-               .replace("build: agents/reservations", "image: example/extra:1.0.0"))
+               .replace("build: agents/reservations", "image: example/extra:1.0.0")
+               .replace("max_workers: 25", "max_workers: 2"))  # within bellavista's quota beside reservations
     reg, agents = tree.project()
     with FailingAdmin(server.url, server.livekit.api_key, server.livekit.api_secret, fail_after=fail_after) as c:
         with pytest.raises(ApplyFailed) as err:
