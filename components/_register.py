@@ -59,6 +59,10 @@ def sort_objects(objects: Sequence[K8sObject]) -> list[K8sObject]:
     )
 
 
+#: pulumi-kubernetes: force server-side apply conflicts for this object (its `patchForce` annotation).
+PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
+
+
 def resolve_secrets(value: Any, secrets: SecretResolver) -> Any:
     """Replace every `SecretValue` marker with a secret Output."""
     if isinstance(value, SecretValue):
@@ -79,7 +83,10 @@ def register_object(
     """Register one object as a child resource named `<prefix>-<kind>-<name>`."""
     obj = resolve_secrets(copy.deepcopy(obj), secrets)
     api_version, kind = obj["apiVersion"], obj["kind"]
-    meta = obj["metadata"]
+    # The manifests own every field voxplane declares: `pulumi up` takes a field back from whoever
+    # changed it outside git (a `kubectl scale`, an edit) instead of failing on the server-side
+    # apply conflict. Fields an autoscaler owns are not sent at all (ignore_changes).
+    meta = {**obj["metadata"], "annotations": {**obj["metadata"].get("annotations", {}), PATCH_FORCE_ANNOTATION: "true"}}
     name = f"{prefix}-{kind.lower()}-{meta['name']}"
     body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
     if kind == "Secret":

@@ -181,11 +181,17 @@ def _get(url: str, token: str | None, timeout: float = 1.0) -> int:
         return 0
 
 
+#: Children this process started, kept so they are reaped by `down` in the same process (tests)
+#: instead of being reported as still running when garbage-collected.
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _spawn(component: _Component, d: Path) -> int:
     log = (d / "logs" / f"{component.name}.log").open("ab")
     proc = subprocess.Popen(component.argv, cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # outlives `up`, never gets the terminal's Ctrl-C
     log.close()
+    _STARTED[proc.pid] = proc
     return proc.pid
 
 
@@ -355,6 +361,9 @@ def down(progress: Callable[[str], None], quiet: bool = False, purge: bool = Fal
             if _owned(proc["pid"], proc["binary"]):
                 _terminate(proc["pid"], timeout=10.0)
                 stopped.append(name)
+            child = _STARTED.pop(proc["pid"], None)
+            if child is not None:
+                child.wait()
         state["processes"] = {}
         _write_private(_state_file(), json.dumps(state, indent=2))
     if purge and state_dir().exists():

@@ -104,7 +104,9 @@ class StackEnv:
     env: dict[str, str] = field(default_factory=dict)
 
     def pulumi(self, *args: str, check: bool = False, capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-        argv = ["pulumi", *args, "--stack", self.region, "--config-file", str(self.config_file), "--non-interactive"]
+        argv = ["pulumi", *args, "--stack", self.region, "--non-interactive"]
+        if args[:1] in (("up",), ("preview",), ("refresh",), ("destroy",), ("config",), ("import",)):
+            argv += ["--config-file", str(self.config_file)]  # the others take no --config-file
         proc = subprocess.run(argv, cwd=self.root, env=self.env, text=True, stdin=subprocess.DEVNULL,
                               capture_output=capture, timeout=timeout)
         if check and proc.returncode != 0:
@@ -146,7 +148,6 @@ def prepare(root: Path, region: str, *, state_dir: Path | None = None, overrides
         "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_SKIP_CONFIRMATIONS": "true",
         "VIRTUAL_ENV": str(_REPO / ".venv"),
         **(extra_env or {}),
     })

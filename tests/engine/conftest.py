@@ -1,0 +1,147 @@
+"""Fixtures for tests under the real Pulumi engine: the toolchain, one local control plane for the
+session (its simulated nodes switched to each region in turn), a dev livekit-server per region,
+and each region stack deployed from a copy of the repository.
+
+Nothing here skips: a binary that cannot be built, or a server that cannot start, fails the test
+with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REGIONS = ["local", "us-east", "eu-west"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "engine: runs the real Pulumi engine against the local control plane")
+
+
+@pytest.fixture(scope="session")
+def dev_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The dev cluster, state backend, passphrase and dev secrets of this session, in tmp."""
+    folder = tmp_path_factory.mktemp("dev-state")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("VOXPLANE_DEV_STATE", str(folder))
+    yield folder
+    from voxplane.dev import cluster
+
+    cluster.down(lambda _line: None, quiet=True)
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def bins() -> Path:
+    """Plain-named toolchain binaries (built on first use: minutes; a failure fails the test)."""
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "ensure-toolchain.sh"), "all", "--print-bin-dir"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert proc.returncode == 0, f"toolchain build failed:\n{proc.stderr[-3000:]}"
+    return Path(proc.stdout.strip())
+
+
+def _copy_repo(dest: Path) -> Path:
+    skip = shutil.ignore_patterns("out", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        top = {".git", ".venv", "tests"} if Path(folder) == REPO else set()
+        return set(skip(folder, names)) | (top & set(names))
+
+    shutil.copytree(REPO, dest, symlinks=True, ignore=ignore)  # stacks/.venv stays a link to ../.venv
+    os.symlink(REPO / ".venv", dest / ".venv")
+    return dest
+
+
+@dataclass
+class Deployment:
+    """A region stack applied by the real engine to the dev cluster and a dev livekit-server."""
+
+    region: str
+    root: Path
+    stack: Any  # voxplane.dev.stack.StackEnv
+    livekit: Any  # voxplane.devservers.LiveKitServer
+    bins: Path
+    kubeconfig: Path
+
+    def pulumi(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return self.stack.pulumi(*args, capture=True, timeout=timeout)
+
+    def up(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        proc = self.pulumi("up", "--yes", "--skip-preview", *extra)
+        assert proc.returncode == 0, f"pulumi up failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+        return proc
+
+    def preview_json(self) -> dict[str, Any]:
+        proc = self.pulumi("preview", "--json")
+        assert proc.returncode == 0, f"pulumi preview failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+        data: dict[str, Any] = json.loads(proc.stdout)
+        return data
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(self.bins / "kubectl"), *args], capture_output=True, text=True,
+                              env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
+        assert not check or proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
+        return proc
+
+    def objects(self, kind: str, selector: str | None = None) -> list[dict[str, Any]]:
+        sel = selector or f"app.kubernetes.io/managed-by=voxplane,app.kubernetes.io/part-of={self.region}"
+        out = self.kubectl("get", kind, "-A", "-l", sel, "-o", "json").stdout
+        items: list[dict[str, Any]] = json.loads(out)["items"]
+        return items
+
+
+def stop_strays(root: Path) -> None:
+    """Language hosts and dynamic providers a killed `pulumi` left behind (they hold no lock, but
+    would keep writing LiveKit objects)."""
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmd = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc_dir / "cwd")
+        except OSError:
+            continue
+        if "pulumi" in cmd and cwd.startswith(str(root)):
+            try:
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module", params=REGIONS)
+def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    from voxplane.dev import cluster
+    from voxplane.dev.stack import prepare
+    from voxplane.devservers import LiveKitServer, RedisServer, region_config
+    from voxplane.loader import load
+
+    region: str = request.param
+    root = _copy_repo(tmp_path_factory.mktemp(f"repo-{region}") / "repo")
+    project = load((), root).require_project()
+    cluster.up(project.regions[region], project.agents_in(region), lambda _line: None)
+    redis = RedisServer().start()
+    livekit = LiveKitServer(region_config(region, root), redis=redis).start()
+    overrides = {} if region == "local" else {"voxplane:kubeContext": cluster.CONTEXT, "voxplane:buildImages": "false"}
+    stack = None
+    try:
+        stack = prepare(root, region, overrides=overrides, drop=["voxplane:livekitApiUrl"], bin_dir=bins,
+                        extra_env={"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": livekit.http_url})
+        dep = Deployment(region, root, stack, livekit, bins, cluster.kubeconfig_path())
+        dep.up()
+        yield dep
+    finally:
+        stop_strays(root)
+        if stack is not None:  # leave the cluster empty for the next region, whatever the tests did
+            stack.pulumi("destroy", "--yes", "--skip-preview", capture=True, timeout=600)
+        livekit.stop()
+        redis.stop()

@@ -1,0 +1,40 @@
+"""A `pulumi up` killed with SIGKILL half way, and the recovery the README documents."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from .conftest import Deployment, stop_strays
+from .test_deploy import live_keys, rendered
+
+pytestmark = [pytest.mark.integration, pytest.mark.engine]
+
+
+@pytest.mark.parametrize("deployment", ["local"], indirect=True)
+def test_kill_9_half_way_then_the_documented_recovery_converges(deployment: Deployment):
+    """`kill -9` of `pulumi up` mid-way; README: `pulumi refresh --clear-pending-creates --yes`,
+    then `pulumi up` again."""
+    dep = deployment
+    assert dep.pulumi("destroy", "--yes", "--skip-preview").returncode == 0
+    argv = ["pulumi", "up", "--yes", "--skip-preview", "--stack", dep.region, "--config-file",
+            str(dep.stack.config_file), "--non-interactive"]
+    proc = subprocess.Popen(argv, cwd=dep.root, env=dep.stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    # Kill once the engine has created some objects but not all.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(live_keys(dep)) < 8:
+        time.sleep(0.2)
+    assert proc.poll() is None, "pulumi up finished before it could be killed"
+    proc.kill()
+    proc.wait()
+    stop_strays(dep.root)
+    refresh = dep.pulumi("refresh", "--yes", "--clear-pending-creates", "--skip-preview")
+    assert refresh.returncode == 0, refresh.stdout[-3000:] + refresh.stderr[-2000:]
+    dep.up()
+    proc = dep.pulumi("preview", "--expect-no-changes")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    want = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in rendered(dep)}
+    assert want <= live_keys(dep)
