@@ -105,7 +105,7 @@ def test_cli_wrong_credentials_one_line_and_nothing_changed(cli: Cli, tree: Tree
     bad = {"LIVEKIT_API_SECRET": "x" * 40}
     line = one_error_line(sync(cli, tree, server, env=bad))
     assert "rejected API key" in line and "401" in line and "nothing was changed" in line
-    drift = cli("drift", "local", "--root", str(tree.root), env={**server.env, **bad})
+    drift = cli("drift", "local", "--only", "livekit", "--root", str(tree.root), env={**server.env, **bad})
     assert "rejected API key" in one_error_line(drift)
     assert snapshot(server) == before
 
@@ -118,7 +118,8 @@ def test_cli_stopped_server_one_line(cli: Cli, tree: Tree) -> None:
     result = cli("livekit", "sync", "local", "--root", str(tree.root), env=env)
     line = one_error_line(result)
     assert line.startswith(f"error: cannot reach LiveKit at {env['LIVEKIT_URL'].replace('ws://', 'http://')}")
-    assert one_error_line(cli("drift", "local", "--root", str(tree.root), env=env)).startswith("error: cannot reach")
+    assert one_error_line(cli("drift", "local", "--only", "livekit", "--root", str(tree.root),
+                              env=env)).startswith("error: cannot reach")
 
 
 def test_cli_manifest_problem_prints_validate_lines(cli: Cli, tree: Tree, server: Server) -> None:
