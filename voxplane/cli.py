@@ -1,11 +1,13 @@
 """The `voxplane` command line. Options are parsed here; the work happens in the stage modules.
 
-Exit codes: 0 success, 1 invalid input or error, 2 drift found (drift only).
+Exit codes: 0 success, 1 invalid input or error, 2 drift found (drift) or capacity short
+(capacity --fail-on short). Every failure ends in one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,22 +16,61 @@ import click
 
 from . import __version__
 from .loader import LoadResult, load
-from .problems import ManifestError, Problem
+from .problems import ManifestError, Problem, plural
+from .stackfile import stack_name
 
 FORMATS = click.Choice(["text", "json"])
+
+
+def find_root(start: Path) -> Path:
+    """The nearest folder at or above `start` holding Pulumi.yaml (the repository root); `start`
+    itself when there is none."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    return start
+
+
+def _root(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    return value if value is not None else find_root(Path.cwd())
 
 
 def _root_option(fn: Any) -> Any:
     return click.option(
         "--root",
         type=click.Path(file_okay=False, path_type=Path),
-        default=Path("."),
-        show_default=True,
-        help="Repository root holding regions/, agents/ and Pulumi.<region>.yaml.",
+        default=None,
+        callback=_root,
+        help="Repository root holding regions/, agents/ and Pulumi.<region>.yaml "
+             "[default: the nearest folder at or above the current one that holds Pulumi.yaml].",
     )(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """A command that fails unexpectedly says so in one line (VOXPLANE_TRACEBACK=1 shows where)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except ManifestError as exc:
+            print_problems(exc.problems)
+            sys.exit(1)
+        except Exception as exc:
+            if os.environ.get("VOXPLANE_TRACEBACK"):
+                raise
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            if type(exc).__name__ == "RunError":  # pulumi.RunError: a message meant for the user
+                click.echo(f"error: {text}", err=True)
+            else:
+                click.echo(f"error: {type(exc).__name__}: {text} (a bug in voxplane; VOXPLANE_TRACEBACK=1 shows where)",
+                           err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="voxplane")
 def main() -> None:
     """Declare a self-hosted voice-AI platform per region from YAML in git.
@@ -44,12 +85,15 @@ def main() -> None:
 @_root_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
 def validate(paths: Sequence[Path], root: Path, fmt: str) -> None:
-    """Check manifests: YAML, schema, and references between files.
+    """Check manifests and stack files: YAML, schema, and references between files.
 
-    PATHS are files or folders (default: regions/ and agents/). Every problem of every file is
-    printed as FILE:LINE:COL: field.path: message. Exit 0 when valid, 1 otherwise.
+    PATHS are files or folders, relative to the current folder (default: the whole repository:
+    regions/, agents/ and the Pulumi.<stack>.yaml stack files). The checks always run on the
+    whole repository; with PATHS, the problems that touch them are printed (a problem between
+    two files at both ends). Each is one line, FILE:LINE:COL: field.path: message. Exit 0 when
+    valid, 1 otherwise.
     """
-    result = load(list(paths), root)
+    result = load([p if p.is_absolute() else Path.cwd() / p for p in paths], root)
     if fmt == "json":
         click.echo(json.dumps(_validate_json(result), indent=2))
     else:
@@ -153,26 +197,51 @@ def affected(base: str, root: Path, fmt: str) -> None:
 @click.option("--duty-cycle", type=click.FloatRange(0, 1, min_open=True), default=0.25, show_default=True,
               help="Share of a call's time its LLM stream is active.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
-def capacity(region: str, root: Path, duty_cycle: float, fmt: str) -> None:
+@click.option("--fail-on", type=click.Choice(["never", "short"]), default="never", show_default=True,
+              help="`short`: exit 2 when the plan falls short of the peak (for CI gates).")
+def capacity(region: str, root: Path, duty_cycle: float, fmt: str, fail_on: str) -> None:
     """Size REGION's GPU pools and agent workers for its peak_concurrent_calls.
 
     Per llm with a `profile`: KV-cache budget per replica, concurrent streams and calls per
-    replica, replicas and GPUs needed at peak, against max_replicas and the node group. An
-    analytic plan: compare with vLLM's logged "GPU KV cache size" and a load test.
+    replica, replicas and GPUs needed at peak, against max_replicas and the node group; agent
+    pools at max_workers against the peak and each tenant's quota. An analytic plan: compare
+    with vLLM's logged "GPU KV cache size" and a load test. With --fail-on short, a plan that
+    falls short (a model, the agent pools or a tenant quota) exits 2 and says what is short.
     """
-    from .capacity import plan
+    from .capacity import plan, shortfalls
 
     result = load((), root)
-    if result.problems or result.project is None:
-        print_problems(result.problems)
-        sys.exit(1)
-    if region not in result.project.regions:
-        click.echo(f"error: no region {region!r} (regions: {', '.join(sorted(result.project.regions))})", err=True)
-        sys.exit(1)
-    report = plan(result.project, region, duty_cycle)
+    project = _region_model(result, region)
+    report = plan(project, region, duty_cycle)
+    short = shortfalls(report)
     if fmt == "json":
-        click.echo(json.dumps(report.as_dict(), indent=2))
-        return
+        click.echo(json.dumps({**report.as_dict(), "short": short}, indent=2))
+    else:
+        _print_capacity(report, duty_cycle)
+    if fail_on == "short" and short:
+        click.echo(f"short: {'; '.join(short)}", err=True)
+        sys.exit(2)
+    sys.exit(1 if result.problems else 0)
+
+
+def _region_model(result: LoadResult, region: str) -> Any:
+    """The model to answer about `region` with: the project, or what loaded when other files have
+    problems (printed first, with a note). Exits 1 when the region itself did not load."""
+    project = result.project or result.partial
+    if result.problems:
+        print_problems(result.problems)
+    if region not in project.regions:
+        known = ", ".join(sorted(project.regions)) or "none loaded"
+        click.echo(f"error: no region {region!r} loaded (regions: {known})", err=True)
+        sys.exit(1)
+    if result.problems:
+        click.echo(f"note: the manifests have {plural(len(result.problems), 'problem')} (above); this answer uses "
+                   f"the files that loaded, and the command exits 1", err=True)
+    return project
+
+
+def _print_capacity(report: Any, duty_cycle: float) -> None:
+    region = report.region
     click.echo(f"region {region}: peak {report.peak_calls} concurrent calls, LLM duty cycle {duty_cycle:g}")
     rows = []
     for m in report.models:
@@ -191,6 +260,56 @@ def capacity(region: str, root: Path, duty_cycle: float, fmt: str) -> None:
     )
 
 
+@main.command()
+@click.argument("region")
+@click.option("--config-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Stack file to read instead of ROOT/Pulumi.REGION.yaml (as `pulumi --config-file`).")
+@_root_option
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
+def secrets(region: str, config_file: Path | None, root: Path, fmt: str) -> None:
+    """List the stack secrets REGION needs and whether its stack file sets them.
+
+    Needed: livekitRootSecret (the region's LiveKit keys and Redis password derive from it), and
+    every `{config: KEY}` reference of the region (model hf_token, Redis password) and of its
+    agents (secrets, provider keys, trunk passwords, PINs). A secret is set when the stack file
+    holds it encrypted (`secure:`, as `pulumi config set --secret` writes it). Exit 0 when all
+    are set, 1 when one is missing or in plain text.
+    """
+    from . import stackfile
+
+    result = load((), root)
+    project = _region_model(result, region)
+    path = config_file if config_file is not None else root / f"Pulumi.{region}.yaml"
+    shown = str(config_file) if config_file is not None else f"Pulumi.{region}.yaml"
+    stack = None
+    if path.is_file():
+        stack, problems = stackfile.read(path, shown)
+        if stack is None:
+            print_problems(problems)
+            sys.exit(1)
+    needed = stackfile.needed_secrets(project.regions[region], project.agents, stack)
+    rows = [(key, stack.status(key) if stack else "missing", needs) for key, needs in needed.items()]
+    unset = [key for key, status, _ in rows if status != "set"]
+    if fmt == "json":
+        click.echo(json.dumps({
+            "region": region, "stack_file": shown, "exists": stack is not None,
+            "secrets": [{"key": k, "status": st, "needed_by": [n.as_dict() for n in needs]} for k, st, needs in rows],
+            "unset": unset,
+        }, indent=2))
+    else:
+        click.echo(f"region {region}: {plural(len(rows), 'stack secret')} in {shown}"
+                   + ("" if stack is not None else " (no such file)"))
+        _print_table(["key", "status", "needed by"],
+                     [[k, st, "; ".join(f"{n.location} ({n.what})" if n.location else n.what for n in needs)]
+                      for k, st, needs in rows])
+    if unset:
+        click.echo(f"{len(unset)} of {plural(len(rows), 'secret')} not set: "
+                   f"pulumi config set --secret KEY -s {stack.stack if stack else region} for each of "
+                   f"{', '.join(unset)}", err=True)
+        sys.exit(1)
+    sys.exit(1 if result.problems else 0)
+
+
 def _validate_json(result: LoadResult) -> dict[str, Any]:
     return {
         "valid": result.ok,
@@ -201,16 +320,20 @@ def _validate_json(result: LoadResult) -> dict[str, Any]:
 
 def _summary(result: LoadResult) -> str:
     files = len(result.files)
+    elsewhere = (f"; {plural(result.elsewhere, 'problem')} in other files (`voxplane validate` lists them)"
+                 if result.elsewhere else "")
     if result.ok:
+        if not result.whole or result.project is None:
+            return f"ok: {plural(files, 'file')}, checked against the whole repository{elsewhere}"
         project = result.project
-        assert project is not None
         tenants = {t for r in project.regions.values() for t in r.tenants}
+        stacks = sum(1 for f in result.files if stack_name(Path(f)) is not None)
         return (
-            f"ok: {files} files, {len(project.regions)} regions, {len(tenants)} tenants, "
-            f"{len(project.agents)} agents"
+            f"ok: {plural(files, 'file')}, {plural(len(project.regions), 'region')}, {plural(stacks, 'stack')}, "
+            f"{plural(len(tenants), 'tenant')}, {plural(len(project.agents), 'agent')}"
         )
     bad = len({p.file for p in result.problems})
-    return f"invalid: {len(result.problems)} problems in {bad} of {max(files, bad)} files"
+    return f"invalid: {plural(len(result.problems), 'problem')} in {bad} of {plural(max(files, bad), 'file')}{elsewhere}"
 
 
 def print_problems(problems: Sequence[Problem]) -> None:
