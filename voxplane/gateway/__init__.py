@@ -1,0 +1,17 @@
+"""The authorizing gateway in front of livekit-server (issue #9: tenant isolation that holds
+against a tenant's own code).
+
+livekit-server scopes nothing per API key (reference/livekit.md §1.7): any key it knows can list,
+join and administer every room, register as any agent and manage SIP. So tenants never hold a key
+the server knows. Each tenant gets its own key, derived from the region's root secret and known
+only to the gateway; the gateway checks every token and request against the tenant's scope
+(`scope.TenantScope`: its agents, its rooms) and forwards what passes with a token it mints for
+that request with the platform key (`policy`). `server.Gateway` is the process; `python -m
+voxplane.gateway serve --config FILE` runs it.
+"""
+
+from .policy import Denied, KeyRing, Principal, authenticate
+from .scope import GatewayConfig, TenantScope, conflicts, tenant_scopes
+
+__all__ = ["Denied", "GatewayConfig", "KeyRing", "Principal", "TenantScope", "authenticate", "conflicts",
+           "tenant_scopes"]

@@ -1,0 +1,41 @@
+"""`python -m voxplane.gateway serve --config FILE` (the container's command) and
+`python -m voxplane.gateway credentials REGION TENANT` (a dev region's tenant keys)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .devcreds import tenant_credentials
+
+
+@click.group()
+def main() -> None:
+    """The voxplane LiveKit gateway."""
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The gateway config (the ConfigMap's config.json).")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"]))
+def serve(config_path: Path, log_level: str) -> None:
+    """Serve until SIGTERM."""
+    from .scope import GatewayConfig
+    from .server import Gateway
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        gateway = Gateway(GatewayConfig.from_json(config_path.read_text()))
+    except (ValueError, KeyError) as e:
+        raise click.ClickException(str(e)) from e
+    asyncio.run(gateway.run())
+
+
+main.add_command(tenant_credentials, "credentials")
+
+if __name__ == "__main__":
+    main()

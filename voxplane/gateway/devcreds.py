@@ -1,0 +1,68 @@
+"""A dev region's tenant credentials: `export LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=...`.
+
+Only for dev regions: the region's stack pins the dev cluster's kube context and its root secret
+is the dev value kept under the cache (`voxplane.dev.stack.dev_root_secret`). A region deployed
+for real has its `livekitRootSecret` in stack config, which this never reads.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+from ..build.common import tenant_api_key
+from ..keys import ROOT_SECRET_CONFIG, derive_api_secret
+
+
+class NotDev(ValueError):
+    """The region is not a dev region; the message says why."""
+
+
+def dev_tenant_credentials(root: Path, region_name: str, tenant: str) -> tuple[str, str]:
+    """(API key, secret) of `tenant` in dev region `region_name`; raises NotDev or ValueError."""
+    from ..crosscheck import stack_config
+    from ..dev.cluster import CONTEXT
+    from ..dev.stack import dev_root_secret
+    from ..loader import load
+
+    result = load((), root)
+    if result.problems or result.project is None:
+        raise ValueError("; ".join(str(p) for p in result.problems[:3]) or "invalid manifests")
+    region = result.project.regions.get(region_name)
+    if region is None:
+        raise ValueError(f"no region {region_name!r} (regions: {', '.join(sorted(result.project.regions))})")
+    if tenant not in region.tenants:
+        raise ValueError(f"region {region_name!r} has no tenant {tenant!r} (tenants: {', '.join(sorted(region.tenants))})")
+    config = stack_config(root, region_name)
+    context = config.get("kubeContext")
+    if context != CONTEXT:
+        raise NotDev(f"region {region_name!r} is not a dev region: its stack targets kube context {context!r}, "
+                     f"not {CONTEXT!r}; its keys derive from a real {ROOT_SECRET_CONFIG}, which this never reads")
+    if ROOT_SECRET_CONFIG in config:
+        raise NotDev(f"region {region_name!r} sets {ROOT_SECRET_CONFIG} in Pulumi.{region_name}.yaml: not a dev value")
+    secret_root = dev_root_secret(region_name)
+    if not secret_root.startswith("dev-"):
+        raise NotDev(f"the cached {ROOT_SECRET_CONFIG} of region {region_name!r} is not a dev value")
+    key = tenant_api_key(tenant)
+    return key, derive_api_secret(secret_root, region_name, key)
+
+
+def exports(key: str, secret: str) -> str:
+    return f"export LIVEKIT_API_KEY={shlex.quote(key)} LIVEKIT_API_SECRET={shlex.quote(secret)}"
+
+
+@click.command("tenant-credentials")
+@click.argument("region")
+@click.argument("tenant")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Repository root.")
+def tenant_credentials(region: str, tenant: str, root: Path) -> None:
+    """Print TENANT's scoped LiveKit credentials in dev REGION, for eval: they work only through
+    the gateway (VOXPLANE_LIVEKIT_TENANT_URL), never against livekit-server itself."""
+    try:
+        key, secret = dev_tenant_credentials(root, region, tenant)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(exports(key, secret))

@@ -1,0 +1,194 @@
+"""What each tenant owns in LiveKit, and the gateway's config file (pure: model in, data out).
+
+A tenant owns:
+
+- its agents' LiveKit names, `<tenant>-<agent>` (`Agent.scoped_name`): only its workers register
+  under them and only it dispatches them;
+- the rooms its dispatch rules create or join: `<room_prefix>_...` for `individual` and `callee`
+  rules (livekit-server names generated rooms `<prefix>_<number>[_<random>]`, protocol
+  sip/sip.go), the `room_name` of `direct` rules;
+- rooms `<tenant>_...`, for rooms it creates itself (web calls, tests).
+
+Ownership must be unambiguous: no room name may belong to two tenants. `conflicts()` finds the
+prefixes and names that would allow it; validation reports them (voxplane/crosscheck.py) and the
+gateway refuses to start on such a config.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..model import Agent, Region
+
+#: Separator livekit-server puts after a dispatch rule's room prefix.
+ROOM_SEPARATOR = "_"
+#: Config format version; the gateway refuses a config it does not know.
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TenantScope:
+    """One tenant's LiveKit scope. `api_key` is the tenant's own key (the server never knows it)."""
+
+    name: str
+    api_key: str
+    agents: frozenset[str]
+    room_prefixes: frozenset[str]
+    rooms: frozenset[str] = frozenset()
+
+    def owns_room(self, room: str) -> bool:
+        """True when `room` is one of this tenant's rooms. The empty name is nobody's."""
+        if not room:
+            return False
+        if room in self.rooms:
+            return True
+        return any(room.startswith(p + ROOM_SEPARATOR) and len(room) > len(p) + 1 for p in self.room_prefixes)
+
+    def owns_agent(self, agent_name: str) -> bool:
+        return agent_name in self.agents
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "api_key": self.api_key,
+            "agents": sorted(self.agents),
+            "room_prefixes": sorted(self.room_prefixes),
+            "rooms": sorted(self.rooms),
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> "TenantScope":
+        return cls(
+            name=name,
+            api_key=str(data["api_key"]),
+            agents=frozenset(str(a) for a in data.get("agents", ())),
+            room_prefixes=frozenset(str(p) for p in data.get("room_prefixes", ())),
+            rooms=frozenset(str(r) for r in data.get("rooms", ())),
+        )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The gateway's whole config (the ConfigMap's `config.json`); no secret is in it.
+
+    Attributes:
+        upstream: livekit-server's base URL (http://host:port); WebSockets use ws:// on it.
+        platform_key: The API key the gateway signs forwarded requests with (the server knows it).
+        keys_dir: Folder with one file per API key name holding its secret (the mounted Secret).
+        listen_host, listen_port: The API and signalling listener.
+        metrics_port: Prometheus `/metrics`, `/healthz`, `/readyz`.
+        tenants: Tenant name -> scope.
+    """
+
+    upstream: str
+    platform_key: str
+    keys_dir: str
+    tenants: Mapping[str, TenantScope]
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 8080
+    metrics_port: int = 9102
+    token_ttl_seconds: int = 300
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> str:
+        data = {
+            "version": CONFIG_VERSION,
+            "upstream": self.upstream,
+            "platform_key": self.platform_key,
+            "keys_dir": self.keys_dir,
+            "listen_host": self.listen_host,
+            "listen_port": self.listen_port,
+            "metrics_port": self.metrics_port,
+            "token_ttl_seconds": self.token_ttl_seconds,
+            "tenants": {name: self.tenants[name].as_dict() for name in sorted(self.tenants)},
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "GatewayConfig":
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != CONFIG_VERSION:
+            raise ValueError(f"gateway config: expected an object with \"version\": {CONFIG_VERSION}")
+        tenants = {str(n): TenantScope.from_dict(str(n), t) for n, t in (data.get("tenants") or {}).items()}
+        config = cls(
+            upstream=str(data["upstream"]).rstrip("/"),
+            platform_key=str(data["platform_key"]),
+            keys_dir=str(data["keys_dir"]),
+            tenants=tenants,
+            listen_host=str(data.get("listen_host", "0.0.0.0")),
+            listen_port=int(data.get("listen_port", 8080)),
+            metrics_port=int(data.get("metrics_port", 9102)),
+            token_ttl_seconds=int(data.get("token_ttl_seconds", 300)),
+        )
+        problems = conflicts(config.tenants.values())
+        if problems:
+            raise ValueError("gateway config: " + "; ".join(problems))
+        keys = [t.api_key for t in tenants.values()]
+        if config.platform_key in keys or len(set(keys)) != len(keys):
+            raise ValueError("gateway config: every tenant needs its own API key, distinct from the platform key")
+        return config
+
+    def with_addresses(self, *, upstream: str, listen_host: str, listen_port: int, metrics_port: int,
+                       keys_dir: str) -> "GatewayConfig":
+        """The same scopes with other addresses (loopback runs of the rendered config)."""
+        return GatewayConfig(upstream=upstream.rstrip("/"), platform_key=self.platform_key, keys_dir=keys_dir,
+                             tenants=self.tenants, listen_host=listen_host, listen_port=listen_port,
+                             metrics_port=metrics_port, token_ttl_seconds=self.token_ttl_seconds)
+
+
+def tenant_scopes(region: Region, agents: Sequence[Agent]) -> dict[str, TenantScope]:
+    """Every tenant of `region` with what it owns there (`agents`: those deployed in the region)."""
+    from ..build.common import tenant_api_key
+
+    out: dict[str, TenantScope] = {}
+    for name in sorted(region.tenants):
+        mine = [a for a in agents if a.tenant == name and region.name in a.regions]
+        prefixes = {name}
+        rooms: set[str] = set()
+        for agent in mine:
+            tel = agent.telephony
+            if tel is None:
+                continue
+            if tel.dispatch.kind == "direct":
+                if tel.dispatch.room_name:
+                    rooms.add(tel.dispatch.room_name)
+            elif tel.dispatch.room_prefix:
+                prefixes.add(tel.dispatch.room_prefix)
+        out[name] = TenantScope(
+            name=name,
+            api_key=tenant_api_key(name),
+            agents=frozenset(a.scoped_name for a in mine),
+            room_prefixes=frozenset(prefixes),
+            rooms=frozenset(rooms),
+        )
+    return out
+
+
+def conflicts(scopes: Iterable[TenantScope]) -> list[str]:
+    """Pairs of claims by two tenants that some room name satisfies both of, as sentences."""
+    claims: list[tuple[str, str, str]] = []  # (tenant, kind, value)
+    for s in scopes:
+        claims += [(s.name, "prefix", p) for p in sorted(s.room_prefixes)]
+        claims += [(s.name, "room", r) for r in sorted(s.rooms)]
+    out: list[str] = []
+    for i, (t1, k1, v1) in enumerate(claims):
+        for t2, k2, v2 in claims[i + 1:]:
+            if t1 != t2 and _overlap(k1, v1, k2, v2):
+                out.append(f"{_describe(k1, v1)} of tenant {t1!r} and {_describe(k2, v2)} of tenant {t2!r} "
+                           f"can name the same room")
+    return out
+
+
+def _describe(kind: str, value: str) -> str:
+    return f"room prefix {value!r}" if kind == "prefix" else f"room {value!r}"
+
+
+def _overlap(k1: str, v1: str, k2: str, v2: str) -> bool:
+    if k1 == "room" and k2 == "room":
+        return v1 == v2
+    if k1 == "prefix" and k2 == "prefix":
+        a, b = v1 + ROOM_SEPARATOR, v2 + ROOM_SEPARATOR
+        return a.startswith(b) or b.startswith(a)
+    room, prefix = (v1, v2) if k1 == "room" else (v2, v1)
+    return room.startswith(prefix + ROOM_SEPARATOR)

@@ -1,0 +1,371 @@
+"""The gateway process: an aiohttp server in front of livekit-server's API and signalling.
+
+Routes (everything else answers 404):
+
+- `POST /twirp/<service>/<method>`: checked by `policy.authorize_twirp`, forwarded with a token
+  minted for that one call; list responses filtered to the tenant's objects.
+- `GET /rtc`, `/rtc/v1` (WebSocket) and `/rtc/validate`, `/rtc/v1/validate`: room joins, checked
+  by `policy.authorize_join`. Signalling only: media (ICE/UDP, TCP, TURN) goes to the SFU nodes
+  directly, at the addresses the server puts in its answer.
+- `GET /agent` (WebSocket): worker registration; every worker message is read and checked
+  (`policy.check_worker_message`) before it goes on.
+- `GET /`: "OK" (the listener is up), for load balancers.
+
+On the metrics port: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from .policy import Denied, KeyRing, Principal, authenticate, authorize_join, authorize_twirp, authorize_worker, \
+    check_worker_message
+from .scope import GatewayConfig, TenantScope
+
+log = logging.getLogger("voxplane.gateway")
+
+#: livekit-server's own limits (config `limit.signal_message_size_limit`, `max_api_request_body_size`).
+MAX_SIGNAL_MESSAGE = 2 * 1024 * 1024
+MAX_API_BODY = 10 * 1024 * 1024
+#: WebSocket close code for a message the policy refuses (RFC 6455 "policy violation").
+CLOSE_POLICY = 1008
+#: Seconds between SIGTERM and closing the listeners: readiness fails first, so load balancers and
+#: Service endpoints stop sending new connections; open ones reconnect elsewhere (LiveKit clients
+#: resume signalling with their refresh token, workers re-register).
+DRAIN_SECONDS = float(os.environ.get("VOXPLANE_GATEWAY_DRAIN_SECONDS", "10"))
+
+
+def load_keys(config: GatewayConfig) -> KeyRing:
+    """The platform secret and every tenant's, one file per key name in `config.keys_dir`."""
+    folder = Path(config.keys_dir)
+
+    def read(name: str) -> str:
+        path = folder / name
+        try:
+            value = path.read_text().strip()
+        except OSError as e:
+            raise ValueError(f"gateway: cannot read the secret of key {name!r} ({path}): {e.strerror}") from e
+        if len(value) < 32:
+            raise ValueError(f"gateway: the secret of key {name!r} is shorter than 32 characters")
+        return value
+
+    return KeyRing(
+        platform_key=config.platform_key,
+        platform_secret=read(config.platform_key),
+        tenants={t.api_key: (t, read(t.api_key)) for t in config.tenants.values()},
+    )
+
+
+class Metrics:
+    """Counters and gauges in Prometheus text format (no client library needed for a handful)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.denied: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.open: dict[str, int] = defaultdict(int)
+        self.upstream_seconds: dict[str, float] = defaultdict(float)
+        self.upstream_count: dict[str, int] = defaultdict(int)
+
+    def request(self, route: str, tenant: str, outcome: str) -> None:
+        self.requests[(route, tenant, outcome)] += 1
+
+    def deny(self, route: str, tenant: str, reason: str) -> None:
+        self.denied[(route, tenant, reason)] += 1
+        self.request(route, tenant, "denied")
+
+    def render(self) -> str:
+        lines = [
+            "# HELP voxplane_gateway_requests_total Requests and WebSocket sessions by route, tenant and outcome.",
+            "# TYPE voxplane_gateway_requests_total counter",
+        ]
+        lines += [f'voxplane_gateway_requests_total{{route="{r}",tenant="{t}",outcome="{o}"}} {n}'
+                  for (r, t, o), n in sorted(self.requests.items())]
+        lines += ["# HELP voxplane_gateway_denied_total Refused requests and messages by reason.",
+                  "# TYPE voxplane_gateway_denied_total counter"]
+        lines += [f'voxplane_gateway_denied_total{{route="{r}",tenant="{t}",reason="{x}"}} {n}'
+                  for (r, t, x), n in sorted(self.denied.items())]
+        lines += ["# HELP voxplane_gateway_websockets Open proxied WebSockets.", "# TYPE voxplane_gateway_websockets gauge"]
+        lines += [f'voxplane_gateway_websockets{{route="{r}"}} {n}' for r, n in sorted(self.open.items())]
+        lines += ["# HELP voxplane_gateway_upstream_seconds Time livekit-server took to answer API calls.",
+                  "# TYPE voxplane_gateway_upstream_seconds summary"]
+        for r in sorted(self.upstream_count):
+            lines.append(f'voxplane_gateway_upstream_seconds_sum{{route="{r}"}} {self.upstream_seconds[r]:.6f}')
+            lines.append(f'voxplane_gateway_upstream_seconds_count{{route="{r}"}} {self.upstream_count[r]}')
+        return "\n".join(lines) + "\n"
+
+
+def _token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header:
+        return header[len("Bearer "):] if header.startswith("Bearer ") else ""
+    return request.query.get("access_token", "")
+
+
+def _twirp_error(denied: Denied) -> web.Response:
+    return web.json_response({"code": denied.code, "msg": denied.message}, status=denied.status)
+
+
+class Gateway:
+    """One gateway: `await start()`, `await stop()`; or `run()` to serve until SIGTERM."""
+
+    def __init__(self, config: GatewayConfig, keys: Optional[KeyRing] = None):
+        self.config = config
+        self.keys = keys or load_keys(config)
+        self.metrics = Metrics()
+        self.ready = False
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._runners: list[web.AppRunner] = []
+        self._sockets: set[web.WebSocketResponse] = set()
+        upstream = config.upstream
+        self._ws_upstream = "ws" + upstream[len("http"):] if upstream.startswith("http") else upstream
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=None),
+            auto_decompress=False,
+        )
+        for app, port in ((self.app(), self.config.listen_port), (self.metrics_app(), self.config.metrics_port)):
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            await web.TCPSite(runner, self.config.listen_host, port, reuse_address=True).start()
+            self._runners.append(runner)
+        self.ready = True
+        log.info("gateway: listening on %s:%d (metrics %d), upstream %s, %d tenants", self.config.listen_host,
+                 self.config.listen_port, self.config.metrics_port, self.config.upstream, len(self.config.tenants))
+
+    async def stop(self) -> None:
+        self.ready = False
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"gateway shutting down")
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT; then fail readiness, wait `DRAIN_SECONDS` (a second signal
+        cuts it short), close."""
+        await self.start()
+        stop, force = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            (force if stop.is_set() else stop).set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await stop.wait()
+        self.ready = False
+        log.info("gateway: draining for %.0fs", DRAIN_SECONDS)
+        try:
+            await asyncio.wait_for(force.wait(), DRAIN_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+        await self.stop()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "Gateway.start() first"
+        return self._session
+
+    # --- apps ---
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_API_BODY)
+        app.router.add_get("/", self._root)
+        app.router.add_post("/twirp/{service}/{method}", self._twirp)
+        for path in ("/rtc", "/rtc/v1"):
+            app.router.add_get(path, self._rtc)
+            app.router.add_get(path + "/validate", self._rtc_validate)
+        app.router.add_get("/agent", self._agent)
+        return app
+
+    def metrics_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    async def _root(self, request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        return web.Response(text="OK") if self.ready else web.Response(status=503, text="draining")
+
+    # --- Twirp ---
+
+    async def _twirp(self, request: web.Request) -> web.StreamResponse:
+        service, method = request.match_info["service"], request.match_info["method"]
+        json_body = request.content_type == "application/json"
+        route = "twirp"
+        try:
+            principal = authenticate(_token(request), self.keys)
+        except Denied as d:
+            self.metrics.deny(route, "", d.reason)
+            return _twirp_error(d)
+        try:
+            if request.content_type not in ("application/json", "application/protobuf"):
+                raise Denied("bad_route", f"unexpected Content-Type {request.content_type!r}", "request")
+            body = await request.read()
+            decision = authorize_twirp(principal, service, method, body, json_body)
+        except Denied as d:
+            self.metrics.deny(route, principal.label, d.reason)
+            log.info("gateway: refused %s/%s for %s: %s", service, method, principal.label, d.message)
+            return _twirp_error(d)
+        token = self.keys.mint(decision.claims, ttl=self.config.token_ttl_seconds, not_after=principal.expires)
+        started = time.perf_counter()
+        async with self.session.post(
+            f"{self.config.upstream}/twirp/{service}/{method}", data=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": request.content_type},
+        ) as resp:
+            data = await resp.read()
+            self.metrics.upstream_seconds[route] += time.perf_counter() - started
+            self.metrics.upstream_count[route] += 1
+            if resp.status == 200 and decision.filter_response is not None:
+                data = decision.filter_response(data, json_body)
+            self.metrics.request(route, principal.label, "forwarded")
+            return web.Response(status=resp.status, body=data,
+                                headers={"Content-Type": resp.headers.get("Content-Type", request.content_type)})
+
+    # --- signalling ---
+
+    def _join(self, request: web.Request, route: str) -> tuple[Principal, str]:
+        principal = authenticate(_token(request), self.keys)
+        try:
+            claims = authorize_join(principal)
+        except Denied as d:
+            self.metrics.deny(route, principal.label, d.reason)
+            raise
+        return principal, self.keys.mint(claims, ttl=self.config.token_ttl_seconds, not_after=principal.expires)
+
+    async def _rtc_validate(self, request: web.Request) -> web.StreamResponse:
+        try:
+            _, token = self._join(request, "rtc")
+        except Denied as d:
+            return web.Response(status=d.status, text=d.message)
+        query = [(k, v) for k, v in request.query.items() if k != "access_token"]
+        async with self.session.get(f"{self.config.upstream}{request.path}?{urlencode(query)}",
+                                    headers={"Authorization": f"Bearer {token}"}) as resp:
+            return web.Response(status=resp.status, body=await resp.read(),
+                                headers={"Access-Control-Allow-Origin": "*"})
+
+    async def _rtc(self, request: web.Request) -> web.StreamResponse:
+        try:
+            principal, token = self._join(request, "rtc")
+        except Denied as d:
+            if d.reason == "unauthenticated":
+                self.metrics.deny("rtc", "", d.reason)
+            return web.Response(status=d.status, text=d.message)
+        return await self._proxy_ws(request, "rtc", principal, token)
+
+    async def _agent(self, request: web.Request) -> web.StreamResponse:
+        route = "agent"
+        try:
+            principal = authenticate(_token(request), self.keys)
+        except Denied as d:
+            self.metrics.deny(route, "", d.reason)
+            return web.Response(status=d.status, text=d.message)
+        try:
+            claims = authorize_worker(principal)
+        except Denied as d:
+            self.metrics.deny(route, principal.label, d.reason)
+            return web.Response(status=d.status, text=d.message)
+        token = self.keys.mint(claims, ttl=self.config.token_ttl_seconds, not_after=principal.expires)
+        return await self._proxy_ws(request, route, principal, token)
+
+    async def _proxy_ws(self, request: web.Request, route: str, principal: Principal, token: str) -> web.StreamResponse:
+        query = [(k, v) for k, v in request.query.items() if k != "access_token"]
+        url = f"{self._ws_upstream}{request.path}" + (f"?{urlencode(query)}" if query else "")
+        forwarded = ", ".join(x for x in (request.headers.get("X-Forwarded-For"), request.remote) if x)
+        headers = {"Authorization": f"Bearer {token}", "X-Forwarded-For": forwarded}
+        if "User-Agent" in request.headers:
+            headers["User-Agent"] = request.headers["User-Agent"]
+        try:
+            upstream = await self.session.ws_connect(url, headers=headers, max_msg_size=MAX_SIGNAL_MESSAGE,
+                                                     autoping=True)
+        except aiohttp.WSServerHandshakeError as e:
+            # The server's own refusal (401, 404, ...), passed on as it gave it.
+            self.metrics.request(route, principal.label, f"upstream_{e.status}")
+            return web.Response(status=e.status, text=e.message or "refused by livekit-server")
+        except aiohttp.ClientError as e:
+            self.metrics.request(route, principal.label, "upstream_error")
+            return web.Response(status=502, text=f"livekit-server unreachable: {e}")
+
+        client = web.WebSocketResponse(max_msg_size=MAX_SIGNAL_MESSAGE, autoping=True)
+        await client.prepare(request)
+        self._sockets.add(client)
+        self.metrics.request(route, principal.label, "forwarded")
+        self.metrics.open[route] += 1
+        scope = principal.tenant if route == "agent" else None
+        try:
+            await self._pump(client, upstream, route, principal, scope)
+        finally:
+            self.metrics.open[route] -= 1
+            self._sockets.discard(client)
+            if not upstream.closed:
+                await upstream.close()
+            if not client.closed:
+                await client.close()
+        return client
+
+    async def _pump(self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, route: str,
+                    principal: Principal, scope: Optional[TenantScope]) -> None:
+        async def client_to_server() -> None:
+            async for msg in client:
+                if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                    if scope is not None:
+                        try:
+                            check_worker_message(scope, msg.data)
+                        except Denied as d:
+                            self.metrics.deny(route, principal.label, d.reason)
+                            log.info("gateway: closed %s socket of %s: %s", route, principal.label, d.message)
+                            await client.close(code=CLOSE_POLICY, message=d.message[:120].encode())
+                            return
+                    if msg.type == WSMsgType.BINARY:
+                        await upstream.send_bytes(msg.data)
+                    else:
+                        await upstream.send_str(msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    return
+            await upstream.close(code=client.close_code or 1000)
+
+        async def server_to_client() -> None:
+            async for msg in upstream:
+                if msg.type == WSMsgType.BINARY:
+                    await client.send_bytes(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await client.send_str(msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    return
+            await client.close(code=upstream.close_code or 1000)
+
+        tasks = [asyncio.ensure_future(client_to_server()), asyncio.ensure_future(server_to_client())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
