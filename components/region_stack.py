@@ -9,12 +9,13 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from voxplane.build.common import ADMIN_KEY, tenant_api_key
+from voxplane.build.common import platform_api_keys
 from voxplane.build.region import build_namespaces
 from voxplane.model import Agent, Region
 
 from ._register import register_all
 from .agent_pool import AgentPool, AgentPoolArgs
+from .gateway import LiveKitGateway, LiveKitGatewayArgs
 from .gpu import GPUNodeGroup, GPUNodeGroupArgs
 from .inference import InferencePool, InferencePoolArgs
 from .livekit_objects import LiveKitControlPlane, LiveKitControlPlaneArgs
@@ -73,13 +74,16 @@ class RegionStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         child = pulumi.ResourceOptions(parent=self, providers={"kubernetes": provider})
-        api_keys = [ADMIN_KEY] + [tenant_api_key(t) for t in region.tenants]
-        secrets = SecretResolver(region.name, api_keys)
+        # livekit-server's key file holds the platform's keys only; tenant keys are the gateway's.
+        secrets = SecretResolver(region.name, platform_api_keys())
 
         namespaces = register_all(f"{name}-ns", build_namespaces(region), secrets, child)
         after_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(namespaces.values())))
 
         self.sfu = LiveKitSFU(f"{name}-sfu", LiveKitSFUArgs(region=region, secrets=secrets), opts=after_ns)
+        self.gateway = LiveKitGateway(
+            f"{name}-gateway", LiveKitGatewayArgs(region=region, agents=args.agents, secrets=secrets), opts=after_ns
+        )
         self.sip = (
             SIPBridge(f"{name}-sip", SIPBridgeArgs(region=region, secrets=secrets), opts=after_ns)
             if region.sip is not None

@@ -277,6 +277,55 @@ def _agent_rules(regions: dict[str, Region], invalid: dict[str, str], agents: Se
             for ref, path in agent.secret_refs():
                 yield from _stack_secret(region_name, ref, src, path, root, stacks)
     yield from _quotas(regions, agents)
+    yield from _room_scopes(regions, [a for a in agents if owners.get((a.tenant, a.name)) is a])
+
+
+def _room_scopes(regions: dict[str, Region], agents: Sequence[Agent]) -> Iterator[Problem]:
+    """The gateway tells whose a room is by its name (voxplane/gateway/scope.py): a tenant owns
+    `<tenant>_...`, its rules' `<room_prefix>_...` and `room_name`s. Two tenants' claims that
+    one room name can satisfy would let one reach the other's calls."""
+    from .gateway.scope import ROOM_SEPARATOR
+
+    for region in regions.values():
+        claims: list[tuple[str, str, str, Source | None, tuple[str | int, ...]]] = []
+        for tenant in sorted(region.tenants):
+            claims.append((tenant, "prefix", tenant, region.source, ("tenants", tenant)))
+        for agent in agents:
+            tel = agent.telephony
+            if region.name not in agent.regions or agent.tenant not in region.tenants or tel is None:
+                continue
+            if tel.dispatch.kind == "direct":
+                if tel.dispatch.room_name:
+                    claims.append((agent.tenant, "room", tel.dispatch.room_name, agent.source,
+                                   ("telephony", "dispatch", "room_name")))
+            elif tel.dispatch.room_prefix:
+                claims.append((agent.tenant, "prefix", tel.dispatch.room_prefix, agent.source,
+                               ("telephony", "dispatch", "room_prefix")))
+        for i, (t1, k1, v1, src1, path1) in enumerate(claims):
+            for t2, k2, v2, src2, path2 in claims[i + 1:]:
+                if t1 == t2 or not _rooms_overlap(k1, v1, k2, v2, ROOM_SEPARATOR):
+                    continue
+                if src2 is region.source:
+                    continue  # two tenant names (listed first) never overlap: `_` is not allowed in them
+                # Reported at the later agent's field; a tenant's own name is the last thing to change.
+                what = "room prefix" if k2 == "prefix" else "room"
+                other = f"{region.source.file if region.source else '?'}: its tenant name" if src1 is region.source \
+                    else _where(src1, path1)
+                example = next((v for k, v in ((k1, v1), (k2, v2)) if k == "room"), None) \
+                    or max(v1, v2, key=len) + ROOM_SEPARATOR + "1"
+                yield _at(src2, path2, f"{what} {v2!r} overlaps the rooms of tenant {t1!r} in region {region.name!r} "
+                                       f"({other}): a room such as {example!r} would be both tenants', and the "
+                                       f"gateway could not tell whose it is; choose another {what}")
+
+
+def _rooms_overlap(k1: str, v1: str, k2: str, v2: str, sep: str) -> bool:
+    if k1 == "room" and k2 == "room":
+        return v1 == v2
+    if k1 == "prefix" and k2 == "prefix":
+        a, b = v1 + sep, v2 + sep
+        return a.startswith(b) or b.startswith(a)
+    room, prefix = (v1, v2) if k1 == "room" else (v2, v1)
+    return room.startswith(prefix + sep)
 
 
 def _tenant_end(region: Region, agent: Agent) -> Problem:

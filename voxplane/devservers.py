@@ -15,6 +15,11 @@ Shell use (servers keep running in the background until `down`)::
     eval "$(python -m voxplane.devservers up [--config livekit.yaml])"
     python -m voxplane.devservers down
 
+With `--region`, the region's authorizing gateway (voxplane/gateway) runs next to the server too,
+with the config the region renders (addresses moved to loopback), and `up` also prints
+`export VOXPLANE_LIVEKIT_TENANT_URL=...`: the URL tenant credentials work at
+(`python -m voxplane.gateway credentials REGION TENANT`).
+
 Only the standard library is used. The config file is written as JSON, which is valid YAML.
 """
 
@@ -42,6 +47,7 @@ from typing import IO, Any, Literal, Self
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "GatewayServer",
     "LOOPBACK",
     "LiveKitServer",
     "RedisServer",
@@ -52,6 +58,7 @@ __all__ = [
     "free_ports",
     "loopback_config",
     "main",
+    "region_gateway",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -596,6 +603,9 @@ def _exports(state: Mapping[str, Any]) -> str:
         "LIVEKIT_API_KEY": lk["api_key"],
         "LIVEKIT_API_SECRET": lk["api_secret"],
     }
+    if "gateway" in state:
+        # Where tenant credentials work (they are not valid at LIVEKIT_URL, the server itself).
+        pairs["VOXPLANE_LIVEKIT_TENANT_URL"] = state["gateway"]["url"]
     return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in pairs.items())
 
 
@@ -604,7 +614,7 @@ def _running_state() -> dict[str, Any] | None:
         state: dict[str, Any] = json.loads(_state_path().read_text())
         if _owned(state["livekit"]["pid"], state["livekit"]["binary"]) and _owned(
             state["redis"]["pid"], "redis-server"
-        ):
+        ) and ("gateway" not in state or _owned(state["gateway"]["pid"], "voxplane.gateway")):
             return state
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -614,13 +624,14 @@ def _running_state() -> dict[str, Any] | None:
 def region_config(name: str, root: Path) -> dict[str, Any]:
     """The livekit-server config voxplane renders for region `name`, with dev API keys.
 
-    The admin key (the one `voxplane livekit sync` uses) comes first, then one key per tenant.
+    The admin key (the one `voxplane livekit sync` uses) comes first, then the gateway's: the
+    platform's keys only, as in the cluster (tenant keys are the gateway's, see `region_gateway`).
     Their secrets derive from the region's *dev* root secret (a random value kept under the cache,
     `voxplane.dev.stack.dev_root_secret`), exactly as the stack derives them from
     `livekitRootSecret`: the dev stack's keys match this server, and no production secret is
     involved. Raises ValueError with the manifest problems when the manifests are invalid.
     """
-    from .build.common import ADMIN_KEY, tenant_api_key
+    from .build.common import ADMIN_KEY, platform_api_keys
     from .build.livekit_config import server_config
     from .loader import load
 
@@ -631,13 +642,103 @@ def region_config(name: str, root: Path) -> dict[str, Any]:
     if region is None:
         raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
     config = server_config(region, redis_address=f"{LOOPBACK}:6379")  # replaced by the real address
-    names = [ADMIN_KEY] + [tenant_api_key(t) for t in region.tenants]
+    names = [ADMIN_KEY] + [k for k in platform_api_keys() if k != ADMIN_KEY]
     from .dev.stack import dev_root_secret
     from .keys import derive_api_secret
 
     root_secret = dev_root_secret(name)
     config["keys"] = {key: derive_api_secret(root_secret, name, key) for key in names}
     return config
+
+
+def region_gateway(name: str, root: Path, *, upstream: str) -> tuple[str, dict[str, str]]:
+    """The gateway config region `name` renders (its ConfigMap's config.json) with addresses moved
+    to loopback and `upstream` (livekit-server's http:// URL), plus the keys its Secret holds, their
+    secrets derived from the region's dev root secret. `GatewayServer` fills in ports and folder."""
+    from .build.gateway import CONFIG_FILE, build_gateway
+    from .dev.stack import dev_root_secret
+    from .keys import derive_api_secret
+    from .loader import load
+
+    result = load((), root)
+    if result.problems or result.project is None:
+        raise ValueError("; ".join(str(p) for p in result.problems[:3]) or "invalid manifests")
+    region = result.project.regions.get(name)
+    if region is None:
+        raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
+    objects = build_gateway(region, result.project.agents_in(name))
+    config = next(o for o in objects if o["kind"] == "ConfigMap")["data"][CONFIG_FILE]
+    key_names = next(o for o in objects if o["kind"] == "Secret")["stringData"]
+    root_secret = dev_root_secret(name)
+    keys = {k: derive_api_secret(root_secret, name, k) for k in key_names}
+    data = json.loads(config)
+    data["upstream"] = upstream
+    return json.dumps(data, indent=2, sort_keys=True) + "\n", keys
+
+
+class GatewayServer(_Process):
+    """The gateway (`python -m voxplane.gateway serve`) on loopback, from a rendered config whose
+    listen addresses and keys folder are replaced; `keys` maps key names to secrets."""
+
+    name = "gateway"
+    # The first SIGTERM starts a drain (readiness fails, sockets stay); the second ends it.
+    _term_twice = True
+
+    def __init__(
+        self,
+        config_json: str,
+        keys: Mapping[str, str],
+        *,
+        startup_timeout: float = 20.0,
+        workdir: Path | str | None = None,
+        detached: bool = False,
+    ) -> None:
+        super().__init__(workdir, detached)
+        self.port, self.metrics_port = free_ports(2, "tcp")
+        self._source = json.loads(config_json)
+        self._keys = dict(keys)
+        self.startup_timeout = startup_timeout
+
+    @property
+    def url(self) -> str:
+        return f"ws://{LOOPBACK}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "gateway.json"
+
+    def start(self) -> Self:
+        keys_dir = self.workdir / "gateway-keys"
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for key, secret in self._keys.items():
+            fd = os.open(keys_dir / key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secret)
+        config = {**self._source, "listen_host": LOOPBACK, "listen_port": self.port,
+                  "metrics_port": self.metrics_port, "keys_dir": str(keys_dir)}
+        self.config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        self._spawn([sys.executable, "-m", "voxplane.gateway", "serve", "--config", str(self.config_path)])
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise self._fail(f"exited with code {self._proc.returncode} during start")
+            if self.ready():
+                return self
+            if time.monotonic() > deadline:
+                raise self._fail(f"not ready at {LOOPBACK}:{self.metrics_port}/readyz within {self.startup_timeout:.0f}s")
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.metrics_port}/readyz", timeout=1.0) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -659,10 +760,15 @@ def _up(args: argparse.Namespace) -> int:
     binary = ensure_livekit_binary()
     redis = RedisServer(workdir=workdir, detached=True)
     lk = LiveKitServer(config, redis=redis, binary=binary, workdir=workdir, detached=True)
+    gateway: GatewayServer | None = None
     try:
         redis.start()
         lk.start()
-    except ServerStartError as e:
+        if args.region:
+            gateway_config, gateway_keys = region_gateway(args.region, Path(args.root), upstream=lk.http_url)
+            gateway = GatewayServer(gateway_config, gateway_keys, workdir=workdir, detached=True).start()
+    except (ServerStartError, ValueError) as e:
+        lk.stop()
         redis.stop()
         print(f"devservers: {e}", file=sys.stderr)
         return 1
@@ -680,13 +786,17 @@ def _up(args: argparse.Namespace) -> int:
             "log": str(lk.log_path),
         },
     }
+    if gateway is not None:
+        state["gateway"] = {"pid": gateway.pid, "url": gateway.url, "config": str(gateway.config_path),
+                            "log": str(gateway.log_path)}
     # Holds the API secret, like the config file.
     fd = os.open(_state_path(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(state, f, indent=2)
     print(
-        f"devservers: livekit-server {lk.http_url} (log {lk.log_path}), redis {redis.address}",
+        f"devservers: livekit-server {lk.http_url} (log {lk.log_path}), redis {redis.address}"
+        + (f", gateway {gateway.http_url} (log {gateway.log_path})" if gateway is not None else ""),
         file=sys.stderr,
     )
     print(_exports(state))
@@ -699,6 +809,9 @@ def _down() -> int:
         state = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return 0
+    gw = state.get("gateway", {})
+    if gw.get("pid") and _owned(gw["pid"], "voxplane.gateway"):
+        _terminate(gw["pid"], timeout=5.0, term_twice=True)
     # LiveKit first: it unregisters its node from Redis while draining.
     lk, redis = state.get("livekit", {}), state.get("redis", {})
     if lk.get("pid") and _owned(lk["pid"], lk.get("binary", "livekit-server")):
@@ -716,7 +829,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Run Redis + livekit-server on loopback in the background.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help='start; prints "export LIVEKIT_URL=... ..." for eval')
+    up = sub.add_parser("up", help='start; prints "export LIVEKIT_URL=... ..." for eval (with --region, the '
+                                   "region's gateway too, and VOXPLANE_LIVEKIT_TENANT_URL)")
     source = up.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE", help="livekit-server config (YAML or JSON)")
     source.add_argument("--region", metavar="NAME", help="use the config voxplane renders for this region")

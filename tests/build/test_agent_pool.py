@@ -24,6 +24,7 @@ from voxplane.build.common import (
     AGENT_METRICS_PORT,
     RESTRICTED_CONTAINER,
     SecretValue,
+    gateway_internal_url,
     livekit_internal_url,
     model_base_url,
     walk_secret_values,
@@ -117,11 +118,13 @@ def test_objects_live_in_the_tenant_namespace_with_ownership_metadata(agent_name
 
 @pytest.mark.parametrize("agent_name,region_name", PAIRS)
 def test_livekit_connection_and_explicit_dispatch_env(agent_name, region_name):
-    """Workers reach the in-cluster SFU with the tenant's key and register as <tenant>-<agent> (explicit dispatch)."""
+    """Workers reach LiveKit through the gateway (never the SFU itself: the tenant's key works only
+    there) and register as <tenant>-<agent> (explicit dispatch)."""
     region, agent, objs = _build(agent_name, region_name)
     env = _env(objs)
-    assert env["LIVEKIT_URL"] == {"name": "LIVEKIT_URL", "value": livekit_internal_url(region)}
-    assert env["LIVEKIT_URL"]["value"] == "ws://livekit.vox-system.svc.cluster.local:7880"
+    assert env["LIVEKIT_URL"] == {"name": "LIVEKIT_URL", "value": gateway_internal_url(region)}
+    assert env["LIVEKIT_URL"]["value"] == "ws://livekit-gateway.vox-system.svc.cluster.local:7880"
+    assert env["LIVEKIT_URL"]["value"] != livekit_internal_url(region)
     for var in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
         assert env[var] == {"name": var, "valueFrom": {"secretKeyRef": {"name": "livekit-api", "key": var}}}
     assert env["LIVEKIT_AGENT_NAME"]["value"] == agent.scoped_name == f"{agent.tenant}-{agent.name}"

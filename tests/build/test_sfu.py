@@ -18,8 +18,10 @@ import yaml
 from components.secrets import SecretResolver
 from components.sfu import LiveKitSFU, LiveKitSFUArgs
 from voxplane.build.common import (
+    ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
     ANNOTATION_SOURCE,
+    GATEWAY_KEY,
     NO_MESH,
     SecretValue,
     checksum,
@@ -28,7 +30,7 @@ from voxplane.build.common import (
 )
 from voxplane.build.livekit_config import server_config
 from voxplane.build.redis import LABEL_LIVEKIT, build_redis, redis_address, redis_password_ref
-from voxplane.build.sfu import ANNOTATION_KEYS_CHECKSUM, build_sfu, firewall_rules
+from voxplane.build.sfu import ANNOTATION_KEYS_CHECKSUM, api_key_names, build_sfu, firewall_rules
 from voxplane.model import Region, SecretRef
 
 from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
@@ -154,17 +156,18 @@ def test_keys_come_from_a_secret_mounted_0600(name):
     assert pod(r)["securityContext"]["fsGroup"] == pod(r)["securityContext"]["runAsUser"] == 10001
 
 
-def test_keys_checksum_rolls_pods_when_a_tenant_is_added():
-    """The server reads its key file once at start: adding a tenant key changes the pod template."""
+def test_server_key_file_holds_platform_keys_only():
+    """Issue #9: livekit-server knows the admin and gateway keys, never a tenant's (tenant keys are
+    the gateway's), so adding a tenant neither changes the key file nor rolls the SFU."""
     r = region("us-east")
-    before = deployment(r)["spec"]["template"]["metadata"]["annotations"][ANNOTATION_KEYS_CHECKSUM]
+    assert api_key_names(r) == sorted([ADMIN_KEY, GATEWAY_KEY])
+    assert not any(k.startswith("vxt-") for k in api_key_names(r))
+    before = deployment(r)["spec"]["template"]["metadata"]["annotations"]
     extra = dict(r.tenants)
     extra["acme"] = dataclasses.replace(next(iter(r.tenants.values())), name="acme")
     after = deployment(dataclasses.replace(r, tenants=extra))["spec"]["template"]["metadata"]["annotations"]
-    assert after[ANNOTATION_KEYS_CHECKSUM] != before
-    assert after[ANNOTATION_CONFIG_CHECKSUM] == deployment(r)["spec"]["template"]["metadata"]["annotations"][
-        ANNOTATION_CONFIG_CHECKSUM
-    ]
+    assert after[ANNOTATION_KEYS_CHECKSUM] == before[ANNOTATION_KEYS_CHECKSUM]
+    assert after[ANNOTATION_CONFIG_CHECKSUM] == before[ANNOTATION_CONFIG_CHECKSUM]
 
 
 # --- the Deployment ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from .common import (
     env_secret,
     env_value,
     labels,
-    livekit_internal_url,
+    gateway_internal_url,
     metadata,
     model_base_url,
     pdb,
@@ -108,7 +108,8 @@ def _env(region: Region, agent: Agent) -> tuple[list[dict[str, Any]], dict[str, 
         return env_secret(var, ref.secret, ref.key)
 
     env = [
-        env_value("LIVEKIT_URL", livekit_internal_url(region)),
+        # The gateway, never livekit-server itself: the tenant key only works there.
+        env_value("LIVEKIT_URL", gateway_internal_url(region)),
         env_secret("LIVEKIT_API_KEY", LIVEKIT_SECRET, "LIVEKIT_API_KEY"),
         env_secret("LIVEKIT_API_SECRET", LIVEKIT_SECRET, "LIVEKIT_API_SECRET"),
         # Tenant-scoped and non-empty: the worker only takes explicitly dispatched jobs, so a

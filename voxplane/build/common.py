@@ -64,18 +64,38 @@ def service_host(region: Region, service: str, namespace: str) -> str:
 
 
 LIVEKIT_SERVICE = "livekit"
+#: The platform's keys: the only ones livekit-server knows. The admin key is the control plane's
+#: and the SIP bridge's; the gateway key is what the gateway signs forwarded requests with.
 ADMIN_KEY = "vx-admin"
+GATEWAY_KEY = "vx-gateway"
+#: The authorizing gateway's Service (voxplane/gateway): tenants reach LiveKit only through it.
+GATEWAY_SERVICE = "livekit-gateway"
+#: Its Service port: LiveKit's usual one, so a gateway URL looks like a LiveKit URL.
+GATEWAY_PORT = 7880
+#: Prefix of tenant key names; no platform key starts with it, so no tenant name can collide.
+TENANT_KEY_PREFIX = "vxt-"
 
 
 def livekit_internal_url(region: Region) -> str:
-    """The in-cluster WebSocket URL agents and the SIP bridge use."""
+    """The in-cluster WebSocket URL of livekit-server itself: the SIP bridge and the gateway."""
     host = service_host(region, LIVEKIT_SERVICE, system_namespace(region))
     return f"ws://{host}:{region.livekit.ports.http}"
 
 
+def gateway_internal_url(region: Region) -> str:
+    """The in-cluster WebSocket URL agents use (`LIVEKIT_URL`): the gateway's."""
+    return f"ws://{service_host(region, GATEWAY_SERVICE, system_namespace(region))}:{GATEWAY_PORT}"
+
+
 def tenant_api_key(tenant: str) -> str:
-    """The LiveKit API key name of a tenant (its secret is derived per region, never stored)."""
-    return f"vx-{tenant}"
+    """The LiveKit API key name of a tenant. Its secret is derived per region, never stored, and
+    known only to the gateway: livekit-server does not accept it."""
+    return f"{TENANT_KEY_PREFIX}{tenant}"
+
+
+def platform_api_keys() -> list[str]:
+    """The keys in livekit-server's key file."""
+    return sorted([ADMIN_KEY, GATEWAY_KEY])
 
 
 def model_base_url(region: Region, model_name: str) -> str:

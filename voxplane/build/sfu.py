@@ -13,7 +13,6 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..model import NodePool, Region
 from .common import (
-    ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
     K8sObject,
     LIVEKIT_SERVICE,
@@ -34,7 +33,7 @@ from .common import (
     secret,
     selector,
     system_namespace,
-    tenant_api_key,
+    platform_api_keys,
 )
 from .livekit_config import CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, KEYS_FILE, TURN_CERT_DIR, server_config, to_yaml
 from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, redis_address, redis_password_env
@@ -57,8 +56,9 @@ def sfu_labels(region: Region) -> dict[str, str]:
 
 
 def api_key_names(region: Region) -> list[str]:
-    """The keys in the server's key file: the platform's admin key and one per tenant."""
-    return sorted([ADMIN_KEY] + [tenant_api_key(t) for t in region.tenants])
+    """The keys in the server's key file: the platform's only (admin and gateway). Tenant keys
+    are the gateway's alone, so no tenant credential is accepted by the server itself."""
+    return platform_api_keys()
 
 
 def build_sfu(region: Region) -> list[K8sObject]:

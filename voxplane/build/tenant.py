@@ -1,5 +1,8 @@
 """A tenant in a region: namespace, default-deny network policy with explicit egress, quota,
-limit range and the tenant's LiveKit API key Secret."""
+limit range and the tenant's LiveKit API key Secret.
+
+The key is the tenant's own (`tenant_api_key`): livekit-server does not know it, only the
+gateway does (voxplane/gateway), which checks every request against the tenant's scope."""
 
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ from .common import (
     metadata,
     namespace,
     secret,
+    system_namespace,
     tenant_api_key,
     tenant_namespace,
 )
+from .gateway import GATEWAY_LISTEN_PORT, gateway_selector
 
 LIVEKIT_SECRET = "livekit-api"
 
@@ -49,13 +54,13 @@ def _default_deny(ns: str, lab: dict[str, str]) -> K8sObject:
 
 
 def _platform_access(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
-    """What every agent needs: DNS, the SFU (signalling and media), the region's models, and
-    Prometheus scraping the worker metrics."""
+    """What every agent needs: DNS, LiveKit signalling through the gateway, the SFU's media ports,
+    the region's models, and Prometheus scraping the worker metrics."""
     ports = region.livekit.ports
-    # The SFU runs with host networking, so its pods have node IPs that no podSelector matches:
-    # allow its ports towards any address instead.
+    # Media goes straight to the SFU. It runs with host networking, so its pods have node IPs
+    # that no podSelector matches: its media ports are allowed towards any address. Its API and
+    # signalling port is not: tenants reach it only through the gateway.
     livekit_ports: list[dict[str, Any]] = [
-        {"protocol": "TCP", "port": ports.http},
         {"protocol": "TCP", "port": ports.rtc_tcp},
         {"protocol": "UDP", "port": ports.rtc_udp.start, "endPort": ports.rtc_udp.end},
     ]
@@ -66,6 +71,11 @@ def _platform_access(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
             "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
+        {
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": system_namespace(region)}},
+                    "podSelector": {"matchLabels": gateway_selector(region)}}],
+            "ports": [{"protocol": "TCP", "port": GATEWAY_LISTEN_PORT}],
         },
         {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": livekit_ports},
     ]

@@ -1,0 +1,69 @@
+"""Fixtures for the gateway tests: the `local` region's livekit-server (platform keys only) with
+Redis, and the gateway running as its own process with the config `local` renders (addresses
+moved to loopback). Servers never skip: one that cannot start fails the test with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from voxplane.build.common import ADMIN_KEY, tenant_api_key
+from voxplane.dev.stack import dev_root_secret
+from voxplane.devservers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway
+from voxplane.keys import derive_api_secret
+
+REPO = Path(__file__).resolve().parents[2]
+REGION = "local"
+#: Tenant A is the attacker in these tests, B the victim.
+A, B = "northwind", "bellavista"
+A_AGENT, B_AGENT = "northwind-support", "bellavista-reservations"
+#: A room of each, by their dispatch rules' prefixes (nw-support_..., bv-call_...).
+A_ROOM, B_ROOM = "nw-support_+15550001_a", "bv-call_+15550002_b"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "integration: talks to real servers (livekit-server, Redis) started by the test"
+    )
+
+
+@dataclass(frozen=True)
+class Creds:
+    key: str
+    secret: str
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    livekit: LiveKitServer
+    gateway: GatewayServer
+
+    @property
+    def server_url(self) -> str:
+        return self.livekit.http_url
+
+    @property
+    def gateway_url(self) -> str:
+        return self.gateway.http_url
+
+    @property
+    def admin(self) -> Creds:
+        return Creds(ADMIN_KEY, derive_api_secret(dev_root_secret(REGION), REGION, ADMIN_KEY))
+
+    def tenant(self, name: str) -> Creds:
+        key = tenant_api_key(name)
+        return Creds(key, derive_api_secret(dev_root_secret(REGION), REGION, key))
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    """Redis + livekit-server with the `local` config, and the gateway with the `local` render."""
+    with RedisServer() as redis, LiveKitServer(region_config(REGION, REPO), redis=redis) as lk:
+        assert lk.api_key == ADMIN_KEY
+        config, keys = region_gateway(REGION, REPO, upstream=lk.http_url)
+        with GatewayServer(config, keys) as gw:
+            yield Stack(redis, lk, gw)

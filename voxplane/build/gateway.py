@@ -1,0 +1,234 @@
+"""The authorizing LiveKit gateway of a region (voxplane/gateway): its config (tenant scopes from
+the manifests), keys Secret, Deployment, Service, PDB, NetworkPolicy and PodMonitor.
+
+Tenants hold keys only the gateway knows; the gateway checks each request against the tenant's
+scope and forwards it to livekit-server signed with the platform's gateway key. The tenant
+NetworkPolicy (build/tenant.py) lets agent pods reach LiveKit's API and signalling port only
+through the gateway; media still goes to the SFU nodes directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .. import __version__
+from ..gateway.scope import GatewayConfig, tenant_scopes
+from ..model import Agent, Region
+from .common import (
+    ANNOTATION_CONFIG_CHECKSUM,
+    GATEWAY_KEY,
+    GATEWAY_PORT,
+    GATEWAY_SERVICE,
+    K8sObject,
+    MONITORING_NAMESPACE,
+    RESTRICTED_CONTAINER,
+    SecretValue,
+    checksum,
+    config_map,
+    env_value,
+    labels,
+    livekit_internal_url,
+    metadata,
+    pdb,
+    placement,
+    region_source,
+    restricted_pod,
+    secret,
+    selector,
+    system_namespace,
+)
+
+#: The image built from voxplane/gateway/Dockerfile (the voxplane package and its dependencies).
+GATEWAY_IMAGE = "voxplane/gateway"
+GATEWAY_IMAGE_TAG = __version__
+#: Two replicas: a rollout or a node drain never leaves tenants without signalling.
+GATEWAY_REPLICAS = 2
+#: Container ports (unprivileged); the Service maps GATEWAY_PORT to the first.
+GATEWAY_LISTEN_PORT = 8080
+GATEWAY_METRICS_PORT = 9102
+CONFIG_MAP = "livekit-gateway"
+KEYS_SECRET = "livekit-gateway-keys"
+CONFIG_DIR = "/etc/voxplane-gateway"
+CONFIG_FILE = "config.json"
+KEYS_DIR = f"{CONFIG_DIR}/keys"
+#: Seconds the gateway keeps serving after SIGTERM while readiness fails (VOXPLANE_GATEWAY_DRAIN_SECONDS),
+#: and the grace period around it. Open sockets then close; LiveKit clients resume signalling
+#: through another replica with their refresh token and workers re-register, calls go on.
+DRAIN_SECONDS = 10
+GRACE_SECONDS = 30
+#: Annotation: digest of the key *names* in the keys Secret (a new tenant rolls the pods).
+ANNOTATION_KEYS_CHECKSUM = "voxplane.io/keys-checksum"
+
+
+def gateway_labels(region: Region) -> dict[str, str]:
+    return labels(region, name=GATEWAY_SERVICE, component="gateway", version=GATEWAY_IMAGE_TAG)
+
+
+def gateway_selector(region: Region) -> dict[str, str]:
+    """The gateway pods' selector labels (tenant NetworkPolicies allow egress to them)."""
+    return selector(gateway_labels(region))
+
+
+def gateway_config(region: Region, agents: Sequence[Agent]) -> GatewayConfig:
+    """What the ConfigMap holds: the upstream, the platform key's name and every tenant's scope."""
+    upstream = "http://" + livekit_internal_url(region).split("://", 1)[1]
+    return GatewayConfig(
+        upstream=upstream,
+        platform_key=GATEWAY_KEY,
+        keys_dir=KEYS_DIR,
+        tenants=tenant_scopes(region, agents),
+        listen_port=GATEWAY_LISTEN_PORT,
+        metrics_port=GATEWAY_METRICS_PORT,
+    )
+
+
+def gateway_key_names(region: Region, agents: Sequence[Agent]) -> list[str]:
+    """Keys in the gateway's Secret: the platform gateway key and each tenant's key."""
+    config = gateway_config(region, agents)
+    return sorted([GATEWAY_KEY] + [t.api_key for t in config.tenants.values()])
+
+
+def build_gateway(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
+    """ConfigMap, keys Secret, Deployment, Service, PDB, NetworkPolicy and PodMonitor."""
+    ns = system_namespace(region)
+    lab = gateway_labels(region)
+    config = gateway_config(region, agents)
+    text = config.to_json()
+    keys = gateway_key_names(region, agents)
+    src = region_source(region)
+    return [
+        config_map(CONFIG_MAP, ns, lab, {CONFIG_FILE: text}, src),
+        secret(KEYS_SECRET, ns, lab, {k: SecretValue("livekit-secret", k) for k in keys}, src),
+        _deployment(region, ns, lab, text, keys),
+        _service(ns, lab, src),
+        pdb(GATEWAY_SERVICE, ns, lab),
+        _network_policy(region, ns, lab),
+        _pod_monitor(ns, lab),
+    ]
+
+
+def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, keys: list[str]) -> K8sObject:
+    probe = {"httpGet": {"path": "/healthz", "port": "metrics"}}
+    container = {
+        "name": "gateway",
+        "image": f"{GATEWAY_IMAGE}:{GATEWAY_IMAGE_TAG}",
+        "command": ["python", "-m", "voxplane.gateway", "serve", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "env": [env_value("VOXPLANE_GATEWAY_DRAIN_SECONDS", str(DRAIN_SECONDS))],
+        "ports": [
+            {"name": "http", "containerPort": GATEWAY_LISTEN_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": GATEWAY_METRICS_PORT, "protocol": "TCP"},
+        ],
+        # Readiness fails during the drain after SIGTERM, so endpoints drop the pod first.
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5,
+                           "failureThreshold": 2},
+        "livenessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+    }
+    pod_spec = {
+        # The gateway never calls the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": GRACE_SECONDS,
+        "securityContext": restricted_pod(),
+        **placement(region.agents.node_pool),
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector(lab)},
+            }
+        ],
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "config",
+                "projected": {
+                    "defaultMode": 0o440,
+                    "sources": [
+                        {"configMap": {"name": CONFIG_MAP, "items": [{"key": CONFIG_FILE, "path": CONFIG_FILE}]}},
+                        {"secret": {"name": KEYS_SECRET, "items": [{"key": k, "path": f"keys/{k}"} for k in keys]}},
+                    ],
+                },
+            }
+        ],
+    }
+    annotations = {
+        ANNOTATION_CONFIG_CHECKSUM: checksum(config_text),
+        ANNOTATION_KEYS_CHECKSUM: checksum(keys),
+        **region_source(region),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(GATEWAY_SERVICE, ns, lab, region_source(region)),
+        "spec": {
+            "replicas": GATEWAY_REPLICAS,
+            "selector": {"matchLabels": selector(lab)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": dict(lab), "annotations": annotations}, "spec": pod_spec},
+        },
+    }
+
+
+def _service(ns: str, lab: dict[str, str], src: dict[str, str]) -> K8sObject:
+    """`gateway_internal_url`: agents' LIVEKIT_URL. A public load balancer for tenants' own clients
+    (browsers, apps holding tenant-signed tokens) points here too, not at the SFU."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(GATEWAY_SERVICE, ns, lab, src),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(lab),
+            "ports": [
+                {"name": "http", "port": GATEWAY_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "metrics", "port": GATEWAY_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    """In: anyone on the API port (the gateway authenticates every request; tenants' clients may
+    come from outside), Prometheus on the metrics port. Out: DNS and livekit-server's API port
+    (host networking: node addresses, so any address on that port)."""
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": region.livekit.ports.http}]},
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(GATEWAY_SERVICE, ns, lab),
+        "spec": {
+            "podSelector": {"matchLabels": selector(lab)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {"ports": [{"protocol": "TCP", "port": GATEWAY_LISTEN_PORT}]},
+                {
+                    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
+                    "ports": [{"protocol": "TCP", "port": GATEWAY_METRICS_PORT}],
+                },
+            ],
+            "egress": egress,
+        },
+    }
+
+
+def _pod_monitor(ns: str, lab: dict[str, str]) -> K8sObject:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": metadata(GATEWAY_SERVICE, ns, lab),
+        "spec": {
+            "selector": {"matchLabels": selector(lab)},
+            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+        },
+    }
