@@ -185,6 +185,54 @@ def test_a_manifest_edit_previews_as_exactly_the_objects_it_touches(deployment: 
     assert [o["spec"]["maxReplicaCount"] for o in so] == [agent.scaling.max_workers - 1]
 
 
+def test_a_number_edit_previews_as_exactly_its_trunk(deployment: Deployment):
+    dep = deployment
+    agent = next(a for a in project(dep).agents_in(dep.region) if a.telephony)
+    path = dep.root / agent.source.file  # type: ignore[union-attr]
+    old_number = agent.telephony.numbers[0]  # type: ignore[union-attr]
+    new_number = old_number[:-4] + ("0000" if not old_number.endswith("0000") else "0001")
+    text = path.read_text()
+    assert f'"{old_number}"' in text
+    path.write_text(text.replace(f'"{old_number}"', f'"{new_number}"', 1))
+    changed = _steps(dep.preview_json())
+    assert len(changed) == 1, f"one number, one trunk; got {changed}"
+    (urn, op), = changed.items()
+    assert op == "update" and "SIPInboundTrunk" in urn and agent.name in urn, changed
+    dep.up()
+    from voxplane.dev.stack import dev_root_secret
+
+    secret = derive_api_secret(dev_root_secret(dep.region), dep.region, ADMIN_KEY)
+    with LiveKitAdmin(dep.livekit.http_url, ADMIN_KEY, secret) as client:
+        numbers = {n for t in client.list_trunks() if t.name.endswith(f"-{agent.name}") for n in t.numbers}
+    assert new_number in numbers and old_number not in numbers
+
+
+def test_a_model_edit_previews_as_exactly_its_autoscaler(deployment: Deployment):
+    """A model's max_replicas is the ScaledObject's bound; the StatefulSet's replicas belong to KEDA."""
+    dep = deployment
+    region = project(dep).regions[dep.region]
+    model = next(iter(region.models.values()))
+    path = dep.root / region.source.file  # type: ignore[union-attr]
+    text = path.read_text()
+    block = text.index(f"\n  {model.name}:\n")
+    old, new = f"max_replicas: {model.max_replicas}", f"max_replicas: {model.max_replicas + 1}"
+    if old in text[block:]:
+        at = text.index(old, block)
+        text = text[:at] + new + text[at + len(old):]
+    else:  # the default: state it under the model's kind line
+        at = text.index("kind:", block)
+        eol = text.index("\n", at)
+        text = text[:eol + 1] + f"    {new}\n" + text[eol + 1:]
+    path.write_text(text)
+    changed = _steps(dep.preview_json())
+    assert len(changed) == 1, f"one field, one object; got {changed}"
+    (urn, op), = changed.items()
+    assert op == "update" and "ScaledObject" in urn and model.name in urn, changed
+    dep.up()
+    (so,) = [o for o in dep.objects("scaledobjects.keda.sh") if o["metadata"]["name"] == model.name]
+    assert so["spec"]["maxReplicaCount"] == model.max_replicas + 1
+
+
 def test_an_agent_change_rolls_with_max_unavailable_zero(deployment: Deployment):
     dep = deployment
     agent = next(a for a in project(dep).agents_in(dep.region))
