@@ -82,3 +82,50 @@ def regions_at(base: str, root: Path, paths: Iterable[str]) -> dict[str, list[st
         if isinstance(regions, list):
             found[path] = [str(r) for r in regions]
     return found
+
+
+def explain_regions(
+    changed: Iterable[str],
+    project: Project,
+    previous_regions: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, list[str]]:
+    """Why each affected region is affected: region -> one reason per changed path that selects it.
+
+    The same rule as `affected_regions` (its keys are exactly that list), stated per path."""
+    every = sorted(project.regions)
+    previous_regions = previous_regions or {}
+    by_file = {a.source.file: a for a in project.agents if a.source is not None}
+    by_build = {a.code.build.rstrip("/"): a for a in project.agents if a.code.build}
+    reasons: dict[str, list[str]] = {}
+
+    def add(regions: Iterable[str], reason: str) -> None:
+        for region in regions:
+            if region in project.regions and reason not in reasons.setdefault(region, []):
+                reasons[region].append(reason)
+
+    for path in sorted(changed):
+        parts = PurePosixPath(path).parts
+        if path.startswith(EVERYWHERE):
+            add(every, f"{path} changed: the tool itself (affects every region)")
+        elif len(parts) == 2 and parts[0] == "regions" and path.endswith((".yaml", ".yml")):
+            add([PurePosixPath(path).stem], f"{path} changed: the region's manifest")
+        elif len(parts) == 1 and path.startswith("Pulumi.") and path.endswith(".yaml"):
+            add([path[len("Pulumi."):-len(".yaml")]], f"{path} changed: the region's stack file")
+        elif len(parts) == 2 and parts[0] == "agents":
+            agent = by_file.get(path)
+            now = set(agent.regions) if agent else set()
+            before = set(previous_regions.get(path, ()))
+            name = f"agent {agent.tenant}/{agent.name}" if agent else f"the agent of {path}"
+            if path not in previous_regions:  # a new agent (or its regions at the base are not known)
+                add(sorted(now), f"{path} changed: {name} runs here")
+            else:
+                add(sorted(now & before), f"{path} changed: {name} runs here")
+                add(sorted(now - before), f"{path} changed: {name} now runs here (added to its regions)")
+            add(sorted(before - now), f"{path} changed: {name} ran here before the change"
+                + (" (the manifest is gone)" if agent is None else " (removed from its regions)"))
+        elif len(parts) > 2 and parts[0] == "agents":
+            agent = by_build.get("/".join(parts[:2]))
+            if agent is not None:
+                add(agent.regions, f"{path} changed: the code of agent {agent.tenant}/{agent.name} "
+                                   f"(code.build: {agent.code.build}), which runs here")
+    return {region: reasons[region] for region in affected_regions(changed, project, previous_regions)}

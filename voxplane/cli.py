@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import click
 
-from . import __version__
+from . import __version__, term
+from .completion import complete_manifests, complete_numbers, complete_regions, complete_tenants
 from .loader import LoadResult, load
 from .problems import ManifestError, Problem, plural
 from .stackfile import stack_name
@@ -72,16 +73,22 @@ class _Main(click.Group):
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="voxplane")
-def main() -> None:
+@click.option("--no-color", is_flag=True, help="No colour, even on a terminal (as NO_COLOR=1 does).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the answer: no progress or summary lines.")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (repeatable).")
+def main(no_color: bool, quiet: bool, verbose: int) -> None:
     """Declare a self-hosted voice-AI platform per region from YAML in git.
 
     Regions live in regions/<name>.yaml, agents in agents/<name>.yaml; `pulumi up -s <region>`
-    deploys a region, and the commands below check, render and compare it.
+    deploys a region, and the commands below check, render and compare it. Tables are drawn for
+    a terminal and stay plain text in pipes and files; NO_COLOR or --no-color turns colour off.
+    Shell completion (region, tenant and agent names): `voxplane completion bash|zsh|fish`.
     """
+    term.configure(no_color=no_color, quiet=quiet, verbose=verbose)
 
 
 @main.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), shell_complete=complete_manifests)
 @_root_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
 def validate(paths: Sequence[Path], root: Path, fmt: str) -> None:
@@ -98,13 +105,19 @@ def validate(paths: Sequence[Path], root: Path, fmt: str) -> None:
         click.echo(json.dumps(_validate_json(result), indent=2))
     else:
         for problem in result.problems:
-            click.echo(str(problem))
-        click.echo(_summary(result), err=True)
+            click.echo(_problem_text(str(problem)))
+        term.info(_summary(result))
     sys.exit(0 if result.ok else 1)
 
 
+def _problem_text(line: str) -> str:
+    """FILE:LINE:COL: in bold on a terminal with colour; unchanged elsewhere."""
+    location, sep, rest = line.partition(": ")
+    return term.style(location + sep, bold=True) + rest if sep else line
+
+
 @main.command()
-@click.argument("region")
+@click.argument("region", shell_complete=complete_regions)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Folder to write kubernetes/ and livekit/ into: new, empty, or made by an earlier render "
                    "(only the files that render wrote are replaced). Default: out/REGION under the root.")
@@ -122,7 +135,7 @@ def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
     from .render import render as run_render, to_json, write
 
     out_dir = out_dir if out_dir is not None else root / "out" / region
-    click.echo(f"rendering region {region!r} (validating manifests, running the program under mocks)...", err=True)
+    term.info(f"rendering region {region!r} (validating manifests, running the program under mocks)...")
     try:
         result = run_render(region, root)
     except ManifestError as exc:
@@ -143,35 +156,33 @@ def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
         click.echo(to_json(result))
     else:
         _print_table(["component", "kind", "count"], [list(map(str, row)) for row in result.summary()])
+        for path in files:
+            term.detail(f"wrote {path}")
         click.echo(f"\n{len(result.kubernetes)} Kubernetes objects, {len(result.livekit)} LiveKit objects "
                    f"-> {out_dir} ({len(files)} files)")
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    click.echo(line(header))
-    click.echo(line(["-" * w for w in widths]))
-    for row in rows:
-        click.echo(line(row))
+    """Plain aligned text to pipes and files (stable for scripts and tests), rich on a terminal."""
+    term.table(header, rows)
 
 
 @main.command()
 @click.option("--base", default="origin/main", show_default=True, help="Git revision the change is compared with.")
+@click.option("--explain", is_flag=True, help="Say why each region is affected (each changed file and what links it).")
 @_root_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
-def affected(base: str, root: Path, fmt: str) -> None:
+def affected(base: str, explain: bool, root: Path, fmt: str) -> None:
     """List the regions a change touches (for the CI preview matrix).
 
     Compares the working tree with BASE: a region is affected when its manifest or stack file
     changed, when an agent running there (before or after) changed, or that agent's code; a
-    change to the tool itself affects every region. Exit 1 on invalid manifests or git errors.
+    change to the tool itself affects every region. With --explain, each region comes with its
+    reasons (JSON: an object of region -> reasons). Exit 1 on invalid manifests or git errors.
     """
     import subprocess
 
-    from .affected import affected_regions, changed_files, regions_at
+    from .affected import affected_regions, changed_files, explain_regions, regions_at
 
     result = load((), root)
     if result.problems or result.project is None:
@@ -179,20 +190,74 @@ def affected(base: str, root: Path, fmt: str) -> None:
         sys.exit(1)
     try:
         changed = changed_files(base, root)
-        regions = affected_regions(changed, result.project, regions_at(base, root, changed))
+        before = regions_at(base, root, changed)
+        regions = affected_regions(changed, result.project, before)
     except subprocess.CalledProcessError as exc:
         click.echo(f"error: git failed: {(exc.stderr or '').strip() or exc}", err=True)
         sys.exit(1)
+    for path in changed:
+        term.detail(f"changed: {path}")
+    reasons = explain_regions(changed, result.project, before) if explain else {}
     if fmt == "json":
-        click.echo(json.dumps(regions))
+        click.echo(json.dumps(reasons if explain else regions))
     else:
         for region in regions:
             click.echo(region)
-        click.echo(f"{len(regions)} of {len(result.project.regions)} regions affected by {len(changed)} changed files", err=True)
+            for reason in reasons.get(region, []):
+                click.echo(f"  {reason}")
+        term.info(f"{len(regions)} of {len(result.project.regions)} regions affected by {len(changed)} changed files")
 
 
 @main.command()
-@click.argument("region")
+@click.argument("regions", nargs=-1, metavar="[REGION ...]", shell_complete=complete_regions)
+@click.option("--base", default=None, metavar="REF",
+              help="Git revision to compare with [default: the merge base of HEAD with the main branch].")
+@_root_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="Output format (markdown: the pull request comment).")
+def plan(regions: Sequence[str], base: str | None, root: Path, fmt: str) -> None:
+    """What the working tree changes against BASE, offline: per manifest field, the objects it touches.
+
+    Renders REGION (default: every region the change can affect, as `voxplane affected` decides)
+    from the working tree and from BASE (exported with git into a temporary folder; rendered by
+    BASE's own code when the tool itself changed), and lists each changed manifest field, stack
+    config key or agent code folder with the Kubernetes and LiveKit objects it changes, adds or
+    removes; then the objects added and removed, what the change does to capacity (replicas and
+    GPUs at peak, agent sessions, tenant quota headroom) and to routing (numbers added, moved,
+    removed). No cluster, no Pulumi CLI. Exit 0 no object changes, 2 changes, 1 error (as
+    terraform's -detailed-exitcode).
+    """
+    from . import plan as pl
+
+    try:
+        if base is None:
+            commit, label = pl.default_base(root)
+        else:
+            commit, label = pl.resolve(root, base), base
+        term.info(f"planning against {commit[:12]} ({label}): rendering both sides ...")
+        with pl.exported(root, commit) as base_root:
+            changed = pl.changed_between(base_root, root)
+            for path in changed:
+                term.detail(f"changed: {path}")
+            result = pl.plan_between(base_root, root, list(regions) or None, changed=changed, base=commit,
+                                     base_label=label)
+    except ManifestError as exc:
+        print_problems(exc.problems)
+        sys.exit(1)
+    except pl.PlanError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    text = pl.RENDERERS[fmt](result)
+    if fmt == "text":
+        for line in text.rstrip("\n").split("\n"):
+            click.echo(term.plan_line(line))
+    else:
+        click.echo(text.rstrip("\n"))
+    sys.exit(2 if result.has_changes else 0)
+
+
+@main.command()
+@click.argument("region", shell_complete=complete_regions)
 @_root_option
 @click.option("--duty-cycle", type=click.FloatRange(0, 1, min_open=True), default=0.25, show_default=True,
               help="Share of a call's time its LLM stream is active.")
@@ -261,7 +326,7 @@ def _print_capacity(report: Any, duty_cycle: float) -> None:
 
 
 @main.command()
-@click.argument("region")
+@click.argument("region", shell_complete=complete_regions)
 @click.option("--config-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Stack file to read instead of ROOT/Pulumi.REGION.yaml (as `pulumi --config-file`).")
 @_root_option
@@ -374,17 +439,21 @@ def livekit() -> None:
 
 
 @livekit.command("sync")
-@click.argument("region")
+@click.argument("region", shell_complete=complete_regions)
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Apply without asking (a terminal on stdin is asked first).")
 @_livekit_options
 @_root_option
-def livekit_sync(region: str, dry_run: bool, url: str | None, api_key: str | None, api_secret: str | None, root: Path) -> None:
+def livekit_sync(region: str, dry_run: bool, yes: bool, url: str | None, api_key: str | None, api_secret: str | None,
+                 root: Path) -> None:
     """Make REGION's LiveKit trunks and dispatch rules match the manifests.
 
-    Prints the plan, then each change as it is made. Secrets declared as `{config: KEY}` (digest
-    password, PIN) are read from VOXPLANE_SECRET_<KEY>. Exit 0 on success, 1 on any error
-    (manifest problems, missing secrets, unreachable server, rejected credentials, conflicts with
-    objects voxplane does not own); nothing is written unless the whole plan can be.
+    Prints the plan, then each change as it is made. When stdin is a terminal it asks before
+    applying (--yes skips the question); from a pipe or CI it never asks. Secrets declared as
+    `{config: KEY}` (digest password, PIN) are read from VOXPLANE_SECRET_<KEY>. Exit 0 on
+    success, 1 on any error (manifest problems, missing secrets, unreachable server, rejected
+    credentials, conflicts with objects voxplane does not own) or when the answer is no;
+    nothing is written unless the whole plan can be.
     """
     from .livekit import commands as lk
 
@@ -395,9 +464,13 @@ def livekit_sync(region: str, dry_run: bool, url: str | None, api_key: str | Non
             for line in lk.plan_lines(plan):
                 click.echo(line)
             if not dry_run and plan.steps:
-                click.echo(f"applying {len(plan.steps)} changes ...", err=True)
+                if not yes and term.interactive() and not term.confirm(
+                        f"apply {plural(len(plan.steps), 'change')} to region {region}'s LiveKit?"):
+                    click.echo("cancelled: nothing was changed", err=True)
+                    sys.exit(1)
+                term.info(f"applying {len(plan.steps)} changes ...")
                 applied = lk.apply_plan(plan, client, lambda step, oid: click.echo(lk.done_line(step, oid)))
-                click.echo(f"done: {len(applied)} changes applied", err=True)
+                term.info(f"done: {len(applied)} changes applied")
     except ManifestError as exc:
         print_problems(exc.problems)
         sys.exit(1)
@@ -406,8 +479,8 @@ def livekit_sync(region: str, dry_run: bool, url: str | None, api_key: str | Non
 
 
 @livekit.command("route")
-@click.argument("region")
-@click.option("--to", "to", required=True, metavar="NUMBER", help="Called number (the trunk number), e.g. +13125550142.")
+@click.argument("region", shell_complete=complete_regions)
+@click.option("--to", "to", required=True, metavar="NUMBER", shell_complete=complete_numbers, help="Called number (the trunk number), e.g. +13125550142.")
 @click.option("--from", "from_", default=None, metavar="NUMBER", help="Caller number [default: +15550100199].")
 @click.option("--address", default=None, metavar="IP",
               help="Source IP of the INVITE, without port [default: the first address of the region's carrier allow-list].")
@@ -461,7 +534,7 @@ def livekit_route(region: str, to: str, from_: str | None, address: str | None, 
 
 
 @main.command()
-@click.argument("region")
+@click.argument("region", shell_complete=complete_regions)
 @click.option("--only", type=click.Choice(["kubernetes", "livekit"]), default=None,
               help="Compare one target only: `kubernetes` (the cluster's objects) or `livekit` (SIP trunks and "
                    "dispatch rules) [default: both, in one report].")
@@ -534,7 +607,7 @@ main.add_command(_dev_group)
 
 
 @main.command()
-@click.argument("region")
+@click.argument("region", shell_complete=complete_regions)
 @click.option("--context", "kube_context", default=None, metavar="NAME",
               help="kubeconfig context [default: the stack's voxplane:kubeContext, else the current one].")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
