@@ -2,14 +2,15 @@
 
 A livekit-agents worker with explicit dispatch: it registers under LIVEKIT_AGENT_NAME
 (`<tenant>-reservations`, set by the platform) and only joins rooms dispatched to that name.
-Speech and language models come from the VOXPLANE_<ROLE>_* variables the platform injects.
+Speech and language models come from the VOXPLANE_<ROLE>_* variables the platform injects;
+voxplane_agent.py (the platform's glue, the same in every agent folder) wires them, the load,
+drain, metrics and health endpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from datetime import datetime
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,53 +19,20 @@ import aiohttp
 from livekit import rtc
 from livekit.agents import (
     Agent,
-    AgentServer,
     AgentSession,
     JobContext,
     JobProcess,
     RunContext,
     ToolError,
-    cli,
     function_tool,
     get_job_context,
 )
 from livekit.agents.utils import http_context
-from livekit.plugins import openai, silero
+from livekit.plugins import silero
+
+import voxplane_agent as platform
 
 logger = logging.getLogger("reservations")
-
-ROLES = ("STT", "TTS", "LLM")
-
-
-def _agent_name() -> str:
-    name = os.environ.get("LIVEKIT_AGENT_NAME", "").strip()
-    if not name:
-        sys.exit(
-            "LIVEKIT_AGENT_NAME is not set. The platform sets it to <tenant>-reservations; for a "
-            "local run export it yourself, e.g. LIVEKIT_AGENT_NAME=bellavista-reservations. "
-            "Without it the worker would take every room (automatic dispatch)."
-        )
-    return name
-
-
-def _inference(role: str) -> dict[str, str]:
-    """base_url, model and api_key for one role (STT, TTS, LLM) from VOXPLANE_<ROLE>_*."""
-    keys = ("BASE_URL", "MODEL", "PROVIDER", "API_KEY")
-    env = {k: os.environ.get(f"VOXPLANE_{role}_{k}", "").strip() for k in keys}
-    missing = [f"VOXPLANE_{role}_{k}" for k in ("BASE_URL", "MODEL") if not env[k]]
-    if env["PROVIDER"] and not env["API_KEY"]:
-        missing.append(f"VOXPLANE_{role}_API_KEY (provider {env['PROVIDER']!r} needs a key)")
-    if missing:
-        raise RuntimeError(f"{role} inference is not configured: {', '.join(missing)} not set")
-    # In-region model servers take no key, but the OpenAI client refuses an empty one.
-    return {"base_url": env["BASE_URL"], "model": env["MODEL"], "api_key": env["API_KEY"] or "unused"}
-
-
-def _tts() -> openai.TTS:
-    # Kokoro names its voices differently from OpenAI; TTS_VOICE overrides either default.
-    external = bool(os.environ.get("VOXPLANE_TTS_PROVIDER"))
-    voice = os.environ.get("TTS_VOICE") or ("ash" if external else "af_heart")
-    return openai.TTS(voice=voice, **_inference("TTS"))
 
 
 def _local_now() -> datetime:
@@ -190,35 +158,23 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["vad"] = silero.VAD.load()
 
 
-AGENT_NAME = _agent_name()
-# The platform (voxplane AgentPool) sets both: the metrics port its autoscaler scrapes for
-# lk_agents_active_job_count, and the drain bound that fits inside the pod's grace period.
-server = AgentServer(
-    setup_fnc=prewarm,
-    prometheus_port=int(os.environ.get("VOXPLANE_METRICS_PORT", "0")) or None,
-    drain_timeout=int(os.environ.get("VOXPLANE_DRAIN_TIMEOUT", "3600")),
-)
+AGENT_NAME = platform.agent_name("reservations", example="bellavista-reservations")
+# Load (sessions / sessions_per_worker), drain, metrics and the health endpoint are the platform's.
+server = platform.agent_server(setup_fnc=prewarm)
 
 
 @server.rtc_session(agent_name=AGENT_NAME)
 async def reservations(ctx: JobContext) -> None:
     session = AgentSession(
         vad=ctx.proc.userdata["vad"],
-        stt=openai.STT(**_inference("STT")),
-        llm=openai.LLM(**_inference("LLM")),
-        tts=_tts(),
+        stt=platform.stt(),
+        llm=platform.llm(),
+        tts=platform.tts(),
     )
+    platform.end_call_with_session(ctx, session)
     await session.start(agent=Receptionist(), room=ctx.room)
     await session.generate_reply(instructions="Greet the caller as Bella Vista reservations and ask how you can help.")
 
 
 if __name__ == "__main__":
-    if os.environ.get("LOG_LEVEL"):
-        os.environ.setdefault("LIVEKIT_LOG_LEVEL", os.environ["LOG_LEVEL"].upper())
-    if sys.argv[1:2] and sys.argv[1] in ("start", "dev", "console", "connect"):
-        try:
-            for role in ROLES:
-                _inference(role)  # refuse to register a worker that could not answer a call
-        except RuntimeError as e:
-            sys.exit(str(e))
-    cli.run_app(server)
+    platform.run(server)

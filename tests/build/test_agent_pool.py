@@ -170,7 +170,9 @@ def test_secrets_never_appear_as_plain_values(agent_name, region_name):
 
 @pytest.mark.parametrize("agent_name,region_name", PAIRS)
 def test_deployment_drains_rolls_and_probes_like_livekit_agents_needs(agent_name, region_name):
-    """Grace = drain_timeout + 30 s, maxUnavailable 0 / maxSurge 25%, probes on 8081 `/`, startup ≥ 300 s."""
+    """Grace = drain_timeout + 30 s, maxUnavailable 0 / maxSurge 25%, startup ≥ 300 s; the probes on
+    8081 are the platform glue's: readiness `/ready` (registered, not draining), liveness and
+    startup `/live` (livekit-agents' own `/` answers 200 while reconnecting and draining)."""
     _, agent, objs = _build(agent_name, region_name)
     spec = objs["Deployment"]["spec"]
     pod = spec["template"]["spec"]
@@ -181,8 +183,16 @@ def test_deployment_drains_rolls_and_probes_like_livekit_agents_needs(agent_name
     c = _container(objs)
     assert c["image"] == IMAGE
     assert c["command"] == list(agent.command)
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert c[probe]["httpGet"] == {"path": "/", "port": AGENT_HEALTH_PORT}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": AGENT_HEALTH_PORT}
+    for probe in ("livenessProbe", "startupProbe"):
+        assert c[probe]["httpGet"] == {"path": "/live", "port": AGENT_HEALTH_PORT}
+    # Liveness restarts only after LiveKit was lost for the glue's timeout plus the probe's failures.
+    env = _env(objs)
+    live = c["livenessProbe"]
+    assert int(env["VOXPLANE_LIVEKIT_LOST_TIMEOUT"]["value"]) + live["periodSeconds"] * live["failureThreshold"] >= 60
+    assert env["VOXPLANE_HEALTH_PORT"]["value"] == str(AGENT_HEALTH_PORT)
+    assert env["VOXPLANE_SESSIONS_PER_WORKER"]["value"] == str(agent.scaling.sessions_per_worker)
+    assert env["VOXPLANE_LOAD_THRESHOLD"]["value"] == "1.0"
     start = c["startupProbe"]
     assert start["failureThreshold"] * start["periodSeconds"] >= 300
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8081, "metrics": AGENT_METRICS_PORT}
@@ -245,7 +255,8 @@ def test_keda_scales_on_active_jobs_from_this_pools_podmonitor(agent_name, regio
     job = f'{objs["PodMonitor"]["metadata"]["namespace"]}/{objs["PodMonitor"]["metadata"]["name"]}'
     assert trigger["metadata"] == {
         "serverAddress": region.kubernetes.prometheus_url,
-        "query": f'sum(lk_agents_active_job_count{{namespace="{ns}",job="{job}"}})',
+        # `or vector(0)`: a pool without samples yet reads 0 (tests/build/test_scaling_query.py).
+        "query": f'sum(lk_agents_active_job_count{{namespace="{ns}",job="{job}"}}) or vector(0)',
         "threshold": str(agent.scaling.sessions_per_worker),
         "activationThreshold": "0",
     }

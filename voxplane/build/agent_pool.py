@@ -2,10 +2,15 @@
 Secret its config-held secrets land in, a PDB, a PodMonitor and the KEDA ScaledObject that scales
 it on active jobs (never on CPU).
 
-Facts (reference/livekit.md §3): workers register over a WebSocket to `LIVEKIT_URL` and need no
-inbound ports; `LIVEKIT_AGENT_NAME` set ⇒ explicit dispatch only; health `GET /` on 8081 answers
-503 when the worker cannot reach LiveKit; SIGTERM drains for up to `drain_timeout` seconds;
-`lk_agents_active_job_count` is the worker's job gauge.
+Facts (reference/livekit.md §3, reference/callpath.md): workers register over a WebSocket to
+`LIVEKIT_URL` and need no inbound ports; `LIVEKIT_AGENT_NAME` set ⇒ explicit dispatch only; SIGTERM
+drains for up to `drain_timeout` seconds; `lk_agents_active_job_count` is the worker's job gauge,
+with no sample before a worker's first job. livekit-agents 1.8's own health `GET /` answers 200
+while it reconnects (503 only once its 16 attempts are spent), while draining and while full, so
+the probes use the platform's endpoint instead: agents/<name>/voxplane_agent.py serves `/ready`
+(registered, not draining) and `/live` (LiveKit lost for less than VOXPLANE_LIVEKIT_LOST_TIMEOUT,
+or draining) on VOXPLANE_HEALTH_PORT, and reports load as active sessions / sessions_per_worker
+against VOXPLANE_LOAD_THRESHOLD (the env contract: README, "The agent contract").
 """
 
 from __future__ import annotations
@@ -53,6 +58,15 @@ SCALE_DOWN_PODS = 1
 SCALE_DOWN_PERIOD_SECONDS = 120
 #: The gauge livekit-agents exports per worker (telemetry/metrics.py).
 ACTIVE_JOBS_METRIC = "lk_agents_active_job_count"
+#: A worker is full (refuses jobs) at load ≥ this, its load being active sessions over
+#: sessions_per_worker: full at exactly the sessions per worker KEDA targets, so a worker's
+#: availability and the autoscaler's arithmetic agree.
+LOAD_THRESHOLD = "1.0"
+#: The platform health endpoint's liveness fails after LiveKit has been lost this long (never
+#: while draining); the liveness probe then restarts the worker after its own failures.
+LIVEKIT_LOST_TIMEOUT_SECONDS = 60
+READY_PATH = "/ready"
+LIVE_PATH = "/live"
 #: Consolidation (Karpenter) must not evict a worker carrying live calls.
 DO_NOT_DISRUPT = {"karpenter.sh/do-not-disrupt": "true"}
 CONTAINER = "agent"
@@ -67,7 +81,12 @@ def active_jobs_query(namespace: str, podmonitor: str) -> str:
     """PromQL summing active jobs over the pool's pods. prometheus-operator labels PodMonitor
     targets with `namespace` (the pod's) and `job="<namespace>/<podmonitor name>"` when no
     jobLabel is set (pkg/prometheus/promcfg.go, generatePodMonitorConfig)."""
-    return f'sum({ACTIVE_JOBS_METRIC}{{namespace="{namespace}",job="{namespace}/{podmonitor}"}})'
+    # `or vector(0)`: a pool whose pods exported no sample yet (the gauge appears with the
+    # first job; before any scrape there is no series at all) counts as 0 active jobs, not as
+    # "no data" (sum() of nothing is an empty vector). Checked with Prometheus' own engine
+    # (tests/build/test_scaling_query.py, tools/promqleval).
+    selector = f'{ACTIVE_JOBS_METRIC}{{namespace="{namespace}",job="{namespace}/{podmonitor}"}}'
+    return f"sum({selector}) or vector(0)"
 
 
 def build_agent_pool(region: Region, agent: Agent, *, image: str) -> list[K8sObject]:
@@ -132,11 +151,17 @@ def _env(region: Region, agent: Agent) -> tuple[list[dict[str, Any]], dict[str, 
             if p.model:
                 env.append(env_value(f"{prefix}_MODEL", p.model))
             env.append(from_ref(f"{prefix}_API_KEY", p.api_key))
-    # livekit-agents reads neither setting from the environment; the worker's code passes them to
-    # AgentServer(prometheus_port=..., drain_timeout=...) (see agents/*/agent.py). The drain bound
-    # must stay inside the pod's grace period, so the platform, not the code, decides it.
+    # livekit-agents reads neither setting from the environment; the platform glue passes them to
+    # AgentServer(prometheus_port=..., drain_timeout=...) (agents/*/voxplane_agent.py). The drain
+    # bound must stay inside the pod's grace period, so the platform, not the code, decides it.
     env.append(env_value("VOXPLANE_METRICS_PORT", str(AGENT_METRICS_PORT)))
     env.append(env_value("VOXPLANE_DRAIN_TIMEOUT", str(agent.scaling.drain_timeout)))
+    # The rest of the platform's contract with voxplane_agent.py: load = sessions over
+    # sessions_per_worker, full at the threshold; the health endpoint the probes below use.
+    env.append(env_value("VOXPLANE_SESSIONS_PER_WORKER", str(agent.scaling.sessions_per_worker)))
+    env.append(env_value("VOXPLANE_LOAD_THRESHOLD", LOAD_THRESHOLD))
+    env.append(env_value("VOXPLANE_HEALTH_PORT", str(AGENT_HEALTH_PORT)))
+    env.append(env_value("VOXPLANE_LIVEKIT_LOST_TIMEOUT", str(LIVEKIT_LOST_TIMEOUT_SECONDS)))
     env += [env_value(k, v) for k, v in sorted(agent.env.items())]
     env += [from_ref(k, ref) for k, ref in sorted(agent.secrets.items())]
     return env, secret_data
@@ -153,8 +178,8 @@ def _node_pool(region: Region, agent: Agent) -> NodePool | None:
     return region.agents.node_pool
 
 
-def _health_get() -> dict[str, Any]:
-    return {"httpGet": {"path": "/", "port": AGENT_HEALTH_PORT}}
+def _health_get(path: str) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": AGENT_HEALTH_PORT}}
 
 
 def _deployment(
@@ -176,15 +201,17 @@ def _deployment(
                 {"name": "health", "containerPort": AGENT_HEALTH_PORT, "protocol": "TCP"},
                 {"name": "metrics", "containerPort": AGENT_METRICS_PORT, "protocol": "TCP"},
             ],
-            # Health answers 503 while the worker cannot reach LiveKit: take it out of readiness
-            # quickly, restart it only after a sustained failure (a brief SFU restart is not one).
+            # Ready = registered with LiveKit and not draining: a rollout (maxUnavailable 0)
+            # waits for the new worker to register before the old one drains. Live fails only
+            # after LiveKit has been lost for LIVEKIT_LOST_TIMEOUT_SECONDS (a brief SFU restart
+            # is not a reason to restart) and never while draining, so calls finish.
             "startupProbe": {
-                **_health_get(),
+                **_health_get(LIVE_PATH),
                 "periodSeconds": STARTUP_PERIOD_SECONDS,
                 "failureThreshold": STARTUP_SECONDS // STARTUP_PERIOD_SECONDS,
             },
-            "readinessProbe": {**_health_get(), "periodSeconds": 10, "failureThreshold": 3},
-            "livenessProbe": {**_health_get(), "periodSeconds": 15, "timeoutSeconds": 5, "failureThreshold": 4},
+            "readinessProbe": {**_health_get(READY_PATH), "periodSeconds": 5, "failureThreshold": 2},
+            "livenessProbe": {**_health_get(LIVE_PATH), "periodSeconds": 15, "timeoutSeconds": 5, "failureThreshold": 2},
             "resources": resources(agent.resources) or None,
             "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
             # livekit-agents writes to /tmp (job process IPC, temp files); the rest stays read-only.

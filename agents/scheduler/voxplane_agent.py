@@ -1,0 +1,347 @@
+"""voxplane's platform glue for a livekit-agents 1.8 worker: the part of the contract every agent
+program shares, so each agent.py holds only its own conversation.
+
+This file is identical in every agents/<name>/ folder (tests/test_agent_programs.py checks it):
+edit one copy, then copy it over the others. A copy per folder, not a shared package, because each
+agent's image builds from its own folder alone (`code.build`, or the team's own pipeline for a
+prebuilt `code.image`): a file outside that folder is not in the build context, and a package on an
+index would be a second release train for twenty lines of wiring.
+
+What it does, from the environment the platform renders into the agent's Deployment
+(voxplane/build/agent_pool.py; README "The agent contract"):
+
+- `agent_name()`: LIVEKIT_AGENT_NAME, or exit (without it the worker would take every room).
+- `inference(role)`, `stt()`, `llm()`, `tts()`: the VOXPLANE_<ROLE>_* wiring, OpenAI-compatible
+  clients for the region's model servers or the manifest's external provider.
+- `agent_server()`: an AgentServer whose load is active sessions / VOXPLANE_SESSIONS_PER_WORKER,
+  full at VOXPLANE_LOAD_THRESHOLD (so the worker refuses jobs exactly when the autoscaler counts it
+  full), draining for VOXPLANE_DRAIN_TIMEOUT on SIGTERM, exporting metrics on VOXPLANE_METRICS_PORT
+  (with `lk_agents_active_job_count` at 0 from the start), and the platform's health endpoint on
+  VOXPLANE_HEALTH_PORT: `/ready` (registered with LiveKit and not draining), `/live` (fails once
+  LiveKit has been lost for VOXPLANE_LIVEKIT_LOST_TIMEOUT seconds; never while draining),
+  `/worker` (the state as JSON). livekit-agents' own `/` answers 200 unless its 16 reconnect
+  attempts are exhausted, so it is no readiness signal; its server moves to a free port.
+- `end_call_with_session(ctx, session)`: the job ends when the caller hangs up (not after the
+  room's departure timeout), and when inference fails for good the caller hears (or reads) why
+  and the call ends, with the endpoint in the log.
+- `run(server)`: LOG_LEVEL, a refusal to start without inference or platform settings, the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+from livekit.agents import AgentServer, AgentSession, JobContext, cli, utils
+from livekit.agents.telemetry import metrics as lk_metrics
+from livekit.plugins import openai
+
+logger = logging.getLogger("voxplane.agent")
+
+ROLES = ("STT", "TTS", "LLM")
+
+#: Defaults for a local run (`python agent.py dev`); the platform always sets these.
+DEFAULTS = {
+    "VOXPLANE_SESSIONS_PER_WORKER": "1",
+    "VOXPLANE_LOAD_THRESHOLD": "1.0",
+    "VOXPLANE_HEALTH_PORT": "8081",
+    "VOXPLANE_METRICS_PORT": "0",
+    "VOXPLANE_DRAIN_TIMEOUT": "3600",
+    "VOXPLANE_LIVEKIT_LOST_TIMEOUT": "60",
+}
+#: What a production worker (`start`, as the platform runs it) refuses to start without.
+PLATFORM_ENV = tuple(DEFAULTS)
+
+#: What the caller hears when inference fails for good, before the call ends.
+UNAVAILABLE_MESSAGE = (
+    "Sorry, our assistant cannot answer right now because a service it depends on is unavailable. "
+    "Please call again later. Goodbye."
+)
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+
+def agent_name(agent: str = "<name>", example: str = "acme-agent") -> str:
+    """LIVEKIT_AGENT_NAME (`<tenant>-<agent>`, set by the platform), or exit with the reason."""
+    name = os.environ.get("LIVEKIT_AGENT_NAME", "").strip()
+    if not name:
+        sys.exit(
+            f"LIVEKIT_AGENT_NAME is not set. The platform sets it to <tenant>-{agent}; for a "
+            f"local run export it yourself, e.g. LIVEKIT_AGENT_NAME={example}. "
+            "Without it the worker would take every room (automatic dispatch)."
+        )
+    return name
+
+
+def setting(name: str) -> str:
+    return os.environ.get(name, "").strip() or DEFAULTS[name]
+
+
+def _number(name: str, kind: Callable[[str], Any], minimum: float) -> Any:
+    raw = setting(name)
+    try:
+        value = kind(raw)
+    except ValueError:
+        sys.exit(f"{name}={raw!r} is not a {kind.__name__}")
+    if value < minimum:
+        sys.exit(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def inference(role: str) -> dict[str, str]:
+    """base_url, model and api_key for one role (STT, TTS, LLM) from VOXPLANE_<ROLE>_*."""
+    keys = ("BASE_URL", "MODEL", "PROVIDER", "API_KEY")
+    env = {k: os.environ.get(f"VOXPLANE_{role}_{k}", "").strip() for k in keys}
+    missing = [f"VOXPLANE_{role}_{k}" for k in ("BASE_URL", "MODEL") if not env[k]]
+    if env["PROVIDER"] and not env["API_KEY"]:
+        missing.append(f"VOXPLANE_{role}_API_KEY (provider {env['PROVIDER']!r} needs a key)")
+    if missing:
+        raise RuntimeError(f"{role} inference is not configured: {', '.join(missing)} not set")
+    # In-region model servers take no key, but the OpenAI client refuses an empty one.
+    return {"base_url": env["BASE_URL"], "model": env["MODEL"], "api_key": env["API_KEY"] or "unused"}
+
+
+def endpoint(role: str) -> str:
+    """Where `role`'s requests go, for log lines: `<base_url> (model <model>)`."""
+    base = os.environ.get(f"VOXPLANE_{role}_BASE_URL", "").strip() or "(no VOXPLANE_%s_BASE_URL)" % role
+    model = os.environ.get(f"VOXPLANE_{role}_MODEL", "").strip() or "?"
+    return f"{base} (model {model})"
+
+
+def stt() -> openai.STT:
+    return openai.STT(**inference("STT"))
+
+
+def llm() -> openai.LLM:
+    return openai.LLM(**inference("LLM"))
+
+
+def tts() -> openai.TTS:
+    """Kokoro names its voices differently from OpenAI; TTS_VOICE overrides either default. Raw
+    PCM (both Kokoro's OpenAI-compatible server and OpenAI serve it): no encode on the model
+    server, no decode in the worker."""
+    external = bool(os.environ.get("VOXPLANE_TTS_PROVIDER"))
+    voice = os.environ.get("TTS_VOICE") or ("ash" if external else "af_heart")
+    return openai.TTS(voice=voice, response_format="pcm", **inference("TTS"))
+
+
+# --- the worker: load, drain, metrics, health ----------------------------------------------------
+
+
+class _Health:
+    """The platform's view of one worker, served on VOXPLANE_HEALTH_PORT."""
+
+    def __init__(self, server: AgentServer, sessions_per_worker: int, threshold: float, lost_timeout: float):
+        self.server = server
+        self.sessions_per_worker = sessions_per_worker
+        self.threshold = threshold
+        self.lost_timeout = lost_timeout
+        self.registered_once = False
+        #: monotonic time since which LiveKit is lost (process start until the first registration)
+        self.lost_since: float | None = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    def connected(self) -> bool:
+        # livekit-agents 1.8 has no public connection state: `_connecting` is set at each
+        # (re)connect attempt and cleared once the server acknowledged the registration
+        # (AgentServer._connection_task); the worker tests pin this against a real server.
+        s = self.server
+        return (
+            self.registered_once
+            and not getattr(s, "_connecting", True)
+            and not getattr(s, "_connection_failed", False)
+            and not getattr(s, "_closed", True)
+        )
+
+    def state(self) -> dict[str, Any]:
+        s = self.server
+        jobs = len(s.active_jobs) if not getattr(s, "_closed", True) else 0
+        load = jobs / self.sessions_per_worker
+        connected = self.connected()
+        lost_for = 0.0 if self.lost_since is None else time.monotonic() - self.lost_since
+        return {
+            "agent_name": getattr(s, "_agent_name", ""),
+            "worker_id": s.id,
+            "registered": connected,
+            "draining": s.draining,
+            "ready": connected and not s.draining,
+            "live": s.draining or connected or lost_for <= self.lost_timeout,
+            "livekit_lost_for": round(lost_for, 1) if not connected else 0.0,
+            "livekit_lost_timeout": self.lost_timeout,
+            "active_jobs": jobs,
+            "sessions_per_worker": self.sessions_per_worker,
+            "load": load,
+            "load_threshold": self.threshold,
+            "available": connected and not s.draining and load < self.threshold,
+        }
+
+    async def _ready(self, _: web.Request) -> web.Response:
+        st = self.state()
+        if st["ready"]:
+            return web.Response(text="ready")
+        why = "draining" if st["draining"] else "not registered with LiveKit"
+        return web.Response(status=503, text=why)
+
+    async def _live(self, _: web.Request) -> web.Response:
+        st = self.state()
+        if st["live"]:
+            return web.Response(text="live")
+        return web.Response(
+            status=503, text=f"LiveKit lost for {st['livekit_lost_for']:.0f}s (limit {self.lost_timeout:.0f}s)"
+        )
+
+    async def _worker(self, _: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(self.state()), content_type="application/json")
+
+    async def _watch_connection(self) -> None:
+        while True:
+            if self.connected():
+                self.lost_since = None
+            elif self.lost_since is None:
+                self.lost_since = time.monotonic()
+                logger.warning("lost the connection to LiveKit at %s", os.environ.get("LIVEKIT_URL", "?"))
+            await asyncio.sleep(0.25)
+
+    async def start(self, port: int) -> None:
+        app = web.Application()
+        app.add_routes([web.get("/ready", self._ready), web.get("/live", self._live), web.get("/worker", self._worker)])
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host=None, port=port).start()
+        self._watch = asyncio.create_task(self._watch_connection(), name="voxplane_health_watch")
+        logger.info("platform health endpoint on :%d (/ready, /live, /worker)", port)
+
+    def on_registered(self, *_: Any) -> None:
+        self.registered_once = True
+        self.lost_since = None
+
+
+def agent_server(**kwargs: Any) -> AgentServer:
+    """An AgentServer wired to the platform's settings (see the module docstring). `kwargs` go to
+    AgentServer (e.g. `setup_fnc`); load, drain, ports and metrics are the platform's."""
+    for owned in ("load_fnc", "load_threshold", "drain_timeout", "prometheus_port", "port"):
+        if owned in kwargs:
+            raise TypeError(f"{owned} is set by the platform (voxplane_agent), not by the agent program")
+    spw = _number("VOXPLANE_SESSIONS_PER_WORKER", int, 1)
+    threshold = _number("VOXPLANE_LOAD_THRESHOLD", float, 0.01)
+    metrics_port = _number("VOXPLANE_METRICS_PORT", int, 0)
+    health_port = _number("VOXPLANE_HEALTH_PORT", int, 1)
+    lost_timeout = _number("VOXPLANE_LIVEKIT_LOST_TIMEOUT", float, 1)
+
+    def load(server: AgentServer) -> float:
+        return len(server.active_jobs) / spw
+
+    server = AgentServer(
+        load_fnc=load,
+        load_threshold=threshold,
+        drain_timeout=_number("VOXPLANE_DRAIN_TIMEOUT", int, 1),
+        prometheus_port=metrics_port or None,
+        # livekit-agents' own health server (`/` is 200 unless reconnecting gave up) moves to a
+        # free port: the platform's endpoint below owns VOXPLANE_HEALTH_PORT.
+        port=0,
+        **kwargs,
+    )
+    health = _Health(server, spw, threshold, lost_timeout)
+    server.on("worker_registered", health.on_registered)
+
+    def started() -> None:
+        # A pool that has had no job yet still reports 0 (the gauge has no sample until then).
+        lk_metrics.RUNNING_JOB_GAUGE.labels(nodename=utils.nodename()).inc(0)
+        task = asyncio.get_event_loop().create_task(health.start(health_port))
+        task.add_done_callback(_fatal_if_failed)
+
+    server.on("worker_started", started)
+    return server
+
+
+def _fatal_if_failed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.critical("platform health endpoint failed to start: %s", exc)
+        os._exit(3)  # no health endpoint: the pod would never turn ready; fail loudly instead
+
+
+# --- one call --------------------------------------------------------------------------------------
+
+
+def end_call_with_session(ctx: JobContext, session: AgentSession) -> None:
+    """Tie the job to the call: the caller hanging up ends the job at once (livekit-agents closes
+    the session but keeps the job until the room's departure timeout); an unrecoverable inference
+    error is told to the caller, logged with its endpoint, and ends the call (the room is deleted,
+    so a phone caller is hung up) instead of leaving a silent agent in the room."""
+    ending = False
+
+    def on_close(ev: Any) -> None:
+        if not ending:
+            reason = getattr(getattr(ev, "reason", None), "value", str(getattr(ev, "reason", "")))
+            logger.info("session closed (%s): ending the job", reason, extra={"room": ctx.room.name})
+            ctx.shutdown(reason=f"session closed: {reason}")
+
+    def on_error(ev: Any) -> None:
+        nonlocal ending
+        error = ev.error
+        if getattr(error, "recoverable", True) or ending:
+            return
+        ending = True
+        role = {"llm_error": "LLM", "stt_error": "STT", "tts_error": "TTS"}.get(getattr(error, "type", ""), "?")
+        logger.error(
+            "%s inference failed for good at %s: %s; telling the caller and ending the call",
+            role, endpoint(role) if role != "?" else "?", getattr(error, "error", error),
+            extra={"room": ctx.room.name},
+        )
+        asyncio.get_event_loop().create_task(_give_up(ctx, session, role))
+
+    session.on("close", on_close)
+    session.on("error", on_error)
+
+
+async def _give_up(ctx: JobContext, session: AgentSession, role: str) -> None:
+    try:
+        if role != "TTS":
+            try:
+                handle = session.say(UNAVAILABLE_MESSAGE, allow_interruptions=False, add_to_chat_ctx=False)
+                await asyncio.wait_for(handle.wait_for_playout(), timeout=15)
+            except Exception as e:  # the apology is best effort; ending the call is not
+                logger.warning("could not say the unavailable message: %s", e)
+        # Also as text (a browser caller reads it; a TTS outage leaves no other way).
+        try:
+            await asyncio.wait_for(ctx.room.local_participant.send_text(UNAVAILABLE_MESSAGE, topic="lk.chat"), 5)
+        except Exception as e:
+            logger.warning("could not send the unavailable message as text: %s", e)
+    finally:
+        try:
+            await asyncio.wait_for(ctx.delete_room(), timeout=10)
+        except Exception as e:
+            logger.warning("could not delete room %s: %s", ctx.room.name, e)
+        ctx.shutdown(reason=f"{role} inference unavailable")
+
+
+# --- the program -----------------------------------------------------------------------------------
+
+
+def run(server: AgentServer, roles: tuple[str, ...] = ROLES) -> None:
+    """Run the CLI. A production worker (`start`, as the platform runs it) or a dev run refuses to
+    register without inference wiring it would need for every call, and `start` without the
+    platform's settings (a missing one would silently fall back to a local default)."""
+    if os.environ.get("LOG_LEVEL"):
+        os.environ.setdefault("LIVEKIT_LOG_LEVEL", os.environ["LOG_LEVEL"].upper())
+    command = sys.argv[1] if sys.argv[1:2] else ""
+    if command in ("start", "dev", "console", "connect"):
+        try:
+            for role in roles:
+                inference(role)
+        except RuntimeError as e:
+            sys.exit(str(e))
+    if command == "start":
+        unset = [name for name in PLATFORM_ENV if not os.environ.get(name, "").strip()]
+        if unset:
+            sys.exit(f"{', '.join(unset)} not set: the platform sets them in the agent's Deployment "
+                     "(for a local run use `python agent.py dev`)")
+    cli.run_app(server)
