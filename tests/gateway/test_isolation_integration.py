@@ -276,3 +276,23 @@ def test_gateway_metrics_count_refusals(stack: Stack) -> None:
 
     text = run(go())
     assert f'voxplane_gateway_denied_total{{route="twirp",tenant="{A}",reason="method"}}' in text
+
+
+def test_validate_endpoint_and_plain_http_follow_the_same_rules(stack: Stack) -> None:
+    """`/rtc/validate` (what SDKs call after a failed join) answers as the join would; a plain GET
+    of /rtc or an unknown path gets nothing from the server."""
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as s:
+            for room, want in ((A_ROOM, 200), (B_ROOM, 403)):
+                tok = _a(stack, sub="v", video={"roomJoin": True, "room": room})
+                async with s.get(f"{stack.gateway_url}/rtc/validate", params={"access_token": tok}) as r:
+                    assert r.status == want, (room, r.status, await r.text())
+            tok = _a(stack, sub="v", video={"roomJoin": True, "room": A_ROOM})
+            async with s.get(f"{stack.gateway_url}/rtc", params={"access_token": tok}) as r:
+                assert r.status == 404
+            for path in ("/whip/v1", "/debug/rooms", "/twirp/livekit.RoomService"):
+                async with s.get(f"{stack.gateway_url}{path}", headers={"Authorization": f"Bearer {tok}"}) as r:
+                    assert r.status in (404, 405), (path, r.status)
+
+    run(go())

@@ -297,6 +297,9 @@ class Gateway:
         return await self._proxy_ws(request, route, principal, token)
 
     async def _proxy_ws(self, request: web.Request, route: str, principal: Principal, token: str) -> web.StreamResponse:
+        client = web.WebSocketResponse(max_msg_size=MAX_SIGNAL_MESSAGE, autoping=True)
+        if not client.can_prepare(request).ok:
+            return web.Response(status=404, text="expected a WebSocket upgrade")
         query = [(k, v) for k, v in request.query.items() if k != "access_token"]
         url = f"{self._ws_upstream}{request.path}" + (f"?{urlencode(query)}" if query else "")
         forwarded = ", ".join(x for x in (request.headers.get("X-Forwarded-For"), request.remote) if x)
@@ -314,8 +317,11 @@ class Gateway:
             self.metrics.request(route, principal.label, "upstream_error")
             return web.Response(status=502, text=f"livekit-server unreachable: {e}")
 
-        client = web.WebSocketResponse(max_msg_size=MAX_SIGNAL_MESSAGE, autoping=True)
-        await client.prepare(request)
+        try:
+            await client.prepare(request)
+        except BaseException:
+            await upstream.close()
+            raise
         self._sockets.add(client)
         self.metrics.request(route, principal.label, "forwarded")
         self.metrics.open[route] += 1
