@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from livekit.protocol import agent_dispatch as dispatch_pb
 from livekit.protocol import models as models_pb
 from livekit.protocol import room as room_pb
@@ -294,5 +296,55 @@ def test_validate_endpoint_and_plain_http_follow_the_same_rules(stack: Stack) ->
             for path in ("/whip/v1", "/debug/rooms", "/twirp/livekit.RoomService"):
                 async with s.get(f"{stack.gateway_url}{path}", headers={"Authorization": f"Bearer {tok}"}) as r:
                     assert r.status in (404, 405), (path, r.status)
+
+    run(go())
+
+
+_ROOMS = st.sampled_from([B_ROOM, "bv-call_x", "bellavista_1", "*", "", "bv-call", "unowned"])
+_VIDEO = st.fixed_dictionaries({"room": _ROOMS}, optional={
+    "roomJoin": st.booleans(), "roomAdmin": st.booleans(), "roomCreate": st.booleans(), "roomList": st.booleans(),
+    "roomRecord": st.booleans(), "agent": st.booleans(), "destinationRoom": _ROOMS})
+_CLAIMS = st.fixed_dictionaries({"video": _VIDEO, "sub": st.just("spy")}, optional={
+    "sip": st.fixed_dictionaries({"admin": st.booleans(), "call": st.booleans()}),
+    "roomConfig": st.just({"agents": [{"agentName": B_AGENT}]})})
+_CALLS = st.sampled_from(["join", "ListRooms", "ListParticipants", "RemoveParticipant", "DeleteRoom", "CreateRoom",
+                          "CreateDispatch", "SendData", "ListSIPInboundTrunk"])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(claims=_CLAIMS, call=_CALLS)
+def test_random_grants_signed_with_a_key_never_reach_b_on_the_real_server(stack: Stack, claims: dict[str, Any],
+                                                                          call: str) -> None:
+    """Whatever A signs, aimed at B's rooms, agents or SIP through the real gateway and server:
+    refused, and B's room and caller are untouched (list calls return none of B's rooms)."""
+    room = claims["video"]["room"]
+
+    async def go() -> None:
+        if B_ROOM not in await _rooms(stack):
+            await _create_room(stack, B_ROOM)
+        tok = _a(stack, **claims)
+        if call == "join":
+            async with aiohttp.ClientSession() as s:
+                with pytest.raises(HandshakeRefused):
+                    await join(s, stack.gateway_url, tok)
+            return
+        if call == "ListRooms":
+            status, resp = await twirp(stack.gateway_url, "RoomService", "ListRooms", room_pb.ListRoomsRequest(names=[room]),
+                                       tok, room_pb.ListRoomsResponse)
+            assert status != 200 or list(resp.rooms) == []
+            return
+        request: Any = {
+            "ListParticipants": room_pb.ListParticipantsRequest(room=room),
+            "RemoveParticipant": room_pb.RoomParticipantIdentity(room=room, identity="caller"),
+            "DeleteRoom": room_pb.DeleteRoomRequest(room=room),
+            "CreateRoom": room_pb.CreateRoomRequest(name=room),
+            "CreateDispatch": dispatch_pb.CreateAgentDispatchRequest(room=room, agent_name=B_AGENT),
+            "SendData": room_pb.SendDataRequest(room=room, data=b"x"),
+            "ListSIPInboundTrunk": sip_pb.ListSIPInboundTrunkRequest(),
+        }[call]
+        service = "SIP" if call.startswith("ListSIP") else ("AgentDispatchService" if call == "CreateDispatch"
+                                                           else "RoomService")
+        _denied(await twirp(stack.gateway_url, service, call, request, tok))
+        assert B_ROOM in await _rooms(stack)
 
     run(go())
