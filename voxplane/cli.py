@@ -375,6 +375,88 @@ def secrets(region: str, config_file: Path | None, root: Path, fmt: str) -> None
     sys.exit(1 if result.problems else 0)
 
 
+@main.group()
+def new() -> None:
+    """Start an agent or a region from files that validate (or say what to fill in).
+
+    Never overwrites: when any file to write exists, nothing is written.
+    """
+
+
+def _scaffolded(out: Any) -> None:
+    for path in out.written:
+        click.echo(f"wrote {path}")
+    for note in out.notes:
+        term.info(f"note: {note}")
+    if out.problems:
+        click.echo("", err=True)
+        for problem in out.problems:
+            click.echo(_problem_text(str(problem)), err=True)
+    if out.next:
+        term.info("next:")
+        for line in out.next:
+            term.info(f"  {line}")
+
+
+@new.command("agent")
+@click.argument("name")
+@click.option("--tenant", required=True, shell_complete=complete_tenants, help="Tenant that owns the agent.")
+@click.option("--region", "regions", required=True, multiple=True, shell_complete=complete_regions,
+              help="Region the agent runs in (repeatable).")
+@click.option("--code", type=click.Choice(["build", "image"]), default="build", show_default=True,
+              help="`build`: pulumi up builds agents/NAME/; `image`: your pipeline builds and pushes it.")
+@_root_option
+def new_agent(name: str, tenant: str, regions: Sequence[str], code: str, root: Path) -> None:
+    """Write agents/NAME.yaml and a minimal livekit-agents program in agents/NAME/.
+
+    The manifest validates as written: its pool fits the tenant's quota headroom in each region,
+    and inference uses the regions' own models. The program (agent.py, requirements.txt pinning
+    livekit-agents, Dockerfile) keeps the platform's contract: it registers under
+    LIVEKIT_AGENT_NAME and takes its metrics port and drain timeout from VOXPLANE_METRICS_PORT and
+    VOXPLANE_DRAIN_TIMEOUT. Exit 0, or 1 with nothing written (or the problems of what was).
+    """
+    from .scaffold import ScaffoldError, new_agent as scaffold_agent
+
+    try:
+        out = scaffold_agent(root, name, tenant, regions, code)
+    except ScaffoldError as exc:
+        _fail(exc.lines)
+    _scaffolded(out)
+    sys.exit(1 if out.problems else 0)
+
+
+@new.command("region")
+@click.argument("name")
+@click.option("--from", "source", default=None, metavar="REGION", shell_complete=complete_regions,
+              help="Copy this region (its tenants, pools, GPU node groups and models) [default: a blank region].")
+@_root_option
+def new_region(name: str, source: str | None, root: Path) -> None:
+    """Write regions/NAME.yaml and Pulumi.NAME.yaml, and print the secrets to set.
+
+    Every value that must differ between regions (public URL, SIP host, carrier addresses, TURN
+    domain, kube context, LiveKit API URL ...) is written as "FILL-IN: <what goes there>", and
+    `voxplane validate` reports each at its line until it is filled in; they are printed here too.
+    Exit 0, or 1 with nothing written.
+    """
+    from .scaffold import ScaffoldError, new_region as scaffold_region
+
+    try:
+        out = scaffold_region(root, name, source)
+    except ScaffoldError as exc:
+        _fail(exc.lines)
+    for path in out.written:
+        click.echo(f"wrote {path}")
+    for note in out.notes:
+        term.info(f"note: {note}")
+    if out.problems:
+        click.echo(f"\nto fill in ({plural(len(out.problems), 'value')}; `voxplane validate` lists them until done):")
+        for problem in out.problems:
+            click.echo(f"  {_problem_text(str(problem))}")
+    click.echo("\nthen set the secrets:")
+    for line in out.next:
+        click.echo(f"  {line}")
+
+
 def _validate_json(result: LoadResult) -> dict[str, Any]:
     return {
         "valid": result.ok,
@@ -599,6 +681,21 @@ def drift(region: str, only: str | None, kube_context: str | None, fmt: str, url
             for line in r.error:
                 click.echo(f"{r.target}: {line}", err=True)
     sys.exit(combined.exit_code(results))
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL: commands, options, and region, tenant and agent names.
+
+    bash: eval "$(voxplane completion bash)" in ~/.bashrc; zsh: the same in ~/.zshrc;
+    fish: voxplane completion fish > ~/.config/fish/completions/voxplane.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(main, {}, "voxplane", "_VOXPLANE_COMPLETE").source())
 
 
 from .dev.commands import dev as _dev_group  # noqa: E402  (a group of its own module)

@@ -1,0 +1,173 @@
+"""Terminal manners: rich tables and colour on a terminal only (pipes stay plain and stable),
+--no-color / NO_COLOR, -q / -v, shell completion of names, and the question before `livekit sync`."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from types import SimpleNamespace
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from voxplane import term
+from voxplane.cli import main
+
+from .conftest import REPO
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _reset_settings():
+    yield
+    term.configure()
+
+
+def _table_on(stream: io.StringIO, monkeypatch, *, no_color: bool = False, env_no_color: str | None = None) -> str:
+    monkeypatch.setattr("sys.stdout", stream)
+    if env_no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", env_no_color)
+    term.configure(no_color=no_color)
+    term.table(["model", "status"], [["chat", "ok"], ["kokoro", "short: needs 3 replicas"]])
+    return stream.getvalue()
+
+
+def test_a_table_to_a_pipe_is_plain_text(monkeypatch):
+    out = _table_on(io.StringIO(), monkeypatch)
+    assert out == ("model   status\n"
+                   "------  -----------------------\n"
+                   "chat    ok\n"
+                   "kokoro  short: needs 3 replicas\n")
+
+
+def test_a_table_on_a_terminal_is_drawn_in_colour(monkeypatch):
+    out = _table_on(_Tty(), monkeypatch)
+    assert ANSI.search(out), out
+    plain = ANSI.sub("", out)
+    assert "kokoro" in plain and "short: needs 3 replicas" in plain and "──" in plain  # rich's rule
+    assert "\x1b[32m" in out and "\x1b[31m" in out  # ok green, short red
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_no_color_keeps_the_drawing_and_drops_the_colour(monkeypatch, how):
+    out = _table_on(_Tty(), monkeypatch, no_color=how == "flag", env_no_color="1" if how == "env" else None)
+    assert "\x1b[3" not in out  # no foreground colours
+    assert "short: needs 3 replicas" in ANSI.sub("", out)
+
+
+def test_existing_exact_outputs_are_unchanged(run_cli, monkeypatch):
+    """render's summary table to a non-terminal is the same plain table as before."""
+    monkeypatch.chdir(REPO)
+    result = run_cli("capacity", "local")
+    assert result.stdout.splitlines()[1].startswith("model    kind  gpus/replica")
+    assert not ANSI.search(result.output)
+
+
+def test_quiet_drops_summaries_and_verbose_adds_detail(run_cli, monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO)
+    loud = run_cli("validate")
+    assert loud.stderr.startswith("ok: ")
+    quiet = run_cli("-q", "validate")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == ""
+    verbose = run_cli("-v", "render", "local", "--out", str(tmp_path / "out"))
+    assert verbose.exit_code == 0
+    assert f"wrote {tmp_path / 'out'}" in verbose.stderr
+    assert "wrote" not in run_cli("render", "local", "--out", str(tmp_path / "out")).stderr
+    # Errors are never quiet.
+    missing = run_cli("-q", "capacity", "mars")
+    assert missing.exit_code == 1 and "no region 'mars'" in missing.stderr
+
+
+def _complete(args: str, cwd, monkeypatch) -> list[str]:
+    """What bash completion offers after `args` (click's bash_complete protocol), from `cwd`."""
+    monkeypatch.chdir(cwd)
+    words = args.split(" ")
+    env = {"_VOXPLANE_COMPLETE": "bash_complete", "COMP_WORDS": args, "COMP_CWORD": str(len(words) - 1)}
+    result = CliRunner().invoke(main, [], env=env, prog_name="voxplane")
+    return [line.split(",", 1)[1] for line in result.output.splitlines() if "," in line]
+
+
+def test_completion_offers_region_tenant_and_agent_names(monkeypatch):
+    assert _complete("voxplane capacity ", REPO, monkeypatch) == ["eu-west", "local", "us-east"]
+    assert _complete("voxplane plan u", REPO, monkeypatch) == ["us-east"]
+    assert _complete("voxplane new agent billing --tenant ", REPO, monkeypatch) == ["bellavista", "northwind"]
+    assert _complete("voxplane new region x --from eu", REPO, monkeypatch) == ["eu-west"]
+    assert _complete("voxplane validate supp", REPO, monkeypatch) == ["agents/support.yaml"]
+    assert _complete("voxplane livekit route local --to +13", REPO, monkeypatch) == ["+13125550142", "+13125550143"]
+    assert _complete("voxplane validate regions/us", REPO, monkeypatch) == ["regions/us-east.yaml"]
+
+
+def test_completion_scripts(run_cli):
+    for shell in ("bash", "zsh", "fish"):
+        result = run_cli("completion", shell)
+        assert result.exit_code == 0 and "_VOXPLANE_COMPLETE" in result.stdout
+
+
+# --- livekit sync asks first, on a terminal only ------------------------------------------------
+
+
+@pytest.fixture
+def fake_sync(monkeypatch):
+    """livekit sync against a stand-in for the LiveKit side: one planned step, recorded when applied."""
+    from voxplane.livekit import commands as lk
+
+    applied: list[str] = []
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(lk, "load_region", lambda root, region: (SimpleNamespace(name=region), ()))
+    monkeypatch.setattr(lk, "connect", lambda *a: Client())
+    monkeypatch.setattr(lk, "plan_sync", lambda *a, **k: SimpleNamespace(steps=["create trunk"]))
+    monkeypatch.setattr(lk, "plan_lines", lambda plan: ["+ create SIPInboundTrunk vx-northwind-support"])
+    monkeypatch.setattr(lk, "apply_plan", lambda plan, client, progress: applied.append("applied") or ["x"])
+    return applied
+
+
+def test_sync_on_a_terminal_asks_and_no_changes_nothing(fake_sync, monkeypatch):
+    monkeypatch.setattr(term, "interactive", lambda: True)
+    result = CliRunner().invoke(main, ["livekit", "sync", "local"], input="n\n")
+    assert result.exit_code == 1
+    assert "apply 1 change to region local's LiveKit? [y/N]" in result.stderr
+    assert "cancelled: nothing was changed" in result.stderr
+    assert fake_sync == []
+
+
+def test_sync_on_a_terminal_applies_on_yes(fake_sync, monkeypatch):
+    monkeypatch.setattr(term, "interactive", lambda: True)
+    result = CliRunner().invoke(main, ["livekit", "sync", "local"], input="y\n")
+    assert result.exit_code == 0, result.output
+    assert fake_sync == ["applied"]
+
+
+def test_sync_with_yes_or_without_a_terminal_never_asks(fake_sync, monkeypatch):
+    monkeypatch.setattr(term, "interactive", lambda: True)
+    result = CliRunner().invoke(main, ["livekit", "sync", "local", "--yes"])
+    assert result.exit_code == 0 and "[y/N]" not in result.output
+    monkeypatch.setattr(term, "interactive", lambda: False)
+    result = CliRunner().invoke(main, ["livekit", "sync", "local"])  # stdin is not a terminal
+    assert result.exit_code == 0 and "[y/N]" not in result.output
+    assert fake_sync == ["applied", "applied"]
+
+
+def test_the_real_stdin_of_the_test_runner_is_not_interactive():
+    """CliRunner's stdin is not a terminal, so the sync integration tests never block on a question."""
+    @click.command()
+    def probe() -> None:
+        click.echo(json.dumps(term.interactive()))
+
+    assert CliRunner().invoke(probe).stdout.strip() == "false"
