@@ -1,0 +1,115 @@
+"""The README's "Adding an agent" and "Adding a region" steps, run literally: every `voxplane`
+command of their code blocks, in order, in a temporary copy of the repository (a git repository,
+as a checkout is), with the exit code the line's comment states (`# exit N: ...`, else 0). The
+`pulumi` lines need a backend and a cluster and are not run here (tests/engine runs the engine);
+between the region's two blocks the test fills in the placeholders, as the README asks the reader
+to. The plan shown under "Planning a change" is the real output of the change it describes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voxplane.loader import load
+
+from .conftest import REPO
+from .test_scaffold import fill_in
+
+README = (REPO / "README.md").read_text()
+VENV_BIN = Path(sys.executable).parent
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "-c", "commit.gpgsign=false"]
+
+
+def section(title: str) -> str:
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end >= 0 else None]
+
+
+def bash_blocks(text: str) -> list[list[str]]:
+    """The lines of each ```bash block of `text`."""
+    return [[ln for ln in block.strip("\n").splitlines() if ln.strip()]
+            for block in re.findall(r"```bash\n(.*?)```", text, re.S)]
+
+
+def expected_exit(line: str) -> int:
+    found = re.search(r"#\s*exit (\d+)", line)
+    return int(found.group(1)) if found else 0
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    root = tmp_path / "checkout"
+    root.mkdir()
+    for folder in ("regions", "agents"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for stack in REPO.glob("Pulumi*.yaml"):
+        shutil.copy(stack, root / stack.name)
+    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "base"], cwd=root, check=True)
+    return root
+
+
+def run_block(lines: list[str], cwd: Path) -> list[str]:
+    """Run the block's voxplane lines with bash, as written; return the pulumi lines not run."""
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("NO_COLOR", None)
+    skipped = []
+    for line in lines:
+        command = line.split("#", 1)[0].strip()
+        if command.startswith("pulumi "):
+            skipped.append(command)
+            continue
+        assert command.startswith("voxplane "), f"the README step {line!r} is neither voxplane nor pulumi"
+        done = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == expected_exit(line), (command, done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+    return skipped
+
+
+def test_adding_an_agent_as_the_readme_says(checkout):
+    (block,) = bash_blocks(section("Adding an agent"))
+    assert block[0].startswith("voxplane new agent ")
+    run_block(block, checkout)
+    name = block[0].split()[3]
+    assert (checkout / f"agents/{name}.yaml").is_file() and (checkout / f"agents/{name}/agent.py").is_file()
+    assert load((), checkout).ok
+
+
+def test_adding_a_region_as_the_readme_says(checkout):
+    first, then = bash_blocks(section("Adding a region"))
+    assert first[0].startswith("voxplane new region ")
+    run_block(first, checkout)
+    fill_in(checkout, [p for p in load((), checkout).problems if p.message.startswith("to fill in:")])
+    assert load((), checkout).ok
+    skipped = run_block(then, checkout)
+    name = first[0].split()[3]
+    assert skipped == [f"pulumi stack init {name}",
+                       f'pulumi config set --secret livekitRootSecret "$(openssl rand -hex 32)" -s {name}',
+                       f"pulumi config set --secret hfToken ... -s {name}",
+                       f"pulumi up -s {name}"]
+    assert (checkout / f"out/{name}/kubernetes").is_dir()
+
+
+def test_the_plan_in_the_readme_is_real(checkout):
+    """The example under "Planning a change": the support agent gets a second number and three more workers."""
+    shown = re.search(r"```\n\$ voxplane plan\n(.*?)```", section("Planning a change"), re.S)
+    assert shown
+    path = checkout / "agents/support.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("max_workers: 40", "max_workers: 43")
+                    .replace('numbers: ["+16175550188"]', 'numbers: ["+16175550188", "+16175550189"]'))
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["voxplane", "-q", "plan"], cwd=checkout, env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+
+    def normal(out: str) -> str:
+        return re.sub(r"against [0-9a-f]{12} ", "against BASE ", out).strip()
+
+    assert normal(done.stdout) == normal(shown.group(1))
