@@ -62,11 +62,14 @@ e2e: setup servers
 unit: setup
 	$(PY) -m pytest -m 'not integration'
 
-bench: setup servers
+bench: setup servers toolchain
 	$(PY) bench/validate.py
 	$(PY) bench/render.py
 	$(PY) bench/livekit_drift.py
 	$(PY) bench/livekit_route.py
+	$(PY) bench/gateway.py
+	$(PY) bench/kube_drift.py
+	$(PY) bench/engine.py
 
 # eval "$(make -s livekit-up)" — Redis + livekit-server on loopback with the local region's config.
 livekit-up: setup servers

@@ -108,3 +108,8 @@ def _dev_endpoints() -> dict[str, str]:
     if state is not None:
         env["LIVEKIT_URL"] = state["livekit"]["http_url"]
     return env
+
+
+from ..gateway.devcreds import tenant_credentials  # noqa: E402  (the gateway's own command)
+
+dev.add_command(tenant_credentials)

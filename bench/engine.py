@@ -1,0 +1,150 @@
+"""Benchmark: `pulumi preview` and `pulumi up` of a 200-agent region through the real engine.
+
+The region of bench/render.py (10 tenants, 4 models, N agents with telephony) is deployed by the
+real Pulumi CLI, language host and Kubernetes provider to a local control plane of its own (etcd,
+kube-apiserver, controller-manager, scheduler, kwok nodes derived from the region) and a dev
+livekit-server. The baseline, measured in the same run through the same engine and cluster, is a
+bare Pulumi program registering the very objects the render produced — typed pulumi_kubernetes
+classes, no components, no validation, no builders; LiveKit objects count as one ConfigMap each
+carrying their inputs. Each side: preview of an empty stack, up, then destroy. Prints seconds and
+the ratio (target, issue #7: <= 1.2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from render import make_repo  # noqa: E402  (bench/render.py)
+
+BARE_PROGRAM = '''\
+import json
+from pathlib import Path
+
+import pulumi_kubernetes as k8s
+from voxplane.components._register import _TYPED, _snake_top_level
+
+provider = k8s.Provider("bare-k8s", context="voxplane-local")
+opts = __import__("pulumi").ResourceOptions(provider=provider)
+for i, obj in enumerate(json.loads(Path("objects.json").read_text())):
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    typed = _TYPED.get((obj["apiVersion"], obj["kind"]))
+    if typed is not None:
+        typed(f"bare-{i}", metadata=obj["metadata"], opts=opts, **_snake_top_level(body))
+    else:
+        k8s.apiextensions.CustomResource(f"bare-{i}", api_version=obj["apiVersion"], kind=obj["kind"],
+                                         metadata=obj["metadata"], opts=opts, **body)
+'''
+
+
+def timed(stack, *args: str) -> float:
+    start = time.perf_counter()
+    proc = stack.pulumi(*args, capture=True, timeout=3600)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"pulumi {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def bare_objects(result) -> list[dict]:
+    objects = []
+    for obj in result.kubernetes:
+        if obj["kind"] == "Secret":  # render redacts values; give the bare side real (dummy) ones
+            obj = dict(obj, stringData={k: "bench" for k in (obj.get("data") or obj.get("stringData") or {})})
+            obj.pop("data", None)
+        objects.append(obj)
+    for i, lk in enumerate(result.livekit):
+        objects.append({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": f"livekit-{i}", "namespace": "default"},
+                        "data": {k: json.dumps(v) for k, v in lk.items()}})
+    return objects
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=200)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="voxplane-bench-engine-") as tmp:
+        work = Path(tmp)
+        os.environ["VOXPLANE_DEV_STATE"] = str(work / "dev")  # a cluster of its own
+        from voxplane.dev import cluster
+        from voxplane.dev.stack import prepare
+        from voxplane.devservers import LiveKitServer, RedisServer, region_config
+        from voxplane.loader import load
+        from voxplane.render import render
+
+        root = work / "repo"
+        make_repo(root, args.agents)
+        for name in ("Pulumi.yaml", "stacks/__main__.py"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / name, root / name)
+        os.symlink(REPO / ".venv", root / ".venv")
+        os.symlink("../.venv", root / "stacks" / ".venv")
+        (root / "Pulumi.bench.yaml").write_text(yaml.safe_dump({"config": {
+            "voxplane:region": "bench", "voxplane:kubeContext": cluster.CONTEXT, "voxplane:buildImages": False}}))
+        project = load((), root).require_project()
+        result = render("bench", root)
+        print(f"region bench: {args.agents} agents, {len(result.resources)} resources "
+              f"({len(result.kubernetes)} Kubernetes, {len(result.livekit)} LiveKit)", file=sys.stderr)
+        cluster.up(project.regions["bench"], project.agents_in("bench"), lambda line: print(f"  {line}", file=sys.stderr))
+        redis = RedisServer().start()
+        livekit = LiveKitServer(region_config("bench", root), redis=redis).start()
+        env = {"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": livekit.http_url}
+        try:
+            ours = prepare(root, "bench", state_dir=work / "state", extra_env=env)
+            bare_root = work / "bare"
+            bare_root.mkdir()
+            (bare_root / "Pulumi.yaml").write_text("name: bare\nruntime: python\n")
+            (bare_root / "__main__.py").write_text(BARE_PROGRAM)
+            (bare_root / "objects.json").write_text(json.dumps(bare_objects(result)))
+            (bare_root / "Pulumi.bench.yaml").write_text("config: {}\n")
+            bare = prepare_bare(bare_root, work / "state-bare", ours.env)
+            rows = {}
+            for label, stack in (("voxplane", ours), ("bare", bare)):
+                print(f"{label}: preview ...", file=sys.stderr)
+                preview = timed(stack, "preview")
+                print(f"{label}: up ...", file=sys.stderr)
+                up = timed(stack, "up", "--yes", "--skip-preview")
+                print(f"{label}: destroy ...", file=sys.stderr)
+                timed(stack, "destroy", "--yes", "--skip-preview")
+                rows[label] = (preview, up)
+        finally:
+            livekit.stop()
+            redis.stop()
+            cluster.down(lambda _line: None, quiet=True)
+
+    print(f"{'':10}  {'preview s':>9}  {'up s':>7}")
+    for label, (preview, up) in rows.items():
+        print(f"{label:10}  {preview:>9.1f}  {up:>7.1f}")
+    print(f"ratio voxplane/bare: preview {rows['voxplane'][0] / rows['bare'][0]:.2f}x, "
+          f"up {rows['voxplane'][1] / rows['bare'][1]:.2f}x (target <= 1.2x)")
+    return 0
+
+
+def prepare_bare(root: Path, state: Path, env: dict[str, str]):
+    """The bare project's stack: same engine env, its own file backend, no secrets."""
+    from voxplane.dev.stack import StackEnv
+
+    state.mkdir(parents=True)
+    env = dict(env, PULUMI_BACKEND_URL=f"file://{state}", PYTHONPATH=str(REPO))
+    subprocess.run(["pulumi", "stack", "init", "bench", "--non-interactive"], cwd=root, env=env, check=True,
+                   capture_output=True)
+    return StackEnv("bench", root, root / "Pulumi.bench.yaml", env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
