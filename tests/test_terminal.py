@@ -171,3 +171,14 @@ def test_the_real_stdin_of_the_test_runner_is_not_interactive():
         click.echo(json.dumps(term.interactive()))
 
     assert CliRunner().invoke(probe).stdout.strip() == "false"
+
+
+def test_plan_lines_are_coloured_by_their_mark_on_a_terminal(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr("sys.stdout", _Tty())
+    assert term.plan_line("    local  + Namespace vox-t-acme").startswith("\x1b[32m")
+    assert term.plan_line("    local  - Deployment vox-t-a/b").startswith("\x1b[31m")
+    assert term.plan_line("    local  ~ ScaledObject vox-t-a/b spec.maxReplicaCount 1 → 2").startswith("\x1b[33m")
+    assert term.plan_line("agents/a.yaml:3: scaling.max_workers 1 → 2").startswith("\x1b[1magents/a.yaml:3:")
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert term.plan_line("    local  + Namespace vox-t-acme") == "    local  + Namespace vox-t-acme"
