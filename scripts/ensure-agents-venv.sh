@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Build the Python environments the example agent programs run in for the worker tests
+# (tests/agents): one virtualenv per distinct agents/<name>/requirements.txt, installed with pip
+# from the package index exactly as each agent's Dockerfile installs it, so the tests run the
+# livekit-agents version the programs pin, not whatever the project's own .venv holds.
+#
+# Each venv lives at $CACHE/agents-venv-<hash>, the hash taken over the requirements file's
+# content and the interpreter's version: an edited requirements file builds a new venv, an
+# unchanged one is reused, and agents with identical requirements share one. A venv is complete
+# only once its stamp file is written; a half-built one (killed run) is removed and rebuilt.
+# First build: ~30-60 s and ~500 MB per venv with a warm pip cache, a few minutes cold.
+#
+# Idempotent. Progress goes to stderr. --print-path DIR prints exactly the venv path for the
+# agent folder DIR on stdout (building it if needed).
+#
+# Environment:
+#   VOXPLANE_CACHE          cache root (default: $HOME/.cache/voxplane)
+#   VOXPLANE_AGENTS_PYTHON  interpreter to build with (default: python3; the images use 3.11)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_DIR="${VOXPLANE_CACHE:-$HOME/.cache/voxplane}"
+PYTHON="${VOXPLANE_AGENTS_PYTHON:-python3}"
+
+log() { printf 'ensure-agents-venv: %s\n' "$*" >&2; }
+die() { printf 'ensure-agents-venv: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat >&2 <<USAGE
+usage: $(basename "$0") [--print-path AGENT_DIR] [AGENT_DIR ...]
+  Builds one venv per distinct requirements.txt of the agent folders (default: every
+  agents/*/ with a requirements.txt) under $CACHE_DIR/agents-venv-<hash> (cached).
+  --print-path AGENT_DIR prints the venv path for AGENT_DIR on stdout.
+USAGE
+}
+
+print_for=""
+dirs=()
+while (($#)); do
+    case "$1" in
+        --print-path) [[ $# -ge 2 ]] || die "--print-path needs an agent folder"; print_for="$2"; shift ;;
+        -h | --help) usage; exit 0 ;;
+        -*) usage; die "unknown argument: $1" ;;
+        *) dirs+=("$1") ;;
+    esac
+    shift
+done
+
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found on PATH (the agent images run Python 3.11)"
+py_version="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
+
+# venv_for DIR: the cache path of the venv for DIR's requirements.txt.
+venv_for() {
+    local req="$1/requirements.txt" hash
+    [[ -f "$req" ]] || die "$req missing"
+    hash="$( { printf 'python %s\n' "$py_version"; cat "$req"; } | sha256sum | cut -c1-16)"
+    printf '%s/agents-venv-%s\n' "$CACHE_DIR" "$hash"
+}
+
+build() {
+    local dir="$1" venv stamp
+    venv="$(venv_for "$dir")"
+    stamp="$venv/.voxplane-complete"
+    if [[ -f "$stamp" ]]; then
+        log "$(basename "$dir"): cached $venv"
+        return 0
+    fi
+    mkdir -p "$CACHE_DIR"
+    exec 9>"$venv.lock"
+    if command -v flock >/dev/null 2>&1; then
+        flock 9
+    fi
+    if [[ -f "$stamp" ]]; then  # another process finished it while we waited
+        log "$(basename "$dir"): cached $venv"
+        exec 9>&-
+        return 0
+    fi
+    rm -rf "$venv"
+    local start=$SECONDS
+    log "$(basename "$dir"): building $venv from $dir/requirements.txt with Python $py_version"
+    log "  (livekit-agents and its plugins, onnxruntime: ~500 MB; usually 30-60 s with a warm pip cache, a few minutes cold)"
+    "$PYTHON" -m venv "$venv" || die "python -m venv failed (Debian: apt-get install python3-venv)"
+    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r "$dir/requirements.txt" >"$venv.pip.log" 2>&1; then
+        tail -n 20 "$venv.pip.log" >&2
+        rm -rf "$venv"
+        die "pip install -r $dir/requirements.txt failed (log above, full log $venv.pip.log)"
+    fi
+    "$venv/bin/python" -m pip freeze --disable-pip-version-check >"$venv/requirements.lock" 2>/dev/null || true
+    printf '%s\n' "$dir/requirements.txt" >"$stamp"
+    exec 9>&-
+    log "$(basename "$dir"): built in $((SECONDS - start)) s ($(grep -i '^livekit-agents==' "$venv/requirements.lock" || echo 'livekit-agents ?'))"
+}
+
+if ((${#dirs[@]} == 0)) && [[ -z "$print_for" ]]; then
+    for req in "$ROOT"/agents/*/requirements.txt; do
+        dirs+=("$(dirname "$req")")
+    done
+fi
+for d in "${dirs[@]}"; do
+    build "$(cd "$d" && pwd)"
+done
+if [[ -n "$print_for" ]]; then
+    d="$(cd "$print_for" && pwd)"
+    build "$d"
+    venv_for "$d"
+fi
