@@ -47,6 +47,8 @@ cluster-down:
 servers:
 	bash scripts/ensure-servers.sh
 	bash scripts/ensure-routeprobe.sh
+	bash scripts/ensure-promqleval.sh
+	bash scripts/ensure-agents-venv.sh
 	bash scripts/fetch-crds.sh
 
 test: setup servers toolchain
@@ -68,6 +70,7 @@ bench: setup servers toolchain
 	$(PY) bench/livekit_drift.py
 	$(PY) bench/livekit_route.py
 	$(PY) bench/gateway.py
+	$(PY) bench/agent_dispatch.py
 	$(PY) bench/kube_drift.py
 	$(PY) bench/engine.py
 
