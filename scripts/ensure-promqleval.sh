@@ -44,43 +44,8 @@ while (($#)); do
     shift
 done
 
-for f in go.mod go.sum main.go; do
-    [[ -f "$SRC/$f" ]] || die "$SRC/$f missing"
-done
-hash="$(cat "$SRC/go.mod" "$SRC/go.sum" "$SRC/main.go" | sha256sum | cut -c1-16)"
-BIN="$BIN_DIR/promqleval-$hash"
-
-build() {
-    if [[ -x "$BIN" ]]; then
-        log "promqleval cached: $BIN"
-        return 0
-    fi
-    command -v go >/dev/null 2>&1 || die "go not found on PATH; needed to build tools/promqleval"
-    mkdir -p "$BIN_DIR"
-    exec 9>"$BIN_DIR/.promqleval-build.lock"
-    if command -v flock >/dev/null 2>&1; then
-        flock 9
-    fi
-    if [[ -x "$BIN" ]]; then  # another process finished the build while we waited
-        log "promqleval cached: $BIN"
-        return 0
-    fi
-    local build_dir start=$SECONDS
-    build_dir="$(mktemp -d "$CACHE_DIR/build-promqleval.XXXXXX")"
-    # shellcheck disable=SC2064  # expand now: the directory of this build
-    trap "rm -rf '$build_dir'" EXIT
-    log "building promqleval $hash (first build: ~2 min on 2 cores: Prometheus' promql and tsdb packages)"
-    if ! (cd "$SRC" && GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" \
-        go build -trimpath -ldflags='-s -w' -o "$build_dir/promqleval" .) >"$build_dir/go-build.log" 2>&1; then
-        explain_go_failure "$build_dir/go-build.log"
-        die "building tools/promqleval failed: ${FAIL_REASON:-see above}"
-    fi
-    mv -f "$build_dir/promqleval" "$BIN"  # same filesystem: an atomic rename
-    log "built $BIN in $((SECONDS - start))s"
-}
-
-build
+ensure_source_tool promqleval "$SRC" "first build: ~2 min on 2 cores"
 
 if ((print_path)); then
-    printf '%s\n' "$BIN"
+    printf '%s\n' "$TOOL_BIN"
 fi

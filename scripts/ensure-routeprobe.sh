@@ -44,43 +44,8 @@ while (($#)); do
     shift
 done
 
-for f in go.mod go.sum main.go; do
-    [[ -f "$SRC/$f" ]] || die "$SRC/$f missing"
-done
-hash="$(cat "$SRC/go.mod" "$SRC/go.sum" "$SRC/main.go" | sha256sum | cut -c1-16)"
-BIN="$BIN_DIR/routeprobe-$hash"
-
-build() {
-    if [[ -x "$BIN" ]]; then
-        log "routeprobe cached: $BIN"
-        return 0
-    fi
-    command -v go >/dev/null 2>&1 || die "go not found on PATH; needed to build tools/routeprobe"
-    mkdir -p "$BIN_DIR"
-    exec 9>"$BIN_DIR/.routeprobe-build.lock"
-    if command -v flock >/dev/null 2>&1; then
-        flock 9
-    fi
-    if [[ -x "$BIN" ]]; then  # another process finished the build while we waited
-        log "routeprobe cached: $BIN"
-        return 0
-    fi
-    local build_dir start=$SECONDS
-    build_dir="$(mktemp -d "$CACHE_DIR/build-routeprobe.XXXXXX")"
-    # shellcheck disable=SC2064  # expand now: the directory of this build
-    trap "rm -rf '$build_dir'" EXIT
-    log "building routeprobe $hash (first build: under a minute when livekit-server's build is cached)"
-    if ! (cd "$SRC" && GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" \
-        go build -trimpath -ldflags='-s -w' -o "$build_dir/routeprobe" .) >"$build_dir/go-build.log" 2>&1; then
-        explain_go_failure "$build_dir/go-build.log"
-        die "building tools/routeprobe failed: ${FAIL_REASON:-see above}"
-    fi
-    mv -f "$build_dir/routeprobe" "$BIN"  # same filesystem: an atomic rename
-    log "built $BIN in $((SECONDS - start))s"
-}
-
-build
+ensure_source_tool routeprobe "$SRC" "first build: under a minute when livekit-server's build is cached"
 
 if ((print_path)); then
-    printf '%s\n' "$BIN"
+    printf '%s\n' "$TOOL_BIN"
 fi

@@ -144,3 +144,42 @@ ensure_go_binary() {
     mv -f "$tmp_bin" "$bin"  # same filesystem: an atomic rename
     log "built $bin in $((SECONDS - start))s"
 }
+
+# ensure_source_tool NAME SRC HINT: build the Go program in SRC (this repository's tools/NAME, with
+# its committed go.mod and go.sum) into $BIN_DIR/NAME-<hash of go.mod, go.sum, main.go>, once per
+# source version; sets TOOL_BIN. The build never rewrites go.mod or go.sum (-mod=readonly).
+# Concurrent runs wait on a lock; the binary appears atomically.
+ensure_source_tool() {
+    local name="$1" src="$2" hint="$3" f hash
+    for f in go.mod go.sum main.go; do
+        [[ -f "$src/$f" ]] || die "$src/$f missing"
+    done
+    hash="$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)"
+    TOOL_BIN="$BIN_DIR/$name-$hash"
+    if [[ -x "$TOOL_BIN" ]]; then
+        log "$name cached: $TOOL_BIN"
+        return 0
+    fi
+    command -v go >/dev/null 2>&1 || die "go not found on PATH; needed to build tools/$name"
+    mkdir -p "$BIN_DIR"
+    exec 9>"$BIN_DIR/.$name-build.lock"
+    if command -v flock >/dev/null 2>&1; then
+        flock 9
+    fi
+    if [[ -x "$TOOL_BIN" ]]; then  # another process finished the build while we waited
+        log "$name cached: $TOOL_BIN"
+        return 0
+    fi
+    local build_dir start=$SECONDS
+    build_dir="$(mktemp -d "$CACHE_DIR/build-$name.XXXXXX")"
+    # shellcheck disable=SC2064  # expand now: the directory of this build
+    trap "rm -rf '$build_dir'" EXIT
+    log "building $name $hash ($hint)"
+    if ! (cd "$src" && GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" \
+        go build -trimpath -ldflags='-s -w' -o "$build_dir/$name" .) >"$build_dir/go-build.log" 2>&1; then
+        explain_go_failure "$build_dir/go-build.log"
+        die "building tools/$name failed: ${FAIL_REASON:-see above}"
+    fi
+    mv -f "$build_dir/$name" "$TOOL_BIN"  # same filesystem: an atomic rename
+    log "built $TOOL_BIN in $((SECONDS - start))s"
+}
