@@ -707,7 +707,10 @@ class _Attributor:
             found = self._in(files)
             if found and files is self.agent_files:
                 named = self._in(self._evidenced(before, after) & self.agent_files)
-                found = named or found
+                # A shared object that names an agent (the gateway's tenant scopes) changes because
+                # the agent joined or left the region, or its routing changed: not its other fields.
+                scoped = [c for c in named if c.path[:1] in (("regions",), ("telephony",), ("name",))]
+                found = scoped or named or found
             if found:
                 return found, "region"
         return [], "none"

@@ -23,6 +23,7 @@ from ..build.agent_pool import build_agent_pool
 from ..build.common import K8sObject, SecretValue
 from ..build.inference import build_model
 from ..build.redis import build_redis
+from ..build.gateway import build_gateway
 from ..build.sfu import api_key_names, build_sfu
 from ..build.sip import build_sip
 from ..build.tenant import build_tenant
@@ -58,7 +59,7 @@ class SecretPayload:
 
 def secret_objects(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
     """Every Secret the builders declare for the region (values as `SecretValue` markers)."""
-    objects: list[K8sObject] = build_redis(region) + build_sfu(region)
+    objects: list[K8sObject] = build_redis(region) + build_sfu(region) + build_gateway(region, agents)
     if region.sip is not None:
         objects += build_sip(region)
     for model in region.models.values():
