@@ -37,9 +37,16 @@ from pathlib import Path
 import pulumi_kubernetes as k8s
 from voxplane.components._register import _TYPED, _snake_top_level
 
+import pulumi
+
 provider = k8s.Provider("bare-k8s", context="voxplane-local")
-opts = __import__("pulumi").ResourceOptions(provider=provider)
-for i, obj in enumerate(json.loads(Path("objects.json").read_text())):
+objects = json.loads(Path("objects.json").read_text())
+# Namespaces first; everything else after them (as any program must order it).
+namespaces = [k8s.core.v1.Namespace(f"bare-ns-{o['metadata']['name']}", metadata=o["metadata"],
+                                    opts=pulumi.ResourceOptions(provider=provider))
+              for o in objects if o["kind"] == "Namespace"]
+opts = pulumi.ResourceOptions(provider=provider, depends_on=namespaces)
+for i, obj in enumerate(o for o in objects if o["kind"] != "Namespace"):
     body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
     typed = _TYPED.get((obj["apiVersion"], obj["kind"]))
     if typed is not None:
@@ -122,6 +129,7 @@ def main() -> int:
                 print(f"{label}: destroy ...", file=sys.stderr)
                 timed(stack, "destroy", "--yes", "--skip-preview")
                 rows[label] = (preview, up)
+                print(f"{label}: preview {preview:.1f} s, up {up:.1f} s", file=sys.stderr)
         finally:
             livekit.stop()
             redis.stop()
