@@ -113,3 +113,4 @@ def _dev_endpoints() -> dict[str, str]:
 from ..gateway.devcreds import tenant_credentials  # noqa: E402  (the gateway's own command)
 
 dev.add_command(tenant_credentials)
+dev.add_command(tenant_credentials, name="credentials")  # the name issue #9 asked for
