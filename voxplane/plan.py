@@ -709,8 +709,15 @@ class _Attributor:
                 named = self._in(self._evidenced(before, after) & self.agent_files)
                 # A shared object that names an agent (the gateway's tenant scopes) changes because
                 # the agent joined or left the region, or its routing changed: not its other fields.
-                scoped = [c for c in named if c.path[:1] in (("regions",), ("telephony",), ("name",))]
-                found = scoped or named or found
+                def scoped(changes: list[FieldChange]) -> list[FieldChange]:
+                    # In this order: joining/leaving the region explains the most, then routing.
+                    for prefix in (("regions",), ("telephony", "dispatch"), ("name",)):
+                        hit = [c for c in changes if c.path[:len(prefix)] == prefix]
+                        if hit:
+                            return hit
+                    return []
+
+                found = scoped(named) or named or scoped(found) or found
             if found:
                 return found, "region"
         return [], "none"
