@@ -57,10 +57,13 @@ export GOTOOLCHAIN=local
 
 # Give BIN its plain name in LINK_DIR. A hard link (a copy across filesystems), not a symlink:
 # pulumi-language-python looks for its -exec helper next to its own resolved path.
+# Replaced by a rename, so a concurrent caller never sees the name missing.
 link_binary() {
-    local name="$1" bin="$2"
-    rm -f "$LINK_DIR/$name"
-    ln -f "$bin" "$LINK_DIR/$name" 2>/dev/null || cp -f "$bin" "$LINK_DIR/$name"
+    local name="$1" bin="$2" tmp
+    [[ "$LINK_DIR/$name" -ef "$bin" ]] && return 0
+    tmp="$LINK_DIR/.$name.$$"
+    ln -f "$bin" "$tmp" 2>/dev/null || cp -f "$bin" "$tmp"
+    mv -f "$tmp" "$LINK_DIR/$name"
 }
 
 # on_path_at_version NAME MATCH ARGS...: prints the path of NAME on PATH (outside our own link
