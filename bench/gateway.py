@@ -30,9 +30,9 @@ import aiohttp  # noqa: E402
 from livekit.protocol import room as room_pb  # noqa: E402
 
 from tests.gateway._lk import Worker, join, token, twirp  # noqa: E402
-from voxplane.build.common import ADMIN_KEY, tenant_api_key  # noqa: E402
+from voxplane.desired.common import ADMIN_KEY, tenant_api_key  # noqa: E402
 from voxplane.dev.stack import dev_root_secret  # noqa: E402
-from voxplane.devservers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway  # noqa: E402
+from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway  # noqa: E402
 from voxplane.keys import derive_api_secret  # noqa: E402
 
 REGION, TENANT, AGENT = "local", "northwind", "northwind-support"

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from voxplane.build.common import K8sObject, SecretValue
+from voxplane.desired.common import K8sObject, SecretValue
 
 from .secrets import SecretResolver
 

@@ -13,8 +13,8 @@ import pulumi
 import pulumi_docker
 import pulumi_kubernetes as k8s
 
-from voxplane.build.agent_pool import build_agent_pool, secret_name
-from voxplane.build.common import K8sObject, tenant_namespace
+from voxplane.desired.agent_pool import build_agent_pool, secret_name
+from voxplane.desired.common import K8sObject, tenant_namespace
 from voxplane.model import Agent, Region
 
 from ._register import register_all, resolve_secrets

@@ -7,8 +7,8 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from voxplane.build.common import gateway_internal_url
-from voxplane.build.gateway import build_gateway
+from voxplane.desired.common import gateway_internal_url
+from voxplane.desired.gateway import build_gateway
 from voxplane.model import Agent, Region
 
 from ._register import register_all

@@ -8,8 +8,8 @@ from typing import Optional
 
 import pulumi
 
-from voxplane.build.common import model_base_url
-from voxplane.build.inference import WORKLOAD_KIND, build_model
+from voxplane.desired.common import model_base_url
+from voxplane.desired.inference import WORKLOAD_KIND, build_model
 from voxplane.model import Model, Region
 
 from ._register import register_all

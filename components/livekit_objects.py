@@ -28,7 +28,7 @@ import pulumi
 import pulumi.dynamic as dyn
 from pulumi.runtime import rpc
 
-from voxplane.build.common import ADMIN_KEY, SecretValue
+from voxplane.desired.common import ADMIN_KEY, SecretValue
 from voxplane.keys import ROOT_SECRET_CONFIG, derive_api_secret
 from voxplane.model import Agent, Region, SecretRef
 

@@ -9,8 +9,8 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from voxplane.build.common import platform_api_keys
-from voxplane.build.region import build_namespaces
+from voxplane.desired.common import platform_api_keys
+from voxplane.desired.region import build_namespaces
 from voxplane.model import Agent, Region
 
 from ._register import register_all

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import pulumi
 
-from voxplane.build.common import SecretValue
+from voxplane.desired.common import SecretValue
 from voxplane.keys import ROOT_SECRET_CONFIG, derive_api_secret, keys_file
 
 

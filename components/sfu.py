@@ -7,9 +7,9 @@ from typing import Optional
 
 import pulumi
 
-from voxplane.build.common import LIVEKIT_SERVICE, livekit_internal_url
-from voxplane.build.redis import build_redis
-from voxplane.build.sfu import build_sfu, firewall_rules
+from voxplane.desired.common import LIVEKIT_SERVICE, livekit_internal_url
+from voxplane.desired.redis import build_redis
+from voxplane.desired.sfu import build_sfu, firewall_rules
 from voxplane.model import Region
 
 from ._register import register_all

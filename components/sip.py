@@ -7,7 +7,7 @@ from typing import Optional
 
 import pulumi
 
-from voxplane.build.sip import build_sip, sip_uri
+from voxplane.desired.sip import build_sip, sip_uri
 from voxplane.model import Region
 
 from ._register import register_all

@@ -7,8 +7,8 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from voxplane.build.common import tenant_namespace
-from voxplane.build.tenant import build_tenant
+from voxplane.desired.common import tenant_namespace
+from voxplane.desired.tenant import build_tenant
 from voxplane.model import Agent, Region
 from voxplane.model import Tenant as TenantModel
 

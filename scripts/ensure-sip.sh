@@ -16,7 +16,7 @@
 #   VOXPLANE_LIVEKIT_SIP_BIN        use this livekit-sip binary; build nothing
 set -euo pipefail
 
-# Pinned release: the one whose config struct voxplane/build/livekit_config.py was checked against.
+# Pinned release: the one whose config struct voxplane/desired/livekit_config.py was checked against.
 # NOTE: on 2026-11-25 the Go module proxy reachable here served no version of github.com/livekit/sip
 # (403 "This module version is not available"), nor the livekit/media-sdk and livekit/protocol
 # pseudo-versions v1.11.0 requires; the build then fails with that one line.

@@ -29,7 +29,7 @@ def project():
         (["agents/scheduler/agent.py"], []),  # deployed by digest: its code folder builds nothing here
         (["agents/scheduler.yaml", "regions/us-east.yaml"], ["eu-west", "local", "us-east"]),
         (["README.md", "tests/test_cli.py", "docs/manifest-reference.md"], []),
-        (["voxplane/build/sfu.py"], ["eu-west", "local", "us-east"]),
+        (["voxplane/desired/sfu.py"], ["eu-west", "local", "us-east"]),
         (["schemas/agent.schema.json"], ["eu-west", "local", "us-east"]),
     ],
 )

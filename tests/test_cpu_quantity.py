@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.build.agent_pool import build_agent_pool
-from voxplane.build.tenant import build_tenant
+from voxplane.desired.agent_pool import build_agent_pool
+from voxplane.desired.tenant import build_tenant
 from voxplane.loader import load
 from voxplane.quantity import quantity_text
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from voxplane.build.common import SecretValue
+from voxplane.desired.common import SecretValue
 from voxplane.k8s_schema import (
     CRD_SCRIPT,
     KUBERNETES_VERSION,

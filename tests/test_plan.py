@@ -214,7 +214,7 @@ def test_a_tool_change_renders_the_base_with_its_own_code(run_cli, repo):
         shutil.copytree(REPO / folder, repo / folder, ignore=ignore, symlinks=True)
     for name in ("Pulumi.yaml", "pyproject.toml"):
         shutil.copy(REPO / name, repo / name)
-    tenant = repo / "voxplane/build/tenant.py"
+    tenant = repo / "voxplane/desired/tenant.py"
     original = tenant.read_text()
     assert '"defaultRequest": {"cpu": "100m"' in original
     tenant.write_text(original.replace('"defaultRequest": {"cpu": "100m"', '"defaultRequest": {"cpu": "200m"'))
@@ -227,7 +227,7 @@ def test_a_tool_change_renders_the_base_with_its_own_code(run_cli, repo):
     doc = json.loads(result.stdout)
     assert "the base was rendered by the base's own code" in " ".join(doc["notes"])
     (tool,) = [f for f in doc["fields"] if f["kind"] == "tool"]
-    assert "voxplane/build/tenant.py" in tool["note"]
+    assert "voxplane/desired/tenant.py" in tool["note"]
     limits = [o for o in tool["objects"] if o["kind"] == "LimitRange"]
     assert {o["namespace"] for o in limits} == {"vox-t-bellavista", "vox-t-northwind"}
     assert {o["path"] for o in limits} == {"spec.limits"}
@@ -274,8 +274,8 @@ def test_explain_says_why_each_region_is_affected():
     ]
     assert "regions/eu-west.yaml changed: the region's manifest" in reasons["eu-west"]
     assert "agents/scheduler.yaml changed: agent northwind/scheduler now runs here (added to its regions)" in reasons["eu-west"]
-    assert explain_regions(["voxplane/build/sfu.py"], project)["local"] == [
-        "voxplane/build/sfu.py changed: the tool itself (affects every region)"]
+    assert explain_regions(["voxplane/desired/sfu.py"], project)["local"] == [
+        "voxplane/desired/sfu.py changed: the tool itself (affects every region)"]
 
 
 def test_affected_explain_cli(run_cli, repo):

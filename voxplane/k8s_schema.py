@@ -26,7 +26,7 @@ import jsonschema
 import yaml
 from jsonschema.exceptions import ValidationError as JsonSchemaError
 
-from voxplane.build.common import SecretValue
+from voxplane.desired.common import SecretValue
 
 #: Kubernetes minor version the built-in kinds are checked against; kubernetes-validate 1.37
 #: ships schemas for 1.33 .. 1.37.

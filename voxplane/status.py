@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from .build.common import MANAGED_BY
+from .desired.common import MANAGED_BY
 
 
 @dataclass

@@ -8,7 +8,7 @@ prebuilt `code.image`): a file outside that folder is not in the build context, 
 index would be a second release train for twenty lines of wiring.
 
 What it does, from the environment the platform renders into the agent's Deployment
-(voxplane/build/agent_pool.py; README "The agent contract"):
+(voxplane/desired/agent_pool.py; README "The agent contract"):
 
 - `agent_name()`: LIVEKIT_AGENT_NAME, or exit (without it the worker would take every room).
 - `inference(role)`, `stt()`, `llm()`, `tts()`: the VOXPLANE_<ROLE>_* wiring, OpenAI-compatible

@@ -44,7 +44,7 @@ from typing import Any
 import pytest
 from livekit import api
 
-from voxplane.devservers import LiveKitServer, RedisServer, free_port, free_ports, region_config
+from voxplane.dev.servers import LiveKitServer, RedisServer, free_port, free_ports, region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide

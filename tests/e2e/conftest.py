@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.devservers import LiveKitServer, RedisServer, region_config
-from voxplane.devsip import SipServer
+from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
+from voxplane.dev.sip import SipServer
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.secrets import StaticSecrets

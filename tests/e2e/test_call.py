@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from livekit import api
 
-from voxplane.devservers import LOOPBACK, free_port
+from voxplane.dev.servers import LOOPBACK, free_port
 
 from .conftest import Platform
 

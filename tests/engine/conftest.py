@@ -69,7 +69,7 @@ class Deployment:
     region: str
     root: Path
     stack: Any  # voxplane.dev.stack.StackEnv
-    livekit: Any  # voxplane.devservers.LiveKitServer
+    livekit: Any  # voxplane.dev.servers.LiveKitServer
     bins: Path
     kubeconfig: Path
 
@@ -122,7 +122,7 @@ def stop_strays(root: Path) -> None:
 def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     from voxplane.dev import cluster
     from voxplane.dev.stack import prepare
-    from voxplane.devservers import LiveKitServer, RedisServer, region_config
+    from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
     from voxplane.loader import load
 
     region: str = request.param

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from voxplane.build.common import ADMIN_KEY, tenant_api_key
+from voxplane.desired.common import ADMIN_KEY, tenant_api_key
 from voxplane.keys import derive_api_secret
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.desired import parse_owner

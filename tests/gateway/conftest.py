@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.build.common import ADMIN_KEY, tenant_api_key
+from voxplane.desired.common import ADMIN_KEY, tenant_api_key
 from voxplane.dev.stack import dev_root_secret
-from voxplane.devservers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway
+from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway
 from voxplane.keys import derive_api_secret
 
 REPO = Path(__file__).resolve().parents[2]

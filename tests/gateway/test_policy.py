@@ -14,7 +14,7 @@ from livekit.protocol import agent as agent_pb
 from livekit.protocol import agent_dispatch as dispatch_pb
 from livekit.protocol import room as room_pb
 
-from voxplane.build.gateway import gateway_config
+from voxplane.desired.gateway import gateway_config
 from voxplane.gateway.policy import Denied, KeyRing, authenticate, authorize_join, authorize_twirp, \
     authorize_worker, check_worker_message
 from voxplane.gateway.scope import GatewayConfig, TenantScope, conflicts

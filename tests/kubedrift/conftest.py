@@ -39,7 +39,7 @@ def copy_tree(dest: Path) -> Path:
 
 def secret_env(region: Any, agents: Any) -> dict[str, str]:
     """A value for every secret the region's Secrets need: the root secret and each `{config: KEY}`."""
-    from voxplane.build.common import SecretValue
+    from voxplane.desired.common import SecretValue
     from voxplane.keys import ROOT_SECRET_CONFIG
     from voxplane.kubedrift.secrets import secret_objects
 

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from voxplane.cli import main
-from voxplane.devservers import LiveKitServer, RedisServer, region_config
+from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.loader import load
 from voxplane.model import Agent, Region

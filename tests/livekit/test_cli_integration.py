@@ -9,7 +9,7 @@ import pytest
 from click.testing import Result
 from livekit import api
 
-from voxplane.devservers import LiveKitServer, RedisServer
+from voxplane.dev.servers import LiveKitServer, RedisServer
 
 from .conftest import SECRET_ENV, Server, Tree
 from .test_sync_integration import snapshot

@@ -17,14 +17,14 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 
-from voxplane.build.common import ADMIN_KEY
+from voxplane.desired.common import ADMIN_KEY
 from voxplane.components.livekit_objects import (
     LiveKitControlPlane,
     LiveKitControlPlaneArgs,
     LiveKitSIPProvider,
 )
 from voxplane.components.secrets import SecretResolver
-from voxplane.devservers import DEFAULT_CONFIG, LiveKitServer, RedisServer
+from voxplane.dev.servers import DEFAULT_CONFIG, LiveKitServer, RedisServer
 from voxplane.keys import derive_api_secret
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.desired import RULE_KIND, TRUNK_KIND, desired_objects

@@ -19,7 +19,7 @@ from livekit import api
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from voxplane.devservers import LiveKitServer, RedisServer, region_config
+from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide, ensure_probe_binary, expected_route
@@ -353,7 +353,7 @@ def test_route_command_without_redis_is_one_line(cli: Callable[..., Any], tree: 
 
 
 def test_route_command_with_unreachable_redis_is_one_line(cli: Callable[..., Any], tree: Tree) -> None:
-    from voxplane.devservers import free_port
+    from voxplane.dev.servers import free_port
 
     env = {"VOXPLANE_LIVEKIT_REDIS": f"127.0.0.1:{free_port()}"}
     r = cli("livekit", "route", "local", "--to", "+13125550142", "--root", str(tree.root), env=env)
@@ -365,7 +365,7 @@ def test_route_command_with_unreachable_redis_is_one_line(cli: Callable[..., Any
 def test_route_command_finds_the_redis_of_the_running_dev_servers(local: Routed, cli: Callable[..., Any], tree: Tree,
                                                                   tmp_path: Path) -> None:
     """Without --redis or VOXPLANE_LIVEKIT_REDIS, the Redis recorded by `make livekit-up`
-    (voxplane.devservers' state file) is used, but only while both recorded servers run."""
+    (voxplane.dev.servers' state file) is used, but only while both recorded servers run."""
     state = {"redis": {"pid": local.redis.pid, "address": local.redis.address},
              "livekit": {"pid": local.livekit.pid, "binary": "livekit-server"}}
     (tmp_path / "devservers.json").write_text(json.dumps(state))

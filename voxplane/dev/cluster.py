@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
-from ..devservers import LOOPBACK, _alive, _owned, _terminate, cache_dir, free_ports
+from .servers import LOOPBACK, _alive, _owned, _terminate, cache_dir, free_ports
 from ..model import Agent, Region
 from .nodes import LABEL_SIMULATED, node_objects, plan_pools
 

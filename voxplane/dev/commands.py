@@ -98,7 +98,7 @@ def dev_pulumi(region: str, args: tuple[str, ...], root: Path) -> None:
 
 def _dev_endpoints() -> dict[str, str]:
     """KUBECONFIG of the dev cluster and LIVEKIT_URL of the dev LiveKit server, when running."""
-    from ..devservers import _running_state
+    from .servers import _running_state
     from .cluster import kubeconfig_path, running
 
     env: dict[str, str] = {}

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..build.common import GPU_RESOURCE, MANAGED_BY
-from ..build.gpu import node_labels
+from ..desired.common import GPU_RESOURCE, MANAGED_BY
+from ..desired.gpu import node_labels
 from ..model import Agent, NodePool, Region, Toleration
 from ..quantity import parse_quantity
 

@@ -31,7 +31,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from ..devservers import cache_dir
+from .servers import cache_dir
 from ..keys import ROOT_SECRET_CONFIG
 
 _REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..build.common import tenant_api_key
+from ..desired.common import tenant_api_key
 from ..keys import ROOT_SECRET_CONFIG, derive_api_secret
 
 

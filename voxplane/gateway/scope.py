@@ -139,7 +139,7 @@ class GatewayConfig:
 
 def tenant_scopes(region: Region, agents: Sequence[Agent]) -> dict[str, TenantScope]:
     """Every tenant of `region` with what it owns there (`agents`: those deployed in the region)."""
-    from ..build.common import tenant_api_key
+    from ..desired.common import tenant_api_key
 
     out: dict[str, TenantScope] = {}
     for name in sorted(region.tenants):

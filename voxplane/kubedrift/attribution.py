@@ -3,7 +3,7 @@
 An object names its manifest in the annotation `voxplane.io/source` (agent objects: the agent's
 file; most region objects: the region's file); objects without one (tenant objects, some PDBs)
 belong to the region's file. Within the file, well-known paths map to the manifest field they are
-built from (the builders in voxplane/build/ are the reference), e.g.
+built from (the builders in voxplane/desired/ are the reference), e.g.
 
     ScaledObject spec.maxReplicaCount                 -> scaling.max_workers
     Deployment …containers[agent].env[NAME]           -> env.NAME (secrets.NAME, inference.ROLE…)
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
-from ..build.common import ANNOTATION_SOURCE, LABEL_AGENT, LABEL_TENANT
+from ..desired.common import ANNOTATION_SOURCE, LABEL_AGENT, LABEL_TENANT
 from ..livekit.desired import Origin
 from ..model import ROLES, Agent, Region, Source
 from .compare import Keyed, Path

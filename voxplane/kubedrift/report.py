@@ -43,8 +43,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from ..build.common import inference_namespace, tenant_namespace
-from ..build.inference import WORKLOAD_KIND
+from ..desired.common import inference_namespace, tenant_namespace
+from ..desired.inference import WORKLOAD_KIND
 from ..livekit.desired import Origin
 from ..model import Agent, Region
 from .attribution import Attribution

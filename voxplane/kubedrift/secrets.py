@@ -1,7 +1,7 @@
 """Declared Secret payloads of a region, as sha256 digests, for drift to compare with the cluster.
 
 `voxplane render` redacts every secret value, so the payloads come from the same pure builders the
-components register (voxplane/build/), whose secret values are `SecretValue` markers. A marker is
+components register (voxplane/desired/), whose secret values are `SecretValue` markers. A marker is
 resolved the way components/secrets.py resolves it, from values the caller has:
 
 - `{config: KEY}` (stack config secrets: provider keys, HF tokens, a Redis password) from
@@ -19,14 +19,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ..build.agent_pool import build_agent_pool
-from ..build.common import K8sObject, SecretValue
-from ..build.inference import build_model
-from ..build.redis import build_redis
-from ..build.gateway import build_gateway
-from ..build.sfu import api_key_names, build_sfu
-from ..build.sip import build_sip
-from ..build.tenant import build_tenant
+from ..desired.agent_pool import build_agent_pool
+from ..desired.common import K8sObject, SecretValue
+from ..desired.inference import build_model
+from ..desired.redis import build_redis
+from ..desired.gateway import build_gateway
+from ..desired.sfu import api_key_names, build_sfu
+from ..desired.sip import build_sip
+from ..desired.tenant import build_tenant
 from ..keys import ROOT_SECRET_CONFIG, derive_api_secret, keys_file
 from ..livekit.secrets import ENV_PREFIX
 from ..model import Agent, Region

@@ -93,7 +93,7 @@ def redis_address(option: Optional[str]) -> tuple[str, str]:
     env = os.environ.get(REDIS_ENV)
     if env:
         return env, REDIS_ENV
-    from .. import devservers
+    from ..dev import servers as devservers
 
     state = devservers._running_state()  # verifies both recorded processes are still alive
     if state is not None:

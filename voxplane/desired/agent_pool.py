@@ -84,7 +84,7 @@ def active_jobs_query(namespace: str, podmonitor: str) -> str:
     # `or vector(0)`: a pool whose pods exported no sample yet (the gauge appears with the
     # first job; before any scrape there is no series at all) counts as 0 active jobs, not as
     # "no data" (sum() of nothing is an empty vector). Checked with Prometheus' own engine
-    # (tests/build/test_scaling_query.py, tools/promqleval).
+    # (tests/desired/test_scaling_query.py, tools/promqleval).
     selector = f'{ACTIVE_JOBS_METRIC}{{namespace="{namespace}",job="{namespace}/{podmonitor}"}}'
     return f"sum({selector}) or vector(0)"
 

@@ -1,4 +1,4 @@
-"""Plain helpers shared by the tests/build modules: the example project, built objects as the API
+"""Plain helpers shared by the tests/desired modules: the example project, built objects as the API
 server would see them, and what a mocked Pulumi run sent over the wire."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import kubernetes_validate
 from google.protobuf import json_format
 
-from voxplane.build.common import SecretValue
+from voxplane.desired.common import SecretValue
 from voxplane.loader import load_project
 from voxplane.model import Project, Region
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from voxplane.build.common import (
+from voxplane.desired.common import (
     GATEWAY_KEY,
     GATEWAY_PORT,
     RESTRICTED_CONTAINER,
@@ -17,15 +17,15 @@ from voxplane.build.common import (
     gateway_internal_url,
     tenant_api_key,
 )
-from voxplane.build.gateway import (
+from voxplane.desired.gateway import (
     ANNOTATION_KEYS_CHECKSUM,
     GATEWAY_LISTEN_PORT,
     GATEWAY_METRICS_PORT,
     build_gateway,
     gateway_selector,
 )
-from voxplane.build.sfu import api_key_names
-from voxplane.build.tenant import LIVEKIT_SECRET, build_tenant
+from voxplane.desired.sfu import api_key_names
+from voxplane.desired.tenant import LIVEKIT_SECRET, build_tenant
 from voxplane.gateway.scope import GatewayConfig
 
 from ._helpers import REGIONS, by_kind_and_name, project, region, validate_strict

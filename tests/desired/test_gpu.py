@@ -10,8 +10,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from voxplane.build.common import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_GPU_GROUP
-from voxplane.build.gpu import (
+from voxplane.desired.common import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_GPU_GROUP
+from voxplane.desired.gpu import (
     aws_gpu_name,
     build_gpu_group,
     gpu_affinity,

@@ -12,7 +12,7 @@ import yaml
 
 from components.secrets import SecretResolver
 from components.sip import SIPBridge, SIPBridgeArgs
-from voxplane.build.common import (
+from voxplane.desired.common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
     ANNOTATION_SOURCE,
@@ -21,10 +21,10 @@ from voxplane.build.common import (
     checksum,
     walk_secret_values,
 )
-from voxplane.build.livekit_config import sip_config
-from voxplane.build.redis import LABEL_LIVEKIT, redis_address
-from voxplane.build.sfu import build_sfu
-from voxplane.build.sip import build_sip, sip_uri
+from voxplane.desired.livekit_config import sip_config
+from voxplane.desired.redis import LABEL_LIVEKIT, redis_address
+from voxplane.desired.sfu import build_sfu
+from voxplane.desired.sip import build_sip, sip_uri
 from voxplane.model import Region
 
 from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict

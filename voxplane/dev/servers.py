@@ -12,8 +12,8 @@ Library use::
 
 Shell use (servers keep running in the background until `down`)::
 
-    eval "$(python -m voxplane.devservers up [--config livekit.yaml])"
-    python -m voxplane.devservers down
+    eval "$(python -m voxplane.dev.servers up [--config livekit.yaml])"
+    python -m voxplane.dev.servers down
 
 With `--region`, the region's authorizing gateway (voxplane/gateway) runs next to the server too,
 with the config the region renders (addresses moved to loopback), and `up` also prints
@@ -64,7 +64,7 @@ __all__ = [
 LOOPBACK = "127.0.0.1"
 
 # scripts/ensure-servers.sh, next to this package in the repository.
-_ENSURE_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ensure-servers.sh"
+_ENSURE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-servers.sh"
 
 # livekit-server reads every config key from a LIVEKIT_* variable too (and LIVEKIT_CONFIG
 # replaces --config entirely), plus these legacy names. A stray export in the caller's shell
@@ -631,9 +631,9 @@ def region_config(name: str, root: Path) -> dict[str, Any]:
     `livekitRootSecret`: the dev stack's keys match this server, and no production secret is
     involved. Raises ValueError with the manifest problems when the manifests are invalid.
     """
-    from .build.common import ADMIN_KEY, platform_api_keys
-    from .build.livekit_config import server_config
-    from .loader import load
+    from ..desired.common import ADMIN_KEY, platform_api_keys
+    from ..desired.livekit_config import server_config
+    from ..loader import load
 
     result = load((), root)
     if result.problems or result.project is None:
@@ -643,8 +643,8 @@ def region_config(name: str, root: Path) -> dict[str, Any]:
         raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
     config = server_config(region, redis_address=f"{LOOPBACK}:6379")  # replaced by the real address
     names = [ADMIN_KEY] + [k for k in platform_api_keys() if k != ADMIN_KEY]
-    from .dev.stack import dev_root_secret
-    from .keys import derive_api_secret
+    from .stack import dev_root_secret
+    from ..keys import derive_api_secret
 
     root_secret = dev_root_secret(name)
     config["keys"] = {key: derive_api_secret(root_secret, name, key) for key in names}
@@ -655,10 +655,10 @@ def region_gateway(name: str, root: Path, *, upstream: str) -> tuple[str, dict[s
     """The gateway config region `name` renders (its ConfigMap's config.json) with addresses moved
     to loopback and `upstream` (livekit-server's http:// URL), plus the keys its Secret holds, their
     secrets derived from the region's dev root secret. `GatewayServer` fills in ports and folder."""
-    from .build.gateway import CONFIG_FILE, build_gateway
-    from .dev.stack import dev_root_secret
-    from .keys import derive_api_secret
-    from .loader import load
+    from ..desired.gateway import CONFIG_FILE, build_gateway
+    from .stack import dev_root_secret
+    from ..keys import derive_api_secret
+    from ..loader import load
 
     result = load((), root)
     if result.problems or result.project is None:
@@ -825,7 +825,7 @@ def _down() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m voxplane.devservers",
+        prog="python -m voxplane.dev.servers",
         description="Run Redis + livekit-server on loopback in the background.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -10,15 +10,15 @@ from typing import Any
 import pulumi
 import pytest
 
-from voxplane.build.common import (
+from voxplane.desired.common import (
     GPU_RESOURCE,
     SecretValue,
     inference_namespace,
     model_base_url,
     walk_secret_values,
 )
-from voxplane.build.gpu import gpu_affinity, gpu_tolerations
-from voxplane.build.inference import (
+from voxplane.desired.gpu import gpu_affinity, gpu_tolerations
+from voxplane.desired.inference import (
     CACHE_MOUNT,
     build_model,
     pod_monitor_job,

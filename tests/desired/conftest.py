@@ -1,4 +1,4 @@
-"""Fixtures for tests/build: the components run under Pulumi mocks that record what they register."""
+"""Fixtures for tests/desired: the components run under Pulumi mocks that record what they register."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pulumi
 import pytest
 
 # The shared helpers assert; rewrite them so a failure shows the values, as it would in a test module.
-pytest.register_assert_rewrite("tests.build._helpers")
+pytest.register_assert_rewrite("tests.desired._helpers")
 
 from ._helpers import LIVEKIT_ROOT_SECRET, mock_digest  # noqa: E402
 

@@ -12,12 +12,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from voxplane.devservers import ensure_livekit_binary
+from voxplane.dev.servers import ensure_livekit_binary
 import yaml
 
 from components.secrets import SecretResolver
 from components.sfu import LiveKitSFU, LiveKitSFUArgs
-from voxplane.build.common import (
+from voxplane.desired.common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
     ANNOTATION_SOURCE,
@@ -28,9 +28,9 @@ from voxplane.build.common import (
     livekit_internal_url,
     walk_secret_values,
 )
-from voxplane.build.livekit_config import server_config
-from voxplane.build.redis import LABEL_LIVEKIT, build_redis, redis_address, redis_password_ref
-from voxplane.build.sfu import ANNOTATION_KEYS_CHECKSUM, api_key_names, build_sfu, firewall_rules
+from voxplane.desired.livekit_config import server_config
+from voxplane.desired.redis import LABEL_LIVEKIT, build_redis, redis_address, redis_password_ref
+from voxplane.desired.sfu import ANNOTATION_KEYS_CHECKSUM, api_key_names, build_sfu, firewall_rules
 from voxplane.model import Region, SecretRef
 
 from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
@@ -415,7 +415,7 @@ def test_real_server_authenticates_to_a_password_protected_redis(tmp_path):
     import time
     import urllib.request
 
-    from voxplane.devservers import free_port
+    from voxplane.dev.servers import free_port
 
     binary = str(ensure_livekit_binary())
     r = region("us-east")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from voxplane.build.agent_pool import ACTIVE_JOBS_METRIC
+from voxplane.desired.agent_pool import ACTIVE_JOBS_METRIC
 from voxplane.render import render
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from voxplane.components.agent_pool import (
     build_context_hash,
 )
 from voxplane.components.secrets import SecretResolver
-from voxplane.build.agent_pool import build_agent_pool
-from voxplane.build.common import (
+from voxplane.desired.agent_pool import build_agent_pool
+from voxplane.desired.common import (
     AGENT_HEALTH_PORT,
     AGENT_METRICS_PORT,
     RESTRICTED_CONTAINER,
@@ -255,7 +255,7 @@ def test_keda_scales_on_active_jobs_from_this_pools_podmonitor(agent_name, regio
     job = f'{objs["PodMonitor"]["metadata"]["namespace"]}/{objs["PodMonitor"]["metadata"]["name"]}'
     assert trigger["metadata"] == {
         "serverAddress": region.kubernetes.prometheus_url,
-        # `or vector(0)`: a pool without samples yet reads 0 (tests/build/test_scaling_query.py).
+        # `or vector(0)`: a pool without samples yet reads 0 (tests/desired/test_scaling_query.py).
         "query": f'sum(lk_agents_active_job_count{{namespace="{ns}",job="{job}"}}) or vector(0)',
         "threshold": str(agent.scaling.sessions_per_worker),
         "activationThreshold": "0",

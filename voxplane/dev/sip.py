@@ -1,4 +1,4 @@
-"""A real livekit-sip bridge on loopback, next to `voxplane.devservers`' Redis and livekit-server.
+"""A real livekit-sip bridge on loopback, next to `voxplane.dev.servers`' Redis and livekit-server.
 
 The config is the one voxplane renders for the region (`build.livekit_config.sip_config`), with
 only addresses and ports changed (see `loopback_sip_config`): livekit-sip decodes its config
@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from .devservers import (
+from .servers import (
     LOOPBACK,
     LiveKitServer,
     RedisServer,
@@ -38,9 +38,9 @@ from .devservers import (
     _Process,
     free_ports,
 )
-from .model import Region
+from ..model import Region
 
-_ENSURE_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ensure-sip.sh"
+_ENSURE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-sip.sh"
 #: A prebuilt livekit-sip to use instead of the cached build.
 BINARY_ENV = "VOXPLANE_LIVEKIT_SIP_BIN"
 #: RTP ports per bridge: two calls' worth is plenty for tests.
@@ -130,7 +130,7 @@ class SipServer(_Process):
     ) -> None:
         """`redis` must be livekit-server's own Redis (they talk psrpc over it). The API key is
         livekit-server's first key (`vx-admin` in a rendered config), passed in the environment."""
-        from .build.livekit_config import sip_config
+        from ..desired.livekit_config import sip_config
 
         super().__init__(workdir, detached=False)
         redis_address = redis.address if isinstance(redis, RedisServer) else redis
