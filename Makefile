@@ -70,7 +70,7 @@ bench: setup servers toolchain
 	$(PY) bench/livekit_drift.py
 	$(PY) bench/livekit_route.py
 	$(PY) bench/gateway.py
-	$(PY) bench/agent_dispatch.py
+	$(PY) bench/dispatch.py
 	$(PY) bench/kube_drift.py
 	$(PY) bench/engine.py
 
