@@ -50,7 +50,8 @@ def make_repo(root: Path, agents: int) -> None:
             "env": {"LOG_LEVEL": "info"},
             "secrets": {"CRM_TOKEN": {"secret": f"crm-{i}", "key": "token"}},
             "scaling": {"min_workers": 1, "max_workers": 10, "sessions_per_worker": 8},
-            "telephony": {"numbers": [f"+1312{i:07d}"]},
+            # Each agent its own room prefix: rooms of two tenants must never share one.
+            "telephony": {"numbers": [f"+1312{i:07d}"], "dispatch": {"room_prefix": f"a{i:04d}"}},
             "inference": {"stt": {"model": "whisper"}, "tts": {"model": "kokoro"}, "llm": {"model": "chat" if i % 2 else "chat-small"}},
         }
         (root / f"agents/agent-{i}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
