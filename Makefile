@@ -46,8 +46,8 @@ cluster-down:
 # Real servers for the integration tests and CRD schemas for custom-resource checks.
 servers:
 	bash scripts/ensure-servers.sh
-	bash scripts/ensure-routeprobe.sh
-	bash scripts/ensure-promqleval.sh
+	bash scripts/ensure-tool.sh routeprobe
+	bash scripts/ensure-tool.sh promqleval
 	bash scripts/ensure-agents-venv.sh
 	bash scripts/fetch-crds.sh
 

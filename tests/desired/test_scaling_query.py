@@ -1,6 +1,6 @@
 """The agent pools' KEDA queries, evaluated by Prometheus' own PromQL engine (tools/promqleval:
 the promql and tsdb packages of github.com/prometheus/prometheus v0.305.0, built from the Go module
-proxy by scripts/ensure-promqleval.sh) over series shaped like the ones prometheus-operator
+proxy by scripts/ensure-tool.sh promqleval) over series shaped like the ones prometheus-operator
 scrapes from the workers.
 
 The query text comes from the render of every example region, so what is checked is exactly what
@@ -25,7 +25,7 @@ from voxplane.desired.agent_pool import ACTIVE_JOBS_METRIC
 from voxplane.render import render
 
 REPO = Path(__file__).resolve().parents[2]
-ENSURE = REPO / "scripts" / "ensure-promqleval.sh"
+ENSURE = REPO / "scripts" / "ensure-tool.sh"
 REGIONS = ("local", "us-east", "eu-west")
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def promqleval() -> Path:
-    proc = subprocess.run(["bash", str(ENSURE), "--print-path"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(["bash", str(ENSURE), "promqleval", "--print-path"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         pytest.fail(f"cannot build tools/promqleval ({ENSURE.name} exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     return Path(proc.stdout.strip())

@@ -5,7 +5,7 @@ When an INVITE arrives, livekit-sip asks livekit-server two questions over the d
 Redis bus (psrpc service `IOInfo`): `GetSIPTrunkAuthentication` (which trunk admits this call,
 and which digest credentials it demands) and `EvaluateSIPDispatchRules` (which room, which
 agents). `tools/routeprobe` (Go, built with livekit-server v1.13.5's own protocol and psrpc
-versions by scripts/ensure-routeprobe.sh) asks exactly those, with an `rpc.SIPCall` filled as
+versions by scripts/ensure-tool.sh routeprobe) asks exactly those, with an `rpc.SIPCall` filled as
 livekit-sip fills it; this module sends it the requests and turns the answers into a decision.
 
 Two kinds of facts, kept apart in every answer:
@@ -50,7 +50,7 @@ REDIS_PASSWORD_ENV = "VOXPLANE_LIVEKIT_REDIS_PASSWORD"
 #: Caller number used when none is given.
 DEFAULT_CALLER = "+15550100199"
 
-_ENSURE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-routeprobe.sh"
+_ENSURE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-tool.sh"
 _REDACTED = "<redacted>"
 
 
@@ -62,7 +62,7 @@ class RouteError(Exception):
 
 
 def ensure_probe_binary() -> Path:
-    """The routeprobe binary: $VOXPLANE_ROUTEPROBE_BIN, else scripts/ensure-routeprobe.sh builds
+    """The routeprobe binary: $VOXPLANE_ROUTEPROBE_BIN, else scripts/ensure-tool.sh routeprobe builds
     it once into the cache (a few seconds when livekit-server's build is cached). Raises
     `RouteError` with the reason when it cannot."""
     explicit = os.environ.get(PROBE_BIN_ENV)
@@ -73,7 +73,7 @@ def ensure_probe_binary() -> Path:
         return path
     if not _ENSURE_SCRIPT.is_file():
         raise RouteError(f"{_ENSURE_SCRIPT} not found (voxplane not run from its checkout?); set {PROBE_BIN_ENV}")
-    proc = subprocess.run(["bash", str(_ENSURE_SCRIPT), "--print-path"], stdin=subprocess.DEVNULL,
+    proc = subprocess.run(["bash", str(_ENSURE_SCRIPT), "routeprobe", "--print-path"], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
