@@ -108,6 +108,8 @@ build_kubernetes() {
     # shellcheck disable=SC2064
     trap "rm -rf '$work'" EXIT
     log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBERNETES_VERSION (cold: ~12 min, 2 GB; warm cache: ~1 min)"
+    # SC2030: GOFLAGS is meant for this subshell only; SC2013: module paths hold no spaces.
+    # shellcheck disable=SC2030,SC2013
     (
         export GOFLAGS="${GOFLAGS:-} -mod=mod"
         cd "$work" && go mod init voxplane.local/kubernetes >/dev/null 2>&1 &&
@@ -133,6 +135,7 @@ build_kubernetes() {
     done
     for pkg in "${KUBE_BINS[@]}"; do
         log "  go build $pkg"
+        # shellcheck disable=SC2031  # the caller's GOFLAGS, as in the subshell above
         (cd "$work" && GOFLAGS="${GOFLAGS:-} -mod=mod" go build -trimpath -ldflags "$ldflags" -o "$work/$pkg" "k8s.io/kubernetes/cmd/$pkg") >>"$work/build.log" 2>&1 ||
             { explain_go_failure "$work/build.log"; die "building $pkg: $FAIL_REASON"; }
     done
