@@ -43,6 +43,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from .. import drift_render as render
 from ..desired.common import inference_namespace, tenant_namespace
 from ..desired.inference import WORKLOAD_KIND
 from ..livekit.desired import Origin
@@ -334,77 +335,25 @@ def _v(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
 
+def _wording(rep: KubeDriftReport) -> render.Wording:
+    return render.Wording(
+        title="Kubernetes drift", place="in the cluster", value=_v, owned=" with voxplane's labels",
+        name=lambda o: f"{o.kind} {_namespaced(o.namespace, o.name)}",
+        name_md=lambda o: f"{o.kind} `{_namespaced(o.namespace, o.name)}`",
+        where=rep.server + (f" (context {rep.context})" if rep.context else ""), tail=f"; {rep.api_calls} API calls",
+        extras=(render.Extra("note", "Notes", rep.notes),))
+
+
 def verdict(rep: KubeDriftReport) -> str:
-    n = rep.summary()
-    where = rep.server + (f" (context {rep.context})" if rep.context else "")
-    return (f"{'drift' if rep.drift else 'no drift'}: region {rep.region} on {where}: {n['changed']} changed fields, "
-            f"{n['missing']} missing, {n['unexpected']} unexpected, {n['unowned']} unowned; {rep.api_calls} API calls")
+    return render.verdict(rep, _wording(rep))
 
 
 def to_text(rep: KubeDriftReport) -> str:
-    """One line per finding: `FILE:LINE:COL: field: what differs`, like `voxplane validate`."""
-    lines: list[str] = []
-    for c in rep.changed:
-        s = c.source
-        lines.append(f"{s.file}:{s.line}:{s.column}: {s.field}: {c.kind} {_namespaced(c.namespace, c.name)} {c.field} is "
-                     f"{_v(c.live)} in the cluster, declared {_v(c.declared)}")
-    for m in rep.missing:
-        s = m.source
-        lines.append(f"{s.file}:{s.line}:{s.column}: {s.field}: {m.kind} {_namespaced(m.namespace, m.name)} is missing in the cluster")
-    for u in rep.unexpected:
-        lines.append(f"{u.source_file or '?'}: {u.kind} {_namespaced(u.namespace, u.name)} is in the cluster with voxplane's "
-                     f"labels but not declared: {u.reason}")
-    for note in rep.notes:
-        lines.append(f"note: {note}")
-    for x in rep.unchecked:
-        lines.append(f"unchecked: {x.kind} {_namespaced(x.namespace, x.name)} {x.field}: {x.reason}")
-    for o in rep.unowned:
-        lines.append(f"info: {o.kind} {_namespaced(o.namespace, o.name)} is not managed here: {o.reason}")
-    lines.append(verdict(rep))
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    return _v(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _text(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
+    return render.to_text(rep, _wording(rep))
 
 
 def to_markdown(rep: KubeDriftReport) -> str:
-    """A PR/issue comment: a verdict line, then one table per non-empty finding type."""
-    n = rep.summary()
-    where = f"`{rep.server}`" + (f", context `{rep.context}`" if rep.context else "")
-    out = [f"### Kubernetes drift — region `{rep.region}`", ""]
-    out.append(("**Drift found**" if rep.drift else "**No drift**") +
-               f": {n['changed']} changed fields, {n['missing']} missing, {n['unexpected']} unexpected, "
-               f"{n['unowned']} unowned (info) — {where}, {rep.api_calls} API calls")
-    if rep.changed:
-        out += ["", "| manifest | object | field | declared | live |", "|---|---|---|---|---|"]
-        for c in rep.changed:
-            out.append(f"| `{c.source.file}:{c.source.line}` `{c.source.field}` | {c.kind} `{_namespaced(c.namespace, c.name)}` "
-                       f"| `{c.field}` | {_cell(c.declared)} | {_cell(c.live)} |")
-    if rep.missing:
-        out += ["", "| manifest | missing object |", "|---|---|"]
-        for m in rep.missing:
-            out.append(f"| `{m.source.file}:{m.source.line}` `{m.source.field}` | {m.kind} `{_namespaced(m.namespace, m.name)}` |")
-    if rep.unexpected:
-        out += ["", "| owner manifest | unexpected object | why |", "|---|---|---|"]
-        for u in rep.unexpected:
-            out.append(f"| `{u.source_file or '?'}` | {u.kind} `{_namespaced(u.namespace, u.name)}` | {_text(u.reason)} |")
-    if rep.notes:
-        out += ["", "Notes:", ""] + [f"- {_text(x)}" for x in rep.notes]
-    if rep.unchecked:
-        out += ["", "Not checked:", ""] + [f"- {u.kind} `{_namespaced(u.namespace, u.name)}` `{u.field}`: {_text(u.reason)}"
-                                          for u in rep.unchecked]
-    if rep.unowned:
-        out += ["", "<details><summary>Unowned objects (not managed by voxplane; info)</summary>", "",
-                "| object | why |", "|---|---|"]
-        for o in rep.unowned:
-            out.append(f"| {o.kind} `{_namespaced(o.namespace, o.name)}` | {_text(o.reason)} |")
-        out += ["", "</details>"]
-    return "\n".join(out) + "\n"
+    return render.to_markdown(rep, _wording(rep))
 
 
 RENDERERS = {"text": to_text, "json": to_json, "markdown": to_markdown}

@@ -45,6 +45,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+from .. import drift_render as render
 from ..model import Agent, Region
 from .client import LiveKitAdmin
 from .desired import Origin, Owner
@@ -196,68 +197,28 @@ def _v(value: Any) -> str:
     return value if isinstance(value, str) and value.startswith(("<", "(")) else json.dumps(value)
 
 
+def _name(o: Any) -> str:
+    ident = getattr(o, "id", None)  # a missing object has no id yet
+    return f"{o.kind} {o.name or '(no name)'}" + (f" ({ident})" if ident else "")
+
+
+def _name_md(o: Any) -> str:
+    ident = getattr(o, "id", None)
+    return f"{o.kind} `{o.name or '(no name)'}`" + (f" (`{ident}`)" if ident else "")
+
+
+def _wording(rep: DriftReport) -> render.Wording:
+    return render.Wording(title="LiveKit drift", place="on the server", value=_v, name=_name, name_md=_name_md,
+                          where=rep.server,
+                          extras=(render.Extra("conflict", "Conflicts (a sync would stop before writing)", rep.conflicts),))
+
+
 def to_text(rep: DriftReport) -> str:
-    """One line per finding: `FILE:LINE:COL: field: what differs`, like `voxplane validate`."""
-    lines: list[str] = []
-    for c in rep.changed:
-        s = c.source
-        lines.append(f"{s.file}:{s.line}:{s.column}: {s.field}: {c.kind} {c.name} ({c.id}) {c.field} is "
-                     f"{_v(c.live)} on the server, declared {_v(c.declared)}")
-    for m in rep.missing:
-        s = m.source
-        lines.append(f"{s.file}:{s.line}:{s.column}: {s.field}: {m.kind} {m.name} is missing on the server")
-    for u in rep.unexpected:
-        lines.append(f"{u.source_file or '?'}: {u.kind} {u.name} ({u.id}) is on the server but not declared: {u.reason}")
-    for conflict in rep.conflicts:
-        lines.append(f"conflict: {conflict}")
-    for x in rep.unchecked:
-        lines.append(f"unchecked: {x.kind} {x.name} ({x.id}) {x.field}: {x.reason}")
-    for o in rep.unowned:
-        lines.append(f"info: {o.kind} {o.name or '(no name)'} ({o.id}) is not managed here: {o.reason}")
-    n = rep.summary()
-    verdict = "drift" if rep.drift else "no drift"
-    lines.append(f"{verdict}: region {rep.region} on {rep.server}: {n['changed']} changed fields, {n['missing']} missing, "
-                 f"{n['unexpected']} unexpected, {n['unowned']} unowned")
-    return "\n".join(lines)
+    return render.to_text(rep, _wording(rep))
 
 
 def to_markdown(rep: DriftReport) -> str:
-    """A PR/issue comment: a verdict line, then one table per non-empty finding type."""
-    def cell(value: Any) -> str:
-        return _v(value).replace("|", "\\|").replace("\n", " ")
-
-    def text(value: str) -> str:
-        return value.replace("|", "\\|").replace("\n", " ")
-
-    n = rep.summary()
-    out = [f"### LiveKit drift — region `{rep.region}`", ""]
-    out.append(("**Drift found**" if rep.drift else "**No drift**") +
-               f": {n['changed']} changed fields, {n['missing']} missing, {n['unexpected']} unexpected, "
-               f"{n['unowned']} unowned (info) — `{rep.server}`")
-    if rep.changed:
-        out += ["", "| manifest | object | field | declared | live |", "|---|---|---|---|---|"]
-        for c in rep.changed:
-            out.append(f"| `{c.source.file}:{c.source.line}` `{c.source.field}` | {c.kind} `{c.name}` (`{c.id}`) "
-                       f"| `{c.field}` | {cell(c.declared)} | {cell(c.live)} |")
-    if rep.missing:
-        out += ["", "| manifest | missing object |", "|---|---|"]
-        for m in rep.missing:
-            out.append(f"| `{m.source.file}:{m.source.line}` | {m.kind} `{m.name}` |")
-    if rep.unexpected:
-        out += ["", "| owner manifest | unexpected object | why |", "|---|---|---|"]
-        for u in rep.unexpected:
-            out.append(f"| `{u.source_file or '?'}` | {u.kind} `{u.name}` (`{u.id}`) | {text(u.reason)} |")
-    if rep.conflicts:
-        out += ["", "Conflicts (a sync would stop before writing):", ""] + [f"- {text(c)}" for c in rep.conflicts]
-    if rep.unchecked:
-        out += ["", "Not checked:", ""] + [f"- {u.kind} `{u.name}` `{u.field}`: {text(u.reason)}" for u in rep.unchecked]
-    if rep.unowned:
-        out += ["", "<details><summary>Unowned objects (not managed by voxplane; info)</summary>", "",
-                "| object | id | why |", "|---|---|---|"]
-        for o in rep.unowned:
-            out.append(f"| {o.kind} `{o.name or '(no name)'}` | `{o.id}` | {text(o.reason)} |")
-        out += ["", "</details>"]
-    return "\n".join(out) + "\n"
+    return render.to_markdown(rep, _wording(rep))
 
 
 RENDERERS = {"text": to_text, "json": to_json, "markdown": to_markdown}
