@@ -43,13 +43,16 @@ cluster-up: setup toolchain
 cluster-down:
 	@$(VOX) dev cluster down
 
-# Real servers for the integration tests and CRD schemas for custom-resource checks.
+# Real servers for the integration tests, CRD schemas for custom-resource checks, the policy
+# scanners (checkov, kube-score) and the workflow linters (actionlint, ShellCheck, zizmor).
 servers:
 	bash scripts/ensure-servers.sh
 	bash scripts/ensure-tool.sh routeprobe
 	bash scripts/ensure-tool.sh promqleval
 	bash scripts/ensure-agents-venv.sh
 	bash scripts/fetch-crds.sh
+	bash scripts/ensure-scanners.sh
+	bash scripts/ensure-ci-linters.sh
 
 test: setup servers toolchain
 	$(PY) -m mypy
