@@ -707,56 +707,59 @@ main.add_command(_dev_group)
 @click.argument("region", shell_complete=complete_regions)
 @click.option("--context", "kube_context", default=None, metavar="NAME",
               help="kubeconfig context [default: the stack's voxplane:kubeContext, else the current one].")
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="Output format (JSON: the shape in the README; with --watch, one object a line).")
+@click.option("--watch", is_flag=True, help="Read again every --interval seconds, redrawing in place, until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, metavar="S",
+              help="Seconds between readings with --watch.")
 @_livekit_options
 @_root_option
-def status(region: str, kube_context: str | None, fmt: str, url: str | None, api_key: str | None,
-           api_secret: str | None, root: Path) -> None:
-    """What REGION runs now: per workload desired/ready pods and their nodes, and its LiveKit objects.
+@click.pass_context
+def status(ctx: click.Context, region: str, kube_context: str | None, fmt: str, watch: bool, interval: float,
+           url: str | None, api_key: str | None, api_secret: str | None, root: Path) -> None:
+    """What REGION runs now: agent pools and models, their autoscalers, calls per agent, drift.
 
-    Reads the Kubernetes API (KUBECONFIG) and the LiveKit API; changes nothing. Exit 0, or 1 when
-    the cluster cannot be read.
+    Per agent pool and model: ready/desired replicas, their nodes, the ScaledObject's bounds and
+    the autoscaler's current target (the HPA KEDA keeps; "no autoscaler running" where no KEDA
+    operator reconciles the ScaledObject). Per agent: active rooms, participants and SIP calls
+    (rooms attributed by their agent dispatches, else by the dispatch rule's room name; rooms of
+    no agent of the region are listed apart). Then the platform's workloads, voxplane's LiveKit
+    objects and one line of drift (`voxplane drift REGION` has the details). Reads the Kubernetes
+    API (KUBECONFIG; --context) and the LiveKit API; changes nothing. --watch redraws on a
+    terminal; to a pipe each frame follows the last. Exit 0 when everything was read, 1 on
+    invalid manifests or when a part could not be read (the rest is still shown), 2 on a usage
+    error; --watch ends with 0 on Ctrl-C.
     """
-    from kubernetes import config as kube_config
-    from kubernetes.client import ApiException
-    from kubernetes.config.config_exception import ConfigException
-
     from . import crosscheck
     from .livekit import commands as lk
-    from .livekit.client import LiveKitError
-    from .status import RegionStatus, kubernetes_workloads, livekit_objects
+    from .status import reader as status_reader
+    from .status import view
 
+    if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--interval needs --watch")
     try:
-        reg, _agents = lk.load_region(root, region)
+        reg, agents = lk.load_region(root, region)
     except ManifestError as exc:
         print_problems(exc.problems)
         sys.exit(1)
     except lk.CommandError as exc:
         _fail(exc.lines)
     context = kube_context or str(crosscheck.stack_config(root, region).get("kubeContext") or "") or None
+    reader = status_reader.StatusReader(root, reg, agents, context=context, url=url, api_key=api_key,
+                                        api_secret=api_secret)
     try:
-        api_client = kube_config.new_client_from_config(context=context)
-        workloads = kubernetes_workloads(api_client, region)
-    except (ConfigException, ApiException, OSError) as exc:
-        _fail([f"error: reading the cluster{f' (context {context})' if context else ''}: {str(exc).splitlines()[0]}"])
-    result = RegionStatus(region, workloads, [])
-    try:
-        with lk.connect(reg, url, api_key, api_secret) as client:
-            result.livekit = livekit_objects(client, region)
-    except (lk.CommandError, LiveKitError, OSError) as exc:
-        result.livekit_error = str(exc).splitlines()[0]
-    if fmt == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2))
-        return
-    _print_table(["namespace", "workload", "component", "ready", "nodes", "autoscaler"],
-                 [[w.namespace, f"{w.kind.lower()}/{w.name}", w.component, f"{w.ready}/{w.desired}",
-                   ",".join(w.nodes) or "-", w.autoscaler or "-"] for w in result.workloads])
-    click.echo("")
-    if result.livekit_error:
-        click.echo(f"LiveKit: not read ({result.livekit_error})")
-    else:
-        _print_table(["livekit object", "name", "owner", "detail"],
-                     [[o.kind, o.name, o.owner, o.detail] for o in result.livekit])
+        if watch:
+            try:
+                view.watch(reader.read, interval, fmt)
+            except KeyboardInterrupt:
+                sys.exit(0)
+        result = reader.read()
+        view.show(result, fmt)
+        for line in result.errors:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(1 if result.errors else 0)
+    finally:
+        reader.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

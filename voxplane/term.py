@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import click
 
@@ -101,18 +101,30 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], title: Optional[
         for text in plain_table(header, rows):
             click.echo(text)
         return
-    from rich import box
+    console().print(rich_table(header, rows, title=title, color=color()))
+
+
+def console() -> Any:
+    """A rich Console on stdout, with colour as `color()` says."""
     from rich.console import Console
-    from rich.table import Table
 
     use_color = color()
-    console = Console(file=sys.stdout, no_color=not use_color, highlight=False,
-                      force_terminal=use_color or None, soft_wrap=False)
+    return Console(file=sys.stdout, no_color=not use_color, highlight=False,
+                   force_terminal=use_color or None, soft_wrap=False)
+
+
+def rich_table(header: Sequence[str], rows: Sequence[Sequence[str]], title: Optional[str] = None,
+               color: bool = False) -> Any:
+    """The rich Table `table` draws on a terminal (cells coloured by their first word when `color`)."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
     out = Table(*header, box=box.SIMPLE_HEAD, title=title, title_justify="left", header_style="bold",
                 show_edge=False, pad_edge=False)
     for row in rows:
-        out.add_row(*(_cell(c) if use_color else c for c in row))
-    console.print(out)
+        out.add_row(*(_cell(c) if color else escape(c) for c in row))
+    return out
 
 
 def _cell(text: str) -> str:

@@ -1,0 +1,361 @@
+"""`voxplane status` against a region really deployed (the `deployment` fixture: `pulumi up` on the
+local control plane + a dev livekit-server), with a real worker of the reservations agent and
+real rtc callers (tests/agents) in rooms, so counts are non-zero and must land on the right agent.
+
+SIP callers are rtc participants whose token carries participant kind `sip`: what livekit-sip's
+token gives the participant it joins for each call (the server reports them as kind SIP), without
+the bridge (tests/e2e, opt-in, has the bridge itself). Rooms are created with the dispatch their
+rule's `room_config` carries and named as the server names a rule's rooms, as livekit-sip has the
+server create them for a call.
+
+One deployment for the module (`local` only); each test reads what the command prints, polling
+with a deadline where it waits for the cluster or the next frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import queue
+import re
+import secrets
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fcntl
+import pytest
+from livekit import api
+
+from voxplane.livekit.client import LiveKitAdmin
+
+from ..agents.conftest import Caller, join_caller, launch_worker
+from ..agents.standin import StandIn
+from .conftest import Deployment
+
+pytestmark = [pytest.mark.integration, pytest.mark.engine]
+LOCAL = pytest.mark.parametrize("deployment", ["local"], indirect=True)
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+BELLA, SCHED, SUPPORT = "bellavista-reservations", "northwind-scheduler", "northwind-support"
+
+
+@dataclass
+class Server:
+    """The deployment's livekit-server, as tests/agents' workers and callers need it."""
+
+    livekit: Any
+
+    def admin(self) -> LiveKitAdmin:
+        return LiveKitAdmin(self.livekit.http_url, self.livekit.api_key, self.livekit.api_secret)
+
+    def token(self, room: str, identity: str) -> str:
+        """A participant token; identities `sip-…` get kind `sip`, as livekit-sip's callers do."""
+        tok = (api.AccessToken(self.livekit.api_key, self.livekit.api_secret).with_identity(identity)
+               .with_grants(api.VideoGrants(room_join=True, room=room)))
+        if identity.startswith("sip-"):
+            tok = tok.with_kind("sip").with_attributes({"sip.phoneNumber": "+15550100199"})
+        return tok.to_jwt()
+
+    def create_room(self, name: str, *agents: str) -> None:
+        req = api.CreateRoomRequest(name=name, agents=[api.RoomAgentDispatch(agent_name=a) for a in agents])
+        with self.admin() as c:
+            c._call("CreateRoom", lambda lk: lk.room.create_room(req))
+
+    def delete_rooms(self) -> None:
+        with self.admin() as c:
+            for room in c._call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest())).rooms:
+                c._call("DeleteRoom", lambda lk, r=room.name: lk.room.delete_room(api.DeleteRoomRequest(room=r)))
+
+    def participants(self, room: str) -> list[api.ParticipantInfo]:
+        with self.admin() as c:
+            return list(c._call("ListParticipants", lambda lk: lk.room.list_participants(
+                api.ListParticipantsRequest(room=room))).participants)
+
+
+def env(dep: Deployment) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("VOXPLANE_SECRET_", "LIVEKIT_"))}
+    out.update({"KUBECONFIG": str(dep.kubeconfig), "LIVEKIT_URL": dep.livekit.http_url,
+                "LIVEKIT_API_KEY": dep.livekit.api_key, "LIVEKIT_API_SECRET": dep.livekit.api_secret,
+                "PYTHONUNBUFFERED": "1"})
+    return out
+
+
+def argv(dep: Deployment, *args: str) -> list[str]:
+    return [sys.executable, "-m", "voxplane.cli", "status", dep.region, "--root", str(dep.root), *args]
+
+
+def status_json(dep: Deployment) -> dict[str, Any]:
+    proc = subprocess.run(argv(dep, "--format", "json"), env=env(dep), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr}\n{proc.stdout[-3000:]}"
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    return doc
+
+
+def poll(what: str, check: Callable[[], Any], timeout: float = 90, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"no {what} within {timeout:.0f}s")
+
+
+def room_name(prefix: str, number: str) -> str:
+    """A room as the server names an individual rule's room: `<prefix>_<caller>_<random>`."""
+    return f"{prefix}_{number}_{secrets.token_hex(5)}"
+
+
+@pytest.fixture
+def server(deployment: Deployment) -> Iterator[Server]:
+    s = Server(deployment.livekit)
+    yield s
+    s.delete_rooms()
+
+
+@LOCAL
+def test_status_counts_each_agents_rooms_and_calls_and_says_no_autoscaler_runs(
+        deployment: Deployment, server: Server, tmp_path: Path) -> None:
+    dep = deployment
+    started: list[Any] = []
+    try:
+        with StandIn() as model:
+            worker = launch_worker("reservations", server, tmp_path / "worker",
+                                   {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url})
+            started.append(worker)
+            worker.wait_registered()
+
+            def caller(room: str, identity: str) -> Caller:
+                c = join_caller(server, room, identity, tmp_path)
+                started.append(c)
+                return c
+
+            # bellavista's call, answered by its agent.
+            bella_room = room_name("bv-call", "+15550100199")
+            server.create_room(bella_room, BELLA)
+            bella_caller = caller(bella_room, "sip-caller-a")
+            bella_caller.agent_joined(30)
+            # northwind's support call (no support worker here: dispatched, not answered).
+            support_room = room_name("nw-support", "+15550100188")
+            server.create_room(support_room, SUPPORT)
+            caller(support_room, "sip-caller-b")
+            # bellavista's room naming, northwind's agent dispatched: northwind's room.
+            lookalike = room_name("bv-call", "+15550100177")
+            server.create_room(lookalike, SUPPORT)
+            caller(lookalike, "web-c")
+            # a room of no agent.
+            lobby = f"lobby-{secrets.token_hex(4)}"
+            server.create_room(lobby)
+            caller(lobby, "web-d")
+
+            kinds = {r: sorted(api.ParticipantInfo.Kind.Name(p.kind) for p in server.participants(r))
+                     for r in (bella_room, support_room, lookalike, lobby)}
+            assert kinds == {bella_room: ["AGENT", "SIP"], support_room: ["SIP"], lookalike: ["STANDARD"],
+                             lobby: ["STANDARD"]}
+
+            doc = status_json(dep)
+            agents = {a["livekit_agent"]: a for a in doc["agents"]}
+            assert set(agents) == {BELLA, SCHED, SUPPORT}
+            assert agents[BELLA]["activity"] == {"rooms": 1, "participants": 2, "sip_calls": 1, "agent_participants": 1,
+                                                 "room_names": [bella_room]}
+            assert agents[SUPPORT]["activity"] == {"rooms": 2, "participants": 2, "sip_calls": 1,
+                                                   "agent_participants": 0,
+                                                   "room_names": sorted([support_room, lookalike])}
+            assert agents[SCHED]["activity"] == {"rooms": 0, "participants": 0, "sip_calls": 0,
+                                                 "agent_participants": 0, "room_names": []}
+            assert [r["room"] for r in doc["other_rooms"]] == [lobby]
+            assert doc["livekit"] == {"url": dep.livekit.http_url, "error": None, "rooms": 4, "participants": 5,
+                                      "sip_calls": 2}
+
+            text = subprocess.run(argv(dep), env=env(dep), capture_output=True, text=True, timeout=120)
+            assert text.returncode == 0, text.stderr
+    finally:
+        for thing in reversed(started):
+            (thing.close if isinstance(thing, Caller) else thing.stop)()
+
+    # Replicas and autoscalers: what the cluster says, object by object.
+    deployed = {(o["metadata"]["namespace"], o["metadata"]["name"]): o
+                for kind in ("deployments", "statefulsets") for o in dep.objects(kind)}
+    rows = [*(a for a in doc["agents"]), *doc["models"]]
+    assert len(rows) == 6
+    for row in rows:
+        w = row["workload"]
+        live = deployed[(w["namespace"], w["name"])]
+        assert (w["desired"], w["ready"]) == (live["spec"]["replicas"], live["status"].get("readyReplicas", 0)), row
+        assert len(w["nodes"]) == w["ready"] and "(pending)" not in w["nodes"]
+    # No KEDA operator on the local control plane: no ScaledObject has a status, no HPA exists.
+    scaled = dep.objects("scaledobjects")
+    assert len(scaled) == 6 and all("status" not in so for so in scaled)
+    assert json.loads(dep.kubectl("get", "hpa", "-A", "-o", "json").stdout)["items"] == []
+    for row in rows:
+        a = row["autoscaler"]
+        assert (a["state"], a["target"], a["current"], a["hpa"]) == ("not-running", None, None, None), row
+    so = {s["metadata"]["name"]: s["spec"] for s in scaled}
+    assert (agents[SUPPORT]["autoscaler"]["min"], agents[SUPPORT]["autoscaler"]["max"]) == \
+        (so["support"]["minReplicaCount"], so["support"]["maxReplicaCount"])
+
+    # The drift line counts what `voxplane drift` lists, per target.
+    proc = subprocess.run([sys.executable, "-m", "voxplane.cli", "drift", dep.region, "--root", str(dep.root),
+                           "--format", "json"], env=env(dep), capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 2), proc.stderr
+    targets = json.loads(proc.stdout)["targets"]
+    found = {t: sum(len(targets[t][k]) for k in ("changed", "missing", "unexpected")) for t in targets}
+    assert (doc["drift"]["kubernetes"], doc["drift"]["livekit"]) == (found["kubernetes"], found["livekit"]), targets
+    assert doc["errors"] == []
+
+    lines = text.stdout.splitlines()
+    row_of = {ln.split()[0]: ln.split() for ln in lines if ln.startswith(("bellavista/", "northwind/"))}
+    # agent pool, namespace, ready, autoscaler (2 words), target (3 words), rooms, participants, sip calls, nodes
+    assert row_of["bellavista/reservations"][5:11] == ["no", "autoscaler", "running", "1", "2", "1"]
+    assert row_of["northwind/support"][8:11] == ["2", "2", "1"]
+    assert row_of["northwind/scheduler"][8:11] == ["0", "0", "0"]
+    assert any(ln.startswith(lobby + " ") for ln in lines)
+    assert any(ln.startswith("no autoscaler running: the 6 ScaledObjects") for ln in lines)
+    assert lines[-1] == doc["drift"]["summary"]
+    assert doc["drift"]["summary"].startswith(f"drift: {found['kubernetes']} kubernetes, {found['livekit']} livekit")
+
+
+@LOCAL
+def test_where_an_hpa_exists_its_target_is_reported(deployment: Deployment) -> None:
+    """The HPA KEDA would keep for `support` (`keda-hpa-support`, its external metric), made here
+    as KEDA makes it since no operator runs. The control plane's real HPA controller then acts on
+    it: with the Deployment scaled below minReplicas it sets the target to 2 and scales back up;
+    the external metric (KEDA's metrics server) is not there, so it then says it cannot compute
+    one. `status` reports that HPA's target and its words, not a number of its own."""
+    dep = deployment
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "keda-hpa-support", "namespace": "vox-t-northwind",
+                        "labels": {"app.kubernetes.io/managed-by": "keda-operator", "scaledobject.keda.sh/name": "support"}},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "support"},
+                    "minReplicas": 2, "maxReplicas": 40,
+                    "metrics": [{"type": "External", "external": {
+                        "metric": {"name": "s0-prometheus", "selector": {"matchLabels": {"scaledobject.keda.sh/name": "support"}}},
+                        "target": {"type": "AverageValue", "averageValue": "10"}}}]}}
+    manifest = Path(dep.root) / "hpa.json"
+    manifest.write_text(json.dumps(hpa))
+    try:
+        dep.kubectl("scale", "deployment", "support", "-n", "vox-t-northwind", "--replicas=1")
+        dep.kubectl("apply", "-f", str(manifest))
+
+        def reported() -> Any:
+            doc = status_json(dep)
+            a = next(r for r in doc["agents"] if r["agent"] == "support")["autoscaler"]
+            return a if a["hpa"] == "keda-hpa-support" and a["state"] == "not-scaling" else None
+
+        a = poll("HPA target in status", reported)
+        live = json.loads(dep.kubectl("get", "hpa", "keda-hpa-support", "-n", "vox-t-northwind", "-o", "json").stdout)
+        assert a["target"] == live["status"]["desiredReplicas"] == 2
+        assert a["current"] == live["status"]["currentReplicas"]
+        assert "FailedGetExternalMetric" in a["reason"]
+    finally:
+        dep.kubectl("delete", "-f", str(manifest), "--ignore-not-found", check=False)
+        dep.kubectl("scale", "deployment", "support", "-n", "vox-t-northwind", "--replicas=2", check=False)
+
+
+def bella_counts(frame: str) -> tuple[int, int, int] | None:
+    found = re.search(r"^bellavista/reservations .*?no autoscaler running\s+(\d+)\s+(\d+)\s+(\d+)", frame, re.M)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+@LOCAL
+def test_watch_redraws_in_place_on_a_terminal_until_ctrl_c(deployment: Deployment, server: Server) -> None:
+    dep = deployment
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 120, 250, 0, 0))
+    proc = subprocess.Popen(argv(dep, "--watch", "--interval", "0.5"), stdin=slave, stdout=slave, stderr=slave,
+                            env={**env(dep), "TERM": "xterm-256color"})
+    os.close(slave)
+    raw = bytearray()
+
+    def read_some() -> None:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                raw.extend(os.read(master, 1 << 16))
+            except OSError:  # the child closed the terminal
+                pass
+
+    def frames() -> list[str]:
+        text = ANSI.sub("", raw.decode("utf-8", "replace")).replace("\r", "")
+        parts = text.split("region local  ·  read ")[1:]
+        return [p for p in parts if "\ndrift: " in p]  # complete frames only
+
+    def frame_with(check: Callable[[str], bool]) -> Callable[[], Any]:
+        def look() -> Any:
+            read_some()
+            return next((f for f in reversed(frames()) if check(f)), None)
+        return look
+
+    try:
+        first = poll("a first frame", frame_with(lambda f: bella_counts(f) == (0, 0, 0)), interval=0)
+        n_first = len(frames())
+        room = room_name("bv-call", "+15550100166")
+        server.create_room(room, BELLA)
+        poll("a frame with the new room", frame_with(lambda f: bella_counts(f) == (1, 0, 0)), interval=0)
+        assert re.search(r"^drift: \d+ kubernetes, \d+ livekit", first, re.M)
+        assert len(frames()) > n_first
+        # In place: rich moves the cursor back up over the last frame before drawing the next.
+        assert b"\x1b[1A" in raw and b"\x1b[2K" in raw
+        proc.send_signal(signal.SIGINT)
+        poll("exit after Ctrl-C", lambda: (read_some(), proc.poll() is not None)[1], timeout=30, interval=0)
+        assert proc.returncode == 0
+        read_some()
+        tail = ANSI.sub("", raw.decode("utf-8", "replace"))
+        assert "Traceback" not in tail and "Aborted" not in tail
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(master)
+
+
+@LOCAL
+def test_watch_as_json_streams_a_frame_per_line_and_sees_drift(deployment: Deployment, server: Server) -> None:
+    dep = deployment
+    proc = subprocess.Popen(argv(dep, "--watch", "--interval", "0.5", "--format", "json"), env=env(dep),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None and proc.stderr is not None
+    reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True)
+    reader.start()
+
+    def frame_with(check: Callable[[dict[str, Any]], bool]) -> Callable[[], Any]:
+        def look() -> Any:
+            try:
+                doc = json.loads(lines.get(timeout=0.5))
+            except queue.Empty:
+                return None
+            return doc if check(doc) else None
+        return look
+
+    try:
+        before = poll("a frame with LiveKit compared", frame_with(lambda d: d["drift"]["livekit"] == 0), interval=0)
+        kube = before["drift"]["kubernetes"]
+        # Out-of-band: the scheduler's dispatch rule deleted on the server.
+        with server.admin() as c:
+            (rule,) = [r for r in c.list_rules() if r.name == "vx-northwind-scheduler"]
+            c.delete_rule(rule.sip_dispatch_rule_id)
+        doc = poll("a frame with the drift", frame_with(lambda d: d["drift"]["livekit"] == 1), interval=0)
+        assert doc["drift"]["summary"] == f"drift: {kube} kubernetes, 1 livekit (voxplane drift local for details)"
+        assert "vx-northwind-scheduler" not in {o["name"] for o in doc["livekit_objects"] if o["kind"] == "SIPDispatchRule"}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        reader.join(10)
+        proc.stdout.close()
+        proc.stderr.close()
