@@ -76,7 +76,7 @@ def _exceptions() -> list[ExceptionEntry]:
 @pytest.mark.timeout(INSTALL_TIMEOUT)
 def test_scanners_read_every_rendered_workload(scanned: ScanResult) -> None:
     """A scan that parsed nothing would find nothing: both scanners saw each region's objects."""
-    assert REGIONS == ["eu-west", "local", "us-east"], REGIONS
+    assert {"local", "us-east", "eu-west"} <= set(REGIONS) == set(scanned.renders), REGIONS
     for region, rendered in scanned.renders.items():
         workloads = [o for o in rendered.objects.values() if o[0] in ("Deployment", "StatefulSet")]
         assert len(workloads) >= 5, (region, workloads)

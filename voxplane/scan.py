@@ -340,10 +340,17 @@ class RegionRender:
 
 def render_region(region: str, root: Path, out_dir: Path) -> RegionRender:
     """The region rendered offline, written one object per file as `voxplane render` writes it."""
+    from .problems import ManifestError
     from .render import render, write
 
-    result = render(region, root)
-    files = write(result, out_dir)
+    try:
+        result = render(region, root)
+        files = write(result, out_dir)
+    except ManifestError as exc:
+        raise ScanError(f"region {region} does not validate: " + "; ".join(map(str, exc.problems))) from exc
+    except Exception as exc:  # the render's own failure, told in one line (`voxplane render` shows more)
+        raise ScanError(f"rendering {region} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+                        f" (run `voxplane render {region}` for more)") from exc
     objects = {}
     for obj, path in zip(result.kubernetes, files):
         meta = obj.get("metadata", {})
