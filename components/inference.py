@@ -4,13 +4,13 @@ Service agents reach it through and the KEDA autoscaler that owns its replica co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 
 from voxplane.desired.common import model_base_url
 from voxplane.desired.inference import WORKLOAD_KIND, build_model
-from voxplane.model import Model, Region
+from voxplane.model import Agent, Model, Region
 
 from ._register import register_all
 from .secrets import SecretResolver
@@ -24,16 +24,20 @@ class InferencePoolArgs:
         region: The region the model runs in; its GPU node group must be declared there.
         model: The model as declared under `models` in the region manifest.
         secrets: Resolves `hf_token` when it is a stack config secret (`{config: <key>}`).
+        agents: The region's agents; those calling the model are the only clients its
+            NetworkPolicy admits.
     """
 
     region: Region
     model: Model
     secrets: SecretResolver
+    agents: Sequence[Agent] = ()
 
 
 class InferencePool(pulumi.ComponentResource):
-    """StatefulSet (one cache volume per replica), Service, PDB, PodMonitor and KEDA ScaledObject
-    of one model, plus the `<model>-hf-token` Secret when the token comes from stack config."""
+    """StatefulSet (one cache volume per replica), Service, PDB, PodMonitor, KEDA ScaledObject and
+    NetworkPolicy of one model, plus the `<model>-hf-token` Secret when the token comes from stack
+    config."""
 
     service_url: pulumi.Output[str]
     model_id: pulumi.Output[str]
@@ -41,7 +45,7 @@ class InferencePool(pulumi.ComponentResource):
     def __init__(self, name: str, args: InferencePoolArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("voxplane:inference:InferencePool", name, None, opts)
         region, model = args.region, args.model
-        objects = build_model(region, model)
+        objects = build_model(region, model, args.agents)
         child = pulumi.ResourceOptions(parent=self)
         # The token Secret exists before the pods that read it.
         self.children = register_all(name, [o for o in objects if o["kind"] == "Secret"], args.secrets, child)

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from voxplane.desired.common import platform_api_keys
+from voxplane.desired.network import build_platform_default_deny
 from voxplane.desired.region import build_namespaces
 from voxplane.model import Agent, Region
 
@@ -79,6 +80,13 @@ class RegionStack(pulumi.ComponentResource):
 
         namespaces = register_all(f"{name}-ns", build_namespaces(region), secrets, child)
         after_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(namespaces.values())))
+        # Default deny in the system and inference namespaces; each component admits its own flows.
+        # (Resource names carry the namespace: both policies are called default-deny.)
+        self.default_deny = {
+            ns: register_all(f"{name}-net-{ns}", [policy], secrets, after_ns)
+            for policy in build_platform_default_deny(region)
+            for ns in [policy["metadata"]["namespace"]]
+        }
 
         self.sfu = LiveKitSFU(f"{name}-sfu", LiveKitSFUArgs(region=region, secrets=secrets), opts=after_ns)
         self.gateway = LiveKitGateway(
@@ -96,7 +104,7 @@ class RegionStack(pulumi.ComponentResource):
         self.models = {
             m: InferencePool(
                 f"{name}-model-{m}",
-                InferencePoolArgs(region=region, model=model, secrets=secrets),
+                InferencePoolArgs(region=region, model=model, secrets=secrets, agents=args.agents),
                 opts=pulumi.ResourceOptions.merge(
                     after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
                 ),

@@ -175,6 +175,24 @@ def test_each_tenant_is_isolated(region):
         assert set(secret["stringData"]) == {"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"}
 
 
+@pytest.mark.parametrize("region", REGIONS)
+def test_every_namespace_denies_by_default_and_every_pod_has_its_policy(region):
+    """Each namespace voxplane creates has a default-deny NetworkPolicy (ingress and egress), and
+    every workload's pods are selected by a policy of their own that states their flows."""
+    for ns in objects(region, "Namespace"):
+        name = ns["metadata"]["name"]
+        [deny] = [p for p in objects(region, "NetworkPolicy", name) if p["metadata"]["name"] == "default-deny"]
+        assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, name
+    for kind in ("Deployment", "StatefulSet"):
+        for workload in objects(region, kind):
+            ns, pod_labels = workload["metadata"]["namespace"], workload["spec"]["template"]["metadata"]["labels"]
+            own = [p for p in objects(region, "NetworkPolicy", ns) if p["spec"]["podSelector"]
+                   and all(pod_labels.get(k) == v for k, v in p["spec"]["podSelector"].get("matchLabels", {}).items())]
+            tenant_wide = [p for p in objects(region, "NetworkPolicy", ns)
+                           if p["spec"]["podSelector"] == {} and p["metadata"]["name"] != "default-deny"]
+            assert own or tenant_wide, f"{kind} {ns}/{workload['metadata']['name']} has no policy of its own"
+
+
 def test_provider_egress_only_for_the_tenant_that_declares_it():
     """northwind's support agent uses OpenAI: only northwind gets provider egress in us-east."""
     names = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in objects("us-east", "NetworkPolicy")}
@@ -379,17 +397,38 @@ def test_program_with_a_bad_manifest_registers_nothing(manifest_tree, monkeypatc
 
 
 def test_readme_shows_the_real_demo_table():
-    """The tables in README.md's `make demo` output are the local region's: every workload with its
-    component and desired replicas, every LiveKit object (nodes vary by run; the rest may not)."""
+    """The tables in README.md's `make demo` output (what `voxplane status local` prints) are the
+    local region's: every agent pool, model and platform workload with its desired replicas, every
+    LiveKit object (nodes vary by run; the rest may not)."""
     readme = (REPO / "README.md").read_text()
     shown = readme.split("$ make demo\n...\n", 1)[1].split("```", 1)[0]
     result = rendered("local")
-    want_workloads = sorted(
-        (o["metadata"]["namespace"], f"{o['kind'].lower()}/{o['metadata']['name']}",
-         o["metadata"]["labels"]["app.kubernetes.io/component"], f"{o['spec']['replicas']}/{o['spec']['replicas']}")
-        for o in result.kubernetes if o["kind"] in ("Deployment", "StatefulSet"))
-    rows = [line.split() for line in shown.splitlines() if line.startswith("vox-")]
-    assert sorted(tuple(r[:4]) for r in rows) == want_workloads
+    region = rendered_region("local")
+    want_pools, want_models, want_platform = [], [], []
+    for o in result.kubernetes:
+        if o["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        meta, ready = o["metadata"], f"{o['spec']['replicas']}/{o['spec']['replicas']}"
+        component = meta["labels"]["app.kubernetes.io/component"]
+        if component == "agent":
+            want_pools.append((f"{meta['labels']['voxplane.io/tenant']}/{meta['name']}", meta["namespace"], ready))
+        elif component == "inference":
+            want_models.append((meta["name"], region.models[meta["name"]].kind, meta["namespace"], ready))
+        else:
+            want_platform.append((f"{o['kind'].lower()}/{meta['name']}", meta["namespace"], component, ready))
+    lines = shown.splitlines()
+
+    def table(header: str, width: int) -> list[tuple[str, ...]]:
+        start = next(i for i, line in enumerate(lines) if line.startswith(header))
+        rows = []
+        for line in lines[start + 2:]:
+            if not line.strip():
+                break
+            rows.append(tuple(line.split()[:width]))
+        return sorted(rows)
+
+    assert table("agent pool ", 3) == sorted(want_pools)
+    assert table("model ", 4) == sorted(want_models)
+    assert table("platform ", 4) == sorted(want_platform)
     want_livekit = sorted((str(o["kind"]), str(o["name"])) for o in result.livekit)
-    lk_rows = [line.split()[:2] for line in shown.splitlines() if line.startswith("SIP")]
-    assert sorted(map(tuple, lk_rows)) == want_livekit
+    assert table("livekit object ", 2) == want_livekit

@@ -85,7 +85,9 @@ class KubernetesTarget:
     namespace_prefix: str
     cluster_domain: str
     prometheus_url: str
+    node_cidrs: tuple[str, ...]
     storage_class: Optional[str] = None
+    monitoring_namespace: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,13 @@ def plain(value: Any) -> Any:
 
 
 def validate_strict(obj: dict[str, Any]) -> None:
-    """`obj` (secret markers as strings) is a valid Kubernetes 1.34 object, strictly: no unknown fields."""
+    """`obj` (secret markers as strings) is a valid Kubernetes 1.34 object, strictly: no unknown
+    fields. Custom resources (PodMonitor, ScaledObject, NodePool) go against their CRDs."""
+    if "/" in obj["apiVersion"] and "." in obj["apiVersion"].split("/", 1)[0] and not obj["apiVersion"].endswith(".k8s.io/v1"):
+        from voxplane.k8s_schema import validate_object
+
+        assert validate_object(plain(obj)) == []
+        return
     kubernetes_validate.validate(plain(obj), "1.34", strict=True)
 
 

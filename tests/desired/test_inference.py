@@ -77,7 +77,7 @@ def test_examples_cover_every_model_kind():
 def test_objects_live_in_inference_namespace_with_component_label(region_name, model_name):
     """Every object is in <prefix>-inference, named after the model, labelled component=inference and owned by the region."""
     region, model, objs = _build(region_name, model_name)
-    expected_kinds = {"Service", "StatefulSet", "PodDisruptionBudget", "PodMonitor", "ScaledObject"}
+    expected_kinds = {"Service", "StatefulSet", "PodDisruptionBudget", "PodMonitor", "ScaledObject", "NetworkPolicy"}
     if model.hf_token is not None and model.hf_token.config:
         expected_kinds.add("Secret")
     assert set(objs) == expected_kinds
@@ -457,6 +457,7 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
                 "kubernetes:policy/v1:PodDisruptionBudget",
                 "kubernetes:monitoring.coreos.com/v1:PodMonitor",
                 "kubernetes:keda.sh/v1alpha1:ScaledObject",
+                "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             ]
         )
         # The token reaches the Secret only as a Pulumi secret, never as plain input.

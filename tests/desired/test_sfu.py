@@ -93,7 +93,8 @@ def test_server_config_us_east_exact():
     cfg = server_config(region("us-east"), redis_address="livekit-redis.vox-system.svc.cluster.local:6379")
     assert cfg == {
         "port": 7880,
-        "rtc": {"tcp_port": 7881, "port_range_start": 50000, "port_range_end": 60000, "use_external_ip": True},
+        "rtc": {"tcp_port": 7881, "port_range_start": 50000, "port_range_end": 60000, "use_external_ip": True,
+                "advertise_internal_ip": True},
         "redis": {"address": "livekit-redis.vox-system.svc.cluster.local:6379"},
         "region": "us-east",
         "prometheus": {"port": 6789},

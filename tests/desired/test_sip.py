@@ -58,7 +58,9 @@ def test_every_object_passes_strict_schema(name):
     assert sorted(objs) == [
         ("ConfigMap", "livekit-sip-config"),
         ("Deployment", "livekit-sip"),
+        ("NetworkPolicy", "livekit-sip"),
         ("PodDisruptionBudget", "livekit-sip"),
+        ("PodMonitor", "livekit-sip"),
         ("Secret", "livekit-sip-api"),
     ]
     for obj in objs.values():
@@ -235,6 +237,8 @@ def test_component_registers_bridge(mocked):
             "kubernetes:apps/v1:Deployment",
             "kubernetes:core/v1:ConfigMap",
             "kubernetes:core/v1:Secret",
+            "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             "kubernetes:policy/v1:PodDisruptionBudget",
         ]
         dep = next(res for res in mocked.resources if res.typ == "kubernetes:apps/v1:Deployment")

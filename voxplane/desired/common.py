@@ -255,6 +255,22 @@ def pdb(name: str, namespace: str, object_labels: Mapping[str, str], *, max_unav
     }
 
 
+def pod_monitor(
+    name: str, namespace: str, object_labels: Mapping[str, str], *, port: str = "metrics", path: str = "/metrics",
+    annotations: Optional[Mapping[str, str]] = None,
+) -> K8sObject:
+    """A prometheus-operator PodMonitor scraping the pods of `object_labels` on the named `port`."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": metadata(name, namespace, object_labels, annotations),
+        "spec": {
+            "selector": {"matchLabels": selector(object_labels)},
+            "podMetricsEndpoints": [{"port": port, "path": path, "interval": "15s"}],
+        },
+    }
+
+
 def namespace(name: str, object_labels: Mapping[str, str], *, pod_security: str = "restricted") -> K8sObject:
     """A namespace with its Pod Security admission level."""
     lab = dict(object_labels)
@@ -301,7 +317,3 @@ def walk_secret_values(value: Any) -> Iterable[SecretValue]:
 AGENT_HEALTH_PORT = 8081
 #: Port the platform asks workers to serve Prometheus metrics on (lk_agents_active_job_count).
 AGENT_METRICS_PORT = 9100
-#: Namespace Prometheus scrapes from; tenant network policies admit it on the metrics port.
-MONITORING_NAMESPACE = "monitoring"
-#: Private ranges excluded from "the internet" in provider egress rules.
-PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]

@@ -20,7 +20,6 @@ from .common import (
     GATEWAY_PORT,
     GATEWAY_SERVICE,
     K8sObject,
-    MONITORING_NAMESPACE,
     RESTRICTED_CONTAINER,
     SecretValue,
     checksum,
@@ -37,6 +36,7 @@ from .common import (
     selector,
     system_namespace,
 )
+from .network import dns_egress, host_network_peers, monitoring_peer, network_policy, ports, rule
 
 #: The image built from voxplane/gateway/Dockerfile (the voxplane package and its dependencies).
 GATEWAY_IMAGE = "voxplane/gateway"
@@ -193,33 +193,22 @@ def _service(ns: str, lab: dict[str, str], src: dict[str, str]) -> K8sObject:
 
 def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     """In: anyone on the API port (the gateway authenticates every request; tenants' clients may
-    come from outside), Prometheus on the metrics port. Out: DNS and livekit-server's API port
-    (host networking: node addresses, so any address on that port)."""
-    egress: list[dict[str, Any]] = [
-        {
-            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-        },
-        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": region.livekit.ports.http}]},
-    ]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(GATEWAY_SERVICE, ns, lab),
-        "spec": {
-            "podSelector": {"matchLabels": selector(lab)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {"ports": [{"protocol": "TCP", "port": GATEWAY_LISTEN_PORT}]},
-                {
-                    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
-                    "ports": [{"protocol": "TCP", "port": GATEWAY_METRICS_PORT}],
-                },
-            ],
-            "egress": egress,
-        },
-    }
+    come from outside), Prometheus only on the metrics port. Out: DNS and livekit-server's API
+    port, which is on the SFU's nodes (host networking: its pods, or node addresses)."""
+    from .sfu import sfu_selector
+
+    return network_policy(
+        GATEWAY_SERVICE, ns, lab, selector(lab),
+        ingress=[
+            rule(None, ports(("TCP", GATEWAY_LISTEN_PORT)), direction="ingress"),
+            rule([monitoring_peer(region)], ports(("TCP", GATEWAY_METRICS_PORT)), direction="ingress"),
+        ],
+        egress=[
+            dns_egress(),
+            rule(host_network_peers(region, sfu_selector(region)), ports(("TCP", region.livekit.ports.http)),
+                 direction="egress"),
+        ],
+    )
 
 
 def _pod_monitor(ns: str, lab: dict[str, str]) -> K8sObject:

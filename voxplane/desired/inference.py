@@ -24,11 +24,12 @@ download from Hugging Face (speaches) cache there.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
-from ..model import Model, Region
+from ..model import Agent, Model, Region
 from .common import (
     GPU_RESOURCE,
+    LABEL_AGENT,
     K8sObject,
     SecretValue,
     env_secret,
@@ -41,8 +42,10 @@ from .common import (
     resources,
     secret,
     selector,
+    tenant_namespace,
 )
 from .gpu import gpu_affinity, gpu_tolerations
+from .network import dns_egress, internet_peer, monitoring_peer, namespace_peer, network_policy, ports, rule
 
 #: Value of `app.kubernetes.io/component`; tenant NetworkPolicies admit agents to these pods.
 COMPONENT = "inference"
@@ -113,8 +116,14 @@ def vllm_args(model: Model) -> list[str]:
     return args + list(e.extra_args)
 
 
-def build_model(region: Region, model: Model) -> list[K8sObject]:
-    """Objects of one model in `inference_namespace(region)`, all named after the model."""
+def model_clients(model: Model, agents: Sequence[Agent]) -> list[Agent]:
+    """The agents (of the region) that call `model`."""
+    return [a for a in agents if any(spec.model == model.name for spec in a.inference.roles().values())]
+
+
+def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> list[K8sObject]:
+    """Objects of one model in `inference_namespace(region)`, all named after the model. `agents`
+    are the region's agents: those that call the model are the only ones its NetworkPolicy admits."""
     ns = inference_namespace(region)
     lab = model_labels(region, model)
     ann = region_source(region)
@@ -127,8 +136,31 @@ def build_model(region: Region, model: Model) -> list[K8sObject]:
         _pdb(model, ns, lab, ann),
         _pod_monitor(model, ns, lab, ann),
         _scaled_object(region, model, ns, lab, ann),
+        _network_policy(region, model, ns, lab, ann, agents),
     ]
     return objects
+
+
+def _network_policy(
+    region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str], agents: Sequence[Agent]
+) -> K8sObject:
+    """In: the agents that use this model (their pods, in their tenants' namespaces) and
+    Prometheus, both on the API port (the servers serve /metrics there too); no one else, not the
+    SFU or the SIP bridge either (neither calls a model). Out: DNS and HTTPS to public addresses,
+    for the weights the servers download from Hugging Face into the cache volume."""
+    clients = [
+        namespace_peer(tenant_namespace(region, a.tenant), {LABEL_AGENT: a.name})
+        for a in sorted(model_clients(model, agents), key=lambda a: (a.tenant, a.name))
+    ]
+    ingress = [rule([monitoring_peer(region)], ports(("TCP", model.port)), direction="ingress")]
+    if clients:
+        ingress.insert(0, rule(clients, ports(("TCP", model.port)), direction="ingress"))
+    return network_policy(
+        model.name, ns, lab, selector(lab),
+        ingress=ingress,
+        egress=[dns_egress(), rule([internet_peer()], ports(("TCP", 443)), direction="egress")],
+        annotations=ann,
+    )
 
 
 # --- pieces ------------------------------------------------------------------------------------

@@ -59,6 +59,12 @@ def server_config(region: Region, *, redis_address: str) -> dict[str, Any]:
                 # IP on the interface (1:1 NAT). It also takes precedence over NODE_IP/--node-ip,
                 # so the pod does not pass the host IP.
                 "use_external_ip": True,
+                # Host candidates keep the node's own addresses beside the external one
+                # (mediatransportutil: ICEAddressRewriteAppend). Agents in the cluster then reach
+                # the SFU at its node address, which their NetworkPolicy admits
+                # (`kubernetes.node_cidrs`), instead of hairpinning through the public IP, which
+                # would need egress to the whole internet on the media ports.
+                "advertise_internal_ip": True,
             },
             # Only the address: a password comes from REDIS_PASSWORD, never from this file.
             "redis": {"address": redis_address},

@@ -26,6 +26,7 @@ from .common import (
     system_namespace,
 )
 from .livekit_config import REDIS_PASSWORD_ENV, REDIS_PASSWORD_REF
+from .network import host_network_peers, network_policy, ports, rule
 
 REDIS_NAME = "livekit-redis"
 REDIS_PORT = 6379
@@ -88,8 +89,30 @@ def build_redis(region: Region) -> list[K8sObject]:
         # the cluster could talk to an open Redis and rewrite trunks or rooms: require a password.
         objects.append(_auth_secret(region, ns, lab, SecretValue("derived", REDIS_DERIVED_SECRET)))
     if redis.mode == "in-cluster":
-        objects += [_headless_service(region, ns, lab), _service(region, ns, lab), _statefulset(region, ns, lab)]
+        objects += [
+            _headless_service(region, ns, lab),
+            _service(region, ns, lab),
+            _statefulset(region, ns, lab),
+            _network_policy(region, ns, lab),
+        ]
     return objects
+
+
+def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    """In: the SFU and the SIP bridge only, on the Redis port. Both run with host networking, so
+    they are admitted as pods (CNIs that identify host-network pods) and as node addresses
+    (`kubernetes.node_cidrs`, every other CNI); nothing else in the cluster reaches Redis, and the
+    password stays required on top. Out: nothing (Redis calls no one, not even DNS)."""
+    from .sfu import sfu_selector
+    from .sip import sip_selector
+
+    clients = [sfu_selector(region)] + ([sip_selector(region)] if region.sip is not None else [])
+    return network_policy(
+        REDIS_NAME, ns, lab, selector(lab),
+        ingress=[rule(host_network_peers(region, *clients), ports(("TCP", REDIS_PORT)), direction="ingress")],
+        egress=[],
+        annotations=region_source(region),
+    )
 
 
 def _auth_secret(region: Region, ns: str, lab: dict[str, str], password: SecretValue) -> K8sObject:

@@ -6,17 +6,21 @@ from ..model import Region
 from .common import K8sObject, inference_namespace, labels, namespace, region_source, system_namespace
 
 
+def system_namespace_labels(region: Region) -> dict[str, str]:
+    return labels(region, name="livekit", component="system")
+
+
+def inference_namespace_labels(region: Region) -> dict[str, str]:
+    return labels(region, name="inference", component="inference")
+
+
 def build_namespaces(region: Region) -> list[K8sObject]:
     """`<prefix>-system` holds LiveKit (SFU, SIP, Redis); it runs host-network pods, so Pod Security
     is `privileged` there and `restricted` everywhere else. `<prefix>-inference` holds the models."""
-    system = namespace(
-        system_namespace(region),
-        labels(region, name="livekit", component="system"),
-        pod_security="privileged",
-    )
+    system = namespace(system_namespace(region), system_namespace_labels(region), pod_security="privileged")
     inference = namespace(
         inference_namespace(region),
-        labels(region, name="inference", component="inference"),
+        inference_namespace_labels(region),
         # GPU pods run the vendor images' users; baseline still forbids host access.
         pod_security="baseline",
     )

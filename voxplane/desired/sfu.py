@@ -26,6 +26,7 @@ from .common import (
     metadata,
     pdb,
     placement,
+    pod_monitor,
     prune,
     region_source,
     resources,
@@ -36,7 +37,8 @@ from .common import (
     platform_api_keys,
 )
 from .livekit_config import CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, KEYS_FILE, TURN_CERT_DIR, server_config, to_yaml
-from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, redis_address, redis_password_env
+from .network import anywhere_peer, dns_egress, monitoring_peer, namespace_peer, network_policy, ports, rule
+from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, REDIS_PORT, redis_address, redis_labels, redis_password_env
 
 CONFIG_MAP = "livekit-config"
 KEYS_SECRET = "livekit-keys"
@@ -61,8 +63,14 @@ def api_key_names(region: Region) -> list[str]:
     return platform_api_keys()
 
 
+def sfu_selector(region: Region) -> dict[str, str]:
+    """The SFU pods' selector labels."""
+    return selector(sfu_labels(region))
+
+
 def build_sfu(region: Region) -> list[K8sObject]:
-    """ConfigMap, keys Secret, Deployment, Service and PodDisruptionBudget of the SFU."""
+    """ConfigMap, keys Secret, Deployment, Service, PodDisruptionBudget, NetworkPolicy and
+    PodMonitor of the SFU."""
     ns = system_namespace(region)
     lab = sfu_labels(region)
     config = server_config(region, redis_address=redis_address(region))
@@ -72,7 +80,46 @@ def build_sfu(region: Region) -> list[K8sObject]:
         _deployment(region, ns, lab, config),
         _service(region, ns, lab),
         pdb(LIVEKIT_SERVICE, ns, lab),
+        _network_policy(region, ns, lab),
+        # livekit_room_total and the node stats; a model that scales to zero wakes on the rooms.
+        pod_monitor(LIVEKIT_SERVICE, ns, lab, annotations=region_source(region)),
     ]
+
+
+def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    """The SFU's flows. It runs with host networking, so on most CNIs no NetworkPolicy applies to
+    it at all (see network.py): what is stated here holds where the CNI does apply it, and never
+    closes what must stay open. The node firewall (`firewall_rules`) guards the public ports.
+
+    In: clients from anywhere on the API/signalling port (behind the public URL's load balancer;
+    the gateway and the SIP bridge use it in-cluster), the ICE/TCP port, the ICE/UDP range and, with
+    TURN, its ports; Prometheus only on the metrics port. Out: UDP anywhere (media goes to each
+    participant's own address and port, and STUN to public servers finds the node's external IP),
+    Redis, DNS."""
+    lk = region.livekit
+    p = lk.ports
+    public = ports(("TCP", p.http), ("TCP", p.rtc_tcp), ("UDP", p.rtc_udp.start, p.rtc_udp.end))
+    if lk.turn.enabled:
+        public += ports(("TCP", lk.turn.tls_port), ("UDP", lk.turn.udp_port))
+    if lk.redis.mode == "in-cluster":
+        redis_rule = rule([namespace_peer(ns, selector(redis_labels(region)))], ports(("TCP", REDIS_PORT)), direction="egress")
+    else:
+        # An external Redis is an address voxplane cannot resolve: its port, to any address.
+        port = int(redis_address(region).rsplit(":", 1)[1])
+        redis_rule = rule(None, ports(("TCP", port)), direction="egress")
+    return network_policy(
+        LIVEKIT_SERVICE, ns, lab, selector(lab),
+        ingress=[
+            rule([anywhere_peer()], public, direction="ingress"),
+            rule([monitoring_peer(region)], ports(("TCP", p.prometheus)), direction="ingress"),
+        ],
+        egress=[
+            rule(None, [{"protocol": "UDP"}], direction="egress"),
+            redis_rule,
+            dns_egress(),
+        ],
+        annotations=region_source(region),
+    )
 
 
 def _config_map(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:

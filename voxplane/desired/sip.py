@@ -23,6 +23,7 @@ from .common import (
     livekit_internal_url,
     metadata,
     pdb,
+    pod_monitor,
     region_source,
     resources,
     secret,
@@ -30,8 +31,18 @@ from .common import (
     system_namespace,
 )
 from .livekit_config import CONFIG_FILE, sip_config, to_json, to_yaml
-from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, has_password, redis_address, redis_password_env, redis_password_ref
-from .sfu import container_security, host_port, media_pod_spec, media_strategy
+from .network import anywhere_peer, cidr, dns_egress, host_network_peers, monitoring_peer, namespace_peer, network_policy, ports, rule
+from .redis import (
+    LABEL_LIVEKIT,
+    LIVEKIT_DEPLOYMENT,
+    REDIS_PORT,
+    has_password,
+    redis_address,
+    redis_labels,
+    redis_password_env,
+    redis_password_ref,
+)
+from .sfu import container_security, host_port, media_pod_spec, media_strategy, sfu_selector
 
 SIP_NAME = "livekit-sip"
 CONFIG_MAP = "livekit-sip-config"
@@ -56,8 +67,14 @@ def sip_uri(region: Region) -> str:
     return f"sip:{sip.public_host}:{sip.sip_port}"
 
 
+def sip_selector(region: Region) -> dict[str, str]:
+    """The SIP bridge pods' selector labels."""
+    return selector(sip_labels(region))
+
+
 def build_sip(region: Region) -> list[K8sObject]:
-    """ConfigMap, API Secret, Deployment and PodDisruptionBudget; nothing without a `sip` section."""
+    """ConfigMap, API Secret, Deployment, PodDisruptionBudget, NetworkPolicy and PodMonitor;
+    nothing without a `sip` section."""
     if region.sip is None:
         return []
     ns = system_namespace(region)
@@ -73,7 +90,44 @@ def build_sip(region: Region) -> list[K8sObject]:
         _api_secret(region, ns, lab),
         _deployment(region, ns, lab, config),
         pdb(SIP_NAME, ns, lab),
+        _network_policy(region, ns, lab),
+        pod_monitor(SIP_NAME, ns, lab, annotations=region_source(region)),
     ]
+
+
+def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    """The SIP bridge's flows. Host networking, as the SFU: most CNIs apply no NetworkPolicy to it
+    (see network.py); the node firewall (`firewall_rules`) guards the carrier ports.
+
+    In: SIP signalling (UDP and TCP) and RTP from the carriers (`sip.carrier_addresses`; from
+    anywhere when the region lists none, each trunk's allowed_addresses being the filter then);
+    Prometheus only on the metrics port. Out: UDP anywhere (RTP to the carriers' media addresses,
+    WebRTC media to the SFU, STUN for the external address), livekit-server's API port, Redis,
+    DNS."""
+    sip = region.sip
+    assert sip is not None
+    carriers = [{"ipBlock": {"cidr": cidr(c)}} for c in sip.carrier_addresses] or [anywhere_peer()]
+    lk = region.livekit
+    if lk.redis.mode == "in-cluster":
+        redis_rule = rule([namespace_peer(ns, selector(redis_labels(region)))], ports(("TCP", REDIS_PORT)), direction="egress")
+    else:
+        port = int(redis_address(region).rsplit(":", 1)[1])
+        redis_rule = rule(None, ports(("TCP", port)), direction="egress")
+    return network_policy(
+        SIP_NAME, ns, lab, selector(lab),
+        ingress=[
+            rule(carriers, ports(("UDP", sip.sip_port), ("TCP", sip.sip_port),
+                                 ("UDP", sip.rtp_ports.start, sip.rtp_ports.end)), direction="ingress"),
+            rule([monitoring_peer(region)], ports(("TCP", sip.prometheus_port)), direction="ingress"),
+        ],
+        egress=[
+            rule(None, [{"protocol": "UDP"}], direction="egress"),
+            rule(host_network_peers(region, sfu_selector(region)), ports(("TCP", lk.ports.http)), direction="egress"),
+            redis_rule,
+            dns_egress(),
+        ],
+        annotations=region_source(region),
+    )
 
 
 def _config_map(region: Region, ns: str, lab: dict[str, str], config: dict[str, Any]) -> K8sObject:

@@ -12,19 +12,21 @@ from ..model import Agent, Region, Tenant
 from .common import (
     AGENT_METRICS_PORT,
     K8sObject,
-    MONITORING_NAMESPACE,
-    PRIVATE_RANGES,
     SecretValue,
     inference_namespace,
     labels,
     metadata,
     namespace,
     secret,
+    selector,
     system_namespace,
     tenant_api_key,
     tenant_namespace,
 )
 from .gateway import GATEWAY_LISTEN_PORT, gateway_selector
+from .inference import model_labels
+from .network import default_deny, dns_egress, host_network_peers, internet_peer, monitoring_peer, namespace_peer, ports, rule
+from .sfu import sfu_selector
 
 LIVEKIT_SECRET = "livekit-api"
 
@@ -35,8 +37,8 @@ def build_tenant(region: Region, tenant: Tenant, agents: Sequence[Agent]) -> lis
     lab = labels(region, name="tenant", component="tenant", instance=tenant.name, tenant=tenant.name)
     return [
         namespace(ns, lab),
-        _default_deny(ns, lab),
-        _platform_access(region, ns, lab),
+        default_deny(ns, lab),
+        _platform_access(region, ns, lab, agents),
         *_provider_egress(ns, lab, agents),
         _quota(ns, lab, tenant),
         _limit_range(ns, lab),
@@ -44,50 +46,34 @@ def build_tenant(region: Region, tenant: Tenant, agents: Sequence[Agent]) -> lis
     ]
 
 
-def _default_deny(ns: str, lab: dict[str, str]) -> K8sObject:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata("default-deny", ns, lab),
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-    }
+def models_used(agents: Sequence[Agent]) -> list[str]:
+    """The region models `agents` call (by name), sorted."""
+    return sorted({spec.model for a in agents for spec in a.inference.roles().values() if spec.model is not None})
 
 
-def _platform_access(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
-    """What every agent needs: DNS, LiveKit signalling through the gateway, the SFU's media ports,
-    the region's models, and Prometheus scraping the worker metrics."""
-    ports = region.livekit.ports
-    # Media goes straight to the SFU. It runs with host networking, so its pods have node IPs
-    # that no podSelector matches: its media ports are allowed towards any address. Its API and
-    # signalling port is not: tenants reach it only through the gateway.
-    livekit_ports: list[dict[str, Any]] = [
-        {"protocol": "TCP", "port": ports.rtc_tcp},
-        {"protocol": "UDP", "port": ports.rtc_udp.start, "endPort": ports.rtc_udp.end},
-    ]
-    if region.livekit.turn.enabled:
-        livekit_ports.append({"protocol": "UDP", "port": region.livekit.turn.udp_port})
+def _platform_access(region: Region, ns: str, lab: dict[str, str], agents: Sequence[Agent]) -> K8sObject:
+    """What the tenant's agents need: DNS, LiveKit signalling through the gateway, the SFU's media
+    ports at the SFU, the region models they use, and Prometheus scraping the worker metrics.
+
+    Media goes straight to the SFU. It runs with host networking and advertises its node addresses
+    as ICE candidates (`rtc.advertise_internal_ip`), so the media ports are allowed towards the SFU
+    pods and the node ranges (`kubernetes.node_cidrs`) only, never the internet. No STUN or TURN:
+    the SFU answers agents' connectivity checks at its node address directly (TURN is for clients
+    behind firewalls; an agent's relay candidates would point at the public TURN address, which
+    stays closed). Its API and signalling port is not allowed: tenants reach it only through the
+    gateway."""
+    p = region.livekit.ports
     egress: list[dict[str, Any]] = [
-        {
-            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-        },
-        {
-            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": system_namespace(region)}},
-                    "podSelector": {"matchLabels": gateway_selector(region)}}],
-            "ports": [{"protocol": "TCP", "port": GATEWAY_LISTEN_PORT}],
-        },
-        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": livekit_ports},
+        dns_egress(),
+        rule([namespace_peer(system_namespace(region), gateway_selector(region))], ports(("TCP", GATEWAY_LISTEN_PORT)),
+             direction="egress"),
+        rule(host_network_peers(region, sfu_selector(region)),
+             ports(("TCP", p.rtc_tcp), ("UDP", p.rtc_udp.start, p.rtc_udp.end)), direction="egress"),
     ]
-    model_ports = sorted({m.port for m in region.models.values()})
-    if model_ports:
-        egress.append(
-            {
-                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": inference_namespace(region)}},
-                        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "inference"}}}],
-                "ports": [{"protocol": "TCP", "port": p} for p in model_ports],
-            }
-        )
+    for name in models_used(agents):
+        model = region.models[name]
+        egress.append(rule([namespace_peer(inference_namespace(region), selector(model_labels(region, model)))],
+                           ports(("TCP", model.port)), direction="egress"))
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -95,12 +81,7 @@ def _platform_access(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {
-                    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
-                    "ports": [{"protocol": "TCP", "port": AGENT_METRICS_PORT}],
-                }
-            ],
+            "ingress": [rule([monitoring_peer(region)], ports(("TCP", AGENT_METRICS_PORT)), direction="ingress")],
             "egress": egress,
         },
     }
@@ -129,7 +110,7 @@ def _provider_egress(ns: str, lab: dict[str, str], agents: Sequence[Agent]) -> l
                 "policyTypes": ["Egress"],
                 "egress": [
                     {
-                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                        "to": [internet_peer()],
                         "ports": [{"protocol": "TCP", "port": p} for p in sorted(set(endpoints.values()))],
                     }
                 ],
