@@ -126,7 +126,13 @@ def register_all(
     return created
 
 
-_TOP_LEVEL = {"stringData": "string_data", "binaryData": "binary_data", "immutable": "immutable"}
+_TOP_LEVEL = {
+    "stringData": "string_data",
+    "binaryData": "binary_data",
+    "immutable": "immutable",
+    "automountServiceAccountToken": "automount_service_account_token",
+    "imagePullSecrets": "image_pull_secrets",
+}
 
 
 def _snake_top_level(body: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import yaml
 from . import stackfile
 from .model import Agent, PortRange, Region, SecretRef, Source
 from .problems import Problem, format_path
+from .quantity import parse_quantity
 from .stackfile import StackFile
 
 #: Set by the platform on every agent pod; a manifest must not override them.
@@ -155,8 +156,21 @@ def _region_rules(region: Region, root: Path, stacks: Sequence[StackFile] | None
             yield _at(src, base + ("engine_args", "tensor_parallel_size"), f"must equal gpus_per_replica ({model.gpus_per_replica})")
         if model.hf_token is not None:
             yield from _stack_secret(region.name, model.hf_token, src, base + ("hf_token", "config"), root, stacks)
+        for i, writable in enumerate(model.writable_paths):
+            taken = next((m for m in _MODEL_MOUNTS if writable.rstrip("/") == m or writable.startswith(m + "/")), None)
+            if taken is not None:
+                yield _at(src, base + ("writable_paths", i),
+                          f"{writable} is {'under ' if writable.rstrip('/') != taken else ''}{taken}, which is writable already "
+                          f"({_MODEL_MOUNTS[taken]}); list only paths elsewhere in the image")
+        if name.endswith("-headless") and name[: -len("-headless")] in region.models:
+            yield _at(src, base, f"model name {name!r} is the name of model {name[: -len('-headless')]!r}'s headless "
+                                 f"Service; choose another name", key=True)
     if lk.redis.password is not None:
         yield from _stack_secret(region.name, lk.redis.password, src, ("livekit", "redis", "password", "config"), root, stacks)
+
+
+#: Paths a model server's pod mounts itself (inference.py), with what they are.
+_MODEL_MOUNTS = {"/tmp": "the scratch volume", "/models": "the cache volume", "/dev/shm": "shared memory"}
 
 
 def _port_conflicts(region: Region) -> Iterator[Problem]:
@@ -351,6 +365,12 @@ def _quotas(regions: dict[str, Region], agents: Sequence[Agent]) -> Iterator[Pro
                  f"{tenant.quotas.memory}"),
                 ("pods", usage.pods_at_max, usage.pods_quota, f"{usage.pods_at_max} pods", f"{tenant.quotas.pods}"),
             ]
+            # Local disk: each worker requests (and is limited to) its ephemeral_storage.
+            disk_at_max = sum(float(parse_quantity(a.resources.ephemeral_storage or "0")) * a.scaling.max_workers
+                              for a in pools) / 2**30
+            disk_quota = float(parse_quantity(tenant.quotas.ephemeral_storage)) / 2**30
+            checks.append(("ephemeral_storage", disk_at_max, disk_quota, f"{disk_at_max:g}Gi",
+                           f"{tenant.quotas.ephemeral_storage}"))
             for field, want, have, wanted, quota in checks:
                 if want <= have:
                     continue

@@ -55,6 +55,7 @@ class PortRange:
 class Resources:
     cpu: Optional[str] = None
     memory: Optional[str] = None
+    ephemeral_storage: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class LiveKit:
     resources: Resources
     drain_seconds: int
     log_level: str
+    digest: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class Sip:
     carrier_addresses: tuple[str, ...]
     resources: Resources
     drain_seconds: int
+    digest: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class Quotas:
     cpu: str
     memory: str
     pods: int
+    ephemeral_storage: str
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,9 @@ class Model:
     startup_seconds: int
     queue_target: int
     resources: Resources
+    run_as_user: int
+    writable_paths: tuple[str, ...]
+    shm_size: str
     queue_metric: Optional[str] = None
     hf_token: Optional[SecretRef] = None
     profile: Optional[ModelProfile] = None

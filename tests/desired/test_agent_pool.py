@@ -210,12 +210,13 @@ def test_pod_is_restricted_and_never_evicted_by_consolidation(agent_name, region
     assert c["securityContext"] == {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True}
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": agent.resources.ephemeral_storage}}]
     assert template["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
     assert not any(k.startswith("prometheus.io/") for k in template["metadata"]["annotations"])
     assert c["resources"] == {
-        "requests": {"cpu": agent.resources.cpu, "memory": agent.resources.memory},
-        "limits": {"memory": agent.resources.memory},
+        "requests": {"cpu": agent.resources.cpu, "memory": agent.resources.memory,
+                     "ephemeral-storage": agent.resources.ephemeral_storage},
+        "limits": {"memory": agent.resources.memory, "ephemeral-storage": agent.resources.ephemeral_storage},
     }
     spread = pod["topologySpreadConstraints"]
     assert spread[0]["topologyKey"] == "kubernetes.io/hostname"

@@ -43,9 +43,18 @@ def _model(region_name: str, model_name: str) -> tuple[Region, Model]:
     return region, region.models[model_name]
 
 
+def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Objects by kind; the StatefulSet's headless governing Service as "HeadlessService"."""
+    headless = [o for o in objects if o["kind"] == "Service" and o["spec"].get("clusterIP") == "None"]
+    keyed = by_kind([o for o in objects if not any(o is h for h in headless)])
+    (keyed["HeadlessService"],) = headless
+    return keyed
+
+
 def _build(region_name: str, model_name: str) -> tuple[Region, Model, dict[str, dict[str, Any]]]:
+    """The model's objects by kind; the StatefulSet's headless governing Service as "HeadlessService"."""
     region, model = _model(region_name, model_name)
-    return region, model, by_kind(build_model(region, model))
+    return region, model, _by_kind(build_model(region, model, project().agents_in(region_name)))
 
 
 def _pod(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -77,14 +86,16 @@ def test_examples_cover_every_model_kind():
 def test_objects_live_in_inference_namespace_with_component_label(region_name, model_name):
     """Every object is in <prefix>-inference, named after the model, labelled component=inference and owned by the region."""
     region, model, objs = _build(region_name, model_name)
-    expected_kinds = {"Service", "StatefulSet", "PodDisruptionBudget", "PodMonitor", "ScaledObject", "NetworkPolicy"}
+    expected_kinds = {"Service", "HeadlessService", "StatefulSet", "PodDisruptionBudget", "PodMonitor", "ScaledObject",
+                      "NetworkPolicy"}
     if model.hf_token is not None and model.hf_token.config:
         expected_kinds.add("Secret")
     assert set(objs) == expected_kinds
     for obj in objs.values():
         meta = obj["metadata"]
         assert meta["namespace"] == inference_namespace(region) == "vox-inference"
-        assert meta["name"] == (f"{model_name}-hf-token" if obj["kind"] == "Secret" else model_name)
+        assert meta["name"] == (f"{model_name}-hf-token" if obj["kind"] == "Secret"
+                                else f"{model_name}-headless" if obj["spec"].get("clusterIP") == "None" else model_name)
         assert meta["labels"]["app.kubernetes.io/component"] == "inference"
         assert meta["labels"]["app.kubernetes.io/part-of"] == region_name
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "voxplane"
@@ -168,7 +179,9 @@ def test_workload_lifecycle(region_name, model_name):
     sts = objs["StatefulSet"]
     assert sts["spec"]["replicas"] == model.min_replicas
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
-    assert sts["spec"]["serviceName"] == model_name
+    assert sts["spec"]["serviceName"] == f"{model_name}-headless"
+    assert objs["HeadlessService"]["spec"]["clusterIP"] == "None"
+    assert objs["HeadlessService"]["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
     pod = _pod(objs)
     assert pod["terminationGracePeriodSeconds"] == 120
     assert pod["automountServiceAccountToken"] is False
@@ -270,7 +283,7 @@ def test_tensor_parallel_follows_gpus_per_replica():
     """A 2-GPU replica requests 2 GPUs and shards with --tensor-parallel-size 2."""
     region, model = _model("eu-west", "chat")
     two = dataclasses.replace(model, gpus_per_replica=2)
-    objs = by_kind(build_model(region, two))
+    objs = _by_kind(build_model(region, two))
     c = _container(objs)
     assert _flag(c["args"], "--tensor-parallel-size") == "2"
     assert c["resources"]["limits"][GPU_RESOURCE] == "2"
@@ -278,10 +291,10 @@ def test_tensor_parallel_follows_gpus_per_replica():
 
 @pytest.mark.parametrize("region_name,model_name", LLMS)
 def test_llm_pod_has_memory_backed_shm_and_runs_non_root(region_name, model_name):
-    """vLLM gets /dev/shm as a memory emptyDir and runs as uid 1000 non-root with a writable HOME."""
-    _, _, objs = _build(region_name, model_name)
+    """vLLM gets /dev/shm as a memory emptyDir of `shm_size` and runs as uid 1000 non-root with a writable HOME."""
+    _, model, objs = _build(region_name, model_name)
     pod = _pod(objs)
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": model.shm_size}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in _container(objs)["volumeMounts"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 1000
@@ -293,22 +306,23 @@ def test_llm_pod_has_memory_backed_shm_and_runs_non_root(region_name, model_name
 
 @pytest.mark.parametrize("region_name,model_name", SPEECH)
 def test_speech_servers_keep_their_image_command_and_get_model_id(region_name, model_name):
-    """TTS/STT: the image's command and CMD stay (no args declared), MODEL_ID carries the model id, no /dev/shm."""
+    """TTS/STT: the image's command and CMD stay (no args declared), MODEL_ID carries the model id, no
+    /dev/shm; they run as the model's uid (`run_as_user`)."""
     _, model, objs = _build(region_name, model_name)
     c = _container(objs)
     assert c["image"] == model.image
     assert "command" not in c
     assert model.args == () and "args" not in c
     assert _env(objs)["MODEL_ID"] == {"name": "MODEL_ID", "value": model.model_id}
-    assert "volumes" not in _pod(objs)
-    assert "runAsUser" not in _pod(objs)["securityContext"]
+    assert "dshm" not in {v["name"] for v in _pod(objs)["volumes"]}
+    assert _pod(objs)["securityContext"]["runAsUser"] == model.run_as_user
 
 
 def test_speech_server_args_are_passed_when_declared():
     """Declared `args` of a TTS/STT model become the container's args verbatim."""
     region, model = _model("us-east", "whisper")
     with_args = dataclasses.replace(model, args=("--log-level", "debug"))
-    assert _container(by_kind(build_model(region, with_args)))["args"] == ["--log-level", "debug"]
+    assert _container(_by_kind(build_model(region, with_args)))["args"] == ["--log-level", "debug"]
 
 
 def test_hf_token_from_config_becomes_a_secret():
@@ -326,7 +340,7 @@ def test_hf_token_from_existing_secret_is_referenced_not_copied():
     """hf_token {secret, key} becomes a secretKeyRef to that Secret; no Secret object is built."""
     region, model = _model("eu-west", "chat")
     ref = dataclasses.replace(model, hf_token=SecretRef(secret="hf-credentials", key="token"))
-    objs = by_kind(build_model(region, ref))
+    objs = _by_kind(build_model(region, ref))
     assert "Secret" not in objs
     assert _env(objs)["HF_TOKEN"] == {
         "name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-credentials", "key": "token"}}
@@ -402,7 +416,7 @@ def test_scale_to_zero_adds_a_wake_trigger():
     """min_replicas 0: the model's own queue metric cannot wake it, so a second trigger on livekit rooms does."""
     region, model = _model("us-east", "kokoro")
     zero = dataclasses.replace(model, min_replicas=0)
-    objs = by_kind(build_model(region, zero))
+    objs = _by_kind(build_model(region, zero))
     triggers = objs["ScaledObject"]["spec"]["triggers"]
     assert len(triggers) == 2
     assert triggers[1]["metadata"]["query"] == "sum(livekit_room_total)"
@@ -452,6 +466,7 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
         assert kinds == sorted(
             [
                 "kubernetes:core/v1:Secret",
+                "kubernetes:core/v1:Service",
                 "kubernetes:core/v1:Service",
                 "kubernetes:apps/v1:StatefulSet",
                 "kubernetes:policy/v1:PodDisruptionBudget",

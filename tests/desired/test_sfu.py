@@ -240,7 +240,8 @@ def test_image_probes_and_resources():
     assert c["image"] == "livekit/livekit-server:v1.13.5"
     assert c["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
     assert c["livenessProbe"]["tcpSocket"] == {"port": "http"} and "httpGet" not in c["livenessProbe"]
-    assert c["resources"] == {"requests": {"cpu": "7", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}
+    assert c["resources"] == {"requests": {"cpu": "7", "memory": "8Gi", "ephemeral-storage": "2Gi"},
+                              "limits": {"memory": "8Gi", "ephemeral-storage": "2Gi"}}
 
 
 def test_non_root_without_privilege():
@@ -317,7 +318,8 @@ def test_in_cluster_redis_statefulset():
     assert claim["spec"]["storageClassName"] == "gp3"
     (c,) = sts["spec"]["template"]["spec"]["containers"]
     assert c["image"] == "redis:7.4"
-    assert c["args"][:3] == ["redis-server", "--appendonly", "yes"]
+    assert c["command"][:2] == ["sh", "-c"] and c["command"][2].endswith("exec redis-server /etc/redis/redis.conf\n")
+    assert "appendonly yes" in objs[("ConfigMap", "livekit-redis-config")]["data"]["redis.conf"]
     assert sts["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert objs[("Service", "livekit-redis-headless")]["spec"]["clusterIP"] == "None"
@@ -505,13 +507,17 @@ def test_component_registers_sfu_and_redis(mocked):
 
 
 def test_in_cluster_redis_requires_a_derived_password():
-    """The in-cluster Redis runs with --requirepass from livekit-redis-auth (derived from the root
-    secret); its probe authenticates through REDISCLI_AUTH; the SIP config references the password."""
+    """The in-cluster Redis requires the password of livekit-redis-auth (derived from the root
+    secret), from a file its start script writes (`include`d by redis.conf), never its command line;
+    its probe authenticates through REDISCLI_AUTH; the SIP config references the password."""
     r = region("us-east")
     objs = {(o["kind"], o["metadata"]["name"]): o for o in build_redis(r)}
     assert objs[("Secret", "livekit-redis-auth")]["stringData"] == {"password": SecretValue("derived", "redis")}
     container = objs[("StatefulSet", "livekit-redis")]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
-    env_names = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
-    assert env_names == {"REDIS_PASSWORD": "livekit-redis-auth", "REDISCLI_AUTH": "livekit-redis-auth"}
+    assert "args" not in container and "requirepass" not in " ".join(container["command"][:2])
+    assert 'requirepass "/' in container["command"][2]  # the sed that writes the file
+    assert "include /run/redis/auth.conf" in objs[("ConfigMap", "livekit-redis-config")]["data"]["redis.conf"]
+    assert "env" not in container  # the password is a mounted file of livekit-redis-auth
+    volumes = {v["name"]: v for v in objs[("StatefulSet", "livekit-redis")]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["password"]["secret"]["secretName"] == "livekit-redis-auth"
     assert redis_password_ref(r) == "$(REDIS_PASSWORD)"

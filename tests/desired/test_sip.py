@@ -62,6 +62,7 @@ def test_every_object_passes_strict_schema(name):
         ("PodDisruptionBudget", "livekit-sip"),
         ("PodMonitor", "livekit-sip"),
         ("Secret", "livekit-sip-api"),
+        ("ServiceAccount", "livekit-sip"),
     ]
     for obj in objs.values():
         validate_strict(obj)
@@ -213,7 +214,8 @@ def test_image_security_and_resources():
     assert pod(r)["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
-    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}}
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "2Gi"},
+                              "limits": {"memory": "512Mi", "ephemeral-storage": "2Gi"}}
 
 
 def test_sip_uri():
@@ -237,6 +239,7 @@ def test_component_registers_bridge(mocked):
             "kubernetes:apps/v1:Deployment",
             "kubernetes:core/v1:ConfigMap",
             "kubernetes:core/v1:Secret",
+            "kubernetes:core/v1:ServiceAccount",
             "kubernetes:monitoring.coreos.com/v1:PodMonitor",
             "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             "kubernetes:policy/v1:PodDisruptionBudget",

@@ -36,6 +36,7 @@ from .common import (
     prune,
     resources,
     restricted_pod,
+    scratch_volume,
     secret,
     selector,
     tenant_namespace,
@@ -236,7 +237,9 @@ def _deployment(
             }
         ],
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        # Bounded: a worker filling /tmp is evicted alone (its disk request = limit), never its
+        # neighbours on a shared agent node.
+        "volumes": [scratch_volume("tmp", agent.resources.ephemeral_storage)],
     }
     return {
         "apiVersion": "apps/v1",

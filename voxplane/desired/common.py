@@ -184,11 +184,27 @@ def placement(pool: Optional[NodePool]) -> dict[str, Any]:
 
 
 def resources(spec: Resources) -> dict[str, Any]:
-    """Requests for CPU and memory; a memory limit equal to the request, no CPU limit (throttling
-    a media or agent process mid-call is worse than sharing spare CPU)."""
-    requests = prune({"cpu": spec.cpu, "memory": spec.memory})
-    limits = prune({"memory": spec.memory})
+    """Requests for CPU, memory and ephemeral storage; memory and ephemeral-storage limits equal to
+    their requests, no CPU limit (throttling a media or agent process mid-call is worse than
+    sharing spare CPU). Disk request = limit: the scheduler never overcommits a node's disk, so a
+    pod writing past its limit is evicted alone, not its neighbours under disk pressure."""
+    requests = prune({"cpu": spec.cpu, "memory": spec.memory, "ephemeral-storage": spec.ephemeral_storage})
+    limits = prune({"memory": spec.memory, "ephemeral-storage": spec.ephemeral_storage})
     return prune({"requests": requests or None, "limits": limits or None})
+
+
+def scratch_volume(name: str, size: Optional[str], *, memory: bool = False) -> dict[str, Any]:
+    """An emptyDir, always bounded: on disk it counts toward the pod's ephemeral storage, in
+    memory (`memory=True`) toward its memory limit."""
+    empty: dict[str, Any] = {"medium": "Memory"} if memory else {}
+    if size:
+        empty["sizeLimit"] = size
+    return {"name": name, "emptyDir": empty}
+
+
+def image_ref(repository: str, tag: str, digest: Optional[str] = None) -> str:
+    """`repository:tag`, pinned to `@digest` when there is one."""
+    return f"{repository}:{tag}@{digest}" if digest else f"{repository}:{tag}"
 
 
 RESTRICTED_CONTAINER = {
@@ -242,6 +258,19 @@ def config_map(
         "kind": "ConfigMap",
         "metadata": metadata(name, namespace, object_labels, annotations),
         "data": dict(data),
+    }
+
+
+def service_account(name: str, namespace: str, object_labels: Mapping[str, str],
+                    annotations: Optional[Mapping[str, str]] = None) -> K8sObject:
+    """A ServiceAccount of one workload, with no API token mounted into its pods: the platform's
+    workloads never call the Kubernetes API, and a pod's token is the first thing a compromised
+    process would use."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(name, namespace, object_labels, annotations),
+        "automountServiceAccountToken": False,
     }
 
 

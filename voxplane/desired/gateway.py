@@ -56,6 +56,8 @@ KEYS_DIR = f"{CONFIG_DIR}/keys"
 #: through another replica with their refresh token and workers re-register, calls go on.
 DRAIN_SECONDS = 10
 GRACE_SECONDS = 30
+#: Local disk of a gateway container.
+EPHEMERAL_STORAGE = "256Mi"
 #: Annotation: digest of the key *names* in the keys Secret (a new tenant rolls the pods).
 ANNOTATION_KEYS_CHECKSUM = "voxplane.io/keys-checksum"
 
@@ -122,7 +124,9 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, 
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5,
                            "failureThreshold": 2},
         "livenessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3},
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+        # Local disk: logs only (read-only root filesystem, no scratch volume).
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": EPHEMERAL_STORAGE},
+                      "limits": {"memory": "256Mi", "ephemeral-storage": EPHEMERAL_STORAGE}},
         "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
     }

@@ -40,6 +40,7 @@ from .common import (
     pdb,
     region_source,
     resources,
+    scratch_volume,
     secret,
     selector,
     tenant_namespace,
@@ -56,6 +57,8 @@ COMPONENT = "inference"
 WORKLOAD_KIND = "StatefulSet"
 CACHE_VOLUME = "cache"
 CACHE_MOUNT = "/models"
+TMP_VOLUME = "tmp"
+TMP_MOUNT = "/tmp"
 HTTP_PORT_NAME = "http"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
@@ -67,9 +70,15 @@ STARTUP_PERIOD_SECONDS = 10
 #: Model load takes minutes, so scale-in waits long enough that a short lull does not throw a
 #: warm replica away.
 SCALE_DOWN_WINDOW_SECONDS = 600
-#: uid/gid of vLLM pods and group of every cache volume (fsGroup makes it writable whatever user
-#: the image runs as).
+#: The StatefulSet's governing (headless) Service is `<model>-headless`.
+HEADLESS_SUFFIX = "-headless"
+#: Group of every cache volume (fsGroup makes it writable whatever uid the server runs as).
 INFERENCE_UID = 1000
+
+
+def headless_service_name(model: Model) -> str:
+    """The StatefulSet's governing Service (per-replica DNS names); agents use `model.name`'s."""
+    return f"{model.name}{HEADLESS_SUFFIX}"
 
 
 def hf_token_secret_name(model: Model) -> str:
@@ -132,6 +141,7 @@ def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> l
         objects.append(_hf_token_secret(model, ns, lab, ann))
     objects += [
         _service(model, ns, lab, ann),
+        _headless_service(model, ns, lab, ann),
         _stateful_set(region, model, ns, lab, ann),
         _pdb(model, ns, lab, ann),
         _pod_monitor(model, ns, lab, ann),
@@ -185,6 +195,20 @@ def _service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) ->
     }
 
 
+def _headless_service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    """The StatefulSet's `serviceName`: headless, so each replica has its own DNS name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(headless_service_name(model), ns, lab, ann),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector(lab),
+            "ports": [{"name": HTTP_PORT_NAME, "protocol": "TCP", "port": model.port, "targetPort": HTTP_PORT_NAME}],
+        },
+    }
+
+
 def _env(model: Model) -> list[dict[str, Any]]:
     env = [env_value("HF_HOME", CACHE_MOUNT)]
     if model.hf_token is not None:
@@ -193,16 +217,17 @@ def _env(model: Model) -> list[dict[str, Any]]:
         else:
             assert model.hf_token.secret is not None and model.hf_token.key is not None
             env.append(env_secret(HF_TOKEN_ENV, model.hf_token.secret, model.hf_token.key))
+    env += [
+        # The root filesystem is read-only and the uid may have no passwd entry (or a home it
+        # cannot write): whatever a server writes under ~ goes to the /tmp scratch volume.
+        env_value("HOME", TMP_MOUNT),
+        # Caches that follow XDG (torch.compile / Triton / FlashInfer for vLLM; uv, torch hub,
+        # pip for the speech servers) persist next to the weights, so a restart skips the work.
+        env_value("XDG_CACHE_HOME", f"{CACHE_MOUNT}/.cache"),
+    ]
     if model.kind == "llm":
-        env += [
-            # The pod runs as a uid with no passwd entry; give caches written under ~ a home.
-            env_value("HOME", "/tmp"),
-            # torch.compile / Triton / FlashInfer caches persist next to the weights, so a
-            # restarted replica skips recompiling.
-            env_value("XDG_CACHE_HOME", f"{CACHE_MOUNT}/.cache"),
-            # No usage reports leave a private inference region.
-            env_value("VLLM_NO_USAGE_STATS", "1"),
-        ]
+        # No usage reports leave a private inference region.
+        env.append(env_value("VLLM_NO_USAGE_STATS", "1"))
     else:
         env.append(env_value("MODEL_ID", model.model_id))
     return env
@@ -214,8 +239,17 @@ def _container(model: Model) -> dict[str, Any]:
     # Extended resources: request and limit must be equal; the device plugin hands out whole GPUs.
     res.setdefault("requests", {})[GPU_RESOURCE] = gpus
     res.setdefault("limits", {})[GPU_RESOURCE] = gpus
-    mounts = [{"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT}]
-    security: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    mounts = [{"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT}, {"name": TMP_VOLUME, "mountPath": TMP_MOUNT}]
+    mounts += [{"name": name, "mountPath": path} for name, path in _writable_volumes(model)]
+    # `restricted`, whatever the image's own user: a fixed non-root uid, no privilege, and a
+    # read-only root filesystem (writes go to /tmp, the cache volume and `writable_paths`).
+    security: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     container: dict[str, Any] = {"name": "server", "image": model.image}
     if model.kind == "llm":
         # Explicit, so the positional model argument holds whatever the image's entrypoint is.
@@ -224,7 +258,6 @@ def _container(model: Model) -> dict[str, Any]:
         # Tensor-parallel workers exchange tensors through shared memory; the container
         # runtime's default /dev/shm is 64 MiB. tmpfs pages count against the memory limit.
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-        security["runAsNonRoot"] = True
     elif model.args:
         container["args"] = list(model.args)
     probe = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT_NAME}}
@@ -251,26 +284,35 @@ def _container(model: Model) -> dict[str, Any]:
     return container
 
 
+def _writable_volumes(model: Model) -> list[tuple[str, str]]:
+    """(volume name, path) of each `writable_paths` entry."""
+    return [(f"writable-{i}", path) for i, path in enumerate(model.writable_paths)]
+
+
 def _pod_security(model: Model) -> dict[str, Any]:
-    """vLLM runs as a fixed non-root uid: its image defaults to root, yet it needs no privilege
-    once HOME and its caches point at writable paths. TTS/STT images keep their own users (e.g.
-    Kokoro-FastAPI runs as a named, non-numeric user that `runAsNonRoot` cannot verify, and its
-    code writes under that user's /app), hence the inference namespace's `baseline` level. Every
-    pod gets fsGroup so the cache volume is group-writable for whichever user runs."""
-    sc: dict[str, Any] = {
+    """Every server runs as the model's fixed non-root uid (`run_as_user`): vLLM's image defaults
+    to root yet needs no privilege once HOME and its caches point at writable paths; the speech
+    servers' images name their users (Kokoro-FastAPI's `appuser`, which `runAsNonRoot` alone
+    cannot verify), so the uid is stated. fsGroup makes the cache volume group-writable for
+    whichever uid it is."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": model.run_as_user,
+        "runAsGroup": model.run_as_user,
         "fsGroup": INFERENCE_UID,
         # Skip the recursive chown of tens of GiB of weights on every start.
         "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    if model.kind == "llm":
-        sc.update({"runAsNonRoot": True, "runAsUser": INFERENCE_UID, "runAsGroup": INFERENCE_UID})
-    return sc
 
 
 def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
     group = region.gpu_node_groups[model.node_group]
-    volumes = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}] if model.kind == "llm" else []
+    scratch = model.resources.ephemeral_storage
+    volumes = [scratch_volume(TMP_VOLUME, scratch)]
+    volumes += [scratch_volume(name, scratch) for name, _ in _writable_volumes(model)]
+    if model.kind == "llm":
+        volumes.append(scratch_volume("dshm", model.shm_size, memory=True))
     pod_spec: dict[str, Any] = {
         # Inference servers never call the Kubernetes API.
         "automountServiceAccountToken": False,
@@ -282,9 +324,8 @@ def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], an
         "affinity": gpu_affinity(group),
         "tolerations": gpu_tolerations(group),
         "containers": [_container(model)],
+        "volumes": volumes,
     }
-    if volumes:
-        pod_spec["volumes"] = volumes
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": model.cache_size}},
@@ -301,7 +342,7 @@ def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], an
         "spec": {
             # Starting value only: KEDA owns replicas afterwards (the component ignores drift here).
             "replicas": model.min_replicas,
-            "serviceName": model.name,
+            "serviceName": headless_service_name(model),
             # Scale-out starts every new replica at once; ordered start would serialize model loads.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector(lab)},

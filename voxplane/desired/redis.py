@@ -15,13 +15,16 @@ from .common import (
     K8sObject,
     RESTRICTED_CONTAINER,
     SecretValue,
+    config_map,
     env_secret,
     labels,
     metadata,
     prune,
     region_source,
+    scratch_volume,
     secret,
     selector,
+    service_account,
     service_host,
     system_namespace,
 )
@@ -39,6 +42,17 @@ REDIS_AUTH_SECRET = f"{REDIS_NAME}-auth"
 REDIS_DERIVED_SECRET = "redis"
 #: uid/gid of the `redis` user in the official image; its entrypoint skips chown when not root.
 REDIS_UID = 999
+#: The server's settings (no secret): a ConfigMap mounted at CONFIG_DIR.
+CONFIG_MAP = f"{REDIS_NAME}-config"
+CONFIG_DIR = "/etc/redis"
+CONFIG_FILE = "redis.conf"
+#: The password's own config file, written at start into a memory-backed volume (never disk) and
+#: included by redis.conf: `requirepass` there, not on the command line, where `ps` and the pod
+#: spec would show it.
+AUTH_DIR = "/run/redis"
+AUTH_FILE = f"{AUTH_DIR}/auth.conf"
+#: Local disk of the container: logs only (the data is on its volume).
+EPHEMERAL_STORAGE = "256Mi"
 #: Marks the objects of one LiveKit deployment (SFU, SIP, Redis): its Redis belongs to it alone.
 LABEL_LIVEKIT = "voxplane.io/livekit"
 LIVEKIT_DEPLOYMENT = "livekit"
@@ -90,6 +104,8 @@ def build_redis(region: Region) -> list[K8sObject]:
         objects.append(_auth_secret(region, ns, lab, SecretValue("derived", REDIS_DERIVED_SECRET)))
     if redis.mode == "in-cluster":
         objects += [
+            _config_map(region, ns, lab),
+            service_account(REDIS_NAME, ns, lab, region_source(region)),
             _headless_service(region, ns, lab),
             _service(region, ns, lab),
             _statefulset(region, ns, lab),
@@ -146,6 +162,54 @@ def _service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     }
 
 
+def redis_conf(region: Region) -> str:
+    """redis.conf of the in-cluster Redis: no secret in it (the password is included from AUTH_FILE)."""
+    lines = [
+        f"port {REDIS_PORT}",
+        "dir /data",
+        # Room and SIP state (trunks, dispatch rules) survive a restart.
+        "appendonly yes",
+        # The only clients are the SFU and the SIP bridge (NetworkPolicy), and they authenticate.
+        "protected-mode no",
+    ]
+    if has_password(region):
+        lines.append(f"include {AUTH_FILE}")
+    return "\n".join(lines) + "\n"
+
+
+def _config_map(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
+    return config_map(CONFIG_MAP, ns, lab, {CONFIG_FILE: redis_conf(region)}, region_source(region))
+
+
+#: Where the password's Secret is mounted (key `password`), readable by the Redis group only.
+SECRET_DIR = "/run/secrets/redis"
+PASSWORD_FILE = f"{SECRET_DIR}/password"
+#: Writes AUTH_FILE from the mounted password and starts the server on the config: sed reads the
+#: file, so no process has the password in its arguments and no container has it in its
+#: environment. Quotes and backslashes are escaped for the config parser (sdssplitargs).
+START_SCRIPT = f"""set -eu
+umask 077
+sed 's/[\\\\"]/\\\\&/g; s/^/requirepass "/; s/$/"/' {PASSWORD_FILE} > {AUTH_FILE}
+exec redis-server {CONFIG_DIR}/{CONFIG_FILE}
+"""
+#: Readiness: redis-cli exits 0 even when Redis answers an error (-LOADING while it replays the
+#: append-only file, -NOAUTH), so the reply itself is checked. The password reaches redis-cli as
+#: REDISCLI_AUTH, set for that one process from the mounted file (backquotes: the kubelet would
+#: try to expand a `$(...)` as a variable reference).
+PING_WITH_PASSWORD = (f"REDISCLI_AUTH=\"`cat {PASSWORD_FILE}`\" redis-cli -p {REDIS_PORT} ping | grep -q PONG")
+PING = f"redis-cli -p {REDIS_PORT} ping | grep -q PONG"
+
+
+def _password_volume(region: Region) -> dict[str, Any]:
+    """The Secret holding the password, as a file `password`: voxplane's own (derived, or from
+    stack config) or the one the region names."""
+    ref = region.livekit.redis.password
+    name, key = (ref.secret, ref.key or "password") if ref is not None and ref.secret else (REDIS_AUTH_SECRET, "password")
+    # 0440: the pod's fsGroup (the redis group) reads it, nobody else.
+    return {"name": "password", "secret": {"secretName": name, "items": [{"key": key, "path": "password"}],
+                                           "defaultMode": 0o440}}
+
+
 def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     redis = region.livekit.redis
     pvc_spec = prune(
@@ -155,25 +219,36 @@ def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
             "resources": {"requests": {"storage": redis.storage}},
         }
     )
-    # redis-cli exits 0 even when Redis answers an error (-LOADING while it replays the
-    # append-only file, -NOAUTH), so readiness checks the reply itself. The password comes from
-    # REDISCLI_AUTH, never the command line.
-    ping: dict[str, Any] = {"exec": {"command": ["sh", "-c", f"redis-cli -p {REDIS_PORT} ping | grep -q PONG"]}}
+    mounts = [
+        {"name": "data", "mountPath": "/data"},
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+    ]
+    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": CONFIG_MAP}}]
+    if has_password(region):
+        command = ["sh", "-c", START_SCRIPT]
+        ping: dict[str, Any] = {"exec": {"command": ["sh", "-c", PING_WITH_PASSWORD]}}
+        mounts += [{"name": "password", "mountPath": SECRET_DIR, "readOnly": True},
+                   {"name": "auth", "mountPath": AUTH_DIR}]
+        volumes += [_password_volume(region), scratch_volume("auth", "1Mi", memory=True)]
+    else:
+        command = ["redis-server", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+        ping = {"exec": {"command": ["sh", "-c", PING]}}
     container: dict[str, Any] = {
         "name": "redis",
         "image": redis.image,
-        # The image's entrypoint runs `redis-server` with these flags. Append-only file: room and
-        # SIP state (trunks, dispatch rules) survive a restart. Protected mode is off because the
-        # only clients are other pods, through the Service.
-        "args": ["redis-server", "--appendonly", "yes", "--dir", "/data", "--protected-mode", "no",
-                 "--port", str(REDIS_PORT), "--requirepass", f"$({REDIS_PASSWORD_ENV})"],
-        "env": redis_password_env(region) + redis_password_env(region, "REDISCLI_AUTH"),
+        # Not the image's entrypoint (it only chowns /data when started as root, which this pod
+        # never is): the command writes the password's config file, then execs redis-server.
+        # No password in the environment or on any command line.
+        "command": command,
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "readinessProbe": {**ping, "periodSeconds": 5, "timeoutSeconds": 2},
         "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "failureThreshold": 6},
-        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": EPHEMERAL_STORAGE},
+            "limits": {"memory": "1Gi", "ephemeral-storage": EPHEMERAL_STORAGE},
+        },
         "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "volumeMounts": mounts,
     }
     return {
         "apiVersion": "apps/v1",
@@ -186,6 +261,9 @@ def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
             "template": {
                 "metadata": {"labels": lab},
                 "spec": {
+                    # Its own ServiceAccount, no API token: Redis never calls the Kubernetes API.
+                    "serviceAccountName": REDIS_NAME,
+                    "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -195,6 +273,7 @@ def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
+                    "volumes": volumes,
                 },
             },
             "volumeClaimTemplates": [

@@ -18,12 +18,9 @@ def build_namespaces(region: Region) -> list[K8sObject]:
     """`<prefix>-system` holds LiveKit (SFU, SIP, Redis); it runs host-network pods, so Pod Security
     is `privileged` there and `restricted` everywhere else. `<prefix>-inference` holds the models."""
     system = namespace(system_namespace(region), system_namespace_labels(region), pod_security="privileged")
-    inference = namespace(
-        inference_namespace(region),
-        inference_namespace_labels(region),
-        # GPU pods run the vendor images' users; baseline still forbids host access.
-        pod_security="baseline",
-    )
+    # Every model server runs as a fixed non-root uid with no privilege and a read-only root
+    # filesystem (inference.py), so the inference namespace enforces `restricted` too.
+    inference = namespace(inference_namespace(region), inference_namespace_labels(region))
     for ns in (system, inference):
         ns["metadata"]["annotations"] = region_source(region)
     return [system, inference]

@@ -22,6 +22,7 @@ from .common import (
     checksum,
     config_map,
     env_value,
+    image_ref,
     labels,
     metadata,
     pdb,
@@ -33,6 +34,7 @@ from .common import (
     restricted_pod,
     secret,
     selector,
+    service_account,
     system_namespace,
     platform_api_keys,
 )
@@ -77,6 +79,7 @@ def build_sfu(region: Region) -> list[K8sObject]:
     return [
         _config_map(region, ns, lab, config),
         _keys_secret(region, ns, lab),
+        service_account(LIVEKIT_SERVICE, ns, lab, region_source(region)),
         _deployment(region, ns, lab, config),
         _service(region, ns, lab),
         pdb(LIVEKIT_SERVICE, ns, lab),
@@ -171,7 +174,7 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, 
     health = {"httpGet": {"path": "/", "port": "http"}}
     container = {
         "name": "livekit-server",
-        "image": f"{lk.image}:{lk.version}",
+        "image": image_ref(lk.image, lk.version, lk.digest),
         "args": ["--config", CONFIG_PATH],
         "env": env or None,
         "ports": container_ports,
@@ -200,6 +203,7 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, 
         grace_seconds=lk.drain_seconds,
         ports=container_ports,
         volumes=volumes,
+        service_account=LIVEKIT_SERVICE,
     )
     return {
         "apiVersion": "apps/v1",
@@ -257,10 +261,14 @@ def media_pod_spec(
     grace_seconds: int,
     ports: Sequence[Mapping[str, Any]],
     volumes: Optional[list[dict[str, Any]]] = None,
+    service_account: str,
 ) -> dict[str, Any]:
-    """A host-network pod, at most one per node, on `pool`."""
+    """A host-network pod, at most one per node, on `pool`, under its own ServiceAccount with no
+    API token (neither livekit-server nor livekit-sip calls the Kubernetes API)."""
     return prune(
         {
+            "serviceAccountName": service_account,
+            "automountServiceAccountToken": False,
             "hostNetwork": True,
             # Host-network pods otherwise get the node's resolv.conf and cannot resolve Services.
             "dnsPolicy": "ClusterFirstWithHostNet",

@@ -19,6 +19,7 @@ from .common import (
     checksum,
     config_map,
     env_secret,
+    image_ref,
     labels,
     livekit_internal_url,
     metadata,
@@ -26,8 +27,10 @@ from .common import (
     pod_monitor,
     region_source,
     resources,
+    scratch_volume,
     secret,
     selector,
+    service_account,
     system_namespace,
 )
 from .livekit_config import CONFIG_FILE, sip_config, to_json, to_yaml
@@ -88,6 +91,7 @@ def build_sip(region: Region) -> list[K8sObject]:
     return [
         _config_map(region, ns, lab, config),
         _api_secret(region, ns, lab),
+        service_account(SIP_NAME, ns, lab, region_source(region)),
         _deployment(region, ns, lab, config),
         pdb(SIP_NAME, ns, lab),
         _network_policy(region, ns, lab),
@@ -163,7 +167,7 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, 
     ]
     container = {
         "name": SIP_NAME,
-        "image": f"{sip.image}:{sip.version}",
+        "image": image_ref(sip.image, sip.version, sip.digest),
         "env": [
             env_secret("LIVEKIT_API_KEY", API_SECRET, "LIVEKIT_API_KEY"),
             env_secret("LIVEKIT_API_SECRET", API_SECRET, "LIVEKIT_API_SECRET"),
@@ -195,7 +199,8 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, 
                 # the grace period bounds it. Inbound INVITEs are still accepted while draining
                 # (livekit/sip#764): take the node out of carrier routing before a rollout.
                 "spec": media_pod_spec(lab, sip.node_pool, container, grace_seconds=sip.drain_seconds, ports=ports,
-                                       volumes=[{"name": "tmp", "emptyDir": {}}]),
+                                       volumes=[scratch_volume("tmp", sip.resources.ephemeral_storage)],
+                                       service_account=SIP_NAME),
             },
         },
     }

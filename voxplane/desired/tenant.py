@@ -119,18 +119,34 @@ def _provider_egress(ns: str, lab: dict[str, str], agents: Sequence[Agent]) -> l
     ]
 
 
+#: LimitRange defaults for a container that states no ephemeral storage: scratch for logs and a
+#: little /tmp, bounded, so even such a container cannot fill a shared node's disk.
+DEFAULT_EPHEMERAL_REQUEST = "256Mi"
+DEFAULT_EPHEMERAL_LIMIT = "1Gi"
+
+
 def _quota(ns: str, lab: dict[str, str], tenant: Tenant) -> K8sObject:
+    """CPU and memory requests, memory and local disk (ephemeral storage) requests and limits,
+    pods. The disk quota keeps one tenant from filling the agent nodes it shares with others."""
     q = tenant.quotas
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": metadata("tenant-quota", ns, lab),
-        "spec": {"hard": {"requests.cpu": q.cpu, "requests.memory": q.memory, "limits.memory": q.memory, "pods": str(q.pods)}},
+        "spec": {"hard": {
+            "requests.cpu": q.cpu,
+            "requests.memory": q.memory,
+            "limits.memory": q.memory,
+            "requests.ephemeral-storage": q.ephemeral_storage,
+            "limits.ephemeral-storage": q.ephemeral_storage,
+            "pods": str(q.pods),
+        }},
     }
 
 
 def _limit_range(ns: str, lab: dict[str, str]) -> K8sObject:
-    """Defaults for containers that state no resources, so the quota can account for them."""
+    """Defaults for containers that state no resources, so the quota can account for them (with
+    an ephemeral-storage quota, a pod without disk requests and limits is refused otherwise)."""
     return {
         "apiVersion": "v1",
         "kind": "LimitRange",
@@ -139,8 +155,8 @@ def _limit_range(ns: str, lab: dict[str, str]) -> K8sObject:
             "limits": [
                 {
                     "type": "Container",
-                    "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
-                    "default": {"memory": "512Mi"},
+                    "defaultRequest": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": DEFAULT_EPHEMERAL_REQUEST},
+                    "default": {"memory": "512Mi", "ephemeral-storage": DEFAULT_EPHEMERAL_LIMIT},
                 }
             ]
         },
