@@ -145,6 +145,15 @@ def run_mocked(
             pulumi_settings.ROOT.reset(token)
 
 
+def _current_loop() -> Optional[asyncio.AbstractEventLoop]:
+    """The thread's current event loop, or None — without creating one: the policy's
+    get_event_loop() makes a loop when none is set, and one made here and dropped later (by any
+    asyncio.run or set_event_loop(None)) would be collected unclosed in some later code."""
+    local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    loop = getattr(local, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+
+
 @contextlib.contextmanager
 def _private_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """A fresh event loop for one mocked run, closed afterwards with everything it spawned.
@@ -153,10 +162,7 @@ def _private_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
     such thread an event loop of its own; those are created here, tracked, and closed, so no
     loop is left for the garbage collector (and the caller's loop, if any, is put back).
     """
-    try:
-        previous: Optional[asyncio.AbstractEventLoop] = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        previous = None
+    previous = _current_loop()
     thread_loops: list[asyncio.AbstractEventLoop] = []
 
     def give_thread_a_loop() -> None:

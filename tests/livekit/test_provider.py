@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import pulumi
@@ -28,6 +26,7 @@ from voxplane.dev.servers import DEFAULT_CONFIG, LiveKitServer, RedisServer
 from voxplane.keys import derive_api_secret
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.desired import RULE_KIND, TRUNK_KIND, desired_objects
+from voxplane.render import _private_event_loop
 
 from .conftest import Tree
 
@@ -195,40 +194,24 @@ def test_control_plane_registration_under_mocks(tree: Tree) -> None:
     saved = pulumi_settings.SETTINGS
     token = pulumi_settings.ROOT.set(None)
     outputs: dict[str, Any] = {}
-    # The mock monitor answers on executor threads and the SDK gives each such thread a loop of its
-    # own: give them loops we close afterwards (else the GC finds open sockets in a later test).
-    thread_loops: list[asyncio.AbstractEventLoop] = []
+    with _private_event_loop():  # closes the loops the mock monitor's threads get
+        try:
+            pulumi.runtime.set_mocks(mocks, project="voxplane", stack="local", preview=False, monitor=monitor)
+            pulumi.runtime.set_all_config(
+                {"voxplane:northwindTrunkPassword": PASSWORD, "voxplane:livekitRootSecret": ROOT_SECRET},
+                ["voxplane:northwindTrunkPassword", "voxplane:livekitRootSecret"])
 
-    def give_thread_a_loop() -> None:
-        thread_loops.append(asyncio.new_event_loop())
-        asyncio.set_event_loop(thread_loops[-1])
+            @pulumi_mocks.test
+            def program() -> Any:
+                cp = LiveKitControlPlane("local-livekit", LiveKitControlPlaneArgs(
+                    region=region, agents=agents, secrets=SecretResolver("local", [ADMIN_KEY])))
+                return pulumi.Output.all(cp.trunk_ids, cp.rule_ids).apply(lambda ids: outputs.update(trunks=ids[0], rules=ids[1]))
 
-    executor = ThreadPoolExecutor(initializer=give_thread_a_loop)
-    loop = asyncio.new_event_loop()
-    loop.set_default_executor(executor)
-    asyncio.set_event_loop(loop)
-    try:
-        pulumi.runtime.set_mocks(mocks, project="voxplane", stack="local", preview=False, monitor=monitor)
-        pulumi.runtime.set_all_config(
-            {"voxplane:northwindTrunkPassword": PASSWORD, "voxplane:livekitRootSecret": ROOT_SECRET},
-            ["voxplane:northwindTrunkPassword", "voxplane:livekitRootSecret"])
-
-        @pulumi_mocks.test
-        def program() -> Any:
-            cp = LiveKitControlPlane("local-livekit", LiveKitControlPlaneArgs(
-                region=region, agents=agents, secrets=SecretResolver("local", [ADMIN_KEY])))
-            return pulumi.Output.all(cp.trunk_ids, cp.rule_ids).apply(lambda ids: outputs.update(trunks=ids[0], rules=ids[1]))
-
-        program()
-        registered = monitor.get_registered_resources()
-    finally:
-        pulumi_settings.configure(saved)
-        pulumi_settings.ROOT.reset(token)
-        executor.shutdown(wait=True)
-        for thread_loop in thread_loops:
-            thread_loop.close()
-        asyncio.set_event_loop(None)
-        loop.close()
+            program()
+            registered = monitor.get_registered_resources()
+        finally:
+            pulumi_settings.configure(saved)
+            pulumi_settings.ROOT.reset(token)
 
     by_name = {urn.rsplit("::", 1)[1]: (urn, reg) for urn, reg in registered.items()}
     component = by_name["local-livekit"][0]
