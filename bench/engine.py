@@ -7,7 +7,8 @@ livekit-server. The baseline, measured in the same run through the same engine a
 bare Pulumi program registering the very objects the render produced — typed pulumi_kubernetes
 classes, no components, no validation, no builders; LiveKit objects count as one ConfigMap each
 carrying their inputs. Both sides preview their empty stacks first; then each side in turn is
-brought up and destroyed (they declare the same object names, so they cannot both be up at once).
+brought up on a fresh control plane and dev LiveKit server of its own (they declare the same object
+names, so they cannot both be up on one cluster); `--destroy` also times each side's destroy.
 Prints wall seconds and CPU seconds (user + system of the engine, the language host, the program and
 the provider plugins: every process `pulumi` started and waited for) and their ratios (target,
 issue #7: <= 1.2x). CPU time is the steadier number on a shared machine; wall time is what a user waits.
@@ -16,6 +17,7 @@ issue #7: <= 1.2x). CPU time is the steadier number on a shared machine; wall ti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -37,6 +40,7 @@ from render import make_repo  # noqa: E402  (bench/render.py)
 BARE_PROGRAM = '''\
 import json
 from pathlib import Path
+from typing import Iterator
 
 import pulumi_kubernetes as k8s
 from voxplane.components._register import _TYPED, _snake_top_level
@@ -95,6 +99,7 @@ def bare_objects(result) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--destroy", action="store_true", help="also time pulumi destroy of each side")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="voxplane-bench-engine-") as tmp:
@@ -119,11 +124,23 @@ def main() -> int:
         result = render("bench", root)
         print(f"region bench: {args.agents} agents, {len(result.resources)} resources "
               f"({len(result.kubernetes)} Kubernetes, {len(result.livekit)} LiveKit)", file=sys.stderr)
-        cluster.up(project.regions["bench"], project.agents_in("bench"), lambda line: print(f"  {line}", file=sys.stderr))
-        redis = RedisServer().start()
-        livekit = LiveKitServer(region_config("bench", root), redis=redis).start()
-        env = {"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": livekit.http_url}
-        try:
+
+        @contextlib.contextmanager
+        def servers() -> Iterator[dict[str, str]]:
+            """A control plane with the region's nodes and a dev livekit-server, torn down after."""
+            cluster.up(project.regions["bench"], project.agents_in("bench"), lambda line: print(f"  {line}", file=sys.stderr))
+            redis = RedisServer().start()
+            livekit = LiveKitServer(region_config("bench", root), redis=redis).start()
+            try:
+                yield {"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": livekit.http_url}
+            finally:
+                livekit.stop()
+                redis.stop()
+                cluster.down(lambda _line: None, quiet=True, purge=True)  # the next side starts from an empty etcd
+
+        phases = ("preview", "up") + (("destroy",) if args.destroy else ())
+        rows: dict[str, dict[str, tuple[float, float]]] = {"voxplane": {}, "bare": {}}
+        with servers() as env:
             ours = prepare(root, "bench", state_dir=work / "state", extra_env=env)
             bare_root = work / "bare"
             bare_root.mkdir()
@@ -133,18 +150,17 @@ def main() -> int:
             (bare_root / "Pulumi.bench.yaml").write_text("config: {}\n")
             bare = prepare_bare(bare_root, work / "state-bare", ours.env)
             sides = {"voxplane": ours, "bare": bare}
-            rows: dict[str, dict[str, tuple[float, float]]] = {label: {} for label in sides}
             for label, stack in sides.items():
                 rows[label]["preview"] = timed(label, stack, "preview")
-            for label, stack in sides.items():
-                rows[label]["up"] = timed(label, stack, "up", "--yes", "--skip-preview")
-                rows[label]["destroy"] = timed(label, stack, "destroy", "--yes", "--skip-preview")
-        finally:
-            livekit.stop()
-            redis.stop()
-            cluster.down(lambda _line: None, quiet=True)
+            rows["voxplane"]["up"] = timed("voxplane", ours, "up", "--yes", "--skip-preview")
+            if args.destroy:
+                rows["voxplane"]["destroy"] = timed("voxplane", ours, "destroy", "--yes", "--skip-preview")
+        with servers() as env:
+            bare.env.update(env)
+            rows["bare"]["up"] = timed("bare", bare, "up", "--yes", "--skip-preview")
+            if args.destroy:
+                rows["bare"]["destroy"] = timed("bare", bare, "destroy", "--yes", "--skip-preview")
 
-    phases = ("preview", "up", "destroy")
     print(f"{'':10}" + "".join(f"  {p + ' wall s':>16}  {p + ' CPU s':>15}" for p in phases))
     for label, row in rows.items():
         print(f"{label:10}" + "".join(f"  {row[p][0]:>16.1f}  {row[p][1]:>15.1f}" for p in phases))
