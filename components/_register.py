@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from voxplane.desired.common import K8sObject, SecretValue
+from voxplane.desired.common import K8sObject, SecretFingerprint, SecretValue
 
 from .secrets import SecretResolver
 
@@ -64,9 +64,12 @@ PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
 
 
 def resolve_secrets(value: Any, secrets: SecretResolver) -> Any:
-    """Replace every `SecretValue` marker with a secret Output."""
+    """Replace every `SecretValue` marker with a secret Output and every `SecretFingerprint` with
+    its (plain) fingerprint Output."""
     if isinstance(value, SecretValue):
         return secrets.resolve(value)
+    if isinstance(value, SecretFingerprint):
+        return secrets.fingerprint(value)
     if isinstance(value, dict):
         return {k: resolve_secrets(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
@@ -110,12 +113,18 @@ def register_all(
     `ignore_changes` maps (kind, name) to fields an autoscaler owns."""
     created: dict[tuple[str, str, str], pulumi.CustomResource] = {}
     namespaces: dict[str, pulumi.CustomResource] = {}
+    # What pods read: a workload is updated only once its Secrets and ConfigMaps are, so pods that
+    # a new secret fingerprint or config checksum starts never read the old values.
+    read_by_pods: list[pulumi.CustomResource] = []
     for obj in sort_objects(objects):
         meta = obj["metadata"]
-        extra = pulumi.ResourceOptions()
+        deps: list[pulumi.Resource] = []
         ns = meta.get("namespace")
         if ns in namespaces:
-            extra = pulumi.ResourceOptions(depends_on=[namespaces[ns]])
+            deps.append(namespaces[ns])
+        if obj["kind"] in _WORKLOADS:
+            deps += read_by_pods
+        extra = pulumi.ResourceOptions(depends_on=deps) if deps else pulumi.ResourceOptions()
         ignored = (ignore_changes or {}).get((obj["kind"], meta["name"]))
         if ignored:
             extra = pulumi.ResourceOptions.merge(extra, pulumi.ResourceOptions(ignore_changes=ignored))
@@ -123,8 +132,12 @@ def register_all(
         created[(obj["kind"], ns or "", meta["name"])] = resource
         if obj["kind"] == "Namespace":
             namespaces[meta["name"]] = resource
+        if obj["kind"] in ("Secret", "ConfigMap"):
+            read_by_pods.append(resource)
     return created
 
+
+_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 
 _TOP_LEVEL = {
     "stringData": "string_data",

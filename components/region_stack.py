@@ -92,8 +92,12 @@ class RegionStack(pulumi.ComponentResource):
         self.gateway = LiveKitGateway(
             f"{name}-gateway", LiveKitGatewayArgs(region=region, agents=args.agents, secrets=secrets), opts=after_ns
         )
+        # The SIP bridge reads the Redis password the SFU component declares: its pods roll only
+        # after that Secret holds the new value (a rotated root secret).
+        sfu_secrets = [r for (kind, _, _), r in self.sfu.children.items() if kind == "Secret"]
         self.sip = (
-            SIPBridge(f"{name}-sip", SIPBridgeArgs(region=region, secrets=secrets), opts=after_ns)
+            SIPBridge(f"{name}-sip", SIPBridgeArgs(region=region, secrets=secrets),
+                      opts=pulumi.ResourceOptions.merge(after_ns, pulumi.ResourceOptions(depends_on=sfu_secrets)))
             if region.sip is not None
             else None
         )

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import kubernetes_validate
 from google.protobuf import json_format
 
-from voxplane.desired.common import SecretValue
+from voxplane.desired.common import SecretFingerprint, SecretValue
 from voxplane.loader import load_project
 from voxplane.model import Project, Region
 
@@ -62,8 +62,8 @@ def by_name(entries: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def plain(value: Any) -> Any:
-    """The object as the API server would see it: SecretValue markers become a string."""
-    if isinstance(value, SecretValue):
+    """The object as the API server would see it: SecretValue and SecretFingerprint markers become a string."""
+    if isinstance(value, (SecretValue, SecretFingerprint)):
         return str(value)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}

@@ -26,7 +26,7 @@ from .conftest import Deployment
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
 #: Kinds voxplane renders, as kubectl names them.
-KINDS = ("namespaces,deployments,statefulsets,services,configmaps,secrets,poddisruptionbudgets,networkpolicies,"
+KINDS = ("namespaces,deployments,statefulsets,services,serviceaccounts,configmaps,secrets,poddisruptionbudgets,networkpolicies,"
          "resourcequotas,limitranges,scaledobjects.keda.sh,podmonitors.monitoring.coreos.com,nodepools.karpenter.sh")
 
 

@@ -38,7 +38,9 @@ from .common import (
     restricted_pod,
     scratch_volume,
     secret,
+    secret_fingerprint,
     selector,
+    tenant_api_key,
     tenant_namespace,
 )
 from .tenant import LIVEKIT_SECRET
@@ -104,7 +106,11 @@ def build_agent_pool(region: Region, agent: Agent, *, image: str) -> list[K8sObj
     if ann:
         disruption["metadata"]["annotations"] = dict(ann)
     objects += [
-        _deployment(region, agent, ns, lab, ann, image, env),
+        # The pods read the tenant's LiveKit key (derived from the root secret) and the agent's
+        # config-held secrets: a new value of any rolls them, with no secret in the annotation.
+        _deployment(region, agent, ns, lab, ann, image, env, secret_fingerprint(
+            SecretValue("livekit-secret", tenant_api_key(agent.tenant)),
+            *(v for _, v in sorted(secret_data.items())))),
         disruption,
         _pod_monitor(agent, ns, lab, ann),
         _scaled_object(region, agent, ns, lab, ann),
@@ -191,6 +197,7 @@ def _deployment(
     ann: dict[str, str],
     image: str,
     env: list[dict[str, Any]],
+    fingerprint: dict[str, Any],
 ) -> K8sObject:
     container = prune(
         {
@@ -252,7 +259,7 @@ def _deployment(
             # New workers come up before old ones start draining: a rollout never lowers capacity.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
             "template": {
-                "metadata": {"labels": dict(lab), "annotations": {**ann, **DO_NOT_DISRUPT}},
+                "metadata": {"labels": dict(lab), "annotations": {**ann, **DO_NOT_DISRUPT, **fingerprint}},
                 "spec": pod_spec,
             },
         },

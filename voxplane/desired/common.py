@@ -44,6 +44,31 @@ class SecretValue:
         return f"<secret {self.kind}:{self.name}>"
 
 
+@dataclass(frozen=True)
+class SecretFingerprint:
+    """A short keyed fingerprint of the secrets in `sources`, for a pod template annotation: the
+    component resolves it to HMAC-SHA256(root secret, purpose label, region, the values), truncated
+    (components/secrets.py). One-way and keyed, so it reveals nothing of the values; it changes
+    whenever one of them does (a rotated `livekitRootSecret`, a new config secret), so the
+    workload's pods roll and read the new values. Render shows the fingerprint of its placeholders."""
+
+    sources: tuple[SecretValue, ...]
+
+    def __str__(self) -> str:
+        return "<fingerprint of " + ", ".join(str(s) for s in self.sources) + ">"
+
+
+#: Pod template annotation holding a `SecretFingerprint` of the secrets the pods read.
+ANNOTATION_SECRET_FINGERPRINT = "voxplane.io/secret-fingerprint"
+
+
+def secret_fingerprint(*sources: Optional[SecretValue]) -> dict[str, Any]:
+    """The pod template annotation for the secrets in `sources` (None entries skipped); empty when
+    there are none."""
+    present = tuple(s for s in sources if s is not None)
+    return {ANNOTATION_SECRET_FINGERPRINT: SecretFingerprint(present)} if present else {}
+
+
 # --- names -------------------------------------------------------------------------------------
 
 

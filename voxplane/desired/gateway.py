@@ -33,6 +33,7 @@ from .common import (
     region_source,
     restricted_pod,
     secret,
+    secret_fingerprint,
     selector,
     system_namespace,
 )
@@ -162,6 +163,8 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, 
     annotations = {
         ANNOTATION_CONFIG_CHECKSUM: checksum(config_text),
         ANNOTATION_KEYS_CHECKSUM: checksum(keys),
+        # Every key's secret derives from the root secret: rotating it rolls the pods.
+        **secret_fingerprint(*(SecretValue("livekit-secret", k) for k in keys)),
         **region_source(region),
     }
     return {

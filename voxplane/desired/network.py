@@ -14,6 +14,9 @@ apply them, enforce their flows, and always keep their public media and signalli
 node firewall, `firewall_rules` in the stack outputs, is what actually guards those ports);
 (2) every rule that admits the SFU or SIP bridge as a peer names both their pods (for CNIs that
 identify host-network pods) and the node address ranges (`kubernetes.node_cidrs`, for all others).
+
+Probes: the kubelet probes pods from their own node, which the common CNIs always admit (it is not
+a NetworkPolicy peer), so no policy lists the health ports for it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from .common import (
     region_source,
     scratch_volume,
     secret,
+    secret_fingerprint,
     selector,
     service_account,
     service_host,
@@ -77,6 +78,15 @@ def redis_address(region: Region) -> str:
 def has_password(region: Region) -> bool:
     """The in-cluster Redis always requires a password; an external one when the region names one."""
     return region.livekit.redis.mode == "in-cluster" or region.livekit.redis.password is not None
+
+
+def redis_password_source(region: Region) -> Optional[SecretValue]:
+    """The Redis password as voxplane declares it (derived from the root secret, or a stack config
+    secret); None when there is none or it lives in a Secret voxplane does not write."""
+    redis = region.livekit.redis
+    if redis.password is not None:
+        return SecretValue("config", redis.password.config) if redis.password.config else None
+    return SecretValue("derived", REDIS_DERIVED_SECRET) if redis.mode == "in-cluster" else None
 
 
 def redis_password_env(region: Region, name: str = REDIS_PASSWORD_ENV) -> list[dict[str, Any]]:
@@ -259,7 +269,8 @@ def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
             "replicas": 1,
             "selector": {"matchLabels": selector(lab)},
             "template": {
-                "metadata": {"labels": lab},
+                # A new password (a rotated root secret) restarts Redis with it.
+                "metadata": prune({"labels": lab, "annotations": secret_fingerprint(redis_password_source(region)) or None}),
                 "spec": {
                     # Its own ServiceAccount, no API token: Redis never calls the Kubernetes API.
                     "serviceAccountName": REDIS_NAME,

@@ -33,6 +33,7 @@ from .common import (
     resources,
     restricted_pod,
     secret,
+    secret_fingerprint,
     selector,
     service_account,
     system_namespace,
@@ -40,7 +41,15 @@ from .common import (
 )
 from .livekit_config import CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, KEYS_FILE, TURN_CERT_DIR, server_config, to_yaml
 from .network import anywhere_peer, dns_egress, monitoring_peer, namespace_peer, network_policy, ports, rule
-from .redis import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, REDIS_PORT, redis_address, redis_labels, redis_password_env
+from .redis import (
+    LABEL_LIVEKIT,
+    LIVEKIT_DEPLOYMENT,
+    REDIS_PORT,
+    redis_address,
+    redis_labels,
+    redis_password_env,
+    redis_password_source,
+)
 
 CONFIG_MAP = "livekit-config"
 KEYS_SECRET = "livekit-keys"
@@ -194,6 +203,8 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, 
         **NO_MESH,
         ANNOTATION_CONFIG_CHECKSUM: checksum(config),
         ANNOTATION_KEYS_CHECKSUM: checksum(api_key_names(region)),
+        # The key file and the Redis password derive from the root secret: rotating it rolls the pods.
+        **secret_fingerprint(SecretValue("livekit-keys", region.name), redis_password_source(region)),
         **region_source(region),
     }
     pod_spec = media_pod_spec(

@@ -29,6 +29,7 @@ from .common import (
     resources,
     scratch_volume,
     secret,
+    secret_fingerprint,
     selector,
     service_account,
     system_namespace,
@@ -44,6 +45,7 @@ from .redis import (
     redis_labels,
     redis_password_env,
     redis_password_ref,
+    redis_password_source,
 )
 from .sfu import container_security, host_port, media_pod_spec, media_strategy, sfu_selector
 
@@ -184,7 +186,13 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config: dict[str, 
         # Read-only root filesystem; scratch space for anything the process writes.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    annotations = {**NO_MESH, ANNOTATION_CONFIG_CHECKSUM: checksum(config), **region_source(region)}
+    annotations = {
+        **NO_MESH,
+        ANNOTATION_CONFIG_CHECKSUM: checksum(config),
+        # Its API secret and the Redis password derive from the root secret: rotating it rolls the pods.
+        **secret_fingerprint(SecretValue("livekit-secret", ADMIN_KEY), redis_password_source(region)),
+        **region_source(region),
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

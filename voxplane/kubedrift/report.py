@@ -53,8 +53,8 @@ from .compare import IGNORED, FieldDiff, Path, diff_object, format_path, secret_
 from .live import KINDS, KindRef, LiveReader, NotServed, kind_ref, object_key
 from .secrets import ConfigLookup, SecretPayload, declared_payloads, no_lookup
 
-#: ConfigMaps the control plane puts in every namespace.
-SYSTEM_OBJECTS = {("ConfigMap", "kube-root-ca.crt")}
+#: What the control plane puts in every namespace: the root CA ConfigMap, the default ServiceAccount.
+SYSTEM_OBJECTS = {("ConfigMap", "kube-root-ca.crt"), ("ServiceAccount", "default")}
 
 
 @dataclass(frozen=True)
