@@ -11,6 +11,8 @@ import pytest
 # The shared helpers assert; rewrite them so a failure shows the values, as it would in a test module.
 pytest.register_assert_rewrite("tests.desired._helpers")
 
+from voxplane.render import _private_event_loop  # noqa: E402
+
 from ._helpers import LIVEKIT_ROOT_SECRET, mock_digest  # noqa: E402
 
 
@@ -69,8 +71,14 @@ def stack_config() -> dict[str, str]:
 
 @pytest.fixture
 def mocked(stack_secrets: dict[str, str], stack_config: dict[str, str]) -> Iterator[Recorder]:
-    """Pulumi set to run against recording mocks with the stack config above; the runtime settings
-    are put back afterwards."""
+    """Pulumi set to run against recording mocks with the stack config above, on an event loop of
+    the test's own (closed afterwards, with the loops of the mock monitor's threads); the runtime
+    settings are put back afterwards."""
+    with _private_event_loop():
+        yield from _mocked(stack_secrets, stack_config)
+
+
+def _mocked(stack_secrets: dict[str, str], stack_config: dict[str, str]) -> Iterator[Recorder]:
     saved = copy.deepcopy(pulumi.runtime.settings.SETTINGS)
     recorder = Recorder()
     pulumi.runtime.set_mocks(recorder, preview=False, monitor=_WireMonitor(recorder))
