@@ -292,15 +292,21 @@ def test_affected_explain_cli(run_cli, repo):
 
 
 def test_the_preview_workflow_posts_the_plan_once_per_pull_request():
-    """preview.yml keeps its jobs, adds `plan` (markdown into one comment found by the marker and
-    updated in place), and uses no action beyond the pinned ones it already had."""
+    """preview.yml has a `plan` job (markdown starting with the plan's marker, left as an artifact)
+    and one `comment` job that posts each such file as one comment found again by its first line
+    and updated in place; every action is pinned by commit."""
+    import re
+
     import yaml
 
     workflow = yaml.safe_load((REPO / ".github/workflows/preview.yml").read_text())
     jobs = workflow["jobs"]
-    assert {"validate", "preview", "plan"} <= set(jobs)
-    runs = "\n".join(step.get("run", "") for step in jobs["plan"]["steps"])
-    assert "voxplane plan --base" in runs and "--format markdown > plan.md" in runs
-    assert f'startswith("{pl.MARKER}")' in runs and "--method PATCH" in runs and "--method POST" in runs
+    assert {"validate", "preview", "plan", "comment"} <= set(jobs)
+    plan_runs = "\n".join(step.get("run", "") for step in jobs["plan"]["steps"])
+    assert "voxplane plan --base" in plan_runs and "--format markdown > comment/plan.md" in plan_runs
+    comment_runs = "\n".join(step.get("run", "") for step in jobs["comment"]["steps"])
+    marker_re = re.search(r"marker_re='([^']+)'", comment_runs)
+    assert marker_re and re.match(marker_re.group(1), pl.MARKER)
+    assert "startswith($m)" in comment_runs and "--method PATCH" in comment_runs and "--method POST" in comment_runs
     uses = {step["uses"] for job in jobs.values() for step in job["steps"] if "uses" in step}
-    assert uses <= {"actions/checkout@v4", "actions/setup-python@v5", "actions/upload-artifact@v4", "pulumi/actions@v7"}
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
