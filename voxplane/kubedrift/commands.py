@@ -3,6 +3,8 @@ to its cluster, compare. Failures the user can fix are `CommandError`s with one 
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -26,7 +28,8 @@ def connect(context: Optional[str]) -> Any:
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        return kube_config.new_client_from_config(context=context)
+        # The client reads KUBECONFIG once, when first imported; read it now, as kubectl would.
+        return kube_config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
     except (ConfigException, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CommandError([f"error: kubeconfig{f' context {context}' if context else ''}: {first}"]) from None
