@@ -49,6 +49,7 @@ servers:
 	bash scripts/ensure-servers.sh
 	bash scripts/ensure-tool.sh routeprobe
 	bash scripts/ensure-tool.sh promqleval
+	bash scripts/ensure-tool.sh npeval
 	bash scripts/ensure-agents-venv.sh
 	bash scripts/fetch-crds.sh
 	bash scripts/ensure-scanners.sh
