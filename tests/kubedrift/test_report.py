@@ -14,7 +14,7 @@ import pytest
 from voxplane import drift as combined
 from voxplane.kubedrift import report as kr
 from voxplane.kubedrift.attribution import Attribution
-from voxplane.kubedrift.compare import Keyed
+from voxplane.kubedrift.compare import Keyed, format_path
 from voxplane.kubedrift.live import KindRef, LiveReader, NotServed, kind_ref
 
 from .conftest import REGION, copy_tree
@@ -220,3 +220,21 @@ def test_combined_exit_code_and_sections() -> None:
                     "targets": {"kubernetes": {"target": "kubernetes", "drift": True},
                                 "livekit": {"error": ["error: livekit unreachable"]}}}
     assert "### kubernetes" in combined.to_markdown("local", both)
+
+
+def test_secret_fingerprint_is_unchecked_unless_the_cluster_lacks_it(rendered: Any) -> None:
+    """The pod template's fingerprint is keyed by the stack's root secret, which drift never reads:
+    another value live is unchecked, not drift; a fingerprint removed live is drift."""
+    _, region, agents, objects = rendered
+    annotation = "voxplane.io/secret-fingerprint"
+    assert annotation in obj(objects, "Deployment", "support")["spec"]["template"]["metadata"]["annotations"]
+    owned = live_copy(objects, region, agents)
+    live_dep = next(o for o in owned["Deployment"] if o["metadata"]["name"] == "support")
+    live_dep["spec"]["template"]["metadata"]["annotations"][annotation] = "0123456789abcdef"
+    rep = kr.detect(region, agents, objects, CannedReader(owned, {}))
+    assert rep.changed == []
+    field = format_path(("spec", "template", "metadata", "annotations", annotation))
+    assert [u.field for u in rep.unchecked if u.name == "support"] == [field]
+    del live_dep["spec"]["template"]["metadata"]["annotations"][annotation]
+    rep = kr.detect(region, agents, objects, CannedReader(owned, {}))
+    assert [c.field for c in rep.changed if c.name == "support"] == [field]

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from .. import drift_render as render
-from ..desired.common import inference_namespace, tenant_namespace
+from ..desired.common import ANNOTATION_SECRET_FINGERPRINT, inference_namespace, tenant_namespace
 from ..desired.inference import WORKLOAD_KIND
 from ..livekit.desired import Origin
 from ..model import Agent, Region
@@ -182,6 +182,24 @@ def _settle_built_images(desired: dict[str, Any], live: Mapping[str, Any]) -> li
     return settled
 
 
+def _settle_secret_fingerprint(desired: dict[str, Any], live: Mapping[str, Any]) -> bool:
+    """The pod template's secret fingerprint (components/secrets.py) is keyed by the stack's root
+    secret, which drift does not read (render uses placeholders): when both sides carry one, the
+    live value is taken and the field reported unchecked. A fingerprint missing live still differs."""
+    def annotations(obj: Mapping[str, Any]) -> Any:
+        return (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations")
+
+    want, got = annotations(desired), annotations(live)
+    if not (isinstance(want, dict) and isinstance(got, dict)):
+        return False
+    if ANNOTATION_SECRET_FINGERPRINT not in want or ANNOTATION_SECRET_FINGERPRINT not in got:
+        return False
+    if want[ANNOTATION_SECRET_FINGERPRINT] == got[ANNOTATION_SECRET_FINGERPRINT]:
+        return False  # the same root secret (or the same placeholders): compared, equal
+    want[ANNOTATION_SECRET_FINGERPRINT] = got[ANNOTATION_SECRET_FINGERPRINT]
+    return True
+
+
 # --- detect ------------------------------------------------------------------------------------------
 
 
@@ -249,6 +267,10 @@ def detect(
                 report.unchecked.append(UncheckedField(
                     kind, ns, name, f"spec.template.spec.containers[{container}].image",
                     "built from code.build: the pushed digest is known to the Pulumi state only; the repository was compared"))
+        if _settle_secret_fingerprint(target, live):
+            report.unchecked.append(UncheckedField(
+                kind, ns, name, format_path(("spec", "template", "metadata", "annotations", ANNOTATION_SECRET_FINGERPRINT)),
+                "keyed by the stack's root secret, which drift does not read"))
         for d in diff_object(target, live, ignored.get(key, ())):
             report.changed.append(_changed(where, obj, key, d))
         if kind == "Secret":
