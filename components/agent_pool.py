@@ -1,18 +1,26 @@
 """AgentPool: one agent manifest's autoscaled worker pool in a region, and its image when the
-manifest builds from source (`code.build`)."""
+manifest builds from source (`code.build`).
+
+An agent whose Dockerfile starts `FROM ${VOXPLANE_AGENT_BASE}` builds on the platform's agent base
+image (`agents/_platform`, `voxplane.agent_base`): the base is built and pushed first, once per
+region stack, and its digest is passed to the agent's build as that argument; the base folder's
+hash is part of the agent's image tag, so a change of the shared glue rolls every such pool."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import os
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pulumi
 import pulumi_docker
 import pulumi_kubernetes as k8s
 
+from voxplane import agent_base
 from voxplane.desired.agent_pool import build_agent_pool, secret_name
 from voxplane.desired.common import K8sObject, tenant_namespace
 from voxplane.model import Agent, Region
@@ -68,6 +76,8 @@ class AgentPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AgentPoolArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("voxplane:agents:AgentPool", name, None, opts)
+        #: Agent pools under one parent (a RegionStack) share one agent base image.
+        self._pool_parent = opts.parent if opts is not None else None
         agent = args.agent
         image = self._image(name, args)
         objects = build_agent_pool(args.region, agent, image=IMAGE_PLACEHOLDER)
@@ -121,7 +131,14 @@ class AgentPool(pulumi.ComponentResource):
             )
         dockerfile_name = code.dockerfile or "Dockerfile"
         context = os.path.join(args.repo_root, code.build.rstrip("/"))
-        tag = build_context_hash(context, dockerfile_name)
+        dockerfile = os.path.join(context, dockerfile_name)
+        base = (
+            agent_base_image(name, args.region.name, args.image_registry, args.repo_root, args.build_images, self,
+                             self._pool_parent)
+            if agent_base.dockerfile_uses_base(Path(dockerfile))
+            else None
+        )
+        tag = build_context_hash(context, dockerfile_name, base=base.tag if base else None)
         image_name = f"{args.image_registry.rstrip('/')}/{agent.tenant}-{agent.name}:{tag}"
         if not args.build_images:
             return image_name
@@ -130,21 +147,85 @@ class AgentPool(pulumi.ComponentResource):
             build=pulumi_docker.DockerBuildArgs(
                 context=context,
                 # pulumi-docker resolves the Dockerfile against the working directory, not the context.
-                dockerfile=os.path.join(context, dockerfile_name),
+                dockerfile=dockerfile,
                 platform=PLATFORM,
+                args={agent_base.BUILD_ARG: base.ref} if base else None,
             ),
             image_name=image_name,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[base.image] if base and base.image else None),
         )
         # The digest, not the tag: a rebuild changes the pod template and rolls the Deployment.
         return built.repo_digest
 
 
-def build_context_hash(context: str, dockerfile: str = "Dockerfile") -> str:
+@dataclass(frozen=True)
+class AgentBaseImage:
+    """The platform's agent base image (`agents/_platform`) as the agents of one stack build on it.
+
+    Attributes:
+        tag: The base folder's content hash (part of each agent image tag built on it).
+        ref: What an agent's build gets as VOXPLANE_AGENT_BASE: the pushed digest, or (not
+            building) the `<registry>/voxplane-agent-base:<tag>` name to build and push by hand.
+        image: The pulumi-docker Image, when images are built.
+    """
+
+    tag: str
+    ref: pulumi.Input[str]
+    image: Optional[pulumi_docker.Image]
+
+
+#: One base image per parent resource (a RegionStack's agent pools share it); weak, so a program
+#: run under mocks (render, plan: several in one process) never sees another run's resource.
+_BASES: "weakref.WeakKeyDictionary[pulumi.Resource, dict[tuple[str, str], AgentBaseImage]]" = weakref.WeakKeyDictionary()
+
+
+def agent_base_image(
+    pool_name: str,
+    region: str,
+    registry: str,
+    repo_root: str,
+    build_images: bool,
+    pool: pulumi.Resource,
+    parent: Optional[pulumi.Resource],
+) -> AgentBaseImage:
+    """The base image the agents under `parent` build on, registered by the first pool that needs
+    it (a child of `parent`, else of `pool` when there is no parent to share it under)."""
+    context = os.path.join(repo_root, agent_base.FOLDER)
+    if not os.path.isfile(os.path.join(context, "Dockerfile")):
+        raise pulumi.RunError(
+            f"an agent's Dockerfile builds FROM ${{{agent_base.BUILD_ARG}}} but {agent_base.FOLDER}/Dockerfile "
+            f"(the platform's agent base image) is missing under {repo_root!r}"
+        )
+    tag = build_context_hash(context)
+    name = f"{registry.rstrip('/')}/{agent_base.IMAGE}:{tag}"
+    key = (registry, tag)
+    shared = _BASES.setdefault(parent, {}) if parent is not None else {}
+    if key in shared:
+        return shared[key]
+    if not build_images:
+        result = AgentBaseImage(tag, name, None)
+    else:
+        image = pulumi_docker.Image(
+            f"{region}-{agent_base.IMAGE}" if parent is not None else f"{pool_name}-base-image",
+            build=pulumi_docker.DockerBuildArgs(
+                context=context, dockerfile=os.path.join(context, "Dockerfile"), platform=PLATFORM
+            ),
+            image_name=name,
+            opts=pulumi.ResourceOptions(parent=parent if parent is not None else pool),
+        )
+        result = AgentBaseImage(tag, image.repo_digest, image)
+    shared[key] = result
+    return result
+
+
+def build_context_hash(context: str, dockerfile: str = "Dockerfile", *, base: Optional[str] = None) -> str:
     """sha256 over every file under `context` (relative path and bytes, in sorted path order)
-    and the Dockerfile name: the same folder gives the same tag on every machine."""
+    and the Dockerfile name, and the base image's own hash when the image builds on the platform's
+    agent base (`base`): the same folders give the same tag on every machine."""
     digest = hashlib.sha256()
     digest.update(f"dockerfile\0{dockerfile}\0".encode())
+    if base is not None:
+        digest.update(f"base\0{base}\0".encode())
     files: list[str] = []
     for folder, dirs, names in os.walk(context):
         dirs[:] = [d for d in dirs if d not in _HASH_SKIP_DIRS]

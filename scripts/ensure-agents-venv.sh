@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Build the Python environments the example agent programs run in for the worker tests
-# (tests/agents): one virtualenv per distinct agents/<name>/requirements.txt, installed with pip
-# from the package index exactly as each agent's Dockerfile installs it, so the tests run the
-# livekit-agents version the programs pin, not whatever the project's own .venv holds.
+# (tests/agents, tests/e2e, bench/dispatch.py): one virtualenv per distinct pair of the platform
+# base image's requirements (agents/_platform/requirements.txt: livekit-agents and the plugins the
+# glue uses) and an agent's own agents/<name>/requirements.txt, installed with pip from the package
+# index in that order, exactly as the base image and then the agent's image install them, so the
+# tests run the livekit-agents version the base pins, not whatever the project's own .venv holds.
+# The glue itself (agents/_platform/voxplane_agent.py) is not installed: the tests put its folder
+# on PYTHONPATH, as the base image does.
 #
-# Each venv lives at $CACHE/agents-venv-<hash>, the hash taken over the requirements file's
+# Each venv lives at $CACHE/agents-venv-<hash>, the hash taken over both requirements files'
 # content and the interpreter's version: an edited requirements file builds a new venv, an
-# unchanged one is reused, and agents with identical requirements share one. A venv is complete
+# unchanged pair is reused, and agents with identical requirements share one. A venv is complete
 # only once its stamp file is written; a half-built one (killed run) is removed and rebuilt.
 # First build: ~30-60 s and ~500 MB per venv with a warm pip cache, a few minutes cold.
 #
@@ -21,6 +25,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_DIR="${VOXPLANE_CACHE:-$HOME/.cache/voxplane}"
 PYTHON="${VOXPLANE_AGENTS_PYTHON:-python3}"
+BASE_REQ="$ROOT/agents/_platform/requirements.txt"
 
 log() { printf 'ensure-agents-venv: %s\n' "$*" >&2; }
 die() { printf 'ensure-agents-venv: error: %s\n' "$*" >&2; exit 1; }
@@ -29,7 +34,8 @@ usage() {
     cat >&2 <<USAGE
 usage: $(basename "$0") [--print-path AGENT_DIR] [AGENT_DIR ...]
   Builds one venv per distinct requirements.txt of the agent folders (default: every
-  agents/*/ with a requirements.txt) under $CACHE_DIR/agents-venv-<hash> (cached).
+  agents/<name>/ with a requirements.txt), on top of agents/_platform/requirements.txt, under
+  $CACHE_DIR/agents-venv-<hash> (cached).
   --print-path AGENT_DIR prints the venv path for AGENT_DIR on stdout.
 USAGE
 }
@@ -46,14 +52,16 @@ while (($#)); do
     shift
 done
 
+[[ -f "$BASE_REQ" ]] || die "$BASE_REQ missing (the platform base image's requirements)"
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found on PATH (the agent images run Python 3.11)"
 py_version="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
 
-# venv_for DIR: the cache path of the venv for DIR's requirements.txt.
+# venv_for DIR: the cache path of the venv for the base requirements plus DIR's requirements.txt.
 venv_for() {
     local req="$1/requirements.txt" hash
     [[ -f "$req" ]] || die "$req missing"
-    hash="$( { printf 'python %s\n' "$py_version"; cat "$req"; } | sha256sum | cut -c1-16)"
+    hash="$( { printf 'python %s\nbase\n' "$py_version"; cat "$BASE_REQ"; printf '\nagent\n'; cat "$req"; } \
+        | sha256sum | cut -c1-16)"
     printf '%s/agents-venv-%s\n' "$CACHE_DIR" "$hash"
 }
 
@@ -77,23 +85,28 @@ build() {
     fi
     rm -rf "$venv"
     local start=$SECONDS
-    log "$(basename "$dir"): building $venv from $dir/requirements.txt with Python $py_version"
+    log "$(basename "$dir"): building $venv from agents/_platform/requirements.txt + $dir/requirements.txt with Python $py_version"
     log "  (livekit-agents and its plugins, onnxruntime: ~500 MB; usually 30-60 s with a warm pip cache, a few minutes cold)"
     "$PYTHON" -m venv "$venv" || die "python -m venv failed (Debian: apt-get install python3-venv)"
-    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -r "$dir/requirements.txt" >"$venv.pip.log" 2>&1; then
-        tail -n 20 "$venv.pip.log" >&2
-        rm -rf "$venv"
-        die "pip install -r $dir/requirements.txt failed (log above, full log $venv.pip.log)"
-    fi
+    : >"$venv.pip.log"
+    local req
+    for req in "$BASE_REQ" "$dir/requirements.txt"; do  # the base image's layer, then the agent's
+        if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            -r "$req" >>"$venv.pip.log" 2>&1; then
+            tail -n 20 "$venv.pip.log" >&2
+            rm -rf "$venv"
+            die "pip install -r $req failed (log above, full log $venv.pip.log)"
+        fi
+    done
     "$venv/bin/python" -m pip freeze --disable-pip-version-check >"$venv/requirements.lock" 2>/dev/null || true
-    printf '%s\n' "$dir/requirements.txt" >"$stamp"
+    printf '%s\n%s\n' "$BASE_REQ" "$dir/requirements.txt" >"$stamp"
     exec 9>&-
     log "$(basename "$dir"): built in $((SECONDS - start)) s ($(grep -i '^livekit-agents==' "$venv/requirements.lock" || echo 'livekit-agents ?'))"
 }
 
 if ((${#dirs[@]} == 0)) && [[ -z "$print_for" ]]; then
     for req in "$ROOT"/agents/*/requirements.txt; do
+        [[ "$req" == "$BASE_REQ" ]] && continue  # the base itself is not an agent
         dirs+=("$(dirname "$req")")
     done
 fi

@@ -71,9 +71,13 @@ ensure_sip_binary() {
         log "livekit-sip given: $SIP_BIN"
         return 0
     fi
-    # livekit-sip links libopus, libopusfile and libsoxr through cgo.
-    CGO_ENABLED=1 ensure_go_binary livekit-sip "$SIP_MODULE" "$SIP_PKG" "$SIP_VERSION" "$SIP_BIN" \
-        "cgo; about 40 s with a warm Go module cache"
+    # livekit-sip links libopus, libopusfile and libsoxr through cgo. In a subshell: its failure
+    # (lib.sh dies) gets the way out added below instead of ending the script there.
+    if ! (CGO_ENABLED=1 ensure_go_binary livekit-sip "$SIP_MODULE" "$SIP_PKG" "$SIP_VERSION" "$SIP_BIN" \
+        "cgo; about 40 s with a warm Go module cache"); then
+        die "no livekit-sip: build it from source (git clone https://github.com/livekit/sip; git checkout $SIP_VERSION;" \
+            "go build -o livekit-sip ./cmd/livekit-sip) and run VOXPLANE_LIVEKIT_SIP_BIN=\$PWD/livekit-sip make e2e"
+    fi
 }
 
 ensure_packages

@@ -3,8 +3,9 @@
 Checked statically (livekit-agents is not installed in the project's venv; tests/agents runs the
 programs for real): every agent whose manifest builds it (`code.build`), or whose name has a folder
 under agents/, registers for explicit dispatch under the name the platform gives it, leaves load
-reporting, drain, metrics and health to the platform glue (voxplane_agent.py, the same file in
-every folder), and ships an image that serves the health port as a non-root user.
+reporting, drain, metrics and health to the platform glue (voxplane_agent.py, once, in the
+platform's agent base image agents/_platform), and ships an image built on that base that serves
+the health port as a non-root user.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from voxplane import agent_base
+
 from .conftest import REPO
 
 HEALTH_PORT = "8081"
-#: The platform glue every program imports (voxplane_agent.py, one copy per agent folder).
-GLUE = "voxplane_agent.py"
+#: The platform's agent base image (voxplane-agent-base) and the glue in it, which every program imports.
+BASE = REPO / agent_base.FOLDER
+GLUE = BASE / agent_base.GLUE
+#: What the base image installs; a program built on it never pins these itself.
+BASE_PACKAGES = ("livekit-agents", "livekit-plugins-openai", "livekit-plugins-silero")
 
 
 def _programs() -> list:
@@ -93,7 +99,7 @@ def test_agent_reads_its_name_from_the_environment(folder: Path, dockerfile: str
                 and isinstance(n.func, ast.Attribute) and ast.unparse(n.func.value) == "platform"]
     assert reads or via_glue, f"{folder.name}/agent.py never reads LIVEKIT_AGENT_NAME from the environment"
     if via_glue:
-        glue = ast.parse((folder / GLUE).read_text())
+        glue = ast.parse(GLUE.read_text())
         (fn,) = [n for n in glue.body if isinstance(n, ast.FunctionDef) and n.name == "agent_name"]
         assert "LIVEKIT_AGENT_NAME" in ast.unparse(fn)
 
@@ -136,32 +142,83 @@ def test_agent_builds_its_server_with_the_platform_glue(folder: Path, dockerfile
     assert any(a.name == "voxplane_agent" and a.asname == "platform" for n in imports for a in n.names)
 
 
-def test_the_glue_is_the_same_file_in_every_agent_folder():
-    """One glue, copied: each image builds from its own folder, so the module is in each; the
-    copies never drift (edit one, copy it over the others)."""
-    copies = {p.id: (p.values[0] / GLUE) for p in PROGRAMS}
-    missing = [name for name, path in copies.items() if not path.is_file()]
-    assert not missing, f"no {GLUE} in the folders of {missing}"
-    texts = {name: path.read_bytes() for name, path in copies.items()}
-    first = next(iter(texts))
-    differ = [name for name, text in texts.items() if text != texts[first]]
-    assert not differ, (f"{GLUE} differs between agents/{first}/ and {['agents/' + d + '/' for d in differ]}: "
-                        f"copy the edited one over the others")
+def _imports_the_glue(folder: Path) -> bool:
+    return any(a.name == "voxplane_agent" for n in ast.walk(_tree(folder)) if isinstance(n, ast.Import) for a in n.names)
+
+
+def _base_build_arg_and_from(dockerfile: Path) -> tuple[bool, bool]:
+    """(an ARG VOXPLANE_AGENT_BASE before the first FROM, the first FROM is ${VOXPLANE_AGENT_BASE})."""
+    steps = _instructions(dockerfile)
+    first_from = next(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    arg = any(word == "ARG" and args.split("=")[0].strip() == agent_base.BUILD_ARG for word, args in steps[:first_from])
+    return arg, agent_base.uses_base(dockerfile.read_text())
+
+
+@pytest.mark.parametrize("folder, dockerfile", PROGRAMS)
+def test_the_image_gets_the_glue_from_the_platform_base_image(folder: Path, dockerfile: str):
+    """A program importing voxplane_agent builds FROM ${VOXPLANE_AGENT_BASE} (declared before the
+    FROM, so pulumi-docker can pass the pushed base digest), and keeps no copy of the glue: one in
+    its folder would shadow the base's (the script's folder comes first on sys.path)."""
+    if not _imports_the_glue(folder):
+        return
+    arg, from_base = _base_build_arg_and_from(folder / dockerfile)
+    assert arg and from_base, (f"{folder.name}/{dockerfile} must start with `ARG {agent_base.BUILD_ARG}=...` and "
+                               f"`FROM ${{{agent_base.BUILD_ARG}}}` (the platform's agent base image)")
+    assert not (folder / agent_base.GLUE).exists(), f"{folder.name}/{agent_base.GLUE}: a copy of the glue; delete it"
+
+
+def test_the_base_image_puts_the_glue_on_pythonpath_as_the_uid_the_pods_run_as():
+    """agents/_platform/Dockerfile installs its requirements, copies the glue into the folder its
+    PYTHONPATH names, checks the glue imports, and creates uid 10001 (runAsUser of every pod)."""
+    steps = _instructions(BASE / "Dockerfile")
+    env = " ".join(args for word, args in steps if word == "ENV")
+    (pythonpath,) = re.findall(r"PYTHONPATH=(\S+)", env)
+    copies = [args.split() for word, args in steps if word == "COPY"]
+    assert [agent_base.GLUE, pythonpath + "/"] in copies or [agent_base.GLUE, pythonpath] in copies, copies
+    runs = [args for word, args in steps if word == "RUN"]
+    assert any("pip install -r" in r and "requirements.txt" in r for r in runs)
+    assert any('import voxplane_agent' in r for r in runs)
+    assert any("--uid 10001" in r for r in runs)
+    assert steps[0][0] == "FROM" and steps[0][1].startswith("python:3.11")
+
+
+def test_the_glue_lives_once():
+    """The only voxplane_agent.py under agents/ is the base image's."""
+    assert sorted(p.relative_to(REPO).as_posix() for p in (REPO / "agents").rglob(agent_base.GLUE)) == [
+        f"{agent_base.FOLDER}/{agent_base.GLUE}"]
 
 
 def test_the_glue_passes_the_platform_settings_to_the_agent_server():
-    """The AgentServer the glue builds takes load, threshold, drain and metrics port from the
-    VOXPLANE_* settings the platform renders, and moves livekit-agents' own server off the health port."""
-    glue = ast.parse((PROGRAMS[0].values[0] / GLUE).read_text())
+    """The AgentServer the glue builds takes load, threshold, drain, metrics port and the number of
+    prewarmed job processes from the VOXPLANE_* settings the platform renders, wraps the program's
+    own setup in the platform's process warm-up, and moves livekit-agents' own server off the health port."""
+    glue = ast.parse(GLUE.read_text())
     (fn,) = [n for n in glue.body if isinstance(n, ast.FunctionDef) and n.name == "agent_server"]
     (call,) = [n for n in ast.walk(fn) if isinstance(n, ast.Call) and _call_name(n) == "AgentServer"]
     kw = {k.arg: ast.unparse(k.value) for k in call.keywords}
     assert kw["load_fnc"] == "load" and kw["load_threshold"] == "threshold"
     assert "VOXPLANE_DRAIN_TIMEOUT" in kw["drain_timeout"] and kw["port"] == "0"
+    assert kw["num_idle_processes"] == "idle_processes(spw)"
+    assert kw["setup_fnc"] == "functools.partial(_setup_process, agent_setup)"
     body = ast.unparse(fn)
     for var in ("VOXPLANE_SESSIONS_PER_WORKER", "VOXPLANE_LOAD_THRESHOLD", "VOXPLANE_METRICS_PORT",
                 "VOXPLANE_HEALTH_PORT", "VOXPLANE_LIVEKIT_LOST_TIMEOUT"):
         assert var in body, var
+    (idle,) = [n for n in glue.body if isinstance(n, ast.FunctionDef) and n.name == "idle_processes"]
+    assert "VOXPLANE_IDLE_PROCESSES" in ast.unparse(idle)
+
+
+def test_settings_the_glue_does_not_require_have_defaults():
+    """OPTIONAL_ENV (read with a default, so a pool rendered before they existed still starts) and
+    the required DEFAULTS are apart, and each optional one is read with os.environ.get."""
+    glue = ast.parse(GLUE.read_text())
+    values = {ast.unparse(n.targets[0]): n.value for n in glue.body if isinstance(n, ast.Assign)}
+    required = set(ast.literal_eval(values["DEFAULTS"]))
+    optional = set(ast.literal_eval(values["OPTIONAL_ENV"]))
+    assert optional and not optional & required
+    text = GLUE.read_text()
+    for var in optional:
+        assert re.search(rf'os\.environ\.get\("{var}"', text), var
 
 
 def test_every_setting_the_glue_requires_is_rendered_into_every_agent_pool():
@@ -169,7 +226,7 @@ def test_every_setting_the_glue_requires_is_rendered_into_every_agent_pool():
     platform renders into each agent's Deployment, so no pool can miss one."""
     from voxplane.render import render
 
-    glue = ast.parse((PROGRAMS[0].values[0] / GLUE).read_text())
+    glue = ast.parse(GLUE.read_text())
     (defaults,) = [n for n in glue.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "DEFAULTS"]
     required = set(ast.literal_eval(defaults.value))
     deployments = [o for o in render("local", REPO).kubernetes
@@ -220,6 +277,17 @@ def test_dockerfile_starts_a_production_worker(folder: Path, dockerfile: str):
 
 @pytest.mark.parametrize("folder, dockerfile", PROGRAMS)
 def test_requirements_pin_livekit_agents(folder: Path, dockerfile: str):
-    """requirements.txt pins livekit-agents to a release line, so a rebuild gets the API agent.py uses."""
+    """livekit-agents is pinned to a release line where the image installs it, so a rebuild gets the
+    API agent.py and the glue use: in the base image's requirements for an image built on it (and
+    then never repinned by the program), else in the program's own requirements.txt."""
+    pin = r"^livekit-agents(\[[^\]]*\])?\s*(~=|==)\s*1\.\d+"
     reqs = (folder / "requirements.txt").read_text()
-    assert re.search(r"^livekit-agents(\[[^\]]*\])?\s*(~=|==)\s*1\.\d+", reqs, re.MULTILINE), reqs
+    if agent_base.uses_base((folder / dockerfile).read_text()):
+        base = (BASE / "requirements.txt").read_text()
+        assert re.search(pin, base, re.MULTILINE), base
+        names = {re.split(r"[\s\[<>=~!;]", ln.strip(), maxsplit=1)[0].lower()
+                 for ln in reqs.splitlines() if ln.strip() and not ln.lstrip().startswith("#")}
+        repinned = sorted(names & set(BASE_PACKAGES))
+        assert not repinned, f"{folder.name}/requirements.txt repins {repinned}: the base image owns them"
+    else:
+        assert re.search(pin, reqs, re.MULTILINE), reqs

@@ -135,6 +135,42 @@ def test_code_changes_show_as_code_build(run_cli, repo):
     assert touch["via"] == "field"
 
 
+def test_an_agent_base_image_change_is_a_code_change_of_every_agent_built_on_it(run_cli, repo):
+    """agents/_platform/ (the glue every agent image built from source starts FROM) is part of each
+    such image's tag: its change is `code.build` of support and reservations (not of scheduler,
+    whose image is prebuilt), each touching its Deployment's image, nothing unattributed."""
+    glue = repo / "agents/_platform/voxplane_agent.py"
+    glue.write_text(glue.read_text() + "\n# tweak\n")
+    result = plan(run_cli, repo, "--format", "json", "local")
+    assert result.exit_code == 2, result.output
+    doc = json.loads(result.stdout)
+    assert sorted((f["file"], f["field"], f["kind"]) for f in doc["fields"]) == [
+        ("agents/reservations.yaml", "code.build", "code"), ("agents/support.yaml", "code.build", "code")]
+    for f in doc["fields"]:
+        assert f["note"].startswith("agents/_platform/ (the agent base image agents/") and "voxplane_agent.py" in f["note"]
+        (touch,) = f["objects"]
+        assert touch["path"] == "spec.template.spec.containers[agent].image" and touch["via"] == "field"
+    assert doc["unattributed"] == []
+
+
+def test_an_agent_not_built_on_the_base_image_ignores_it(run_cli, repo):
+    """A Dockerfile that does not start FROM ${VOXPLANE_AGENT_BASE} keeps its tag when the base changes;
+    its own folder and the base changing at once give one code.build change per manifest."""
+    dockerfile = repo / "agents/support/Dockerfile"
+    dockerfile.write_text("FROM python:3.11-slim\nCOPY agent.py .\nUSER 10001:10001\nCMD [\"python\", \"agent.py\", \"start\"]\n")
+    git(repo, "commit", "-qam", "support builds on its own")
+    glue = repo / "agents/_platform/voxplane_agent.py"
+    glue.write_text(glue.read_text() + "\n# tweak\n")
+    program = repo / "agents/reservations/agent.py"
+    program.write_text(program.read_text() + "\n# tweak\n")
+    doc = json.loads(plan(run_cli, repo, "--format", "json", "local").stdout)
+    (field,) = doc["fields"]
+    assert field["file"] == "agents/reservations.yaml"
+    assert field["note"] == ("agents/reservations/ contents changed: agent.py; agents/_platform/ (the agent base image "
+                             "agents/reservations/ builds FROM) contents changed: voxplane_agent.py")
+    assert doc["unattributed"] == []
+
+
 def test_a_new_agent_file_adds_objects(run_cli, repo):
     shutil.copy(repo / "agents/scheduler.yaml", repo / "agents/helpdesk.yaml")
     edit(repo, "agents/helpdesk.yaml", "name: scheduler", "name: helpdesk")

@@ -40,8 +40,8 @@ def test_new_agent_validates_and_its_program_keeps_the_contract(run_cli, repo):
     result = run_cli("new", "agent", "billing", "--tenant", "northwind", "--region", "us-east", "--root", str(repo))
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "wrote agents/billing.yaml", "wrote agents/billing/agent.py", "wrote agents/billing/voxplane_agent.py",
-        "wrote agents/billing/requirements.txt", "wrote agents/billing/Dockerfile",
+        "wrote agents/billing.yaml", "wrote agents/billing/agent.py", "wrote agents/billing/requirements.txt",
+        "wrote agents/billing/Dockerfile",
     ]
     assert load((), repo).ok
     doc = yaml.safe_load((repo / "agents/billing.yaml").read_text())
@@ -52,9 +52,15 @@ def test_new_agent_validates_and_its_program_keeps_the_contract(run_cli, repo):
     assert len(checks) >= 8
     for check in checks:
         check(folder, "Dockerfile")
-    # The glue is a copy of the repository's, byte for byte (a test keeps the copies identical).
-    assert (folder / "voxplane_agent.py").read_bytes() == (REPO / "agents/support/voxplane_agent.py").read_bytes()
-    assert "livekit-agents==1.8.9" in (folder / "requirements.txt").read_text().splitlines()
+    # The glue comes from the platform's agent base image, as for the example agents: no copy, no
+    # repinned livekit-agents, the same Dockerfile head as theirs.
+    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile", "agent.py", "requirements.txt"]
+    assert "livekit-agents" not in (folder / "requirements.txt").read_text().replace("# livekit-agents", "")
+    head = [ln for ln in (folder / "Dockerfile").read_text().splitlines() if ln and not ln.startswith("#")][:2]
+    example = [ln for ln in (REPO / "agents/reservations/Dockerfile").read_text().splitlines()
+               if ln and not ln.startswith("#")][:2]
+    assert head == example == ["ARG VOXPLANE_AGENT_BASE=voxplane-agent-base", "FROM ${VOXPLANE_AGENT_BASE}"]
+    assert "builds FROM the platform's agent base image (agents/_platform" in result.stderr
     # The conversation is its own: nothing of the example agents' programs.
     text = (folder / "agent.py").read_text()
     for word in ("reservation", "support", "schedul", "bella", "restaurant", "clinic", "patient"):
@@ -62,10 +68,9 @@ def test_new_agent_validates_and_its_program_keeps_the_contract(run_cli, repo):
 
 
 def test_without_a_platform_glue_the_program_stands_alone(run_cli, repo):
-    """In a repository whose agents share no glue, the program reads the contract itself:
+    """In a repository without the platform's agent base image, the program reads the contract itself:
     LIVEKIT_AGENT_NAME for dispatch, VOXPLANE_METRICS_PORT and VOXPLANE_DRAIN_TIMEOUT for AgentServer."""
-    for glue in repo.glob("agents/*/voxplane_agent.py"):
-        glue.unlink()
+    shutil.rmtree(repo / "agents/_platform")
     result = run_cli("new", "agent", "helper", "--tenant", "bellavista", "--region", "local", "--root", str(repo))
     assert result.exit_code == 0, result.output
     folder = repo / "agents/helper"
@@ -221,6 +226,6 @@ def test_a_placeholder_replaces_the_schema_complaint_at_its_value(repo):
 
 
 def test_scaffold_module_holds_no_copy_of_the_glue():
-    """The glue is copied from the repository when scaffolding, never kept in voxplane itself."""
+    """The glue lives in the platform's agent base image (agents/_platform), never in voxplane itself."""
     source = Path(scaffold.__file__).read_text()
     assert "def agent_server" not in source and "end_call_with_session(ctx: JobContext" not in source

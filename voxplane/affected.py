@@ -1,8 +1,10 @@
 """Which region stacks a change touches, so CI previews exactly those (`voxplane affected`).
 
 A region is affected when its manifest or stack file changes, when an agent that runs there (before
-or after the change) changes, or when that agent's code folder changes. A change to the tool itself
-(schemas, builders, components, the program, dependencies) affects every region.
+or after the change) changes, or when that agent's code folder changes, or the platform's agent
+base image (`agents/_platform/`: the glue every agent image built from source starts FROM) while
+an agent built from source runs there. A change to the tool itself (schemas, builders,
+components, the program, dependencies) affects every region.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 import yaml
 
+from . import agent_base
 from .model import Project
 
 #: Paths whose change can alter what any region renders.
@@ -46,6 +49,10 @@ def affected_regions(
             agent = by_file.get(path)
             hit.update(agent.regions if agent else ())
             hit.update(previous_regions.get(path, ()))
+        elif agent_base.is_base_path(path):
+            for built in project.agents:
+                if built.code.build:
+                    hit.update(built.regions)
         elif len(parts) > 2 and parts[0] == "agents":
             agent = by_build.get("/".join(parts[:2]))
             hit.update(agent.regions if agent else ())
@@ -123,6 +130,11 @@ def explain_regions(
                 add(sorted(now - before), f"{path} changed: {name} now runs here (added to its regions)")
             add(sorted(before - now), f"{path} changed: {name} ran here before the change"
                 + (" (the manifest is gone)" if agent is None else " (removed from its regions)"))
+        elif agent_base.is_base_path(path):
+            for built in sorted((a for a in project.agents if a.code.build), key=lambda a: (a.tenant, a.name)):
+                add(built.regions, f"{path} changed: the platform's agent base image ({agent_base.FOLDER}), which "
+                                   f"agent {built.tenant}/{built.name} (code.build: {built.code.build}) builds FROM, "
+                                   f"runs here")
         elif len(parts) > 2 and parts[0] == "agents":
             agent = by_build.get("/".join(parts[:2]))
             if agent is not None:

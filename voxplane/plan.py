@@ -15,6 +15,10 @@ attributed to the manifest changes that cause them:
 4. else the changes of the object's region: its region file and stack file, then the agents that
    run there (and their code folders), narrowed to the agents a changed value names.
 
+A code folder's change is a change of `code.build` of each manifest building from it; a change of
+the platform's agent base image (`agents/_platform/`, `voxplane.agent_base`) is one of every
+manifest whose Dockerfile builds FROM it (its hash is part of each such image tag).
+
 A config checksum annotation takes the causes of the ConfigMaps and Secrets of its namespace.
 
 An object change reached by none of them is listed as unattributed (the property test in
@@ -38,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
-from . import capacity
+from . import agent_base, capacity
 from .affected import EVERYWHERE, affected_regions
 from .kubedrift.attribution import Attribution
 from .kubedrift.compare import KEYED_LISTS, UNSET, Keyed, Path as ObjPath, format_path
@@ -504,6 +508,7 @@ def manifest_changes(base_root: Path, head_root: Path, changed: Sequence[str],
                 if agent.source.file not in builds[agent.code.build.rstrip("/")]:
                     builds[agent.code.build.rstrip("/")].append(agent.source.file)
     code: dict[str, list[str]] = {}
+    base_files: list[str] = []
     tool: list[str] = []
     for rel in changed:
         parts = PurePosixPath(rel).parts
@@ -513,18 +518,45 @@ def manifest_changes(base_root: Path, head_root: Path, changed: Sequence[str],
             out.extend(_file_changes(base_root, head_root, rel, "manifest"))
         elif len(parts) == 1 and rel.startswith("Pulumi.") and rel.endswith(".yaml"):
             out.extend(_file_changes(base_root, head_root, rel, "stack"))
+        elif agent_base.is_base_path(rel):
+            base_files.append(rel[len(agent_base.FOLDER) + 1:])
         elif len(parts) > 2 and parts[0] == "agents":
             folder = "/".join(parts[:2])
             code.setdefault(folder, []).append("/".join(parts[2:]))
+    # One code.build change per manifest: its own folder's files, and the platform's agent base
+    # image (agents/_platform) when its Dockerfile builds FROM it (the base is in the image tag).
+    notes: dict[str, list[str]] = {}
+    folder_of: dict[str, str] = {}
     for folder, files in sorted(code.items()):
         for manifest in builds.get(folder, []):
-            line = _line_of(head_root / manifest, ("code", "build")) or _line_of(base_root / manifest, ("code", "build"))
-            out.append(FieldChange(manifest, ("code", "build"), "code", folder, folder, line or 1,
-                                   note=f"{folder}/ contents changed: {', '.join(sorted(files))}"))
+            notes.setdefault(manifest, []).append(f"{folder}/ contents changed: {', '.join(sorted(files))}")
+            folder_of[manifest] = folder
+    if base_files:
+        for folder, manifests in sorted(builds.items()):
+            if not _builds_from_base(head_root, base_root, folder, manifests, head, base):
+                continue
+            for manifest in manifests:
+                notes.setdefault(manifest, []).append(
+                    f"{agent_base.FOLDER}/ (the agent base image {folder}/ builds FROM) contents changed: "
+                    f"{', '.join(sorted(base_files))}")
+                folder_of.setdefault(manifest, folder)
+    for manifest in sorted(notes):
+        folder = folder_of[manifest]
+        line = _line_of(head_root / manifest, ("code", "build")) or _line_of(base_root / manifest, ("code", "build"))
+        out.append(FieldChange(manifest, ("code", "build"), "code", folder, folder, line or 1, note="; ".join(notes[manifest])))
     if tool:
         out.append(FieldChange("(tool)", (), "tool", UNSET, UNSET, 0,
                                note=f"{plural(len(tool), 'file')} of voxplane itself changed: {', '.join(tool)}"))
     return out
+
+
+def _builds_from_base(head_root: Path, base_root: Path, folder: str, manifests: Sequence[str],
+                      head: Optional[Project], base: Optional[Project]) -> bool:
+    """Whether the Dockerfile of build folder `folder` (on either side) builds FROM the agent base."""
+    names = {a.code.dockerfile or "Dockerfile" for project in (head, base) for a in (project.agents if project else ())
+             if a.code.build and a.code.build.rstrip("/") == folder and a.source is not None and a.source.file in manifests}
+    return any(agent_base.dockerfile_uses_base(root / folder / name) for root in (head_root, base_root)
+               for name in names or {"Dockerfile"})
 
 
 def _line_of(path: Path, field_path: tuple[str | int, ...]) -> Optional[int]:

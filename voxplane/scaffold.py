@@ -3,7 +3,9 @@
 A new agent gets a manifest that validates as written (its pool sized to fit the tenant's quota
 headroom in each region, the regions' own models for inference) and a minimal livekit-agents
 program of its own in agents/<name>/ that keeps the platform's contract (README, "Adding an
-agent"). A new region gets its region file and stack file, copied from another region where asked,
+agent"): in a repository with the platform's agent base image (agents/_platform, the glue), one
+that imports the glue and builds FROM that image, as the example agents do; else one that reads
+the contract itself. A new region gets its region file and stack file, copied from another region where asked,
 with every value that must differ between regions replaced by a `FILL-IN: <hint>` placeholder:
 `voxplane validate` lists exactly those until they are filled in. Nothing existing is ever
 overwritten: when any file to write exists, nothing is written.
@@ -19,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from . import capacity, stackfile
+from . import agent_base, capacity, stackfile
 from .loader import load, touching
 from .model import Project
 from .placeholders import placeholder
@@ -31,8 +33,8 @@ NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 #: What a new agent's pool requests per worker, and at most how many workers it starts with.
 WORKER_CPU, WORKER_MEMORY, MAX_WORKERS = "1", "2Gi", 10
 LIVEKIT_AGENTS = "1.8.9"
-#: The platform glue the example agent programs share (one copy per agent folder), when present.
-GLUE = "voxplane_agent.py"
+#: The platform glue, in the agent base image's folder (voxplane.agent_base), when present.
+GLUE = agent_base.GLUE
 
 
 class ScaffoldError(Exception):
@@ -105,9 +107,8 @@ def new_agent(root: Path, name: str, tenant: str, regions: Sequence[str], code: 
     glue = platform_glue(root)
     if glue is not None:
         program = {f"agents/{name}/agent.py": AGENT_WITH_GLUE_PY.replace("{name}", name).replace("{tenant}", tenant),
-                   f"agents/{name}/{GLUE}": glue[1],
-                   f"agents/{name}/requirements.txt": REQUIREMENTS,
-                   f"agents/{name}/Dockerfile": DOCKERFILE_WITH_GLUE}
+                   f"agents/{name}/requirements.txt": REQUIREMENTS_ON_BASE,
+                   f"agents/{name}/Dockerfile": DOCKERFILE_ON_BASE.replace("{name}", name)}
     else:
         program = {f"agents/{name}/agent.py": AGENT_PY.replace("{name}", name),
                    f"agents/{name}/requirements.txt": REQUIREMENTS,
@@ -127,8 +128,8 @@ def new_agent(root: Path, name: str, tenant: str, regions: Sequence[str], code: 
         out.notes.append(f"no model of kind {', '.join(missing)} in every one of {', '.join(regions)}: set "
                          f"inference.{missing[0]} (a model or an external provider) before the agent can answer calls")
     if glue is not None:
-        out.notes.append(f"agents/{name}/{GLUE} is a copy of {glue[0]} (the platform glue: load, drain, metrics "
-                         f"and health); keep the copies identical")
+        out.notes.append(f"agents/{name}/ builds FROM the platform's agent base image ({agent_base.FOLDER}: "
+                         f"livekit-agents and the glue {glue}); run it locally with PYTHONPATH={agent_base.FOLDER}")
     if code == "image":
         out.notes.append(f"code.image names {tenant}/{name}-agent:0.1.0: build agents/{name}/ in your pipeline, "
                          f"push it, and pin its digest (image: ...@sha256:...)")
@@ -138,12 +139,12 @@ def new_agent(root: Path, name: str, tenant: str, regions: Sequence[str], code: 
     return out
 
 
-def platform_glue(root: Path) -> Optional[tuple[str, str]]:
-    """(path, text) of the platform glue the repository's agent programs share, when there is one
-    (agents/*/voxplane_agent.py, the same file in each): a new program uses it too."""
-    for path in sorted((root / "agents").glob(f"*/{GLUE}")):
-        if path.is_file():
-            return path.relative_to(root).as_posix(), path.read_text()
+def platform_glue(root: Path) -> Optional[str]:
+    """The path of the platform glue in the repository's agent base image (agents/_platform/
+    voxplane_agent.py, with the base's Dockerfile), when there is one: a new program uses it too."""
+    folder = root / agent_base.FOLDER
+    if (folder / GLUE).is_file() and (folder / "Dockerfile").is_file():
+        return f"{agent_base.FOLDER}/{GLUE}"
     return None
 
 
@@ -295,11 +296,12 @@ if __name__ == "__main__":
 
 AGENT_WITH_GLUE_PY = '''"""{name}: a voice agent on voxplane, as `voxplane new agent` writes one. Change it freely.
 
-The platform's side of the contract is voxplane_agent.py next to this file (the platform glue, the
-same file in every agent folder): the name to register under (LIVEKIT_AGENT_NAME, explicit
-dispatch), load reporting, drain, metrics and the health endpoint from the VOXPLANE_* settings the
-platform renders, and the models (VOXPLANE_<ROLE>_BASE_URL and _MODEL). This file holds only the
-conversation; how busy a worker is, is the platform's to report, not this file's.
+The platform's side of the contract is voxplane_agent, the platform glue every agent image gets from
+the platform's agent base image (agents/_platform; a local run puts that folder on PYTHONPATH): the
+name to register under (LIVEKIT_AGENT_NAME, explicit dispatch), load reporting, drain, metrics, the
+health endpoint and prewarmed job processes from the VOXPLANE_* settings the platform renders, and
+the models (VOXPLANE_<ROLE>_BASE_URL and _MODEL). This file holds only the conversation; how busy a
+worker is, is the platform's to report, not this file's.
 """
 
 from __future__ import annotations
@@ -365,10 +367,28 @@ EXPOSE 8081
 CMD ["python", "agent.py", "start"]
 """
 
-DOCKERFILE_WITH_GLUE = (DOCKERFILE.replace("COPY agent.py .", f"COPY agent.py {GLUE} ./")
-                        .replace("RUN python agent.py download-files",
-                                 "# (the glue exits without an agent name; the platform sets the real one at run time)\n"
-                                 "RUN LIVEKIT_AGENT_NAME=image-build python agent.py download-files"))
+REQUIREMENTS_ON_BASE = f"""# What agent.py needs beyond the platform's agent base image ({agent_base.FOLDER}/requirements.txt:
+# livekit-agents and its openai and silero plugins, never repinned here), one package a line.
+"""
+
+DOCKERFILE_ON_BASE = f"""# Starts from the platform's agent base image ({agent_base.FOLDER}: Python, livekit-agents, the
+# voxplane_agent glue, uid 10001); `pulumi up` builds it first and passes its digest. By hand:
+#   docker build -t {agent_base.IMAGE} {agent_base.FOLDER} && docker build agents/{{name}}
+ARG {agent_base.BUILD_ARG}={agent_base.IMAGE}
+FROM ${{{agent_base.BUILD_ARG}}}
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+COPY agent.py .
+USER 10001:10001
+# Model files of the plugins (the VAD) into the image, and a check that agent.py imports (the glue
+# exits without an agent name; the platform sets the real one at run time).
+RUN LIVEKIT_AGENT_NAME=image-build python agent.py download-files
+
+# The platform's health endpoint (VOXPLANE_HEALTH_PORT, rendered 8081).
+EXPOSE 8081
+CMD ["python", "agent.py", "start"]
+"""
 
 
 # --- regions --------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 A livekit-agents worker with explicit dispatch: it registers under LIVEKIT_AGENT_NAME
 (`<tenant>-scheduler`, set by the platform) and only joins rooms dispatched to that name.
 Speech and language models come from the VOXPLANE_<ROLE>_* variables the platform injects;
-voxplane_agent.py (the platform's glue, the same in every agent folder) wires them, the load,
-drain, metrics and health endpoint.
+voxplane_agent (the platform's glue, from the base image agents/_platform) wires them, the
+load, drain, metrics and health endpoint.
 Appointments live in a FHIR R4 server, reached with the OAuth2 client-credentials grant.
 """
 

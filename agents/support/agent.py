@@ -3,8 +3,8 @@
 A livekit-agents worker with explicit dispatch: it registers under LIVEKIT_AGENT_NAME
 (`<tenant>-support`, set by the platform) and only joins rooms dispatched to that name.
 Speech and language models come from the VOXPLANE_<ROLE>_* variables the platform injects
-(wired by voxplane_agent.py, the platform's glue, the same in every agent folder, with the load,
-drain, metrics and health endpoint); for this agent the LLM is an external provider, so
+(wired by voxplane_agent, the platform's glue from the base image agents/_platform, with the
+load, drain, metrics and health endpoint); for this agent the LLM is an external provider, so
 VOXPLANE_LLM_API_KEY is required.
 """
 

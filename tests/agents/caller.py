@@ -3,8 +3,12 @@ agents' own environment), joining a room with a token and reporting what it sees
 
 Run by tests/agents/conftest.py with the agents venv's Python (the project's venv has no rtc
 package):  python caller.py URL TOKEN
+      or:  python caller.py URL -     (started ahead: reports `ready`, then joins with the token
+                                       read as the first line of stdin; bench/dispatch.py uses
+                                       this so the interpreter's start-up is outside its timings)
 
 stdout, one JSON object a line, each with `t` (time.time()):
+  {"event": "ready"}                                       (only with TOKEN `-`: imports done)
   {"event": "connected", "room": ..., "connect_ms": ...}   (how long room.connect() took)
   {"event": "participant_connected", "identity": ..., "kind": "AGENT"|"STANDARD"|...}
   {"event": "participant_disconnected", "identity": ...}
@@ -34,6 +38,9 @@ def kind(p: rtc.RemoteParticipant) -> str:
 
 
 async def main(url: str, token: str) -> None:
+    if token == "-":
+        emit("ready")
+        token = (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip()
     room = rtc.Room()
     done = asyncio.Event()
 

@@ -2,9 +2,10 @@
 against a real livekit-server + Redis on loopback, each with exactly the environment its rendered
 Deployment gives it.
 
-- Python: the venv scripts/ensure-agents-venv.sh builds from the agent's own requirements.txt
-  (livekit-agents at the version the program pins), `HF_HUB_OFFLINE=1` (Silero's VAD ships in its
-  wheel, nothing is downloaded at run time).
+- Python: the venv scripts/ensure-agents-venv.sh builds from the platform base image's
+  requirements (agents/_platform/requirements.txt: livekit-agents at the version the glue pins)
+  and then the agent's own requirements.txt, as the two images install them; `HF_HUB_OFFLINE=1`
+  (Silero's VAD ships in its wheel, nothing is downloaded at run time).
 - Environment: the container env of the agent's Deployment in the render of region `local`
   (`voxplane.render.render("local", REPO).kubernetes`), with only these rewrites, each recorded
   in `Worker.rewrites` and checked by the tests: `LIVEKIT_URL` → the dev server; each
@@ -14,7 +15,8 @@ Deployment gives it.
   ports (`VOXPLANE_HEALTH_PORT`, `VOXPLANE_METRICS_PORT`) → free ports, so several workers share
   one host as they share none in a cluster. Secret references get values from the test
   (`LIVEKIT_API_KEY/SECRET`: the dev server's key). The process gets nothing else from the test's
-  environment but what the image sets (PATH, HOME, PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE).
+  environment but what the image sets (PATH, HOME, PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE, and
+  PYTHONPATH: the base image's `/opt/voxplane` is the glue's folder agents/_platform here).
 - Callers: tests/agents/caller.py, a real rtc participant in the agents' venv.
 
 Nothing here skips: a venv that cannot be built, a server that cannot start or a worker that does
@@ -44,6 +46,7 @@ from typing import Any
 import pytest
 from livekit import api
 
+from voxplane import agent_base
 from voxplane.dev.servers import LiveKitServer, RedisServer, free_port, free_ports, region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
@@ -55,6 +58,8 @@ from voxplane.render import render
 REPO = Path(__file__).resolve().parents[2]
 ENSURE = REPO / "scripts" / "ensure-agents-venv.sh"
 CALLER = Path(__file__).resolve().parent / "caller.py"
+#: The platform glue's folder (voxplane.agent_base.FOLDER): the base image's PYTHONPATH.
+GLUE_DIR = REPO / agent_base.FOLDER
 REGION = "local"
 ROLES = ("STT", "TTS", "LLM")
 #: The support agent's trunk password is `{config: northwindTrunkPassword}`: a test value.
@@ -147,19 +152,28 @@ class Platform:
         host = self.region.sip.public_host if self.region.sip else "localhost"
         return decide(self.probe, Call(to=to, from_=caller, address=address, to_host=host), **kw)
 
-    def create_room_as_routed(self, d: Decision) -> api.Room:
+    def create_room_as_routed(self, d: Decision, rename: dict[str, str] | None = None) -> api.Room:
         """The room the decision names, with the rule's room configuration (as livekit-sip has the
-        server create it for the call): its agent dispatches and the other settings it carries."""
+        server create it for the call): its agent dispatches and the other settings it carries.
+        `rename` maps an agent name of the decision to the one dispatched instead (a benchmark's
+        second worker registered under another name)."""
         assert d.accepted and d.room, d.reason
         config = d.server["dispatch"][-1].get("room_config") or {}
+        rename = rename or {}
         agents = [api.RoomAgentDispatch(agent_name=a["agent_name"], metadata=a.get("metadata", ""))
                   for a in config.get("agents", [])]
         assert [a.agent_name for a in agents] == d.agents
+        for a in agents:
+            a.agent_name = rename.get(a.agent_name, a.agent_name)
         extra = {k: config[k] for k in ("empty_timeout", "departure_timeout", "max_participants", "metadata")
                  if config.get(k)}
         req = api.CreateRoomRequest(name=d.room, agents=agents, **extra)
         with self.client() as c:
             return c._call("CreateRoom", lambda lk: lk.room.create_room(req))
+
+    def delete_room(self, room: str) -> None:
+        with self.client() as c:
+            c._call("DeleteRoom", lambda lk: lk.room.delete_room(api.DeleteRoomRequest(room=room)))
 
     def participants(self, room: str) -> list[api.ParticipantInfo]:
         with self.client() as c:
@@ -281,7 +295,8 @@ class Worker:
 
     def wait_registered(self, timeout: float = 90) -> dict[str, Any]:
         state = self.wait("registration (/ready 200)", lambda: self.status("/ready") == 200 and self.state(), timeout)
-        assert state["registered"] and state["agent_name"] == self.agent.agent_name, state
+        # The rendered name, unless the test overrode it (then recorded in `rewrites`).
+        assert state["registered"] and state["agent_name"] == self.env["LIVEKIT_AGENT_NAME"], state
         return state
 
     def terminate(self) -> None:
@@ -376,7 +391,7 @@ def worker_env(agent: Rendered, platform: Platform, inference: dict[str, str], w
     python = agents_python(agent.folder)
     env.update(IMAGE_ENV)
     env.update({"PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(tmp),
-                "HF_HUB_OFFLINE": "1"})
+                "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(GLUE_DIR)})
     return env, changes
 
 
@@ -429,6 +444,12 @@ class Caller:
         return self.wait_for("agent participant", lambda e: e["event"] == "participant_connected" and e["kind"] == "AGENT",
                              timeout)
 
+    def join(self, token: str) -> None:
+        """Send a `ready_caller` into the room `token` grants (returns at once; wait for `connected`)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(token + "\n")
+        self.proc.stdin.flush()
+
     def leave(self) -> float:
         """Hang up; returns when (time.time()) the caller had left."""
         assert self.proc.stdin is not None
@@ -448,17 +469,30 @@ class Caller:
                     pass
 
 
-def join_caller(platform: Platform, room: str, identity: str, logdir: Path) -> Caller:
-    """A caller (tests/agents/caller.py) connected to `room`."""
+def _start_caller(url: str, token: str, identity: str, logdir: Path) -> Caller:
     python = agents_python(rendered_agents()["reservations"].folder)
     stderr = logdir / f"caller-{identity}-{time.monotonic_ns()}.log"
     with stderr.open("w") as err:
-        proc = subprocess.Popen([str(python), str(CALLER), platform.livekit.url, platform.token(room, identity)],
+        proc = subprocess.Popen([str(python), str(CALLER), url, token],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
                                 env={"PATH": "/usr/bin:/bin", "HOME": str(logdir)})
     c = Caller(proc, stderr=stderr)
     threading.Thread(target=c._read, daemon=True).start()
+    return c
+
+
+def join_caller(platform: Platform, room: str, identity: str, logdir: Path) -> Caller:
+    """A caller (tests/agents/caller.py) connected to `room`."""
+    c = _start_caller(platform.livekit.url, platform.token(room, identity), identity, logdir)
     c.wait_for("connection", lambda e: e["event"] == "connected", 30)
+    return c
+
+
+def ready_caller(platform: Platform, identity: str, logdir: Path) -> Caller:
+    """A caller process started and imported, not yet in a room: `Caller.join(token)` sends it
+    in (no interpreter start-up inside a measurement)."""
+    c = _start_caller(platform.livekit.url, "-", identity, logdir)
+    c.wait_for("readiness", lambda e: e["event"] == "ready", 30)
     return c
 
 
@@ -483,4 +517,4 @@ def percentile(values: list[float], p: float) -> float:
 
 
 __all__ = ["Caller", "Platform", "Rendered", "Worker", "agents_python", "join_caller", "launch_worker", "percentile",
-           "rendered_agents", "start_platform", "unreachable_url"]
+           "ready_caller", "rendered_agents", "start_platform", "unreachable_url"]

@@ -9,6 +9,7 @@ rule's room configuration (room_config.agents), and a caller in it (a real rtc p
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Callable
 
@@ -82,6 +83,60 @@ def test_the_routed_room_gets_a_job_for_its_agent_only_and_the_agent_joins(
             assert state is not None and state["active_jobs"] == 0, (w.agent.name, state)
             assert w.metric() == 0.0
             assert d.room not in w.log()
+
+
+#: The dispatch timeline's stages, in order (agents/_platform/voxplane_agent.py STAGES).
+STAGES = ("room_created", "job_received", "job_accepted", "job_assigned", "process_assigned", "entrypoint",
+          "session_wired", "room_connected")
+
+
+def dispatch_timeline(w: Worker, room: str) -> dict:
+    line = w.wait("the dispatch timeline", lambda: next(
+        (ln for ln in w.log().splitlines() if '"dispatch timeline"' in ln and room in ln), None), 20)
+    return json.loads(line)
+
+
+def test_each_call_logs_its_dispatch_timeline_and_the_clients_were_built_beforehand(
+        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller]) -> None:
+    """One `dispatch timeline` line per call, every stage in order on one clock (the room's creation
+    by the server first, the agent connected last); the inference clients came from the job
+    process's warm-up, so the entrypoint's own part is short; and the pool keeps one prewarmed
+    process per session it takes (VOXPLANE_IDLE_PROCESSES unset)."""
+    spw = rendered_agents()["reservations"].sessions_per_worker
+    with StandIn() as model:
+        w = workers("reservations", platform, {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url})
+        w.wait_registered()
+        w.wait(f"{spw} prewarmed processes", lambda: (s := w.state()) and s["prewarmed_processes"] == spw, 120)
+        assert w.state()["prewarmed_target"] == spw
+        d = route(platform, "reservations", caller="+15550100555")
+        created = time.time()
+        platform.create_room_as_routed(d)
+        caller = callers(platform, d.room, "caller-timeline")
+        caller.agent_joined(20)
+        rec = dispatch_timeline(w, d.room)
+        t = rec["t"]
+        assert list(t) == list(STAGES), rec
+        times = [t[k] for k in STAGES]
+        assert times == sorted(times), rec
+        assert created - 1 < t["room_created"] < t["room_connected"] < time.time(), rec
+        assert set(rec["ms"]) == {"server", "accept", "assign", "launch", "to_entrypoint", "entrypoint", "connect",
+                                  "total"}
+        assert rec["setup_s"] > 0
+        # Built in the warm-up: the program's own work up to the session is a few ms, not the
+        # ~0.5 s three TLS contexts took when the clients were built here.
+        assert rec["ms"]["entrypoint"] < 150, rec
+        print(f"\ndispatch timeline ms: {rec['ms']}")
+
+
+def test_a_worker_keeps_the_prewarmed_processes_the_platform_sets_never_more_than_its_sessions(
+        platform: Platform, workers: Callable[..., Worker]) -> None:
+    w = workers("reservations", platform, env={"VOXPLANE_IDLE_PROCESSES": "3"})
+    capped = workers("reservations", platform, env={"VOXPLANE_IDLE_PROCESSES": "5", "VOXPLANE_SESSIONS_PER_WORKER": "2"})
+    for worker, want in ((w, 3), (capped, 2)):
+        worker.wait_registered()
+        state = worker.wait(f"{want} prewarmed processes",
+                            lambda worker=worker, want=want: (s := worker.state()) and s["prewarmed_processes"] == want and s, 90)
+        assert state["prewarmed_target"] == want
 
 
 def test_hanging_up_ends_the_job_within_seconds_and_the_gauge_drops(

@@ -364,6 +364,8 @@ def test_build_context_hash_is_deterministic_and_content_sensitive(tmp_path):
     assert build_context_hash(str(b)) == base
     (b / "lib" / "x.py").rename(b / "lib" / "y.py")
     assert build_context_hash(str(b)) != base
+    # An image built on the platform's agent base: the base's own hash is part of the tag.
+    assert build_context_hash(str(a), base="1" * 64) not in (base, build_context_hash(str(a), base="2" * 64))
 
 
 # --- the component under Pulumi mocks ---------------------------------------------------------------
@@ -406,20 +408,34 @@ def _registered(*pools: AgentPool) -> pulumi.Output[list]:
 
 @pulumi.runtime.test
 def test_component_builds_image_and_pins_deployment_to_its_digest(mocked):
-    """reservations (code.build) registers a docker Image tagged with the folder hash; the Deployment runs its repoDigest."""
+    """reservations (code.build, FROM the platform's agent base image) registers the base image and
+    its own Image tagged with the folder hash and the base's; the agent builds FROM the base's
+    pushed digest, and the Deployment runs the agent's repoDigest."""
     pool = _pool("reservations", "us-east")
     context = os.path.join(str(REPO), "agents/reservations")
-    tag = build_context_hash(context)
+    base_context = os.path.join(str(REPO), "agents/_platform")
+    base_name = f"{REGISTRY}/voxplane-agent-base:{build_context_hash(base_context)}"
+    tag = build_context_hash(context, base=build_context_hash(base_context))
     expected_name = f"{REGISTRY}/bellavista-reservations:{tag}"
 
     def check(outputs):
-        image_arg = mocked.one("docker:index/image:Image")
-        assert image_arg.name == "us-east-agent-bellavista-reservations-image"
+        images = {r.name: r for r in mocked.resources if r.typ == "docker:index/image:Image"}
+        assert sorted(images) == ["us-east-agent-bellavista-reservations-base-image",
+                                  "us-east-agent-bellavista-reservations-image"]
+        base_arg = images["us-east-agent-bellavista-reservations-base-image"]
+        assert base_arg.inputs["imageName"] == base_name
+        assert base_arg.inputs["build"] == {
+            "context": base_context,
+            "dockerfile": os.path.join(base_context, "Dockerfile"),
+            "platform": "linux/amd64",
+        }
+        image_arg = images["us-east-agent-bellavista-reservations-image"]
         assert image_arg.inputs["imageName"] == expected_name
         assert image_arg.inputs["build"] == {
             "context": context,
             "dockerfile": os.path.join(context, "Dockerfile"),
             "platform": "linux/amd64",
+            "args": {"VOXPLANE_AGENT_BASE": mock_digest(base_name)},
         }
         dep = mocked.one("kubernetes:apps/v1:Deployment")
         assert dep.name == "us-east-agent-bellavista-reservations-deployment-reservations"
@@ -434,6 +450,7 @@ def test_component_builds_image_and_pins_deployment_to_its_digest(mocked):
         kinds = sorted(r.typ for r in mocked.resources if r.custom)
         assert kinds == sorted(
             [
+                "docker:index/image:Image",
                 "docker:index/image:Image",
                 "kubernetes:apps/v1:Deployment",
                 "kubernetes:policy/v1:PodDisruptionBudget",
@@ -512,7 +529,8 @@ def test_render_only_stack_names_the_content_hash_tag_without_building(mocked):
         AgentPoolArgs(region=r, agent=agent, secrets=secrets, image_registry="localhost:5000/vox",
                       repo_root=str(REPO), build_images=False),
     )
-    tag = build_context_hash(os.path.join(str(REPO), "agents/reservations"))
+    base = build_context_hash(os.path.join(str(REPO), "agents/_platform"))
+    tag = build_context_hash(os.path.join(str(REPO), "agents/reservations"), base=base)
 
     def check(image: str) -> None:
         assert image == f"localhost:5000/vox/bellavista-reservations:{tag}"

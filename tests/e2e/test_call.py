@@ -1,13 +1,18 @@
 """A real SIP call, placed with sipp from 127.0.0.1, through a real livekit-sip bridge into a real
 livekit-server, after `voxplane livekit sync` (the reconciler) wrote the local region's trunks and
-dispatch rules. Proves that a call reaches the right tenant's agent, and that a call the trunks do
-not let in creates nothing.
+dispatch rules. Proves that a call reaches the right tenant's agent, that the agent program (a
+real livekit-agents worker with its rendered environment) gets the job and answers the call, and
+that a call the trunks do not let in creates nothing.
 
 What the bridge (livekit-sip v1.11.0) really does, and so what these tests assert:
 - Accepted call with no agent worker registered: 100 Processing, then 180 Ringing every second.
   It creates the rule's room, joins it as the SIP participant and records the agent dispatch, but
   answers 200 only once a participant's track is subscribed (pkg/sip/inbound.go waitSubscribe,
   default ringing timeout 3 min). So the caller hangs up with CANCEL: 200 (CANCEL), 487 (INVITE).
+- Accepted call with the agent's worker registered: the room's dispatch reaches the worker, the
+  agent joins and subscribes to the caller's audio (RoomIO), and that subscription is what makes
+  the bridge answer 200; the caller ACKs, stays on the line, and hangs up with BYE (200), which
+  ends the job (the platform glue ends it when the caller leaves).
 - Call the trunks do not let in (number of no trunk, or a trunk whose allowed_addresses exclude
   the caller): 100 Processing and one 180 Ringing, then the dispatch answer "drop" (reason
   "flood"): no final response at all, no room, no participant.
@@ -29,6 +34,8 @@ from livekit import api
 
 from voxplane.dev.servers import LOOPBACK, free_port
 
+from ..agents.conftest import Worker
+from ..agents.standin import StandIn
 from .conftest import Platform
 
 # Opt-in (`make e2e`): livekit-sip is not served by the Go module proxy, so `make test` cannot
@@ -111,6 +118,59 @@ CALL_SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
+</scenario>
+"""
+
+#: How long an answered call stays up before the caller hangs up (BYE), in ms.
+TALK_MS = 6000
+#: How long the caller waits for the 200: dispatch, the agent's join and its subscription.
+ANSWER_WAIT_MS = 30000
+
+# An answered call, as sipp's built-in uac scenario: INVITE, 200, ACK, talk, BYE. The 2xx's ACK and
+# the BYE are requests of their own (new branches) to the bridge's Contact ([next_url], RFC 3261
+# 12.2.1.1); [peer_tag_param] is the bridge's To tag.
+ANSWER_SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="voxplane inbound call an agent answers: INVITE, 200, ACK, talk, BYE">
+  <send retrans="500">
+{_INVITE}
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <!-- Ringing repeats every second until the agent has subscribed; then the bridge answers. -->
+  <!-- rrs: keep the 200's Contact, which [next_url] names (sipp fills it only with rrs). -->
+  <recv response="200" rtd="true" rrs="true" timeout="{ANSWER_WAIT_MS}"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "voxplane e2e" <sip:{CALLER}@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:{CALLER}@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="{TALK_MS}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "voxplane e2e" <sip:{CALLER}@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:{CALLER}@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
 </scenario>
 """
 
@@ -198,7 +258,8 @@ def wait_for(what: str, probe: Any, timeout: float = 6.0) -> Any:
 
 
 def test_call_to_reservations_number_reaches_bellavista_agent(platform: Platform, tmp_path: Path) -> None:
-    """An INVITE to +13125550142 from the carrier address opens a bv-call_ room that dispatches bellavista-reservations."""
+    """An INVITE to +13125550142 from the carrier address opens a bv-call_ room that dispatches
+    bellavista-reservations; with no worker registered, nobody answers (the caller cancels)."""
     assert room_names(platform) == []
     call = Sipp(tmp_path / "call", CALL_SCENARIO, RESERVATIONS_NUMBER, platform.sip.sip_address)
     try:
@@ -231,6 +292,52 @@ def test_call_to_reservations_number_reaches_bellavista_agent(platform: Platform
     assert statuses[0] in (100, 180) and 180 in statuses, call.describe()
     assert statuses[-2:] == [200, 487], call.describe()  # 200 for the CANCEL, 487 for the INVITE
     assert not any(200 <= s < 300 for s in statuses[:-2]), call.describe()  # never answered
+
+
+def participants(platform: Platform, room: str) -> list[Any]:
+    return list(lk(platform, lambda c: c.room.list_participants(api.ListParticipantsRequest(room=room))).participants)
+
+
+def test_a_call_to_reservations_is_answered_by_the_bellavista_agent_worker(
+        platform: Platform, agent_workers: Any, tmp_path: Path) -> None:
+    """With the reservations program registered as a real worker (and another tenant's beside it):
+    the INVITE's room gets the job, the agent joins and subscribes, the bridge answers 200; the
+    other tenant's worker never sees the call; the caller's BYE ends the job within seconds."""
+    with StandIn() as model:
+        inference = {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url}
+        bella: Worker = agent_workers("reservations", inference)
+        other: Worker = agent_workers("support", inference)
+        for w in (bella, other):
+            w.wait_registered()
+        assert room_names(platform) == []
+        call = Sipp(tmp_path / "call", ANSWER_SCENARIO, RESERVATIONS_NUMBER, platform.sip.sip_address)
+        try:
+            rooms = wait_for("the call's room", lambda: room_names(platform), 15)
+            assert len(rooms) == 1 and rooms[0].startswith("bv-call_"), rooms
+            room = rooms[0]
+            bella.wait("the call's job", lambda: (s := bella.state()) and s["active_jobs"] == 1, 30)
+            agents = wait_for("the agent in the room", lambda: [p for p in participants(platform, room)
+                                                                if p.kind == api.ParticipantInfo.Kind.AGENT], 30)
+            # livekit-agents tags its participant with the name it registered under (lk.agent.name).
+            assert [a.attributes.get("lk.agent.name") for a in agents] == [bella.env["LIVEKIT_AGENT_NAME"]], agents
+            (sip,) = [p for p in participants(platform, room) if p.kind == api.ParticipantInfo.Kind.SIP]
+            assert sip.attributes["voxplane.io/tenant"] == "bellavista"
+            assert sip.attributes["sip.phoneNumber"] == CALLER
+            # The agent's own account of its dispatch (the platform glue's log line).
+            timeline = bella.wait("the dispatch timeline", lambda: next(
+                (ln for ln in bella.log().splitlines() if '"dispatch timeline"' in ln and room in ln), None), 30)
+            print(f"\n{room}: {timeline[:400]}")
+            assert call.proc.poll() is None, call.describe()  # still on the line
+        finally:
+            rc = call.wait(ANSWER_WAIT_MS / 1000 + TALK_MS / 1000 + 20)
+        statuses = call.statuses()
+        assert rc == 0, call.describe()
+        assert 200 in statuses and 487 not in statuses, call.describe()  # answered, never cancelled
+        assert call.first_lines()[-2].startswith("BYE ") and statuses[-1] == 200, call.describe()
+        bella.wait("the job to end after the BYE", lambda: (s := bella.state()) and s["active_jobs"] == 0, 15)
+        state = other.state()
+        assert state is not None and state["active_jobs"] == 0, state
+        assert room not in other.log()
 
 
 @pytest.mark.parametrize(

@@ -1,44 +1,54 @@
 """voxplane's platform glue for a livekit-agents 1.8 worker: the part of the contract every agent
 program shares, so each agent.py holds only its own conversation.
 
-This file is identical in every agents/<name>/ folder (tests/test_agent_programs.py checks it):
-edit one copy, then copy it over the others. A copy per folder, not a shared package, because each
-agent's image builds from its own folder alone (`code.build`, or the team's own pipeline for a
-prebuilt `code.image`): a file outside that folder is not in the build context, and a package on an
-index would be a second release train for twenty lines of wiring.
+It lives once, in the platform's base image (agents/_platform, image `voxplane-agent-base`, on
+PYTHONPATH at /opt/voxplane); every agent image built from source starts FROM that image, so each
+agent's build context stays its own folder. Tests and local runs put agents/_platform on
+PYTHONPATH instead (README "The agent contract"; agents/_platform/README.md).
 
 What it does, from the environment the platform renders into the agent's Deployment
 (voxplane/desired/agent_pool.py; README "The agent contract"):
 
 - `agent_name()`: LIVEKIT_AGENT_NAME, or exit (without it the worker would take every room).
 - `inference(role)`, `stt()`, `llm()`, `tts()`: the VOXPLANE_<ROLE>_* wiring, OpenAI-compatible
-  clients for the region's model servers or the manifest's external provider.
+  clients for the region's model servers or the manifest's external provider. Built while the job
+  process idles (below), not while the caller waits: built in the entrypoint, their TLS contexts
+  held the job's event loop 0.4-0.65 s (p50, a loaded 2-core machine) before the agent could join.
 - `agent_server()`: an AgentServer whose load is active sessions / VOXPLANE_SESSIONS_PER_WORKER,
   full at VOXPLANE_LOAD_THRESHOLD (so the worker refuses jobs exactly when the autoscaler counts it
   full), draining for VOXPLANE_DRAIN_TIMEOUT on SIGTERM, exporting metrics on VOXPLANE_METRICS_PORT
-  (with `lk_agents_active_job_count` at 0 from the start), and the platform's health endpoint on
-  VOXPLANE_HEALTH_PORT: `/ready` (registered with LiveKit and not draining), `/live` (fails once
-  LiveKit has been lost for VOXPLANE_LIVEKIT_LOST_TIMEOUT seconds; never while draining),
-  `/worker` (the state as JSON). livekit-agents' own `/` answers 200 unless its 16 reconnect
-  attempts are exhausted, so it is no readiness signal; its server moves to a free port.
+  (with `lk_agents_active_job_count` at 0 from the start), VOXPLANE_IDLE_PROCESSES job processes
+  kept prewarmed (default and at most the sessions per worker; the program's own setup, then the
+  inference clients; livekit-agents' default is one per CPU the container sees, the node's whole
+  count when the pod sets no CPU limit, and fewer than the sessions per worker drops calls of a
+  burst: see `idle_processes`), and the
+  platform's health endpoint on VOXPLANE_HEALTH_PORT: `/ready` (registered with LiveKit and not
+  draining), `/live` (fails once LiveKit has been lost for VOXPLANE_LIVEKIT_LOST_TIMEOUT seconds;
+  never while draining), `/worker` (the state as JSON). livekit-agents' own `/` answers 200 unless
+  its 16 reconnect attempts are exhausted, so it is no readiness signal; its server moves to a
+  free port.
 - `end_call_with_session(ctx, session)`: the job ends when the caller hangs up (not after the
   room's departure timeout), and when inference fails for good the caller hears (or reads) why
-  and the call ends, with the endpoint in the log.
+  and the call ends, with the endpoint in the log. It also logs one `dispatch timeline` line per
+  call once the agent is in the room: room created, job request received, accepted, assigned,
+  process assigned, entrypoint, room connected (unix seconds) and the gaps between them in ms.
 - `run(server)`: LOG_LEVEL, a refusal to start without inference or platform settings, the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
 import json
 import logging
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from aiohttp import web
-from livekit.agents import AgentServer, AgentSession, JobContext, cli, utils
+from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess, cli, get_job_context, utils
 from livekit.agents.telemetry import metrics as lk_metrics
 from livekit.plugins import openai
 
@@ -57,6 +67,14 @@ DEFAULTS = {
 }
 #: What a production worker (`start`, as the platform runs it) refuses to start without.
 PLATFORM_ENV = tuple(DEFAULTS)
+#: Platform settings with a default here (not required: a pool rendered before they existed
+#: still starts). VOXPLANE_PREWARM_INFERENCE=0 builds the inference clients per call instead
+#: (what the glue did before; bench/dispatch.py measures both).
+OPTIONAL_ENV = ("VOXPLANE_IDLE_PROCESSES", "VOXPLANE_PREWARM_INFERENCE")
+#: Modules the first call would import on the job's event loop (livekit-agents' "event loop
+#: blocked ... importing" warnings name them): imported while the process idles instead.
+WARM_IMPORTS = ("anyio.streams.memory", "anyio._backends._asyncio", "openai.resources.audio",
+                "openai.resources.chat")
 
 #: What the caller hears when inference fails for good, before the call ends.
 UNAVAILABLE_MESSAGE = (
@@ -115,21 +133,99 @@ def endpoint(role: str) -> str:
     return f"{base} (model {model})"
 
 
-def stt() -> openai.STT:
+def _new_stt() -> openai.STT:
     return openai.STT(**inference("STT"))
 
 
-def llm() -> openai.LLM:
+def _new_llm() -> openai.LLM:
     return openai.LLM(**inference("LLM"))
 
 
-def tts() -> openai.TTS:
+def _new_tts() -> openai.TTS:
     """Kokoro names its voices differently from OpenAI; TTS_VOICE overrides either default. Raw
     PCM (both Kokoro's OpenAI-compatible server and OpenAI serve it): no encode on the model
     server, no decode in the worker."""
     external = bool(os.environ.get("VOXPLANE_TTS_PROVIDER"))
     voice = os.environ.get("TTS_VOICE") or ("ash" if external else "af_heart")
     return openai.TTS(voice=voice, response_format="pcm", **inference("TTS"))
+
+
+_BUILDERS: dict[str, Callable[[], Any]] = {"STT": _new_stt, "LLM": _new_llm, "TTS": _new_tts}
+_PREWARMED = "voxplane.prewarmed"
+
+
+def _client(role: str) -> Any:
+    """The client the job process built while it idled (each is used by one call: a job process
+    serves one job), else a new one. Also marks the entrypoint's start for the dispatch timeline."""
+    ctx = _job_context()
+    if ctx is None:
+        return _BUILDERS[role]()
+    _mark(ctx, "entrypoint")
+    prewarmed = ctx.proc.userdata.get(_PREWARMED) or {}
+    return prewarmed.pop(role, None) or _BUILDERS[role]()
+
+
+def stt() -> openai.STT:
+    return cast(openai.STT, _client("STT"))
+
+
+def llm() -> openai.LLM:
+    return cast(openai.LLM, _client("LLM"))
+
+
+def tts() -> openai.TTS:
+    """Kokoro names its voices differently from OpenAI; TTS_VOICE overrides either default."""
+    return cast(openai.TTS, _client("TTS"))
+
+
+def _job_context() -> JobContext | None:
+    try:
+        return get_job_context()
+    except RuntimeError:  # not inside a job (a test, a script)
+        return None
+
+
+def prewarm_inference() -> bool:
+    return os.environ.get("VOXPLANE_PREWARM_INFERENCE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def idle_processes(sessions_per_worker: int) -> int:
+    """VOXPLANE_IDLE_PROCESSES, else the sessions per worker; never more than those (a prewarmed
+    process is a session's process in waiting, ~140 MB of its own).
+
+    Fewer than the sessions per worker loses calls in a burst: livekit-agents 1.8 reserves a slot
+    per accepted job request and, while the worker has no job yet, prices each reservation at
+    load_threshold / num_idle_processes, so an idle worker with N prewarmed processes refuses the
+    (N+1)th simultaneous request, and with no other worker the server drops that call
+    (bench/dispatch.py's bursts of 4 simultaneous calls: 3 of 40 lost with 1 and with 2, none with
+    8). With N equal to the sessions per worker the price is 1/N, this glue's load per session
+    exactly."""
+    wanted = sessions_per_worker
+    if os.environ.get("VOXPLANE_IDLE_PROCESSES", "").strip():
+        wanted = int(_number("VOXPLANE_IDLE_PROCESSES", int, 0))
+    return min(wanted, sessions_per_worker)
+
+
+def _setup_process(agent_setup: Callable[[JobProcess], Any] | None, proc: JobProcess) -> None:
+    """A job process's warm-up, before any job is given to it: the program's own setup (e.g. the
+    VAD), then what the platform's calls need first (the inference clients, lazy imports)."""
+    started = time.perf_counter()
+    if agent_setup is not None:
+        agent_setup(proc)
+    if prewarm_inference():
+        built: dict[str, Any] = {}
+        for role, build in _BUILDERS.items():
+            try:
+                built[role] = build()
+            except RuntimeError:  # this role is not configured; the program may not use it
+                continue
+        proc.userdata[_PREWARMED] = built
+        for module in WARM_IMPORTS:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+    proc.userdata["voxplane.setup_s"] = time.perf_counter() - started
 
 
 # --- the worker: load, drain, metrics, health ----------------------------------------------------
@@ -181,6 +277,10 @@ class _Health:
             "load": load,
             "load_threshold": self.threshold,
             "available": connected and not s.draining and load < self.threshold,
+            # Job processes initialized and waiting for a job (VOXPLANE_IDLE_PROCESSES is the target;
+            # livekit-agents lowers it as the worker fills). livekit-agents 1.8 keeps them private.
+            "prewarmed_processes": _prewarmed(s),
+            "prewarmed_target": getattr(getattr(s, "_proc_pool", None), "target_idle_processes", None),
         }
 
     async def _ready(self, _: web.Request) -> web.Response:
@@ -224,12 +324,20 @@ class _Health:
         self.lost_since = None
 
 
+def _prewarmed(server: AgentServer) -> int | None:
+    queue = getattr(getattr(server, "_proc_pool", None), "_warmed_proc_queue", None)
+    return queue.qsize() if queue is not None else None
+
+
 def agent_server(**kwargs: Any) -> AgentServer:
     """An AgentServer wired to the platform's settings (see the module docstring). `kwargs` go to
-    AgentServer (e.g. `setup_fnc`); load, drain, ports and metrics are the platform's."""
-    for owned in ("load_fnc", "load_threshold", "drain_timeout", "prometheus_port", "port"):
+    AgentServer; `setup_fnc` (the program's per-process warm-up, e.g. loading the VAD) runs first
+    in each job process, before the platform's. Load, drain, ports, metrics and the number of
+    prewarmed processes are the platform's."""
+    for owned in ("load_fnc", "load_threshold", "drain_timeout", "prometheus_port", "port", "num_idle_processes"):
         if owned in kwargs:
             raise TypeError(f"{owned} is set by the platform (voxplane_agent), not by the agent program")
+    agent_setup = kwargs.pop("setup_fnc", None)
     spw = _number("VOXPLANE_SESSIONS_PER_WORKER", int, 1)
     threshold = _number("VOXPLANE_LOAD_THRESHOLD", float, 0.01)
     metrics_port = _number("VOXPLANE_METRICS_PORT", int, 0)
@@ -244,6 +352,9 @@ def agent_server(**kwargs: Any) -> AgentServer:
         load_threshold=threshold,
         drain_timeout=_number("VOXPLANE_DRAIN_TIMEOUT", int, 1),
         prometheus_port=metrics_port or None,
+        num_idle_processes=idle_processes(spw),
+        # A partial of module-level functions: job processes get it pickled (forkserver).
+        setup_fnc=functools.partial(_setup_process, agent_setup),
         # livekit-agents' own health server (`/` is 200 unless reconnecting gave up) moves to a
         # free port: the platform's endpoint below owns VOXPLANE_HEALTH_PORT.
         port=0,
@@ -300,6 +411,65 @@ def end_call_with_session(ctx: JobContext, session: AgentSession) -> None:
 
     session.on("close", on_close)
     session.on("error", on_error)
+    _mark(ctx, "entrypoint")
+    _mark(ctx, "session_wired")
+    task = asyncio.get_event_loop().create_task(_log_dispatch_timeline(ctx), name="voxplane_dispatch_timeline")
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+# --- the dispatch timeline ---------------------------------------------------------------------------
+
+#: Stages of one call's dispatch, in order (unix seconds): the room's creation (the server's
+#: clock), the worker's availability request, its acceptance, the server's assignment, a job
+#: process given the job (livekit-agents' RunningJobInfo), the program's entrypoint reaching the
+#: glue, the session wired (`end_call_with_session`), the agent connected to the room (by
+#: session.start(), which livekit-agents connects late in; starting the connection from the glue
+#: instead measured no faster: bench/dispatch.py).
+STAGES = ("room_created", "job_received", "job_accepted", "job_assigned", "process_assigned", "entrypoint",
+          "session_wired", "room_connected")
+#: The gaps the timeline reports, in ms: (name, from stage, to stage).
+GAPS = (("server", "room_created", "job_received"), ("accept", "job_received", "job_accepted"),
+        ("assign", "job_accepted", "job_assigned"), ("launch", "job_assigned", "process_assigned"),
+        ("to_entrypoint", "process_assigned", "entrypoint"), ("entrypoint", "entrypoint", "session_wired"),
+        ("connect", "session_wired", "room_connected"), ("total", "room_created", "room_connected"))
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _mark(ctx: JobContext, stage: str) -> None:
+    """The first time `stage` is reached in this job (later calls keep the first time)."""
+    marks = ctx.proc.userdata.setdefault("voxplane.timeline", {}).setdefault(ctx.job.id, {})
+    marks.setdefault(stage, time.time())
+
+
+def dispatch_timeline(ctx: JobContext) -> dict[str, Any]:
+    """{"t": {stage: unix seconds}, "ms": {gap: milliseconds}} of this job, so far."""
+    info = getattr(ctx, "_info", None)  # livekit-agents 1.8 keeps the worker's timestamps here
+    room = ctx.job.room
+    t: dict[str, float] = {}
+    created = (room.creation_time_ms / 1000.0) if getattr(room, "creation_time_ms", 0) else float(room.creation_time or 0)
+    for stage, value in (("room_created", created),
+                         ("job_received", getattr(info, "received_at", 0.0)),
+                         ("job_accepted", getattr(info, "accepted_at", 0.0)),
+                         ("job_assigned", getattr(info, "assigned_at", 0.0)),
+                         ("process_assigned", getattr(info, "launched_at", 0.0))):
+        if value:
+            t[stage] = float(value)
+    t.update(ctx.proc.userdata.get("voxplane.timeline", {}).get(ctx.job.id, {}))
+    ms = {name: round(1000 * (t[b] - t[a]), 1) for name, a, b in GAPS if a in t and b in t}
+    return {"t": {k: round(t[k], 4) for k in STAGES if k in t}, "ms": ms}
+
+
+async def _log_dispatch_timeline(ctx: JobContext, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ctx.room.isconnected():
+        if time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.005)
+    _mark(ctx, "room_connected")
+    timeline = dispatch_timeline(ctx)
+    logger.info("dispatch timeline", extra={"room": ctx.room.name, "job_id": ctx.job.id, **timeline,
+                                             "setup_s": round(ctx.proc.userdata.get("voxplane.setup_s", 0.0), 3)})
 
 
 async def _give_up(ctx: JobContext, session: AgentSession, role: str) -> None:
