@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Self
+from typing import IO, Any, Callable, Literal, Self
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -239,6 +239,19 @@ class _Process:
                 f"{self.name}: cannot run {argv[0]}: {e} (scripts/ensure-servers.sh installs it)"
             ) from e
 
+    def _await_start(self, check: Callable[[], bool], not_ready: str, poll: float, timeout: float) -> None:
+        """Wait until `check()` holds; a child that exits first, or a check still false after
+        `timeout` seconds, ends in `_fail` (`not_ready` says what was not answered)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise self._fail(f"exited with code {self._proc.returncode} during start")
+            if check():
+                return
+            if time.monotonic() > deadline:
+                raise self._fail(f"{not_ready} within {timeout:.0f}s")
+            time.sleep(poll)
+
     def _fail(self, reason: str) -> ServerStartError:
         """Kill the child, clean up, and build the error with the server's last log lines."""
         self.kill()
@@ -330,15 +343,8 @@ class RedisServer(_Process):
             "--daemonize", "no",     # we own the process; logs go to stdout -> log file
         ])
         # fmt: on
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise self._fail(f"exited with code {self._proc.returncode} during start")
-            if self.ping():
-                return self
-            if time.monotonic() > deadline:
-                raise self._fail(f"did not answer PING within {self.startup_timeout:.0f}s")
-            time.sleep(0.05)
+        self._await_start(self.ping, "did not answer PING", 0.05, self.startup_timeout)
+        return self
 
     def ping(self) -> bool:
         """True when the server answers a RESP PING with +PONG."""
@@ -505,21 +511,12 @@ class LiveKitServer(_Process):
 
         # Not --dev: that would switch on debug logging and pprof and relax key checks.
         self._spawn([str(binary), "--config", str(self.config_path)])
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            # Config errors make livekit-server print a line and exit, with status 0.
-            if self._proc is not None and self._proc.poll() is not None:
-                raise self._fail(f"exited with code {self._proc.returncode} during start")
-            if self.healthy():
-                # GET / answers 200 about 100 ms before the server marks itself running and
-                # can act on SIGTERM (see _term_twice); let that window pass.
-                time.sleep(0.25)
-                return self
-            if time.monotonic() > deadline:
-                raise self._fail(
-                    f"not healthy at {self.http_url}/ within {self.startup_timeout:.0f}s"
-                )
-            time.sleep(0.1)
+        # Config errors make livekit-server print a line and exit, with status 0.
+        self._await_start(self.healthy, f"not healthy at {self.http_url}/", 0.1, self.startup_timeout)
+        # GET / answers 200 about 100 ms before the server marks itself running and
+        # can act on SIGTERM (see _term_twice); let that window pass.
+        time.sleep(0.25)
+        return self
 
     def healthy(self) -> bool:
         """True when GET / answers 200 ("OK"); it answers 406 until the node reports stats."""
@@ -723,15 +720,8 @@ class GatewayServer(_Process):
                   "metrics_port": self.metrics_port, "keys_dir": str(keys_dir)}
         self.config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         self._spawn([sys.executable, "-m", "voxplane.gateway", "serve", "--config", str(self.config_path)])
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise self._fail(f"exited with code {self._proc.returncode} during start")
-            if self.ready():
-                return self
-            if time.monotonic() > deadline:
-                raise self._fail(f"not ready at {LOOPBACK}:{self.metrics_port}/readyz within {self.startup_timeout:.0f}s")
-            time.sleep(0.05)
+        self._await_start(self.ready, f"not ready at {LOOPBACK}:{self.metrics_port}/readyz", 0.05, self.startup_timeout)
+        return self
 
     def ready(self) -> bool:
         try:

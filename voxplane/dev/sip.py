@@ -22,7 +22,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -188,15 +187,8 @@ class SipServer(_Process):
         except OSError as e:
             self._cleanup()
             raise ServerStartError(f"{self.name}: cannot run {binary}: {e}") from e
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise self._fail(f"exited with code {self._proc.returncode} during start")
-            if self.healthy():
-                return self
-            if time.monotonic() > deadline:
-                raise self._fail(f"not healthy at {self.health_url} within {self.startup_timeout:.0f}s")
-            time.sleep(0.1)
+        self._await_start(self.healthy, f"not healthy at {self.health_url}", 0.1, self.startup_timeout)
+        return self
 
     def healthy(self) -> bool:
         """True when the health port answers 200 (it answers 503 while the bridge is not ready)."""
