@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from ..model import Agent, NodePool, Region, Resources
 
@@ -283,6 +283,25 @@ def config_map(
         "kind": "ConfigMap",
         "metadata": metadata(name, namespace, object_labels, annotations),
         "data": dict(data),
+    }
+
+
+def service(
+    name: str, namespace: str, object_labels: Mapping[str, str], ports: Sequence[tuple[str, int]],
+    annotations: Optional[Mapping[str, str]] = None, *, headless: bool = False,
+) -> K8sObject:
+    """A Service over the pods of `object_labels`, one TCP port per (container port name, port).
+    Headless (no virtual IP, a DNS name per pod) for a StatefulSet's `serviceName`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name, namespace, object_labels, annotations),
+        "spec": {
+            **({"clusterIP": "None"} if headless else {"type": "ClusterIP"}),
+            "selector": selector(object_labels),
+            "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}
+                      for port_name, port in ports],
+        },
     }
 
 

@@ -35,6 +35,7 @@ from .common import (
     secret,
     secret_fingerprint,
     selector,
+    service,
     system_namespace,
 )
 from .network import dns_egress, host_network_peers, monitoring_peer, network_policy, ports, rule
@@ -183,19 +184,7 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, 
 def _service(ns: str, lab: dict[str, str], src: dict[str, str]) -> K8sObject:
     """`gateway_internal_url`: agents' LIVEKIT_URL. A public load balancer for tenants' own clients
     (browsers, apps holding tenant-signed tokens) points here too, not at the SFU."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(GATEWAY_SERVICE, ns, lab, src),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(lab),
-            "ports": [
-                {"name": "http", "port": GATEWAY_PORT, "targetPort": "http", "protocol": "TCP"},
-                {"name": "metrics", "port": GATEWAY_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
-            ],
-        },
-    }
+    return service(GATEWAY_SERVICE, ns, lab, [("http", GATEWAY_PORT), ("metrics", GATEWAY_METRICS_PORT)], src)
 
 
 def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:

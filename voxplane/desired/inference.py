@@ -29,8 +29,8 @@ from typing import Any, Sequence
 from ..model import Agent, Model, Region
 from .common import (
     GPU_RESOURCE,
-    LABEL_AGENT,
     K8sObject,
+    LABEL_AGENT,
     SecretValue,
     env_secret,
     env_value,
@@ -43,6 +43,7 @@ from .common import (
     scratch_volume,
     secret,
     selector,
+    service,
     tenant_namespace,
 )
 from .gpu import gpu_affinity, gpu_tolerations
@@ -183,30 +184,12 @@ def _hf_token_secret(model: Model, ns: str, lab: dict[str, str], ann: dict[str, 
 
 def _service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
     """What `model_base_url()` points agents at."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(model.name, ns, lab, ann),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(lab),
-            "ports": [{"name": HTTP_PORT_NAME, "protocol": "TCP", "port": model.port, "targetPort": HTTP_PORT_NAME}],
-        },
-    }
+    return service(model.name, ns, lab, [(HTTP_PORT_NAME, model.port)], ann)
 
 
 def _headless_service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
     """The StatefulSet's `serviceName`: headless, so each replica has its own DNS name."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(headless_service_name(model), ns, lab, ann),
-        "spec": {
-            "clusterIP": "None",
-            "selector": selector(lab),
-            "ports": [{"name": HTTP_PORT_NAME, "protocol": "TCP", "port": model.port, "targetPort": HTTP_PORT_NAME}],
-        },
-    }
+    return service(headless_service_name(model), ns, lab, [(HTTP_PORT_NAME, model.port)], ann, headless=True)
 
 
 def _env(model: Model) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from .common import (
     secret,
     secret_fingerprint,
     selector,
+    service,
     service_account,
     service_host,
     system_namespace,
@@ -146,30 +147,12 @@ def _auth_secret(region: Region, ns: str, lab: dict[str, str], password: SecretV
 
 
 def _headless_service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(REDIS_HEADLESS, ns, lab, region_source(region)),
-        "spec": {
-            "clusterIP": "None",
-            "selector": selector(lab),
-            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
-        },
-    }
+    return service(REDIS_HEADLESS, ns, lab, [("redis", REDIS_PORT)], region_source(region), headless=True)
 
 
 def _service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     """A stable virtual IP: a restarted Redis pod gets a new IP, the address stays."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(REDIS_NAME, ns, lab, region_source(region)),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(lab),
-            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
-        },
-    }
+    return service(REDIS_NAME, ns, lab, [("redis", REDIS_PORT)], region_source(region))
 
 
 def redis_conf(region: Region) -> str:

@@ -27,6 +27,7 @@ from .common import (
     metadata,
     pdb,
     placement,
+    platform_api_keys,
     pod_monitor,
     prune,
     region_source,
@@ -35,9 +36,9 @@ from .common import (
     secret,
     secret_fingerprint,
     selector,
+    service,
     service_account,
     system_namespace,
-    platform_api_keys,
 )
 from .livekit_config import CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, KEYS_FILE, TURN_CERT_DIR, server_config, to_yaml
 from .network import anywhere_peer, dns_egress, monitoring_peer, namespace_peer, network_policy, ports, rule
@@ -233,19 +234,7 @@ def _service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     """The in-cluster URL (`livekit_internal_url`): agents and the SIP bridge connect here. Clients
     come in through the public URL's TLS load balancer instead."""
     ports = region.livekit.ports
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(LIVEKIT_SERVICE, ns, lab, region_source(region)),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(lab),
-            "ports": [
-                {"name": "http", "port": ports.http, "targetPort": "http", "protocol": "TCP"},
-                {"name": "metrics", "port": ports.prometheus, "targetPort": "metrics", "protocol": "TCP"},
-            ],
-        },
-    }
+    return service(LIVEKIT_SERVICE, ns, lab, [("http", ports.http), ("metrics", ports.prometheus)], region_source(region))
 
 
 # --- host-network pod pieces (shared with the SIP bridge) ---------------------------------------
