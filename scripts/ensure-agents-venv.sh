@@ -27,6 +27,8 @@ CACHE_DIR="${VOXPLANE_CACHE:-$HOME/.cache/voxplane}"
 PYTHON="${VOXPLANE_AGENTS_PYTHON:-python3}"
 BASE_REQ="$ROOT/agents/_platform/requirements.txt"
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 log() { printf 'ensure-agents-venv: %s\n' "$*" >&2; }
 die() { printf 'ensure-agents-venv: error: %s\n' "$*" >&2; exit 1; }
 
@@ -65,43 +67,26 @@ venv_for() {
     printf '%s/agents-venv-%s\n' "$CACHE_DIR" "$hash"
 }
 
+# install_layers VENV LOG: the base image's layer, then the agent's ($AGENT_REQ), as the images do.
+install_layers() {
+    local req
+    for req in "$BASE_REQ" "$AGENT_REQ"; do
+        "$1/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >>"$2" 2>&1 || return 1
+    done
+}
+
 build() {
-    local dir="$1" venv stamp
+    local dir="$1" venv
     venv="$(venv_for "$dir")"
-    stamp="$venv/.voxplane-complete"
-    if [[ -f "$stamp" ]]; then
+    if [[ -f "$venv/.voxplane-complete" ]]; then
         log "$(basename "$dir"): cached $venv"
         return 0
     fi
-    mkdir -p "$CACHE_DIR"
-    exec 9>"$venv.lock"
-    if command -v flock >/dev/null 2>&1; then
-        flock 9
-    fi
-    if [[ -f "$stamp" ]]; then  # another process finished it while we waited
-        log "$(basename "$dir"): cached $venv"
-        exec 9>&-
-        return 0
-    fi
-    rm -rf "$venv"
-    local start=$SECONDS
     log "$(basename "$dir"): building $venv from agents/_platform/requirements.txt + $dir/requirements.txt with Python $py_version"
     log "  (livekit-agents and its plugins, onnxruntime: ~500 MB; usually 30-60 s with a warm pip cache, a few minutes cold)"
-    "$PYTHON" -m venv "$venv" || die "python -m venv failed (Debian: apt-get install python3-venv)"
-    : >"$venv.pip.log"
-    local req
-    for req in "$BASE_REQ" "$dir/requirements.txt"; do  # the base image's layer, then the agent's
-        if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            -r "$req" >>"$venv.pip.log" 2>&1; then
-            tail -n 20 "$venv.pip.log" >&2
-            rm -rf "$venv"
-            die "pip install -r $req failed (log above, full log $venv.pip.log)"
-        fi
-    done
-    "$venv/bin/python" -m pip freeze --disable-pip-version-check >"$venv/requirements.lock" 2>/dev/null || true
-    printf '%s\n%s\n' "$BASE_REQ" "$dir/requirements.txt" >"$stamp"
-    exec 9>&-
-    log "$(basename "$dir"): built in $((SECONDS - start)) s ($(grep -i '^livekit-agents==' "$venv/requirements.lock" || echo 'livekit-agents ?'))"
+    AGENT_REQ="$dir/requirements.txt"
+    ensure_pip_venv "$venv" "$PYTHON" "$(basename "$dir")'s agent requirements" install_layers
+    log "$(basename "$dir"): ready ($(grep -i '^livekit-agents==' "$venv/requirements.lock" || echo 'livekit-agents ?'))"
 }
 
 if ((${#dirs[@]} == 0)) && [[ -z "$print_for" ]]; then

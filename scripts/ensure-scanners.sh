@@ -57,6 +57,7 @@ KUBE_SCORE_BIN="$BIN_DIR/kube-score-$KUBE_SCORE_VERSION"
 # checkov: pip into a venv of its own, keyed by checkov's version and the interpreter's.
 # After the install: `checkov --version` (~5 s: it imports everything). On later runs: the
 # installed distribution's metadata names the pinned version (instant), and the entry point exists.
+# shellcheck disable=SC2329  # called by install_checkov, which ensure_pip_venv calls
 verify_checkov() {
     local venv="$1" out
     out="$("$CHECKOV_BIN" --version 2>/dev/null)" || die "$CHECKOV_BIN --version failed (delete $venv to rebuild)"
@@ -70,33 +71,22 @@ verify_checkov_metadata() {
     [[ -x "$CHECKOV_BIN" ]] || die "$CHECKOV_BIN missing (delete $venv to rebuild)"
 }
 
+# shellcheck disable=SC2329  # called by ensure_pip_venv
+install_checkov() {  # VENV LOG
+    "$1/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION" >>"$2" 2>&1 &&
+        verify_checkov "$1"
+}
+
 ensure_checkov() {
     command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found on PATH (checkov needs Python 3.9-3.12)"
-    local py venv stamp start=$SECONDS
+    local py venv
     py="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     venv="$CACHE_DIR/checkov-$CHECKOV_VERSION-py$py"
-    stamp="$venv/.voxplane-complete"
     CHECKOV_BIN="$venv/bin/checkov"
-    if [[ ! -f "$stamp" ]]; then
-        exec 9>"$venv.lock"
-        command -v flock >/dev/null 2>&1 && flock 9
-        if [[ ! -f "$stamp" ]]; then  # else another process finished it while we waited
-            rm -rf "$venv"
-            log "installing checkov $CHECKOV_VERSION from PyPI into $venv (its own venv; ~300 MB; 1-3 min, most of it downloads)"
-            "$PYTHON" -m venv "$venv" || die "python -m venv failed (Debian: apt-get install python3-venv)"
-            if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-                "checkov==$CHECKOV_VERSION" >"$venv.pip.log" 2>&1; then
-                tail -n 20 "$venv.pip.log" >&2
-                rm -rf "$venv"
-                die "pip install checkov==$CHECKOV_VERSION failed (log above, full log $venv.pip.log)"
-            fi
-            "$venv/bin/python" -m pip freeze --disable-pip-version-check >"$venv/requirements.lock" 2>/dev/null || true
-            verify_checkov "$venv"
-            printf 'checkov==%s\n' "$CHECKOV_VERSION" >"$stamp"
-            log "installed checkov $CHECKOV_VERSION in $((SECONDS - start)) s"
-        fi
-        exec 9>&-
+    if [[ ! -f "$venv/.voxplane-complete" ]]; then
+        log "installing checkov $CHECKOV_VERSION from PyPI into $venv (its own venv; ~300 MB; 1-3 min, most of it downloads)"
     fi
+    ensure_pip_venv "$venv" "$PYTHON" "checkov $CHECKOV_VERSION" install_checkov
     verify_checkov_metadata "$venv"
     log "checkov $CHECKOV_VERSION ready: $CHECKOV_BIN"
 }

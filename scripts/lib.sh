@@ -183,3 +183,37 @@ ensure_source_tool() {
     mv -f "$build_dir/$name" "$TOOL_BIN"  # same filesystem: an atomic rename
     log "built $TOOL_BIN in $((SECONDS - start))s"
 }
+
+# ensure_pip_venv VENV PYTHON WHAT INSTALL: a Python virtualenv at VENV, made once with PYTHON, in
+# which the function `INSTALL VENV LOG` runs its pip installs (output to LOG; non-zero: failed).
+# It counts only once its stamp file is written, so a killed build is removed and made again;
+# concurrent callers wait on a lock; a failed install is removed and dies with pip's last lines.
+# WHAT names the contents in progress lines ("checkov 3.3.30").
+ensure_pip_venv() {
+    local venv="$1" python="$2" what="$3" install="$4"
+    local stamp="$venv/.voxplane-complete"
+    if [[ -f "$stamp" ]]; then
+        return 0
+    fi
+    command -v "$python" >/dev/null 2>&1 || die "$python not found on PATH (needed for $what)"
+    mkdir -p "$(dirname "$venv")"
+    exec 9>"$venv.lock"
+    if command -v flock >/dev/null 2>&1; then
+        flock 9
+    fi
+    if [[ ! -f "$stamp" ]]; then  # else another process finished it while we waited
+        local start=$SECONDS pip_log="$venv.pip.log"
+        rm -rf "$venv"
+        "$python" -m venv "$venv" || die "$python -m venv failed (Debian: apt-get install python3-venv)"
+        : >"$pip_log"
+        if ! "$install" "$venv" "$pip_log"; then
+            tail -n 20 "$pip_log" >&2
+            rm -rf "$venv"
+            die "installing $what failed (log above, full log $pip_log)"
+        fi
+        "$venv/bin/python" -m pip freeze --disable-pip-version-check >"$venv/requirements.lock" 2>/dev/null || true
+        printf '%s\n' "$what" >"$stamp"
+        log "installed $what in $((SECONDS - start)) s"
+    fi
+    exec 9>&-
+}
