@@ -33,7 +33,8 @@ def make_repo(root: Path, agents: int) -> None:
     """A repository with one region `bench` (10 tenants, 4 models) and `agents` agent manifests."""
     region = yaml.safe_load((REPO / "regions/us-east.yaml").read_text())
     region["name"] = "bench"
-    region["tenants"] = {t: {"quotas": {"cpu": "400", "memory": "800Gi", "pods": 500}} for t in TENANTS}
+    region["tenants"] = {t: {"quotas": {"cpu": "400", "memory": "800Gi", "pods": 500,
+                                       "ephemeral_storage": "1Ti"}} for t in TENANTS}
     region["models"]["chat-small"] = dict(region["models"]["chat"], model_id="meta-llama/Llama-3.2-3B-Instruct", node_group="l4")
     region["models"]["chat-small"].pop("hf_token", None)
     region["models"]["chat"].pop("hf_token", None)
