@@ -101,7 +101,7 @@ def test_each_call_logs_its_dispatch_timeline_and_the_clients_were_built_beforeh
     """One `dispatch timeline` line per call, every stage in order on one clock (the room's creation
     by the server first, the agent connected last); the inference clients came from the job
     process's warm-up, so the entrypoint's own part is short; and the pool keeps one prewarmed
-    process per session it takes (VOXPLANE_IDLE_PROCESSES unset)."""
+    process per session it takes (the rendered VOXPLANE_IDLE_PROCESSES)."""
     spw = rendered_agents()["reservations"].sessions_per_worker
     with StandIn() as model:
         w = workers("reservations", platform, {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url})

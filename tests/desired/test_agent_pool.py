@@ -192,6 +192,8 @@ def test_deployment_drains_rolls_and_probes_like_livekit_agents_needs(agent_name
     assert int(env["VOXPLANE_LIVEKIT_LOST_TIMEOUT"]["value"]) + live["periodSeconds"] * live["failureThreshold"] >= 60
     assert env["VOXPLANE_HEALTH_PORT"]["value"] == str(AGENT_HEALTH_PORT)
     assert env["VOXPLANE_SESSIONS_PER_WORKER"]["value"] == str(agent.scaling.sessions_per_worker)
+    # One prewarmed process per session: an idle worker refuses simultaneous jobs beyond them.
+    assert env["VOXPLANE_IDLE_PROCESSES"]["value"] == str(agent.scaling.sessions_per_worker)
     assert env["VOXPLANE_LOAD_THRESHOLD"]["value"] == "1.0"
     start = c["startupProbe"]
     assert start["failureThreshold"] * start["periodSeconds"] >= 300

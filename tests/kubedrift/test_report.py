@@ -55,6 +55,9 @@ def test_agent_fields(rendered: Any) -> None:
     assert at.field_origin(support, AGENT + ("env", Keyed("name", "VOXPLANE_LLM_API_KEY"))).field == \
         "inference.llm.provider.api_key"
     assert at.field_origin(support, AGENT + ("env", Keyed("name", "VOXPLANE_STT_MODEL"))).field == "inference.stt.model"
+    for derived in ("VOXPLANE_SESSIONS_PER_WORKER", "VOXPLANE_IDLE_PROCESSES"):
+        assert at.field_origin(support, AGENT + ("env", Keyed("name", derived), "value")).field == \
+            "scaling.sessions_per_worker"
     cpu = at.field_origin(support, AGENT + ("resources", "requests", "cpu"))
     assert (cpu.field, cpu.line) == ("resources.cpu", line_of(root, "agents/support.yaml", "resources:"))
     assert at.field_origin(support, AGENT + ("resources", "limits", "memory")).field == "resources.memory"

@@ -169,6 +169,10 @@ def _env(region: Region, agent: Agent) -> tuple[list[dict[str, Any]], dict[str, 
     env.append(env_value("VOXPLANE_LOAD_THRESHOLD", LOAD_THRESHOLD))
     env.append(env_value("VOXPLANE_HEALTH_PORT", str(AGENT_HEALTH_PORT)))
     env.append(env_value("VOXPLANE_LIVEKIT_LOST_TIMEOUT", str(LIVEKIT_LOST_TIMEOUT_SECONDS)))
+    # One prewarmed job process per session the worker may take: an idle livekit-agents worker
+    # accepts only as many simultaneous job requests as it has prewarmed processes (bench/dispatch.py
+    # --bursts), so fewer drops calls in a burst the autoscaler sized the pool for.
+    env.append(env_value("VOXPLANE_IDLE_PROCESSES", str(agent.scaling.sessions_per_worker)))
     env += [env_value(k, v) for k, v in sorted(agent.env.items())]
     env += [from_ref(k, ref) for k, ref in sorted(agent.secrets.items())]
     return env, secret_data

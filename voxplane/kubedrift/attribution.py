@@ -200,6 +200,8 @@ class Attribution:
             return ("name",)
         if name == "VOXPLANE_DRAIN_TIMEOUT":
             return ("scaling", "drain_timeout")
+        if name in ("VOXPLANE_SESSIONS_PER_WORKER", "VOXPLANE_IDLE_PROCESSES"):
+            return ("scaling", "sessions_per_worker")
         for role in ROLES:
             prefix = f"VOXPLANE_{role.upper()}_"
             if name.startswith(prefix):
