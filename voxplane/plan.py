@@ -288,7 +288,9 @@ def exported(root: Path, commit: str) -> Iterator[Path]:
 
 def tree_files(root: Path) -> dict[str, Path]:
     """The render inputs under `root` by repository-relative path (git's view when `root` is a
-    work tree: tracked and untracked files, ignored ones left out)."""
+    work tree: tracked and untracked files, ignored ones left out). Symbolic links are not inputs
+    (`stacks/.venv` points at the environment, dangling in a `git archive` export): counted on one
+    side only, they would make every plan report a tool change."""
     listed: Optional[list[str]] = None
     if (root / ".git").exists():
         try:
@@ -298,7 +300,7 @@ def tree_files(root: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     if listed is not None:
         for rel in listed:
-            if (root / rel).is_file() and not rel.endswith(".pyc"):
+            if (root / rel).is_file() and not (root / rel).is_symlink() and not rel.endswith(".pyc"):
                 out[rel] = root / rel
         return out
     for top in sorted(p for p in root.iterdir() if p.name in RENDER_INPUTS or (p.name.startswith("Pulumi.") and p.suffix == ".yaml")):
@@ -310,8 +312,8 @@ def tree_files(root: Path) -> dict[str, Path]:
         for folder, dirs, names in os.walk(top):
             dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not (Path(folder) / d).is_symlink())
             for name in names:
-                if not name.endswith(".pyc"):
-                    path = Path(folder) / name
+                path = Path(folder) / name
+                if not name.endswith(".pyc") and not path.is_symlink():
                     out[path.relative_to(root).as_posix()] = path
     return out
 

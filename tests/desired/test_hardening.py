@@ -71,7 +71,8 @@ def test_model_servers_run_as_a_fixed_non_root_uid_on_a_read_only_root(name):
     # The example regions run Kokoro-FastAPI as its image's own user, with its temp-files folder.
     kokoro = r.models["kokoro"]
     assert kokoro.run_as_user == 1001 and kokoro.writable_paths == ("/app/api/temp_files",)
-    assert r.models["whisper"].run_as_user == 1000  # speaches' `ubuntu` user, the default
+    assert r.models["whisper"].run_as_user == 1000  # speaches' `ubuntu` user
+    assert r.models["chat"].run_as_user == 10001  # vLLM's image has no user of its own: the default
 
 
 @pytest.mark.parametrize("name", REGIONS)

@@ -209,7 +209,7 @@ def test_every_replica_has_its_own_cache_volume(region_name, model_name):
     # Scaled-in replicas drop their claim, so nothing pins a future replica to an old volume.
     assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Delete"}
     # fsGroup makes the volume writable for whichever user the image runs as.
-    assert _pod(objs)["securityContext"]["fsGroup"] == 1000
+    assert _pod(objs)["securityContext"]["fsGroup"] == 10001
 
 
 def test_storage_classes_follow_the_region():
@@ -297,7 +297,7 @@ def test_llm_pod_has_memory_backed_shm_and_runs_non_root(region_name, model_name
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": model.shm_size}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in _container(objs)["volumeMounts"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["runAsUser"] == 10001  # the default: no host account
     assert _container(objs)["securityContext"]["runAsNonRoot"] is True
     env = _env(objs)
     assert env["HOME"]["value"] == "/tmp"
@@ -326,25 +326,34 @@ def test_speech_server_args_are_passed_when_declared():
 
 
 def test_hf_token_from_config_becomes_a_secret():
-    """us-east chat (hf_token: {config: hfToken}) gets Secret chat-hf-token holding the config secret; env reads it by reference."""
+    """us-east chat (hf_token: {config: hfToken}) gets Secret chat-hf-token holding the config
+    secret; the server reads it as a mounted file (HF_TOKEN_PATH), never from a variable."""
     _, _, objs = _build("us-east", "chat")
     secret = objs["Secret"]
     assert secret["metadata"]["name"] == "chat-hf-token"
     assert secret["stringData"] == {"HF_TOKEN": SecretValue("config", "hfToken")}
-    assert _env(objs)["HF_TOKEN"] == {
-        "name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "chat-hf-token", "key": "HF_TOKEN"}}
-    }
+    _assert_token_file(objs, "chat-hf-token", "HF_TOKEN")
+
+
+def _assert_token_file(objs: dict[str, Any], secret_name: str, key: str) -> None:
+    env = _env(objs)
+    assert "HF_TOKEN" not in env
+    assert not any("secretKeyRef" in (e.get("valueFrom") or {}) for e in env.values())
+    assert env["HF_TOKEN_PATH"] == {"name": "HF_TOKEN_PATH", "value": "/var/run/secrets/huggingface/token"}
+    pod = objs["StatefulSet"]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"] == {"secretName": secret_name, "items": [{"key": key, "path": "token"}], "defaultMode": 0o440}
+    mount = next(m for m in _container(objs)["volumeMounts"] if m["name"] == volume["name"])
+    assert mount == {"name": volume["name"], "mountPath": "/var/run/secrets/huggingface", "readOnly": True}
 
 
 def test_hf_token_from_existing_secret_is_referenced_not_copied():
-    """hf_token {secret, key} becomes a secretKeyRef to that Secret; no Secret object is built."""
+    """hf_token {secret, key} mounts that Secret's key as the token file; no Secret object is built."""
     region, model = _model("eu-west", "chat")
     ref = dataclasses.replace(model, hf_token=SecretRef(secret="hf-credentials", key="token"))
     objs = _by_kind(build_model(region, ref))
     assert "Secret" not in objs
-    assert _env(objs)["HF_TOKEN"] == {
-        "name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-credentials", "key": "token"}}
-    }
+    _assert_token_file(objs, "hf-credentials", "token")
 
 
 @pytest.mark.parametrize("region_name,model_name", PAIRS)

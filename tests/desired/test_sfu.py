@@ -235,9 +235,9 @@ def test_long_drain_and_no_surge():
 
 
 def test_image_probes_and_resources():
-    """Image <image>:<version>; readiness GET / on http, liveness a TCP check of http (GET / fails with Redis)."""
+    """Image <image>:<version>@<digest> (the example pins it); readiness GET / on http, liveness a TCP check of http (GET / fails with Redis)."""
     c = container(region("us-east"))
-    assert c["image"] == "livekit/livekit-server:v1.13.5"
+    assert c["image"] == "livekit/livekit-server:v1.13.5@sha256:3497163e15c48fef6e7830c78716f9e9d5edc28abf7aa90b61c86e93bbc306b1"
     assert c["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
     assert c["livenessProbe"]["tcpSocket"] == {"port": "http"} and "httpGet" not in c["livenessProbe"]
     assert c["resources"] == {"requests": {"cpu": "7", "memory": "8Gi", "ephemeral-storage": "2Gi"},
@@ -317,7 +317,7 @@ def test_in_cluster_redis_statefulset():
     assert claim["spec"]["resources"]["requests"]["storage"] == "16Gi"
     assert claim["spec"]["storageClassName"] == "gp3"
     (c,) = sts["spec"]["template"]["spec"]["containers"]
-    assert c["image"] == "redis:7.4"
+    assert c["image"] == "redis:7.4.11@sha256:c6eabf748fc7a61dbb5a705c78bcf3d6377b1127a97d0ce965c11c44ba46896f"
     assert c["command"][:2] == ["sh", "-c"] and c["command"][2].endswith("exec redis-server /etc/redis/redis.conf\n")
     assert "appendonly yes" in objs[("ConfigMap", "livekit-redis-config")]["data"]["redis.conf"]
     assert sts["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True

@@ -32,7 +32,6 @@ from .common import (
     K8sObject,
     LABEL_AGENT,
     SecretValue,
-    env_secret,
     env_value,
     inference_namespace,
     labels,
@@ -63,7 +62,13 @@ TMP_MOUNT = "/tmp"
 HTTP_PORT_NAME = "http"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
-HF_TOKEN_ENV = "HF_TOKEN"
+HF_TOKEN_KEY = "HF_TOKEN"
+#: The Hugging Face token as a file, never a variable (an environment is readable by anything that
+#: can inspect the process and lands in crash dumps): huggingface_hub, which vLLM and the speech
+#: servers download through, reads `HF_TOKEN_PATH` when `HF_TOKEN` is unset, on each download.
+HF_TOKEN_VOLUME = "hf-token"
+HF_TOKEN_DIR = "/var/run/secrets/huggingface"
+HF_TOKEN_PATH = f"{HF_TOKEN_DIR}/token"
 #: In-flight requests (a streamed completion, a TTS utterance) finish within this; vLLM shuts
 #: down gracefully on SIGTERM.
 TERMINATION_GRACE_SECONDS = 120
@@ -73,8 +78,9 @@ STARTUP_PERIOD_SECONDS = 10
 SCALE_DOWN_WINDOW_SECONDS = 600
 #: The StatefulSet's governing (headless) Service is `<model>-headless`.
 HEADLESS_SUFFIX = "-headless"
-#: Group of every cache volume (fsGroup makes it writable whatever uid the server runs as).
-INFERENCE_UID = 1000
+#: Group of every cache volume (fsGroup makes it writable whatever uid the server runs as): no
+#: group of a host, as the default `run_as_user` is no host account.
+INFERENCE_FS_GROUP = 10001
 
 
 def headless_service_name(model: Model) -> str:
@@ -179,7 +185,7 @@ def _network_policy(
 
 def _hf_token_secret(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
     assert model.hf_token is not None and model.hf_token.config is not None
-    return secret(hf_token_secret_name(model), ns, lab, {HF_TOKEN_ENV: SecretValue("config", model.hf_token.config)}, ann)
+    return secret(hf_token_secret_name(model), ns, lab, {HF_TOKEN_KEY: SecretValue("config", model.hf_token.config)}, ann)
 
 
 def _service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
@@ -195,11 +201,7 @@ def _headless_service(model: Model, ns: str, lab: dict[str, str], ann: dict[str,
 def _env(model: Model) -> list[dict[str, Any]]:
     env = [env_value("HF_HOME", CACHE_MOUNT)]
     if model.hf_token is not None:
-        if model.hf_token.config:
-            env.append(env_secret(HF_TOKEN_ENV, hf_token_secret_name(model), HF_TOKEN_ENV))
-        else:
-            assert model.hf_token.secret is not None and model.hf_token.key is not None
-            env.append(env_secret(HF_TOKEN_ENV, model.hf_token.secret, model.hf_token.key))
+        env.append(env_value("HF_TOKEN_PATH", HF_TOKEN_PATH))
     env += [
         # The root filesystem is read-only and the uid may have no passwd entry (or a home it
         # cannot write): whatever a server writes under ~ goes to the /tmp scratch volume.
@@ -216,6 +218,19 @@ def _env(model: Model) -> list[dict[str, Any]]:
     return env
 
 
+def _hf_token_volume(model: Model) -> dict[str, Any]:
+    """The token Secret (voxplane's own from stack config, or the one the manifest names) as the
+    file HF_TOKEN_PATH; 0440: the pod's fsGroup reads it, nobody else."""
+    assert model.hf_token is not None
+    if model.hf_token.config:
+        name, key = hf_token_secret_name(model), HF_TOKEN_KEY
+    else:
+        assert model.hf_token.secret is not None and model.hf_token.key is not None
+        name, key = model.hf_token.secret, model.hf_token.key
+    return {"name": HF_TOKEN_VOLUME,
+            "secret": {"secretName": name, "items": [{"key": key, "path": "token"}], "defaultMode": 0o440}}
+
+
 def _container(model: Model) -> dict[str, Any]:
     res = resources(model.resources)
     gpus = str(model.gpus_per_replica)
@@ -224,6 +239,8 @@ def _container(model: Model) -> dict[str, Any]:
     res.setdefault("limits", {})[GPU_RESOURCE] = gpus
     mounts = [{"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT}, {"name": TMP_VOLUME, "mountPath": TMP_MOUNT}]
     mounts += [{"name": name, "mountPath": path} for name, path in _writable_volumes(model)]
+    if model.hf_token is not None:
+        mounts.append({"name": HF_TOKEN_VOLUME, "mountPath": HF_TOKEN_DIR, "readOnly": True})
     # `restricted`, whatever the image's own user: a fixed non-root uid, no privilege, and a
     # read-only root filesystem (writes go to /tmp, the cache volume and `writable_paths`).
     security: dict[str, Any] = {
@@ -282,7 +299,7 @@ def _pod_security(model: Model) -> dict[str, Any]:
         "runAsNonRoot": True,
         "runAsUser": model.run_as_user,
         "runAsGroup": model.run_as_user,
-        "fsGroup": INFERENCE_UID,
+        "fsGroup": INFERENCE_FS_GROUP,
         # Skip the recursive chown of tens of GiB of weights on every start.
         "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
@@ -296,6 +313,8 @@ def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], an
     volumes += [scratch_volume(name, scratch) for name, _ in _writable_volumes(model)]
     if model.kind == "llm":
         volumes.append(scratch_volume("dshm", model.shm_size, memory=True))
+    if model.hf_token is not None:
+        volumes.append(_hf_token_volume(model))
     pod_spec: dict[str, Any] = {
         # Inference servers never call the Kubernetes API.
         "automountServiceAccountToken": False,

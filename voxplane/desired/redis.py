@@ -42,8 +42,10 @@ REDIS_HEADLESS = f"{REDIS_NAME}-headless"
 REDIS_AUTH_SECRET = f"{REDIS_NAME}-auth"
 #: Name the in-cluster Redis password is derived under (see voxplane/keys.py).
 REDIS_DERIVED_SECRET = "redis"
-#: uid/gid of the `redis` user in the official image; its entrypoint skips chown when not root.
-REDIS_UID = 999
+#: uid/gid Redis runs as: no host account (the image's own `redis` user, 999, is a host system
+#: account on many distributions). The official image runs any uid: its entrypoint skips the chown
+#: and the user switch when not root, and the data volume is writable through fsGroup.
+REDIS_UID = 10001
 #: The server's settings (no secret): a ConfigMap mounted at CONFIG_DIR.
 CONFIG_MAP = f"{REDIS_NAME}-config"
 CONFIG_DIR = "/etc/redis"
