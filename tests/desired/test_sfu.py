@@ -327,6 +327,10 @@ def test_in_cluster_redis_statefulset():
     assert redis_address(r) == "livekit-redis.vox-system.svc.cluster.local:6379"
     assert sts["metadata"]["labels"][LABEL_LIVEKIT] == "livekit"
     assert sts["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"
+    # On the SFU's media pool (its taint tolerated), never where tenant agents run.
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"voxplane.io/pool": "media"} == dict(r.livekit.node_pool.selector)
+    assert pod["tolerations"] == [{"key": "voxplane.io/media", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
 
 
 def test_in_cluster_redis_without_storage_class():

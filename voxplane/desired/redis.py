@@ -19,6 +19,7 @@ from .common import (
     env_secret,
     labels,
     metadata,
+    placement,
     prune,
     region_source,
     scratch_volume,
@@ -261,6 +262,9 @@ def _statefulset(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
                     "serviceAccountName": REDIS_NAME,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
+                    # On the SFU's media pool, next to its main client and never on a node that
+                    # runs tenant code: Redis holds every tenant's rooms and routing.
+                    **placement(region.livekit.node_pool),
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": REDIS_UID,

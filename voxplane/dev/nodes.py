@@ -4,9 +4,10 @@ Each node pool the region declares becomes a set of kwok nodes carrying exactly 
 pool selects on and a taint for every toleration the pool declares (a pool whose pods tolerate a
 taint is, by the manifest's own statement, a tainted pool). GPU node groups carry their group and
 product labels, their taints and `nvidia.com/gpu` capacity. A small untainted `system` pool hosts
-what selects no pool (the in-cluster Redis). Counts come from the manifest too: the SFU's `nodes`,
-the SIP bridge's `replicas`, the GPU group's minimum (or what its models' minimum replicas need),
-and for agent pools room for every agent's `min_workers` plus one rollout surge.
+what selects no pool (nothing voxplane renders: cluster add-ons). Counts come from the manifest
+too: the SFU's `nodes`, the SIP bridge's `replicas`, the GPU group's minimum (or what its models'
+minimum replicas need), and for agent pools room for every agent's `min_workers` plus one rollout
+surge.
 
 Pure: model in, Node objects out. `voxplane.dev.cluster` applies them.
 """
@@ -107,7 +108,7 @@ def plan_pools(region: Region, agents: Sequence[Agent]) -> list[PoolPlan]:
              f"models need {gpus_needed} GPUs at min_replicas; min_nodes {group.min_nodes}"],
         ))
     out.append(PoolPlan("system", "system", 1, {}, [], _SYSTEM_CPU, _SYSTEM_MEMORY,
-                        why=["pods that select no pool (in-cluster Redis)"]))
+                        why=["pods that select no pool (cluster add-ons; everything voxplane renders selects a pool)"]))
     return out
 
 
