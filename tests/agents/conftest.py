@@ -169,20 +169,20 @@ class Platform:
                  if config.get(k)}
         req = api.CreateRoomRequest(name=d.room, agents=agents, **extra)
         with self.client() as c:
-            return c._call("CreateRoom", lambda lk: lk.room.create_room(req))
+            return c.call("CreateRoom", lambda lk: lk.room.create_room(req))
 
     def delete_room(self, room: str) -> None:
         with self.client() as c:
-            c._call("DeleteRoom", lambda lk: lk.room.delete_room(api.DeleteRoomRequest(room=room)))
+            c.call("DeleteRoom", lambda lk: lk.room.delete_room(api.DeleteRoomRequest(room=room)))
 
     def participants(self, room: str) -> list[api.ParticipantInfo]:
         with self.client() as c:
-            resp = c._call("ListParticipants", lambda lk: lk.room.list_participants(api.ListParticipantsRequest(room=room)))
+            resp = c.call("ListParticipants", lambda lk: lk.room.list_participants(api.ListParticipantsRequest(room=room)))
         return list(resp.participants)
 
     def rooms(self) -> list[str]:
         with self.client() as c:
-            return [r.name for r in c._call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest())).rooms]
+            return [r.name for r in c.call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest())).rooms]
 
     def token(self, room: str, identity: str) -> str:
         return (api.AccessToken(self.livekit.api_key, self.livekit.api_secret).with_identity(identity)

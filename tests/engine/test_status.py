@@ -69,16 +69,16 @@ class Server:
     def create_room(self, name: str, *agents: str) -> None:
         req = api.CreateRoomRequest(name=name, agents=[api.RoomAgentDispatch(agent_name=a) for a in agents])
         with self.admin() as c:
-            c._call("CreateRoom", lambda lk: lk.room.create_room(req))
+            c.call("CreateRoom", lambda lk: lk.room.create_room(req))
 
     def delete_rooms(self) -> None:
         with self.admin() as c:
-            for room in c._call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest())).rooms:
-                c._call("DeleteRoom", lambda lk, r=room.name: lk.room.delete_room(api.DeleteRoomRequest(room=r)))
+            for room in c.call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest())).rooms:
+                c.call("DeleteRoom", lambda lk, r=room.name: lk.room.delete_room(api.DeleteRoomRequest(room=r)))
 
     def participants(self, room: str) -> list[api.ParticipantInfo]:
         with self.admin() as c:
-            return list(c._call("ListParticipants", lambda lk: lk.room.list_participants(
+            return list(c.call("ListParticipants", lambda lk: lk.room.list_participants(
                 api.ListParticipantsRequest(room=room))).participants)
 
 

@@ -306,7 +306,7 @@ def test_nothing_is_written_by_routing(synced: Routed) -> None:
         synced.route(number, "127.0.0.1")
     with synced.client() as c:
         after = sorted(x.SerializeToString(deterministic=True) for x in [*c.list_trunks(), *c.list_rules()])
-        rooms = c._call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest()))
+        rooms = c.call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest()))
     assert before == after
     assert list(rooms.rooms) == []
 

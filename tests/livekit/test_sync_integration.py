@@ -189,10 +189,10 @@ class FailingAdmin(LiveKitAdmin):
         super().__init__(*args, **kw)
         self.fail_after = fail_after
 
-    def _call(self, method: str, fn: Callable[[Any], Any]) -> Any:
+    def call(self, method: str, fn: Callable[[Any], Any]) -> Any:
         if not method.startswith("List") and self.write_calls >= self.fail_after:
             raise LiveKitError(f"injected failure before {method}", "unavailable")
-        return super()._call(method, fn)
+        return super().call(method, fn)
 
 
 @pytest.mark.parametrize("fail_after", [1, 2, 4])

@@ -111,7 +111,9 @@ class LiveKitAdmin:
     def write_calls(self) -> int:
         return sum(n for m, n in self.calls.items() if m in WRITE_METHODS)
 
-    def _call(self, method: str, fn: Callable[[api.LiveKitAPI], Awaitable[T]]) -> T:
+    def call(self, method: str, fn: Callable[[api.LiveKitAPI], Awaitable[T]]) -> T:
+        """One server API call (`method`, as counted in `calls`), `fn` given the API client; the
+        server's and the network's failures come back as one-line LiveKitErrors."""
         lk = self._lk()
         assert self._loop is not None
         self.calls[method] += 1
@@ -171,7 +173,7 @@ class LiveKitAdmin:
             def fetch_page(lk: api.LiveKitAPI, page: Any = page) -> Awaitable[Any]:
                 return fetch(lk, page)
 
-            resp = self._call(method, fetch_page)
+            resp = self.call(method, fetch_page)
             batch = list(resp.items)
             items.extend(batch)
             # Shorter than asked: last page. Longer: the server ignored the limit and sent all.
@@ -181,43 +183,43 @@ class LiveKitAdmin:
 
     def get_trunk(self, trunk_id: str) -> Optional[api.SIPInboundTrunkInfo]:
         """One trunk by ID (no Get RPC in livekit-api: list filtered by ID), None when gone."""
-        resp = self._call("ListSIPInboundTrunk", lambda lk: lk.sip.list_inbound_trunk(
+        resp = self.call("ListSIPInboundTrunk", lambda lk: lk.sip.list_inbound_trunk(
             api.ListSIPInboundTrunkRequest(trunk_ids=[trunk_id])))
         return next((t for t in resp.items if t.sip_trunk_id == trunk_id), None)
 
     def get_rule(self, rule_id: str) -> Optional[api.SIPDispatchRuleInfo]:
         """One dispatch rule by ID, None when gone."""
-        resp = self._call("ListSIPDispatchRule", lambda lk: lk.sip.list_dispatch_rule(
+        resp = self.call("ListSIPDispatchRule", lambda lk: lk.sip.list_dispatch_rule(
             api.ListSIPDispatchRuleRequest(dispatch_rule_ids=[rule_id])))
         return next((r for r in resp.items if r.sip_dispatch_rule_id == rule_id), None)
 
     # -- writes -----------------------------------------------------------------------------
 
     def create_trunk(self, info: api.SIPInboundTrunkInfo) -> api.SIPInboundTrunkInfo:
-        return self._call("CreateSIPInboundTrunk", lambda lk: lk.sip.create_inbound_trunk(
+        return self.call("CreateSIPInboundTrunk", lambda lk: lk.sip.create_inbound_trunk(
             api.CreateSIPInboundTrunkRequest(trunk=info)))
 
     def update_trunk(self, trunk_id: str, info: api.SIPInboundTrunkInfo) -> api.SIPInboundTrunkInfo:
         """Replace the whole trunk; the ID stays (server: `val.SipTrunkId = info.SipTrunkId`)."""
-        return self._call("UpdateSIPInboundTrunk", lambda lk: lk.sip.update_inbound_trunk(trunk_id, info))
+        return self.call("UpdateSIPInboundTrunk", lambda lk: lk.sip.update_inbound_trunk(trunk_id, info))
 
     def delete_trunk(self, trunk_id: str) -> None:
         # livekit-server deletes without checking existence or referencing rules (measured).
-        self._call("DeleteSIPTrunk", lambda lk: lk.sip.delete_trunk(api.DeleteSIPTrunkRequest(sip_trunk_id=trunk_id)))
+        self.call("DeleteSIPTrunk", lambda lk: lk.sip.delete_trunk(api.DeleteSIPTrunkRequest(sip_trunk_id=trunk_id)))
 
     def create_rule(self, info: api.SIPDispatchRuleInfo) -> api.SIPDispatchRuleInfo:
         # The `dispatch_rule=` form: the request's top-level rule fields are deprecated.
-        return self._call("CreateSIPDispatchRule", lambda lk: lk.sip.create_dispatch_rule(
+        return self.call("CreateSIPDispatchRule", lambda lk: lk.sip.create_dispatch_rule(
             api.CreateSIPDispatchRuleRequest(dispatch_rule=info)))
 
     def update_rule(self, rule_id: str, info: api.SIPDispatchRuleInfo) -> api.SIPDispatchRuleInfo:
         """Replace the whole rule; the ID stays."""
-        return self._call("UpdateSIPDispatchRule", lambda lk: lk.sip.update_dispatch_rule(rule_id, info))
+        return self.call("UpdateSIPDispatchRule", lambda lk: lk.sip.update_dispatch_rule(rule_id, info))
 
     def delete_rule(self, rule_id: str) -> None:
         """Delete a rule; an already-deleted rule is not an error (the server says not_found)."""
         try:
-            self._call("DeleteSIPDispatchRule", lambda lk: lk.sip.delete_dispatch_rule(
+            self.call("DeleteSIPDispatchRule", lambda lk: lk.sip.delete_dispatch_rule(
                 api.DeleteSIPDispatchRuleRequest(sip_dispatch_rule_id=rule_id)))
         except LiveKitError as e:
             if e.code != "not_found":

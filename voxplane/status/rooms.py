@@ -174,7 +174,7 @@ def read_rooms(client: Any) -> list[LiveRoom]:
     attributed by its name alone."""
     from livekit import api
 
-    listed = client._call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest()))
+    listed = client.call("ListRooms", lambda lk: lk.room.list_rooms(api.ListRoomsRequest()))
     names = sorted(r.name for r in listed.rooms)
     if not names:
         return []
@@ -192,7 +192,7 @@ def read_rooms(client: Any) -> list[LiveRoom]:
         gate = asyncio.Semaphore(CONCURRENCY)
         return list(await asyncio.gather(*(room(lk, n, gate) for n in names)))
 
-    answers = client._call("ListParticipants", every)
+    answers = client.call("ListParticipants", every)
     # One entry above stands for len(names) ListParticipants and as many ListDispatch calls.
     client.calls["ListParticipants"] += len(names) - 1
     client.calls["ListDispatch"] += len(names)
