@@ -140,6 +140,7 @@ def main() -> int:
 
         phases = ("preview", "up") + (("destroy",) if args.destroy else ())
         rows: dict[str, dict[str, tuple[float, float]]] = {"voxplane": {}, "bare": {}}
+        state_sizes: dict[str, tuple[int, int]] = {}
         with servers() as env:
             ours = prepare(root, "bench", state_dir=work / "state", extra_env=env)
             bare_root = work / "bare"
@@ -153,21 +154,34 @@ def main() -> int:
             for label, stack in sides.items():
                 rows[label]["preview"] = timed(label, stack, "preview")
             rows["voxplane"]["up"] = timed("voxplane", ours, "up", "--yes", "--skip-preview")
+            state_sizes["voxplane"] = checkpoint_size(work / "state")
             if args.destroy:
                 rows["voxplane"]["destroy"] = timed("voxplane", ours, "destroy", "--yes", "--skip-preview")
         with servers() as env:
             bare.env.update(env)
             rows["bare"]["up"] = timed("bare", bare, "up", "--yes", "--skip-preview")
+            state_sizes["bare"] = checkpoint_size(work / "state-bare")
             if args.destroy:
                 rows["bare"]["destroy"] = timed("bare", bare, "destroy", "--yes", "--skip-preview")
 
     print(f"{'':10}" + "".join(f"  {p + ' wall s':>16}  {p + ' CPU s':>15}" for p in phases))
     for label, row in rows.items():
         print(f"{label:10}" + "".join(f"  {row[p][0]:>16.1f}  {row[p][1]:>15.1f}" for p in phases))
+    # The file backend rewrites the whole checkpoint after every step, so its size times the
+    # number of steps is engine work that grows with the square of the stack.
+    for label, (count, size) in state_sizes.items():
+        print(f"{label:10}  state after up: {count} resources, checkpoint {size / 1e6:.1f} MB")
     for i, kind in enumerate(("wall", "CPU")):
         ratios = ", ".join(f"{p} {rows['voxplane'][p][i] / rows['bare'][p][i]:.2f}x" for p in phases)
         print(f"ratio voxplane/bare ({kind}): {ratios} (target <= 1.2x for preview and up)")
     return 0
+
+
+def checkpoint_size(state: Path) -> tuple[int, int]:
+    """(resources, bytes) of the one stack checkpoint under a file backend folder."""
+    (path,) = [p for p in (state / ".pulumi" / "stacks").rglob("*.json")]
+    doc = json.loads(path.read_text())
+    return len(doc["checkpoint"]["latest"]["resources"]), path.stat().st_size
 
 
 def prepare_bare(root: Path, state: Path, env: dict[str, str]):
