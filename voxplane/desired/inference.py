@@ -237,7 +237,10 @@ def _container(model: Model) -> dict[str, Any]:
     # Extended resources: request and limit must be equal; the device plugin hands out whole GPUs.
     res.setdefault("requests", {})[GPU_RESOURCE] = gpus
     res.setdefault("limits", {})[GPU_RESOURCE] = gpus
-    mounts = [{"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT}, {"name": TMP_VOLUME, "mountPath": TMP_MOUNT}]
+    mounts: list[dict[str, Any]] = [
+        {"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT},
+        {"name": TMP_VOLUME, "mountPath": TMP_MOUNT},
+    ]
     mounts += [{"name": name, "mountPath": path} for name, path in _writable_volumes(model)]
     if model.hf_token is not None:
         mounts.append({"name": HF_TOKEN_VOLUME, "mountPath": HF_TOKEN_DIR, "readOnly": True})
