@@ -221,8 +221,9 @@ def test_a_placeholder_replaces_the_schema_complaint_at_its_value(repo):
     path = repo / "regions/local.yaml"
     path.write_text(path.read_text().replace("public_url: ws://localhost:7880", 'public_url: "FILL-IN: the URL"'))
     problems = load((), repo).problems
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "FILL-IN" in text)
     assert [str(p) for p in problems if p.file == "regions/local.yaml"] == [
-        "regions/local.yaml:14:15: livekit.public_url: to fill in: the URL"]
+        f"regions/local.yaml:{line}:15: livekit.public_url: to fill in: the URL"]
 
 
 def test_scaffold_module_holds_no_copy_of_the_glue():
