@@ -752,7 +752,13 @@ def status(ctx: click.Context, region: str, kube_context: str | None, fmt: str, 
             try:
                 view.watch(reader.read, interval, fmt)
             except KeyboardInterrupt:
-                sys.exit(0)
+                # Ctrl-C may land mid-read, inside the render's in-process Pulumi runtime or a
+                # client call whose worker threads are still waiting on a server; a normal exit
+                # joins them first, which kept an interrupted watch alive for minutes. Nothing is
+                # left to write, so flush and leave now.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
         result = reader.read()
         view.show(result, fmt)
         for line in result.errors:
