@@ -7,6 +7,8 @@ A frame is a list of blocks (a line, or a table) so both renderings come from on
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -167,29 +169,49 @@ def show(st: RegionStatus, fmt: str) -> None:
         term.console().print(renderable(frame(st), term.color()))
 
 
+def _exit_on_ctrl_c(terminal: bool) -> Any:
+    """Ctrl-C ends the watch at once, wherever the read is: unwinding from the middle of a read
+    (a Kubernetes or LiveKit client call, their pools and event loops) could wait on those for
+    minutes, and there is nothing left to write. On a terminal the cursor the live view hid is
+    shown again."""
+    def leave(_signum: int, _frame: Any) -> None:
+        try:
+            if terminal:
+                sys.stdout.write("\x1b[?25h\n")
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
+
+    return signal.signal(signal.SIGINT, leave)
+
+
 def watch(read: Callable[[], RegionStatus], interval: float, fmt: str,
           sleep: Callable[[float], None] = time.sleep) -> None:
-    """Read and show a frame every `interval` seconds until interrupted (KeyboardInterrupt, which
-    reaches the caller). On a terminal the text redraws in place (rich Live); to a pipe or file
+    """Read and show a frame every `interval` seconds until Ctrl-C, which ends the process at once
+    (exit 0); a KeyboardInterrupt from `read` or `sleep` (tests) reaches the caller. On a terminal the text redraws in place (rich Live); to a pipe or file
     each frame follows the last (text: each starts with its `region …` line; JSON: one object a
     line)."""
     from .reader import pace
 
-    if fmt == "json" or not term.is_terminal():
-        while True:
-            started = time.monotonic()
-            st = read()
-            if fmt == "json":
-                click.echo(json.dumps(st.as_dict(), separators=(",", ":")))
-            else:
-                click.echo(plain(frame(st)) + "\n")
-            sys.stdout.flush()
-            sleep(pace(started, interval))
-    from rich.live import Live
+    previous = _exit_on_ctrl_c(fmt != "json" and term.is_terminal())
+    try:
+        if fmt == "json" or not term.is_terminal():
+            while True:
+                started = time.monotonic()
+                st = read()
+                if fmt == "json":
+                    click.echo(json.dumps(st.as_dict(), separators=(",", ":")))
+                else:
+                    click.echo(plain(frame(st)) + "\n")
+                sys.stdout.flush()
+                sleep(pace(started, interval))
+        from rich.live import Live
 
-    color = term.color()
-    with Live(console=term.console(), auto_refresh=False, transient=False) as live:
-        while True:
-            started = time.monotonic()
-            live.update(renderable(frame(read()), color), refresh=True)
-            sleep(pace(started, interval))
+        color = term.color()
+        with Live(console=term.console(), auto_refresh=False, transient=False) as live:
+            while True:
+                started = time.monotonic()
+                live.update(renderable(frame(read()), color), refresh=True)
+                sleep(pace(started, interval))
+    finally:
+        signal.signal(signal.SIGINT, previous)  # a caller in-process (tests) gets its own back
