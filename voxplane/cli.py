@@ -751,14 +751,8 @@ def status(ctx: click.Context, region: str, kube_context: str | None, fmt: str, 
         if watch:
             try:
                 view.watch(reader.read, interval, fmt)
-            except KeyboardInterrupt:
-                # Ctrl-C may land mid-read, inside the render's in-process Pulumi runtime or a
-                # client call whose worker threads are still waiting on a server; a normal exit
-                # joins them first, which kept an interrupted watch alive for minutes. Nothing is
-                # left to write, so flush and leave now.
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(0)
+            except KeyboardInterrupt:  # from an in-process caller; a real Ctrl-C exits in view.watch
+                sys.exit(0)
         result = reader.read()
         view.show(result, fmt)
         for line in result.errors:

@@ -646,13 +646,7 @@ def agent_fields(agent: Optional[Agent], path: ObjPath) -> list[tuple[str, ...]]
     if not name.startswith("VOXPLANE_") or name in agent.env:
         return []
     leaf = name[len("VOXPLANE_"):].lower()
-    if leaf in _DERIVED_ENV:
-        return [_DERIVED_ENV[leaf]]
     return [("scaling", leaf), (leaf,), ("telephony", leaf), ("resources", leaf)]
-
-
-#: `VOXPLANE_<NAME>` settings derived from a field of another name.
-_DERIVED_ENV = {"idle_processes": ("scaling", "sessions_per_worker")}
 
 
 class _Attributor:
