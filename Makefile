@@ -51,6 +51,7 @@ servers:
 	bash scripts/ensure-tool.sh promqleval
 	bash scripts/ensure-tool.sh npeval
 	bash scripts/ensure-agents-venv.sh
+	bash scripts/ensure-gateway-venv.sh
 	bash scripts/fetch-crds.sh
 	bash scripts/ensure-scanners.sh
 	bash scripts/ensure-ci-linters.sh

@@ -7,13 +7,14 @@ Builders stay pure; this is the one place that knows which SDK class registers w
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from voxplane.desired.common import K8sObject, SecretFingerprint, SecretValue
 
+from .images import IMAGE_PLACEHOLDER
 from .secrets import SecretResolver
 
 # Typed SDK classes for the built-in kinds; anything else (KEDA, Karpenter, Prometheus operator)
@@ -82,9 +83,14 @@ def register_object(
     obj: K8sObject,
     secrets: SecretResolver,
     opts: pulumi.ResourceOptions,
+    *,
+    image: Optional[pulumi.Input[str]] = None,
 ) -> pulumi.CustomResource:
-    """Register one object as a child resource named `<prefix>-<kind>-<name>`."""
+    """Register one object as a child resource named `<prefix>-<kind>-<name>`; `image` replaces
+    the image placeholder of a workload's first container."""
     obj = resolve_secrets(copy.deepcopy(obj), secrets)
+    if image is not None:
+        obj = with_image(obj, image)
     api_version, kind = obj["apiVersion"], obj["kind"]
     # The manifests own every field voxplane declares: `pulumi up` takes a field back from whoever
     # changed it outside git (a `kubectl scale`, an edit) instead of failing on the server-side
@@ -107,10 +113,12 @@ def register_all(
     secrets: SecretResolver,
     opts: pulumi.ResourceOptions,
     *,
-    ignore_changes: Optional[dict[tuple[str, str], list[str]]] = None,
+    ignore_changes: Optional[Mapping[tuple[str, str], list[str]]] = None,
+    images: Optional[Mapping[tuple[str, str], pulumi.Input[str]]] = None,
 ) -> dict[tuple[str, str, str], pulumi.CustomResource]:
     """Register objects in apply order. Objects in a namespace created here depend on it;
-    `ignore_changes` maps (kind, name) to fields an autoscaler owns."""
+    `ignore_changes` maps (kind, name) to fields an autoscaler owns, `images` to the image a
+    workload built with the placeholder runs (possibly an Output: a pushed digest)."""
     created: dict[tuple[str, str, str], pulumi.CustomResource] = {}
     namespaces: dict[str, pulumi.CustomResource] = {}
     # What pods read: a workload is updated only once its Secrets and ConfigMaps are, so pods that
@@ -128,7 +136,8 @@ def register_all(
         ignored = (ignore_changes or {}).get((obj["kind"], meta["name"]))
         if ignored:
             extra = pulumi.ResourceOptions.merge(extra, pulumi.ResourceOptions(ignore_changes=ignored))
-        resource = register_object(prefix, obj, secrets, pulumi.ResourceOptions.merge(opts, extra))
+        resource = register_object(prefix, obj, secrets, pulumi.ResourceOptions.merge(opts, extra),
+                                   image=(images or {}).get((obj["kind"], meta["name"])))
         created[(obj["kind"], ns or "", meta["name"])] = resource
         if obj["kind"] == "Namespace":
             namespaces[meta["name"]] = resource
@@ -138,6 +147,16 @@ def register_all(
 
 
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def with_image(obj: K8sObject, image: pulumi.Input[str]) -> K8sObject:
+    """`obj` (a copy already) with its first container's placeholder image replaced by `image`;
+    set after the copy because an Output cannot be deep-copied with the plain data."""
+    container = obj["spec"]["template"]["spec"]["containers"][0]
+    if container["image"] != IMAGE_PLACEHOLDER:
+        raise ValueError(f"{obj['kind']} {obj['metadata']['name']!r} was not built with the image placeholder")
+    container["image"] = image
+    return obj
 
 _TOP_LEVEL = {
     "stringData": "string_data",

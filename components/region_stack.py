@@ -34,14 +34,15 @@ class RegionStackArgs:
         region: The region manifest, validated.
         agents: Agents whose manifests list this region.
         repo_root: Repository root; agent build directories are relative to it.
-        image_registry: Registry for images built from `code.build` (stack config
-            `voxplane:imageRegistry`). Required only when an agent builds from source.
+        image_registry: Registry the images the stack builds are pushed to: the gateway's and
+            those of agents built from `code.build` (stack config `voxplane:imageRegistry`).
         kube_context: kubeconfig context; unset uses the current context.
         kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
         render_to: When set, the Kubernetes provider writes manifests to this folder instead of
             applying them.
-        build_images: Build and push `code.build` agent images (needs a Docker engine); False
-            deploys the content-hash tag of each build folder (stack config `voxplane:buildImages`).
+        build_images: Build and push the gateway's and `code.build` agents' images (needs a
+            Docker engine); False deploys the content-hash tag of each build folder (stack config
+            `voxplane:buildImages`).
     """
 
     region: Region
@@ -89,8 +90,13 @@ class RegionStack(pulumi.ComponentResource):
         }
 
         self.sfu = LiveKitSFU(f"{name}-sfu", LiveKitSFUArgs(region=region, secrets=secrets), opts=after_ns)
+        # A render-only stack has no Docker engine to build images with.
+        build_images = args.build_images and not args.render_to
         self.gateway = LiveKitGateway(
-            f"{name}-gateway", LiveKitGatewayArgs(region=region, agents=args.agents, secrets=secrets), opts=after_ns
+            f"{name}-gateway",
+            LiveKitGatewayArgs(region=region, agents=args.agents, secrets=secrets, image_registry=args.image_registry,
+                               build_images=build_images),
+            opts=after_ns,
         )
         # The SIP bridge reads the Redis password the SFU component declares: its pods roll only
         # after that Secret holds the new value (a rotated root secret).
@@ -132,8 +138,7 @@ class RegionStack(pulumi.ComponentResource):
                     secrets=secrets,
                     image_registry=args.image_registry,
                     repo_root=args.repo_root,
-                    # A render-only stack has no Docker engine to build with either.
-                    build_images=args.build_images and not args.render_to,
+                    build_images=build_images,
                 ),
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.tenants[agent.tenant]])),
             )

@@ -153,6 +153,8 @@ def _secrets_tree(manifest_tree, stack: str):
         "secrets:\n  CRM_TOKEN: {config: crmToken}\n"
         "telephony:\n  numbers: ['+15550100001']\n  auth:\n    username: carrier\n    password: {config: trunkPassword}\n"
     )
+    # The stack builds the gateway's image, so it names a registry (not what these tests are about).
+    stack = stack.replace("config:\n", "config:\n  voxplane:imageRegistry: registry.test.example.com/agents\n", 1)
     return manifest_tree(files={"agents/echo.yaml": agent, "Pulumi.test.yaml": stack})
 
 
@@ -188,9 +190,9 @@ def test_secrets_exits_0_when_all_are_set(manifest_tree, run_cli, monkeypatch):
 
 def test_secrets_reads_another_config_file(manifest_tree, run_cli, tmp_path, monkeypatch):
     """`--config-file` reads a copy (the dev stack keeps its secrets in one under the cache)."""
-    monkeypatch.chdir(_secrets_tree(manifest_tree, "config: {}\n"))
+    monkeypatch.chdir(_secrets_tree(manifest_tree, "config:\n"))
     copy = tmp_path / "copy.yaml"
-    copy.write_text("config:\n" + "".join(f"  voxplane:{k}: {SECURE}\n" for k in ("livekitRootSecret", "crmToken", "trunkPassword")))
+    copy.write_text("config:\n  voxplane:imageRegistry: registry.test.example.com/agents\n" + "".join(f"  voxplane:{k}: {SECURE}\n" for k in ("livekitRootSecret", "crmToken", "trunkPassword")))
     assert run_cli("secrets", "test", "--config-file", str(copy)).exit_code == 0
 
 

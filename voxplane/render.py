@@ -232,6 +232,9 @@ def _stack_config(root: Path, region: str, project: Any) -> tuple[dict[str, str]
     config["voxplane:region"] = region
     config["voxplane:repoRoot"] = str(root)
     config.pop("voxplane:renderYamlTo", None)  # mocks never apply; nothing to write
+    if "voxplane:imageRegistry" not in config:
+        # No registry to push to (a region no stack deploys yet): name the content-hash tags.
+        config.setdefault("voxplane:buildImages", "false")
     secret_keys = []
     for key in _secret_config_keys(project, region):
         full = f"voxplane:{key}"

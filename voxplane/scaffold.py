@@ -579,7 +579,8 @@ def _stack_text(name: str, settings: dict[str, Any], how: str) -> str:
     for key, hint in STACK_PER_REGION:
         lines.append(f"  voxplane:{key}: {_quoted(placeholder(hint))}")
     if "imageRegistry" not in settings:
-        lines.append(f"  voxplane:imageRegistry: {_quoted(placeholder('registry (host/path) agent images built from code.build are pushed to'))}")
+        hint = "registry (host/path) the stack pushes its images to: the gateway's, agents built from code.build"
+        lines.append(f"  voxplane:imageRegistry: {_quoted(placeholder(hint))}")
     for key, value in settings.items():
         dumped = yaml.safe_dump({f"voxplane:{key}": value}, default_flow_style=False).strip()
         lines.append(f"  {dumped}")

@@ -250,17 +250,23 @@ def check(
 
     building = [a for a in agents if region.name in a.regions and a.code.build is not None]
     registry = stack.config.get("imageRegistry")
-    if building and not (isinstance(registry, str) and registry.strip()):
-        names = ", ".join(a.source.file if a.source else a.name for a in building)
+    builds_gateway = stack.config.get("buildImages") not in (False, "false")
+    # A misspelt imageRegistry is reported once, as the unknown key with its did-you-mean.
+    misspelt = any(k not in known and _hint(k, ["imageRegistry"], listed=True) for k in stack.config)
+    if (building or builds_gateway) and not misspelt and not (isinstance(registry, str) and registry.strip()):
+        # The gateway's image is built unless the stack builds nothing; agents built from source
+        # need the registry even then (their tags name it).
+        what = (["the LiveKit gateway's image (voxplane/gateway)"] if builds_gateway else []) + \
+            [a.source.file if a.source else a.name for a in building]
         ends = tuple(
             _at_agent(a, ("code", "build"), f"builds from source, and {stack.file} (stack {stack.stack!r}) sets no "
                                             f"voxplane:imageRegistry to push the image to")
             for a in building
         )
-        where = "imageRegistry" if "imageRegistry" in stack.config else None
+        verb = "builds" if builds_gateway else "deploys images built from source"
         problems.append(stack.problem(
-            where,
-            f"region {region.name!r} has agents that build from source ({names}); set voxplane:imageRegistry "
+            "imageRegistry" if "imageRegistry" in stack.config else None,
+            f"stack {stack.stack!r} {verb} ({', '.join(what)}) and sets no voxplane:imageRegistry for them "
             f"(pulumi config set voxplane:imageRegistry <registry>/<path> -s {stack.stack})",
             ends=ends,
         ))

@@ -11,12 +11,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from voxplane.components.agent_pool import (
-    IMAGE_PLACEHOLDER,
-    AgentPool,
-    AgentPoolArgs,
-    build_context_hash,
-)
+from voxplane.components.agent_pool import AgentPool, AgentPoolArgs
+from voxplane.components.images import IMAGE_PLACEHOLDER, build_context_hash
 from voxplane.components.secrets import SecretResolver
 from voxplane.desired.agent_pool import build_agent_pool
 from voxplane.desired.common import (
@@ -404,7 +400,7 @@ def _pool(agent_name: str, region_name: str, registry: str | None = REGISTRY) ->
 
 def _registered(*pools: AgentPool) -> pulumi.Output[list]:
     """Resolves once every child of `pools` has been registered (urns come back from the monitor)."""
-    urns = [c.urn for p in pools for c in [*p.children.values(), p.deployment]]
+    urns = [c.urn for p in pools for c in p.children.values()]
     return pulumi.Output.all(*urns)
 
 

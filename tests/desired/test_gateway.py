@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shutil
+from pathlib import Path
 
+import pulumi
 import pytest
 
 from voxplane.desired.common import (
@@ -17,7 +21,11 @@ from voxplane.desired.common import (
     gateway_internal_url,
     tenant_api_key,
 )
+from voxplane.components.gateway import GATEWAY_CONTEXT, LiveKitGateway, LiveKitGatewayArgs
+from voxplane.components.secrets import SecretResolver
+from voxplane.components.images import build_context_hash
 from voxplane.desired.gateway import (
+    GATEWAY_REPOSITORY,
     ANNOTATION_KEYS_CHECKSUM,
     GATEWAY_LISTEN_PORT,
     GATEWAY_METRICS_PORT,
@@ -28,16 +36,26 @@ from voxplane.desired.sfu import api_key_names
 from voxplane.desired.tenant import LIVEKIT_SECRET, build_tenant
 from voxplane.gateway.scope import GatewayConfig
 
-from ._helpers import REGIONS, by_kind_and_name, project, region, validate_strict
+from voxplane.loader import load
+from voxplane.problems import ManifestError
+from voxplane.render import render
+
+from ._helpers import REGIONS, REPO, by_kind_and_name, project, region, validate_strict
+
+DOCKER_IMAGE = "docker:index/image:Image"
+
+
+#: What the component passes: the pushed digest of the image it builds from GATEWAY_CONTEXT.
+IMAGE = "registry.example/voxplane-gateway@sha256:" + "0" * 64
 
 
 def _objects(name: str) -> dict[tuple[str, str], dict]:
-    return by_kind_and_name(build_gateway(region(name), project().agents_in(name)))
+    return by_kind_and_name(build_gateway(region(name), project().agents_in(name), image=IMAGE))
 
 
 @pytest.mark.parametrize("name", REGIONS)
 def test_every_object_passes_strict_validation(name: str) -> None:
-    for obj in build_gateway(region(name), project().agents_in(name)):
+    for obj in build_gateway(region(name), project().agents_in(name), image=IMAGE):
         if obj["kind"] != "PodMonitor":
             validate_strict(obj)
 
@@ -73,7 +91,8 @@ def test_deployment_is_restricted_probed_and_rolls_on_a_new_tenant() -> None:
     before = dep["spec"]["template"]["metadata"]["annotations"][ANNOTATION_KEYS_CHECKSUM]
     extra = dict(r.tenants)
     extra["acme"] = dataclasses.replace(next(iter(r.tenants.values())), name="acme")
-    after = by_kind_and_name(build_gateway(dataclasses.replace(r, tenants=extra), project().agents_in("us-east")))
+    after = by_kind_and_name(build_gateway(dataclasses.replace(r, tenants=extra), project().agents_in("us-east"),
+                                           image=IMAGE))
     assert after[("Deployment", "livekit-gateway")]["spec"]["template"]["metadata"]["annotations"][
         ANNOTATION_KEYS_CHECKSUM] != before
 
@@ -110,3 +129,92 @@ def test_tenant_pods_reach_signalling_only_through_the_gateway(name: str) -> Non
         assert secret["LIVEKIT_API_KEY"] == tenant_api_key(tenant.name)
         assert json.dumps(str(secret["LIVEKIT_API_SECRET"])) and secret["LIVEKIT_API_SECRET"] == SecretValue(
             "livekit-secret", tenant_api_key(tenant.name))
+
+
+# --- the gateway's image, as the stack builds it (components/gateway.py) ----------------------------
+
+def _rendered(name: str, root: Path = REPO) -> tuple[dict[str, dict], dict]:
+    """(docker Images by resource name, the gateway Deployment) of region `name`'s render."""
+    result = render(name, root)
+    images = {r.name: r.inputs for r in result.resources if r.type == DOCKER_IMAGE}
+    deployment = next(o for o in result.kubernetes if o["kind"] == "Deployment" and o["metadata"]["name"] == "livekit-gateway")
+    return images, deployment
+
+
+def test_the_stack_builds_the_gateway_from_its_package_and_runs_the_pushed_digest() -> None:
+    images, deployment = _rendered("us-east")
+    built = images["us-east-gateway-image"]
+    tag = build_context_hash(GATEWAY_CONTEXT)
+    assert built["imageName"] == f"registry.voice.example.com/agents/{GATEWAY_REPOSITORY}:{tag}"
+    assert built["build"]["context"] == GATEWAY_CONTEXT
+    assert built["build"]["dockerfile"] == str(Path(GATEWAY_CONTEXT) / "Dockerfile")
+    assert built["build"]["platform"] == "linux/amd64"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert re.fullmatch(rf"registry\.voice\.example\.com/agents/{GATEWAY_REPOSITORY}@sha256:[0-9a-f]{{64}}",
+                        container["image"]), container["image"]
+
+
+def test_a_stack_that_builds_nothing_deploys_the_content_hash_tag() -> None:
+    """local (voxplane:buildImages false): no Image; the tag to build and push from the folder."""
+    images, deployment = _rendered("local")
+    assert not [n for n in images if n.endswith("gateway-image")]
+    tag = build_context_hash(GATEWAY_CONTEXT)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"localhost:5000/voxplane/{GATEWAY_REPOSITORY}:{tag}"
+
+
+def test_a_gateway_code_change_changes_the_tag_and_nothing_else_does(tmp_path: Path) -> None:
+    """The tag covers the package, its Dockerfile and its lock, and nothing outside the folder."""
+    context = tmp_path / "gateway"
+    shutil.copytree(GATEWAY_CONTEXT, context, ignore=shutil.ignore_patterns("__pycache__"))
+    before = build_context_hash(str(context))
+    (context / "__pycache__").mkdir()
+    (context / "__pycache__" / "server.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "elsewhere.py").write_text("x = 1\n")
+    assert build_context_hash(str(context)) == before
+    for edited in ("server.py", "requirements.txt", "Dockerfile"):
+        path = context / edited
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n")
+        assert build_context_hash(str(context)) != before, edited
+        path.write_bytes(original)
+
+
+def test_a_stack_without_a_registry_is_refused_at_its_file(tmp_path: Path) -> None:
+    """The gateway's image has to be pushed somewhere: validation names the stack file, before
+    any render or `pulumi up`, and render refuses the same way (no traceback)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for folder in ("regions", "agents"):
+        shutil.copytree(REPO / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for file in REPO.glob("Pulumi*.yaml"):
+        shutil.copy(file, repo / file.name)
+    stack = repo / "Pulumi.eu-west.yaml"
+    stack.write_text("".join(line for line in stack.read_text().splitlines(keepends=True)
+                             if "imageRegistry" not in line))
+    problems = [str(p) for p in load((), repo).problems]
+    assert len(problems) == 1 and problems[0].startswith("Pulumi.eu-west.yaml:"), problems
+    assert "builds (the LiveKit gateway's image (voxplane/gateway), agents/" in problems[0], problems[0]
+    assert "sets no voxplane:imageRegistry" in problems[0]
+    with pytest.raises(ManifestError):
+        render("eu-west", repo)
+
+
+@pulumi.runtime.test
+def test_building_nothing_without_a_registry_names_the_bare_tag(mocked):
+    """No registry and no build (a region no stack deploys yet, rendered): the tag alone names
+    what to build from the package; no Image is registered."""
+    r = region("eu-west")
+    gateway = LiveKitGateway("eu-west-gateway", LiveKitGatewayArgs(
+        region=r, agents=project().agents_in("eu-west"), secrets=SecretResolver(r.name, []), image_registry=None,
+        build_images=False))
+
+    def check(args: list) -> None:
+        image = args[0]
+        assert image == f"{GATEWAY_REPOSITORY}:{build_context_hash(GATEWAY_CONTEXT)}"
+        assert not [x for x in mocked.resources if x.typ == DOCKER_IMAGE]
+        (dep,) = [x for x in mocked.resources if x.typ == "kubernetes:apps/v1:Deployment"]
+        assert dep.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+    # Resolves once every child is registered.
+    return pulumi.Output.all(gateway.image, *[c.urn for c in gateway.children.values()]).apply(check)

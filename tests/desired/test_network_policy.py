@@ -320,7 +320,7 @@ def test_metrics_follow_the_monitoring_namespace():
     moved = dataclasses.replace(r, kubernetes=dataclasses.replace(
         r.kubernetes, prometheus_url="http://prom.observability.svc:9090"))
     agents = project().agents_in("us-east")
-    objs = build_sfu(moved) + build_gateway(moved, agents) + [
+    objs = build_sfu(moved) + build_gateway(moved, agents, image="") + [
         o for t in moved.tenants.values() for o in build_tenant(moved, t, [a for a in agents if a.tenant == t.name])]
     nps = [o for o in objs if o["kind"] == "NetworkPolicy"]
     texts = json.dumps(nps)

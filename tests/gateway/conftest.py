@@ -1,9 +1,14 @@
 """Fixtures for the gateway tests: the `local` region's livekit-server (platform keys only) with
 Redis, and the gateway running as its own process with the config `local` renders (addresses
-moved to loopback). Servers never skip: one that cannot start fails the test with its reason."""
+moved to loopback). The gateway runs as its image runs it: the package copied as the Dockerfile
+lays it out (under an empty `voxplane` package) and an interpreter with only the image's locked
+requirements (scripts/ensure-gateway-venv.sh), so every test here is a test of what ships.
+Servers never skip: one that cannot start fails the test with its reason."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from voxplane.desired.common import ADMIN_KEY, tenant_api_key
+from voxplane.components.gateway import GATEWAY_CONTEXT
 from voxplane.dev.stack import dev_root_secret
 from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway
 from voxplane.keys import derive_api_secret
@@ -59,11 +65,32 @@ class Stack:
         return Creds(key, derive_api_secret(dev_root_secret(REGION), REGION, key))
 
 
+def gateway_image_python() -> str:
+    """The interpreter of the venv holding exactly the gateway image's locked requirements."""
+    script = REPO / "scripts" / "ensure-gateway-venv.sh"
+    done = subprocess.run(["bash", str(script), "--print-path"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{script.name} failed:\n{done.stderr[-2000:]}"
+    return str(Path(done.stdout.strip()) / "bin" / "python")
+
+
+def stage_image_context(dst: Path) -> Path:
+    """`dst` laid out as the image's /opt/voxplane (voxplane/gateway/Dockerfile): an empty
+    `voxplane` package holding a copy of the build context as `voxplane.gateway`."""
+    (dst / "voxplane").mkdir(parents=True)
+    (dst / "voxplane" / "__init__.py").write_text("")
+    shutil.copytree(Path(GATEWAY_CONTEXT), dst / "voxplane" / "gateway",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dst
+
+
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    """Redis + livekit-server with the `local` config, and the gateway with the `local` render."""
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Redis + livekit-server with the `local` config, and the gateway with the `local` render,
+    run as its image runs it."""
+    python = gateway_image_python()
+    context = stage_image_context(tmp_path_factory.mktemp("gateway-image") / "opt-voxplane")
     with RedisServer() as redis, LiveKitServer(region_config(REGION, REPO), redis=redis) as lk:
         assert lk.api_key == ADMIN_KEY
         config, keys = region_gateway(REGION, REPO, upstream=lk.http_url)
-        with GatewayServer(config, keys) as gw:
+        with GatewayServer(config, keys, python=python, pythonpath=context) as gw:
             yield Stack(redis, lk, gw)

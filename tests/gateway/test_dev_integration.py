@@ -1,5 +1,5 @@
 """Local use (issue #9, item 4): `devservers up --region` starts the gateway next to the dev
-server and prints VOXPLANE_LIVEKIT_TENANT_URL; `python -m voxplane.gateway credentials` prints a
+server and prints VOXPLANE_LIVEKIT_TENANT_URL; `voxplane dev credentials` prints a
 dev region's tenant key, which works there and not at the server. Runs in a private cache and dev
 state (the livekit-server binary linked in), so a developer's own dev servers are left alone."""
 
@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from livekit.protocol import room as room_pb
 
 from voxplane.dev.servers import ensure_livekit_binary
-from voxplane.gateway.devcreds import tenant_credentials
+from voxplane.dev.credentials import tenant_credentials
 
 from ._lk import token, twirp
 from .conftest import REPO
@@ -54,7 +54,7 @@ def test_up_runs_the_gateway_and_tenant_credentials_work_only_there(tmp_path: Pa
         assert server["LIVEKIT_API_KEY"] == "vx-admin"
         assert _exports(run("-m", "voxplane.dev.servers", "env").stdout) == server
 
-        creds = run("-m", "voxplane.gateway", "credentials", "local", "northwind")
+        creds = run("-m", "voxplane.cli", "dev", "credentials", "local", "northwind")
         assert creds.returncode == 0, creds.stderr
         tenant = _exports(creds.stdout)
         assert tenant["LIVEKIT_API_KEY"] == "vxt-northwind" and len(tenant["LIVEKIT_API_SECRET"]) == 64

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .. import __version__
-from ..gateway.scope import GatewayConfig, tenant_scopes
+from ..gateway.scope import GatewayConfig, TenantScope
 from ..model import Agent, Region
 from .common import (
     ANNOTATION_CONFIG_CHECKSUM,
@@ -37,12 +37,13 @@ from .common import (
     selector,
     service,
     system_namespace,
+    tenant_api_key,
 )
 from .network import dns_egress, host_network_peers, monitoring_peer, network_policy, ports, rule
 
-#: The image built from voxplane/gateway/Dockerfile (the voxplane package and its dependencies).
-GATEWAY_IMAGE = "voxplane/gateway"
-GATEWAY_IMAGE_TAG = __version__
+#: The gateway's image repository under the stack's `voxplane:imageRegistry`; the stack builds it
+#: from the gateway package (components/gateway.py).
+GATEWAY_REPOSITORY = "voxplane-gateway"
 #: Two replicas: a rollout or a node drain never leaves tenants without signalling.
 GATEWAY_REPLICAS = 2
 #: Container ports (unprivileged); the Service maps GATEWAY_PORT to the first.
@@ -65,12 +66,39 @@ ANNOTATION_KEYS_CHECKSUM = "voxplane.io/keys-checksum"
 
 
 def gateway_labels(region: Region) -> dict[str, str]:
-    return labels(region, name=GATEWAY_SERVICE, component="gateway", version=GATEWAY_IMAGE_TAG)
+    return labels(region, name=GATEWAY_SERVICE, component="gateway", version=__version__)
 
 
 def gateway_selector(region: Region) -> dict[str, str]:
     """The gateway pods' selector labels (tenant NetworkPolicies allow egress to them)."""
     return selector(gateway_labels(region))
+
+
+def tenant_scopes(region: Region, agents: Sequence[Agent]) -> dict[str, TenantScope]:
+    """Every tenant of `region` with what it owns there (`agents`: those deployed in the region)."""
+    out: dict[str, TenantScope] = {}
+    for name in sorted(region.tenants):
+        mine = [a for a in agents if a.tenant == name and region.name in a.regions]
+        prefixes = {name}
+        rooms: set[str] = set()
+        for agent in mine:
+            tel = agent.telephony
+            if tel is None:
+                continue
+            if tel.dispatch.kind == "direct":
+                if tel.dispatch.room_name:
+                    rooms.add(tel.dispatch.room_name)
+            elif tel.dispatch.room_prefix:
+                prefixes.add(tel.dispatch.room_prefix)
+        out[name] = TenantScope(
+            name=name,
+            api_key=tenant_api_key(name),
+            agents=frozenset(a.scoped_name for a in mine),
+            room_prefixes=frozenset(prefixes),
+            rooms=frozenset(rooms),
+        )
+    return out
+
 
 
 def gateway_config(region: Region, agents: Sequence[Agent]) -> GatewayConfig:
@@ -92,8 +120,9 @@ def gateway_key_names(region: Region, agents: Sequence[Agent]) -> list[str]:
     return sorted([GATEWAY_KEY] + [t.api_key for t in config.tenants.values()])
 
 
-def build_gateway(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
-    """ConfigMap, keys Secret, Deployment, Service, PDB, NetworkPolicy and PodMonitor."""
+def build_gateway(region: Region, agents: Sequence[Agent], *, image: str) -> list[K8sObject]:
+    """ConfigMap, keys Secret, Deployment, Service, PDB, NetworkPolicy and PodMonitor; the
+    Deployment runs `image` (the component passes the image it builds from the gateway package)."""
     ns = system_namespace(region)
     lab = gateway_labels(region)
     config = gateway_config(region, agents)
@@ -103,7 +132,7 @@ def build_gateway(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
     return [
         config_map(CONFIG_MAP, ns, lab, {CONFIG_FILE: text}, src),
         secret(KEYS_SECRET, ns, lab, {k: SecretValue("livekit-secret", k) for k in keys}, src),
-        _deployment(region, ns, lab, text, keys),
+        _deployment(region, ns, lab, text, keys, image),
         _service(ns, lab, src),
         pdb(GATEWAY_SERVICE, ns, lab),
         _network_policy(region, ns, lab),
@@ -111,11 +140,12 @@ def build_gateway(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
     ]
 
 
-def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, keys: list[str]) -> K8sObject:
+def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, keys: list[str],
+                image: str) -> K8sObject:
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}}
     container = {
         "name": "gateway",
-        "image": f"{GATEWAY_IMAGE}:{GATEWAY_IMAGE_TAG}",
+        "image": image,
         "command": ["python", "-m", "voxplane.gateway", "serve", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
         "env": [env_value("VOXPLANE_GATEWAY_DRAIN_SECONDS", str(DRAIN_SECONDS))],
         "ports": [

@@ -110,7 +110,7 @@ def _dev_endpoints() -> dict[str, str]:
     return env
 
 
-from ..gateway.devcreds import tenant_credentials  # noqa: E402  (the gateway's own command)
+from .credentials import tenant_credentials  # noqa: E402
 
 dev.add_command(tenant_credentials)
 dev.add_command(tenant_credentials, name="credentials")  # the name issue #9 asked for

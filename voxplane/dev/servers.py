@@ -18,7 +18,7 @@ Shell use (servers keep running in the background until `down`)::
 With `--region`, the region's authorizing gateway (voxplane/gateway) runs next to the server too,
 with the config the region renders (addresses moved to loopback), and `up` also prints
 `export VOXPLANE_LIVEKIT_TENANT_URL=...`: the URL tenant credentials work at
-(`python -m voxplane.gateway credentials REGION TENANT`).
+(`voxplane dev credentials REGION TENANT`).
 
 Only the standard library is used. The config file is written as JSON, which is valid YAML.
 """
@@ -218,14 +218,14 @@ class _Process:
         """The last `lines` lines the server wrote (stdout and stderr together)."""
         return _tail(self.log_path, lines)
 
-    def _spawn(self, argv: list[str]) -> None:
+    def _spawn(self, argv: list[str], env: Mapping[str, str] | None = None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         try:
             self._proc = subprocess.Popen(
                 argv,
                 cwd=self.workdir,
-                env=_child_env(),
+                env={**_child_env(), **(env or {})},
                 stdin=subprocess.DEVNULL,
                 # livekit-server prints config errors on stdout, logs on stderr: keep both.
                 stdout=self._log,
@@ -663,7 +663,7 @@ def region_gateway(name: str, root: Path, *, upstream: str) -> tuple[str, dict[s
     region = result.project.regions.get(name)
     if region is None:
         raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
-    objects = build_gateway(region, result.project.agents_in(name))
+    objects = build_gateway(region, result.project.agents_in(name), image="")
     config = next(o for o in objects if o["kind"] == "ConfigMap")["data"][CONFIG_FILE]
     key_names = next(o for o in objects if o["kind"] == "Secret")["stringData"]
     root_secret = dev_root_secret(name)
@@ -689,9 +689,14 @@ class GatewayServer(_Process):
         startup_timeout: float = 20.0,
         workdir: Path | str | None = None,
         detached: bool = False,
+        python: str = sys.executable,
+        pythonpath: Path | None = None,
     ) -> None:
+        """`python` and `pythonpath`: the interpreter and import path to run the gateway with
+        (default: this one's; tests run it as its image does, from a copy of the build context)."""
         super().__init__(workdir, detached)
         self.port, self.metrics_port = free_ports(2, "tcp")
+        self._python, self._pythonpath = python, pythonpath
         self._source = json.loads(config_json)
         self._keys = dict(keys)
         self.startup_timeout = startup_timeout
@@ -719,7 +724,8 @@ class GatewayServer(_Process):
         config = {**self._source, "listen_host": LOOPBACK, "listen_port": self.port,
                   "metrics_port": self.metrics_port, "keys_dir": str(keys_dir)}
         self.config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        self._spawn([sys.executable, "-m", "voxplane.gateway", "serve", "--config", str(self.config_path)])
+        self._spawn([self._python, "-m", "voxplane.gateway", "serve", "--config", str(self.config_path)],
+                    env={"PYTHONPATH": str(self._pythonpath)} if self._pythonpath else None)
         self._await_start(self.ready, f"not ready at {LOOPBACK}:{self.metrics_port}/readyz", 0.05, self.startup_timeout)
         return self
 

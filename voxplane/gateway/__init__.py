@@ -11,7 +11,6 @@ voxplane.gateway serve --config FILE` runs it.
 """
 
 from .policy import Denied, KeyRing, Principal, authenticate
-from .scope import GatewayConfig, TenantScope, conflicts, tenant_scopes
+from .scope import GatewayConfig, TenantScope, conflicts
 
-__all__ = ["Denied", "GatewayConfig", "KeyRing", "Principal", "TenantScope", "authenticate", "conflicts",
-           "tenant_scopes"]
+__all__ = ["Denied", "GatewayConfig", "KeyRing", "Principal", "TenantScope", "authenticate", "conflicts"]

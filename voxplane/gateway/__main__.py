@@ -1,5 +1,4 @@
-"""`python -m voxplane.gateway serve --config FILE` (the container's command) and
-`python -m voxplane.gateway credentials REGION TENANT` (a dev region's tenant keys)."""
+"""`python -m voxplane.gateway serve --config FILE`: the container's command."""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ import sys
 from pathlib import Path
 
 import click
-
-from .devcreds import tenant_credentials
 
 
 @click.group()
@@ -34,8 +31,6 @@ def serve(config_path: Path, log_level: str) -> None:
         raise click.ClickException(str(e)) from e
     asyncio.run(gateway.run())
 
-
-main.add_command(tenant_credentials, "credentials")
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""What each tenant owns in LiveKit, and the gateway's config file (pure: model in, data out).
+"""What each tenant owns in LiveKit, and the gateway's config file.
 
 A tenant owns:
 
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
-
-from ..model import Agent, Region
+from typing import Any, Iterable, Mapping
 
 #: Separator livekit-server puts after a dispatch rule's room prefix.
 ROOM_SEPARATOR = "_"
@@ -135,34 +133,6 @@ class GatewayConfig:
         return GatewayConfig(upstream=upstream.rstrip("/"), platform_key=self.platform_key, keys_dir=keys_dir,
                              tenants=self.tenants, listen_host=listen_host, listen_port=listen_port,
                              metrics_port=metrics_port, token_ttl_seconds=self.token_ttl_seconds)
-
-
-def tenant_scopes(region: Region, agents: Sequence[Agent]) -> dict[str, TenantScope]:
-    """Every tenant of `region` with what it owns there (`agents`: those deployed in the region)."""
-    from ..desired.common import tenant_api_key
-
-    out: dict[str, TenantScope] = {}
-    for name in sorted(region.tenants):
-        mine = [a for a in agents if a.tenant == name and region.name in a.regions]
-        prefixes = {name}
-        rooms: set[str] = set()
-        for agent in mine:
-            tel = agent.telephony
-            if tel is None:
-                continue
-            if tel.dispatch.kind == "direct":
-                if tel.dispatch.room_name:
-                    rooms.add(tel.dispatch.room_name)
-            elif tel.dispatch.room_prefix:
-                prefixes.add(tel.dispatch.room_prefix)
-        out[name] = TenantScope(
-            name=name,
-            api_key=tenant_api_key(name),
-            agents=frozenset(a.scoped_name for a in mine),
-            room_prefixes=frozenset(prefixes),
-            rooms=frozenset(rooms),
-        )
-    return out
 
 
 def conflicts(scopes: Iterable[TenantScope]) -> list[str]:

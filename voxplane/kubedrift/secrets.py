@@ -59,7 +59,7 @@ class SecretPayload:
 
 def secret_objects(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
     """Every Secret the builders declare for the region (values as `SecretValue` markers)."""
-    objects: list[K8sObject] = build_redis(region) + build_sfu(region) + build_gateway(region, agents)
+    objects: list[K8sObject] = build_redis(region) + build_sfu(region) + build_gateway(region, agents, image="")
     if region.sip is not None:
         objects += build_sip(region)
     for model in region.models.values():

@@ -23,8 +23,8 @@ class NotDev(ValueError):
 def dev_tenant_credentials(root: Path, region_name: str, tenant: str) -> tuple[str, str]:
     """(API key, secret) of `tenant` in dev region `region_name`; raises NotDev or ValueError."""
     from ..crosscheck import stack_config
-    from ..dev.cluster import CONTEXT
-    from ..dev.stack import dev_root_secret
+    from .cluster import CONTEXT
+    from .stack import dev_root_secret
     from ..loader import load
 
     result = load((), root)
