@@ -158,6 +158,7 @@ def with_image(obj: K8sObject, image: pulumi.Input[str]) -> K8sObject:
     container["image"] = image
     return obj
 
+
 _TOP_LEVEL = {
     "stringData": "string_data",
     "binaryData": "binary_data",

@@ -24,6 +24,16 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 
 
+def copy_manifests(root: Path) -> Path:
+    """`root` made to hold a copy of this repository's manifests, agent programs and stack files."""
+    root.mkdir()
+    for folder in ("regions", "agents"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for stack in REPO.glob("Pulumi*.yaml"):
+        shutil.copy(stack, root / stack.name)
+    return root
+
+
 @pytest.fixture
 def run_cli() -> Callable[..., Result]:
     """Invoke `voxplane` in-process; exceptions propagate so a traceback fails the test."""

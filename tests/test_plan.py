@@ -15,7 +15,7 @@ from voxplane.affected import explain_regions, affected_regions
 from voxplane.kubedrift.compare import UNSET, Keyed
 from voxplane.loader import load_project
 
-from .conftest import REPO
+from .conftest import REPO, copy_manifests
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "-c", "commit.gpgsign=false"]
 
@@ -34,12 +34,7 @@ def edit(repo: Path, rel: str, old: str, new: str) -> None:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repository holding this repository's manifests and stack files, committed on main."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    for folder in ("regions", "agents"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copy(stack, root / stack.name)
+    root = copy_manifests(tmp_path / "repo")
     # As in this repository: the stack program's folder links the environment (dangling in the
     # base's `git archive` export), which is no change of the tool.
     (root / "stacks").mkdir()

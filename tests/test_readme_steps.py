@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from voxplane.loader import load
 
-from .conftest import REPO
+from .conftest import REPO, copy_manifests
 from .test_scaffold import fill_in
 
 README = (REPO / "README.md").read_text()
@@ -45,12 +44,7 @@ def expected_exit(line: str) -> int:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    root = tmp_path / "checkout"
-    root.mkdir()
-    for folder in ("regions", "agents"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copy(stack, root / stack.name)
+    root = copy_manifests(tmp_path / "checkout")
     subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=root, check=True)
     subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
     subprocess.run([*GIT, "commit", "-qm", "base"], cwd=root, check=True)

@@ -15,18 +15,13 @@ from voxplane import scaffold
 from voxplane.loader import load
 
 from . import test_agent_programs as contract
-from .conftest import REPO
+from .conftest import REPO, copy_manifests
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A copy of this repository's manifests, stack files and agent programs."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    for folder in ("regions", "agents"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copy(stack, root / stack.name)
+    root = copy_manifests(tmp_path / "repo")
     return root
 
 

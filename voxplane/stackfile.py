@@ -256,18 +256,20 @@ def check(
     if (building or builds_gateway) and not misspelt and not (isinstance(registry, str) and registry.strip()):
         # The gateway's image is built unless the stack builds nothing; agents built from source
         # need the registry even then (their tags name it).
-        what = (["the LiveKit gateway's image (voxplane/gateway)"] if builds_gateway else []) + \
-            [a.source.file if a.source else a.name for a in building]
+        names = ", ".join(a.source.file if a.source else a.name for a in building)
+        if builds_gateway:
+            what = f"builds images (the LiveKit gateway's from voxplane/gateway{', ' + names if names else ''}) " \
+                   f"and sets no voxplane:imageRegistry to push them to"
+        else:
+            what = f"deploys agents built from source ({names}) and sets no voxplane:imageRegistry to name their images"
         ends = tuple(
             _at_agent(a, ("code", "build"), f"builds from source, and {stack.file} (stack {stack.stack!r}) sets no "
                                             f"voxplane:imageRegistry to push the image to")
             for a in building
         )
-        verb = "builds" if builds_gateway else "deploys images built from source"
         problems.append(stack.problem(
             "imageRegistry" if "imageRegistry" in stack.config else None,
-            f"stack {stack.stack!r} {verb} ({', '.join(what)}) and sets no voxplane:imageRegistry for them "
-            f"(pulumi config set voxplane:imageRegistry <registry>/<path> -s {stack.stack})",
+            f"stack {stack.stack!r} {what} (pulumi config set voxplane:imageRegistry <registry>/<path> -s {stack.stack})",
             ends=ends,
         ))
     return problems

@@ -40,6 +40,7 @@ from voxplane.loader import load
 from voxplane.problems import ManifestError
 from voxplane.render import render
 
+from ..conftest import copy_manifests
 from ._helpers import REGIONS, REPO, by_kind_and_name, project, region, validate_strict
 
 DOCKER_IMAGE = "docker:index/image:Image"
@@ -88,6 +89,9 @@ def test_deployment_is_restricted_probed_and_rolls_on_a_new_tenant() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # Every tenant's key is in it: on the SFU's media pool, never where tenant agents run.
+    assert pod["nodeSelector"] == dict(r.livekit.node_pool.selector) != dict(r.agents.node_pool.selector)
+    assert pod["tolerations"] == [{"key": "voxplane.io/media", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
     before = dep["spec"]["template"]["metadata"]["annotations"][ANNOTATION_KEYS_CHECKSUM]
     extra = dict(r.tenants)
     extra["acme"] = dataclasses.replace(next(iter(r.tenants.values())), name="acme")
@@ -183,21 +187,21 @@ def test_a_gateway_code_change_changes_the_tag_and_nothing_else_does(tmp_path: P
 def test_a_stack_without_a_registry_is_refused_at_its_file(tmp_path: Path) -> None:
     """The gateway's image has to be pushed somewhere: validation names the stack file, before
     any render or `pulumi up`, and render refuses the same way (no traceback)."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for folder in ("regions", "agents"):
-        shutil.copytree(REPO / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for file in REPO.glob("Pulumi*.yaml"):
-        shutil.copy(file, repo / file.name)
+    repo = copy_manifests(tmp_path / "repo")
     stack = repo / "Pulumi.eu-west.yaml"
     stack.write_text("".join(line for line in stack.read_text().splitlines(keepends=True)
                              if "imageRegistry" not in line))
     problems = [str(p) for p in load((), repo).problems]
     assert len(problems) == 1 and problems[0].startswith("Pulumi.eu-west.yaml:"), problems
-    assert "builds (the LiveKit gateway's image (voxplane/gateway), agents/" in problems[0], problems[0]
-    assert "sets no voxplane:imageRegistry" in problems[0]
+    assert "builds images (the LiveKit gateway's from voxplane/gateway, agents/reservations.yaml) and sets no " \
+           "voxplane:imageRegistry to push them to" in problems[0], problems[0]
     with pytest.raises(ManifestError):
         render("eu-west", repo)
+    # Building nothing, the gateway needs no registry; the agents built from source still do.
+    stack.write_text(stack.read_text() + "  voxplane:buildImages: false\n")
+    (problem,) = [str(p) for p in load((), repo).problems]
+    assert "deploys agents built from source (agents/reservations.yaml) and sets no voxplane:imageRegistry to " \
+           "name their images" in problem, problem
 
 
 @pulumi.runtime.test

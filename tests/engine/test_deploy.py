@@ -84,8 +84,9 @@ def test_the_scheduler_places_each_component_on_its_own_pool(deployment: Deploym
         if component == "inference":
             model = region.models[labels["app.kubernetes.io/instance"]]
             assert node_labels.get("voxplane.io/gpu-group") == model.node_group, f"{pod['metadata']['name']} on {node['metadata']['name']}"
-        elif component in ("sfu", "redis"):
-            # Redis beside the SFU: never on a node that runs tenant code.
+        elif component in ("sfu", "redis", "gateway"):
+            # Redis and the gateway (every tenant's key) beside the SFU: never on a node that runs
+            # tenant code.
             for key, value in region.livekit.node_pool.selector.items():
                 assert node_labels.get(key) == value, f"{pod['metadata']['name']} on {node['metadata']['name']}"
             if component == "sfu":
@@ -101,8 +102,10 @@ def test_the_scheduler_places_each_component_on_its_own_pool(deployment: Deploym
         assert "nvidia.com/gpu" not in node["status"]["capacity"] or component == "inference", \
             f"{pod['metadata']['name']} ({component}) took a GPU node"
     assert sfu_nodes and max(sfu_nodes.values()) == 1, f"SFU pods per node: {dict(sfu_nodes)}"
+    components = Counter(p["metadata"]["labels"].get("app.kubernetes.io/component") for p, _ in placed)
+    assert components["gateway"] >= 2, dict(components)
     if region.livekit.redis.mode != "external":
-        assert any(p["metadata"]["labels"].get("app.kubernetes.io/component") == "redis" for p, _ in placed)
+        assert components["redis"] == 1, dict(components)
 
 
 def test_livekit_objects_are_on_the_server(deployment: Deployment):

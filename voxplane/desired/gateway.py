@@ -168,7 +168,9 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, 
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": GRACE_SECONDS,
         "securityContext": restricted_pod(),
-        **placement(region.agents.node_pool),
+        # It holds every tenant's key and the platform's: never on a node where tenant code runs
+        # (the agents' pool); the SFU's media pool runs platform code only.
+        **placement(region.livekit.node_pool),
         "topologySpreadConstraints": [
             {
                 "maxSkew": 1,
