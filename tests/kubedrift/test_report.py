@@ -188,6 +188,25 @@ def test_built_image_digest_is_unchecked_and_the_repository_compared(rendered: A
     assert [(c.field, c.source.field) for c in rep.changed] == [("spec.template.spec.containers[agent].image", "code.build")]
 
 
+def test_the_gateway_image_the_stack_builds_is_unchecked_like_a_built_agent(rendered: Any) -> None:
+    """A stack that builds images runs the gateway by its pushed digest, which render cannot know."""
+    _, region, agents, objects = rendered
+    desired = copy.deepcopy(objects)
+    container = obj(desired, "Deployment", "livekit-gateway")["spec"]["template"]["spec"]["containers"][0]
+    repo = container["image"].split(":")[0]
+    container["image"] = f"{repo}@sha256:{'0' * 64}"
+    owned = live_copy(desired, region, agents)
+    live_dep = next(o for o in owned["Deployment"] if o["metadata"]["name"] == "livekit-gateway")
+    live_dep["spec"]["template"]["spec"]["containers"][0]["image"] = f"{repo}@sha256:{'1' * 64}"
+    rep = kr.detect(region, agents, desired, CannedReader(owned, {}))
+    assert rep.changed == []
+    (unchecked,) = [u for u in rep.unchecked if u.kind == "Deployment"]
+    assert unchecked.field == "spec.template.spec.containers[gateway].image" and "voxplane/gateway" in unchecked.reason
+    live_dep["spec"]["template"]["spec"]["containers"][0]["image"] = f"evil.example/x@sha256:{'1' * 64}"
+    rep = kr.detect(region, agents, desired, CannedReader(owned, {}))
+    assert [c.field for c in rep.changed] == ["spec.template.spec.containers[gateway].image"]
+
+
 def test_kind_refs() -> None:
     assert kind_ref("v1", "ConfigMap", True).list_path == "/api/v1/configmaps"
     assert kind_ref("keda.sh/v1alpha1", "ScaledObject", True).list_path == "/apis/keda.sh/v1alpha1/scaledobjects"

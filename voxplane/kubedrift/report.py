@@ -158,8 +158,16 @@ def _image_repository(image: str) -> str:
     return name[:colon] if colon > slash else name
 
 
-def _built_images(obj: Mapping[str, Any], agent: Optional[Agent]) -> bool:
-    return agent is not None and agent.code.build is not None and obj.get("kind") == "Deployment"
+def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[str]:
+    """What the stack builds the Deployment's image from (None: a prebuilt image, compared as is)."""
+    if obj.get("kind") != "Deployment":
+        return None
+    if agent is not None and agent.code.build is not None:
+        return "code.build"
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if labels.get("app.kubernetes.io/component") == "gateway":
+        return "voxplane/gateway"
+    return None
 
 
 def _containers(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -262,11 +270,13 @@ def detect(
             report.missing.append(MissingObject(kind, ns, name, where.object_origin(obj)))
             continue
         target = copy.deepcopy(dict(obj))
-        if _built_images(target, where.agent_of(obj)):
+        built_from = _built_image(target, where.agent_of(obj))
+        if built_from is not None:
             for container in _settle_built_images(target, live):
                 report.unchecked.append(UncheckedField(
                     kind, ns, name, f"spec.template.spec.containers[{container}].image",
-                    "built from code.build: the pushed digest is known to the Pulumi state only; the repository was compared"))
+                    f"built from {built_from}: the pushed digest is known to the Pulumi state only; the repository "
+                    f"was compared"))
         if _settle_secret_fingerprint(target, live):
             report.unchecked.append(UncheckedField(
                 kind, ns, name, format_path(("spec", "template", "metadata", "annotations", ANNOTATION_SECRET_FINGERPRINT)),
