@@ -1,7 +1,8 @@
 """Benchmark: what the authorizing gateway (voxplane/gateway) adds to LiveKit calls, on loopback.
 
 Starts Redis, livekit-server with the `local` region's config and the gateway with the config
-`local` renders (as the integration tests do), then times, interleaved, direct to the server
+`local` renders, run as its image runs it (the package alone, with the image's locked
+requirements: tests/gateway/_image.py, as the integration tests do), then times, interleaved, direct to the server
 (platform admin key) and through the gateway (tenant northwind's key):
 
 - room join: open /rtc and read up to the server's JoinResponse (new room each time; the
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -29,6 +31,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from livekit.protocol import room as room_pb  # noqa: E402
 
+from tests.gateway._image import gateway_image_python, stage_image_context  # noqa: E402
 from tests.gateway._lk import Worker, join, token, twirp  # noqa: E402
 from voxplane.desired.common import ADMIN_KEY, tenant_api_key  # noqa: E402
 from voxplane.dev.stack import dev_root_secret  # noqa: E402
@@ -110,9 +113,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--registrations", type=int, default=40)
     args = parser.parse_args()
-    with RedisServer() as redis, LiveKitServer(region_config(REGION, REPO), redis=redis) as lk:
+    python = gateway_image_python()
+    with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis, \
+            LiveKitServer(region_config(REGION, REPO), redis=redis) as lk:
+        context = stage_image_context(Path(tmp) / "opt-voxplane")
         config, keys = region_gateway(REGION, REPO, upstream=lk.http_url)
-        with GatewayServer(config, keys) as gw:
+        with GatewayServer(config, keys, python=python, pythonpath=context) as gw:
             print(f"livekit-server {lk.http_url}, gateway {gw.http_url} (its own process), loopback")
             asyncio.run(bench(lk, gw, args.joins, args.calls, args.registrations))
     return 0

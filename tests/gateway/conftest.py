@@ -7,8 +7,6 @@ Servers never skip: one that cannot start fails the test with its reason."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from voxplane.desired.common import ADMIN_KEY, tenant_api_key
-from voxplane.components.gateway import GATEWAY_CONTEXT
 from voxplane.dev.stack import dev_root_secret
 from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway
 from voxplane.keys import derive_api_secret
+
+from ._image import gateway_image_python, stage_image_context
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "local"
@@ -63,24 +62,6 @@ class Stack:
     def tenant(self, name: str) -> Creds:
         key = tenant_api_key(name)
         return Creds(key, derive_api_secret(dev_root_secret(REGION), REGION, key))
-
-
-def gateway_image_python() -> str:
-    """The interpreter of the venv holding exactly the gateway image's locked requirements."""
-    script = REPO / "scripts" / "ensure-gateway-venv.sh"
-    done = subprocess.run(["bash", str(script), "--print-path"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{script.name} failed:\n{done.stderr[-2000:]}"
-    return str(Path(done.stdout.strip()) / "bin" / "python")
-
-
-def stage_image_context(dst: Path) -> Path:
-    """`dst` laid out as the image's /opt/voxplane (voxplane/gateway/Dockerfile): an empty
-    `voxplane` package holding a copy of the build context as `voxplane.gateway`."""
-    (dst / "voxplane").mkdir(parents=True)
-    (dst / "voxplane" / "__init__.py").write_text("")
-    shutil.copytree(Path(GATEWAY_CONTEXT), dst / "voxplane" / "gateway",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return dst
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from voxplane.components.gateway import GATEWAY_CONTEXT
 
-from .conftest import REPO, gateway_image_python, stage_image_context
+from ._image import REPO, gateway_image_python, stage_image_context
 
 CONTEXT = Path(GATEWAY_CONTEXT)
 #: Import names of the locked requirements' top-level packages (requirements.txt's header).

@@ -1,0 +1,32 @@
+"""The gateway as its image runs it (voxplane/gateway/Dockerfile), without a Docker engine: the
+package copied under an empty `voxplane` package, and an interpreter with only the image's locked
+requirements (scripts/ensure-gateway-venv.sh). For the gateway tests and bench/gateway.py."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from voxplane.components.gateway import GATEWAY_CONTEXT
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def gateway_image_python() -> str:
+    """The interpreter of the venv holding exactly the gateway image's locked requirements."""
+    script = REPO / "scripts" / "ensure-gateway-venv.sh"
+    done = subprocess.run(["bash", str(script), "--print-path"], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} failed:\n{done.stderr[-2000:]}")
+    return str(Path(done.stdout.strip()) / "bin" / "python")
+
+
+def stage_image_context(dst: Path) -> Path:
+    """`dst` laid out as the image's /opt/voxplane (voxplane/gateway/Dockerfile): an empty
+    `voxplane` package holding a copy of the build context as `voxplane.gateway`."""
+    (dst / "voxplane").mkdir(parents=True)
+    (dst / "voxplane" / "__init__.py").write_text("")
+    shutil.copytree(Path(GATEWAY_CONTEXT), dst / "voxplane" / "gateway",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dst
