@@ -13,12 +13,12 @@
 #
 # Environment:
 #   VOXPLANE_CACHE          cache root (default: $HOME/.cache/voxplane)
-#   VOXPLANE_AGENTS_PYTHON  interpreter to build with (default: python3; the image runs 3.11)
+#   VOXPLANE_GATEWAY_PYTHON interpreter to build with (default: python3; the image runs 3.11)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_DIR="${VOXPLANE_CACHE:-$HOME/.cache/voxplane}"
-PYTHON="${VOXPLANE_AGENTS_PYTHON:-python3}"
+PYTHON="${VOXPLANE_GATEWAY_PYTHON:-python3}"
 REQ="$ROOT/voxplane/gateway/requirements.txt"
 
 # shellcheck source=scripts/lib.sh

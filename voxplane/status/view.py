@@ -188,9 +188,9 @@ def _exit_on_ctrl_c(terminal: bool) -> Any:
 def watch(read: Callable[[], RegionStatus], interval: float, fmt: str,
           sleep: Callable[[float], None] = time.sleep) -> None:
     """Read and show a frame every `interval` seconds until Ctrl-C, which ends the process at once
-    (exit 0); a KeyboardInterrupt from `read` or `sleep` (tests) reaches the caller. On a terminal the text redraws in place (rich Live); to a pipe or file
-    each frame follows the last (text: each starts with its `region …` line; JSON: one object a
-    line)."""
+    (exit 0); a KeyboardInterrupt from `read` or `sleep` (tests) reaches the caller. On a terminal
+    the text redraws in place (rich Live); to a pipe or file each frame follows the last (text:
+    each starts with its `region …` line; JSON: one object a line)."""
     from .reader import pace
 
     previous = _exit_on_ctrl_c(fmt != "json" and term.is_terminal())
