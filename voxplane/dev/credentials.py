@@ -25,14 +25,9 @@ def dev_tenant_credentials(root: Path, region_name: str, tenant: str) -> tuple[s
     from ..crosscheck import stack_config
     from .cluster import CONTEXT
     from .stack import dev_root_secret
-    from ..loader import load
+    from .servers import load_region
 
-    result = load((), root)
-    if result.problems or result.project is None:
-        raise ValueError("; ".join(str(p) for p in result.problems[:3]) or "invalid manifests")
-    region = result.project.regions.get(region_name)
-    if region is None:
-        raise ValueError(f"no region {region_name!r} (regions: {', '.join(sorted(result.project.regions))})")
+    _, region = load_region(region_name, root)
     if tenant not in region.tenants:
         raise ValueError(f"region {region_name!r} has no tenant {tenant!r} (tenants: {', '.join(sorted(region.tenants))})")
     config = stack_config(root, region_name)

@@ -43,7 +43,10 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Callable, Literal, Self
+from typing import IO, TYPE_CHECKING, Any, Callable, Literal, Self
+
+if TYPE_CHECKING:
+    from ..model import Project, Region
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -618,6 +621,20 @@ def _running_state() -> dict[str, Any] | None:
     return None
 
 
+def load_region(name: str, root: Path) -> tuple[Project, Region]:
+    """The valid project at `root` and its region `name`; ValueError naming the first problems, or
+    the regions there are."""
+    from ..loader import load
+
+    result = load((), root)
+    if result.problems or result.project is None:
+        raise ValueError("; ".join(str(p) for p in result.problems[:3]) or "invalid manifests")
+    region = result.project.regions.get(name)
+    if region is None:
+        raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
+    return result.project, region
+
+
 def region_config(name: str, root: Path) -> dict[str, Any]:
     """The livekit-server config voxplane renders for region `name`, with dev API keys.
 
@@ -630,14 +647,8 @@ def region_config(name: str, root: Path) -> dict[str, Any]:
     """
     from ..desired.common import ADMIN_KEY, platform_api_keys
     from ..desired.livekit_config import server_config
-    from ..loader import load
 
-    result = load((), root)
-    if result.problems or result.project is None:
-        raise ValueError("; ".join(str(p) for p in result.problems[:3]) or "invalid manifests")
-    region = result.project.regions.get(name)
-    if region is None:
-        raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
+    _, region = load_region(name, root)
     config = server_config(region, redis_address=f"{LOOPBACK}:6379")  # replaced by the real address
     names = [ADMIN_KEY] + [k for k in platform_api_keys() if k != ADMIN_KEY]
     from .stack import dev_root_secret
@@ -655,15 +666,9 @@ def region_gateway(name: str, root: Path, *, upstream: str) -> tuple[str, dict[s
     from ..desired.gateway import CONFIG_FILE, build_gateway
     from .stack import dev_root_secret
     from ..keys import derive_api_secret
-    from ..loader import load
 
-    result = load((), root)
-    if result.problems or result.project is None:
-        raise ValueError("; ".join(str(p) for p in result.problems[:3]) or "invalid manifests")
-    region = result.project.regions.get(name)
-    if region is None:
-        raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
-    objects = build_gateway(region, result.project.agents_in(name), image="")
+    project, region = load_region(name, root)
+    objects = build_gateway(region, project.agents_in(name), image="")
     config = next(o for o in objects if o["kind"] == "ConfigMap")["data"][CONFIG_FILE]
     key_names = next(o for o in objects if o["kind"] == "Secret")["stringData"]
     root_secret = dev_root_secret(name)
