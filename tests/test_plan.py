@@ -348,3 +348,42 @@ def test_the_preview_workflow_posts_the_plan_once_per_pull_request():
     assert "startswith($m)" in comment_runs and "--method PATCH" in comment_runs and "--method POST" in comment_runs
     uses = {step["uses"] for job in jobs.values() for step in job["steps"] if "uses" in step}
     assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+
+
+# --- the same inputs give the same bytes ---------------------------------------------------------
+
+_PLAN_ALL_FORMATS = r"""
+import json, sys
+from pathlib import Path
+from voxplane import plan as pl
+from voxplane.render import render
+root = Path(sys.argv[1])
+with pl.exported(root, pl.resolve(root, "main")) as base_root:
+    result = pl.plan_between(base_root, root, ["local"], base="BASE", base_label="main")
+for fmt in ("text", "json", "markdown"):
+    print(pl.RENDERERS[fmt](result))
+rendered = render("local", root)
+print(json.dumps({"kubernetes": rendered.kubernetes, "livekit": rendered.livekit}))
+"""
+
+
+def test_the_same_change_gives_the_same_bytes_whatever_the_hash_seed(repo):
+    """Issue #17: the pull-request comment changed on every push, because key order inside
+    NetworkPolicy values (and every other rendered mapping) followed the interpreter's hash seed.
+    The plan in every format, and the rendered objects drift and status compare, are byte for
+    byte the same under different seeds."""
+    import os
+    import sys
+
+    edit(repo, "agents/scheduler.yaml", "  llm: { model: chat }",
+         "  llm:\n    provider: { name: openai, model: gpt-4o-mini, endpoint: https://api.openai.com/v1,"
+         " api_key: { config: northwindOpenaiKey } }")
+    outputs = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", _PLAN_ALL_FORMATS, str(repo)], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout)
+    assert "NetworkPolicy vox-inference/chat" in outputs[0]
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]

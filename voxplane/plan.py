@@ -376,7 +376,11 @@ def render_with_own_code(root: Path, regions: Sequence[str]) -> Rendered:
             tail = (done.stderr or done.stdout or "").strip().splitlines()
             raise PlanError(tail[-1] if tail else f"exit {done.returncode}")
         loaded: Rendered = json.loads(target.read_text())
-        return loaded
+    # The base's own code may predate canonical key order; what is shown must not follow its seed.
+    from .render import canonical
+
+    return {name: None if objects is None else {target: [canonical(o) for o in items] for target, items in objects.items()}
+            for name, objects in loaded.items()}
 
 
 # --- object differences ---------------------------------------------------------------------------
