@@ -268,9 +268,8 @@ def test_a_tool_change_renders_the_base_with_its_own_code(run_cli, repo):
     assert "voxplane/desired/tenant.py" in tool["note"]
     limits = [o for o in tool["objects"] if o["kind"] == "LimitRange"]
     assert {o["namespace"] for o in limits} == {"vox-t-bellavista", "vox-t-northwind"}
-    assert {o["path"] for o in limits} == {"spec.limits"}
-    assert all(o["before"][0]["defaultRequest"]["cpu"] == "200m" and o["after"][0]["defaultRequest"]["cpu"] == "100m"
-               for o in limits)
+    # The LimitRange's one rule changed in part: the changed value, not the whole list.
+    assert {(o["path"], o["before"], o["after"]) for o in limits} == {("spec.limits[0].defaultRequest.cpu", "200m", "100m")}
     assert doc["unattributed"] == []
 
 
@@ -387,3 +386,92 @@ def test_the_same_change_gives_the_same_bytes_whatever_the_hash_seed(repo):
         outputs.append(done.stdout)
     assert "NetworkPolicy vox-inference/chat" in outputs[0]
     assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
+
+
+# --- a plan a reviewer can read (issue #17 item 3) --------------------------------------------------
+
+
+def _objects_once(text: str) -> None:
+    """Every object line (`REGION  +|-|~ KIND NS/NAME ...`) names a different object."""
+    import re
+
+    refs = [m.group(1) for m in re.finditer(r"^    \S+\s+[+~-] (\S+ \S+)", text, re.M)]
+    assert refs and len(refs) == len(set(refs)), sorted(r for r in refs if refs.count(r) > 1)
+
+
+def test_a_move_from_a_model_to_a_provider_is_one_change_with_its_rules_added_and_removed(run_cli, repo):
+    """scheduler's LLM moves from the region's `chat` to OpenAI: one change (not `model` removed and
+    `provider` added with the same objects twice), each object once, and the NetworkPolicy rules
+    and env vars it drops or adds shown whole as items, not as a cut before → after string."""
+    edit(repo, "agents/scheduler.yaml", "  llm: { model: chat }",
+         "  llm:\n    provider: { name: openai, model: gpt-4o-mini, endpoint: https://api.openai.com/v1,"
+         " api_key: { config: northwindOpenaiKey } }")
+    result = plan(run_cli, repo, "local")
+    assert result.exit_code == 2, result.output
+    text = result.stdout
+    (headline,) = [line for line in text.splitlines() if line.startswith("agents/")]
+    assert headline == ('agents/scheduler.yaml:35: inference.llm model: "chat" → provider: {"name": "openai", '
+                        '"model": "gpt-4o-mini", "endpoint": "https://api.openai.com/v1", "api_key": {"config": '
+                        '"northwindOpenaiKey"}}')
+    _objects_once(text)
+    lines = text.splitlines()
+    peer = ('{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vox-t-northwind"}}, '
+            '"podSelector": {"matchLabels": {"voxplane.io/agent": "scheduler"}}}')
+    assert f"    local  ~ NetworkPolicy vox-inference/chat spec.ingress[0].from - {peer}" in lines
+    (egress,) = [line for line in lines if "NetworkPolicy vox-t-northwind/allow-platform" in line]
+    assert egress.startswith("    local  ~ NetworkPolicy vox-t-northwind/allow-platform spec.egress - {")
+    assert '"app.kubernetes.io/name": "chat"' in egress and "…" not in egress
+    assert ('               spec.template.spec.containers[agent].env + {"name": "VOXPLANE_LLM_PROVIDER", '
+            '"value": "openai"}') in lines
+    assert lines[-1] == "plan: 4 to change, 0 to add, 0 to remove in 1 region, from 1 field change"
+    doc = json.loads(plan(run_cli, repo, "local", "--format", "json").stdout)
+    (field,) = doc["fields"]
+    assert field["field"] == "inference.llm" and field["before"] == {"model": "chat"}
+    removed = [o for o in field["objects"] if o["kind"] == "NetworkPolicy" and o["name"] == "allow-platform"]
+    assert [(o["path"], o["item"], o["after"]) for o in removed] == [("spec.egress", "removed", None)]
+    assert removed[0]["before"]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "chat"
+
+
+def test_a_new_agent_is_one_headline_with_its_objects(run_cli, repo):
+    """`voxplane new agent` writes a manifest and a code folder: one change (the new agent, with
+    its code), not "(new file) added" and again "code.build ... contents changed" with the same
+    objects; every object listed once (not again under "objects:")."""
+    made = run_cli("new", "agent", "billing", "--tenant", "northwind", "--region", "us-east", "--root", str(repo))
+    assert made.exit_code == 0, made.output
+    result = plan(run_cli, repo, "us-east")
+    assert result.exit_code == 2, result.output
+    text = result.stdout
+    headlines = [line for line in text.splitlines() if line.startswith("agents/")]
+    assert headlines == ["agents/billing.yaml:1: new agent northwind/billing, with its code agents/billing/ "
+                         "(Dockerfile, agent.py, requirements.txt)"]
+    _objects_once(text)
+    assert "    us-east  + Deployment vox-t-northwind/billing" in text.splitlines()
+    assert ('    us-east  ~ ConfigMap vox-system/livekit-gateway data.config.json.tenants.northwind.agents '
+            '+ "northwind-billing"') in text.splitlines()
+    markdown = plan(run_cli, repo, "us-east", "--format", "markdown").stdout
+    assert markdown.count("Deployment vox-t-northwind/billing") == 1
+    assert "code.build" not in markdown
+
+
+def test_a_new_region_is_listed_once_with_its_capacity(run_cli, repo):
+    """A new region (its manifest and its stack file) is one change with its objects listed once;
+    capacity shows the region's whole plan, not `unchanged`, and says what is short (no agent
+    runs there yet: the pools carry no calls)."""
+    region = (repo / "regions/us-east.yaml").read_text().replace("name: us-east", "name: ap-south", 1)
+    (repo / "regions/ap-south.yaml").write_text(region)
+    (repo / "Pulumi.ap-south.yaml").write_text(
+        (repo / "Pulumi.us-east.yaml").read_text().replace("voxplane:region: us-east", "voxplane:region: ap-south"))
+    result = plan(run_cli, repo)
+    assert result.exit_code == 2, result.output
+    text = result.stdout
+    lines = text.splitlines()
+    assert lines[0].endswith("; regions: ap-south")
+    assert [line for line in lines if line[:1].isalpha() and ".yaml:" in line] == [
+        "regions/ap-south.yaml:1: new region ap-south, with its stack file Pulumi.ap-south.yaml"]
+    _objects_once(text)
+    assert "    ap-south  + Deployment vox-system/livekit" in lines
+    capacity = lines[lines.index("capacity:") + 1:lines.index("routing:" if "routing:" in lines else "routing: unchanged")]
+    assert capacity[0] == "    ap-south  new region: peak 600 concurrent calls"
+    assert "    ap-south  agent pools at max_workers: 0 sessions for 600 peak calls" in capacity
+    assert "    ap-south  short: agent pools at max_workers carry 0 sessions for 600 peak calls" in capacity
+    assert any(line.startswith("    ap-south  model chat (llm): ") for line in capacity)
