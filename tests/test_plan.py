@@ -228,14 +228,55 @@ def test_default_base_is_the_merge_base_with_main(run_cli, repo):
     assert against_tip["base"]["label"] == "main"
 
 
+def test_affected_and_plan_share_the_default_base(run_cli, repo):
+    """Neither needs origin/main: both compare with the merge base with the main branch (here a
+    local `main`), and say so; main's own later commits are not part of the change."""
+    git(repo, "checkout", "-q", "-b", "feature")
+    edit(repo, "agents/scheduler.yaml", "max_workers: 10", "max_workers: 11")
+    git(repo, "commit", "-qam", "feature")
+    git(repo, "checkout", "-q", "main")
+    edit(repo, "regions/us-east.yaml", "peak_concurrent_calls: 600", "peak_concurrent_calls: 700")
+    git(repo, "commit", "-qam", "main moves on")
+    git(repo, "checkout", "-q", "feature")
+    merge_base = git(repo, "merge-base", "HEAD", "main").strip()
+    affected = run_cli("affected", "--root", str(repo))
+    assert affected.exit_code == 0, affected.output
+    assert affected.stdout.splitlines() == ["eu-west", "local"]  # not us-east: main's change is not ours
+    assert affected.stderr.strip().endswith(f"against {merge_base[:12]} (the merge base with main)")
+    planned = json.loads(plan(run_cli, repo, "--format", "json").stdout)
+    assert planned["regions"] == ["eu-west", "local"] and planned["base"] == {
+        "commit": merge_base, "label": "the merge base with main"}
+
+
+def test_without_a_main_branch_both_compare_with_head_and_say_so(run_cli, repo):
+    """A repository whose branch is not called main or master (and has no origin): the uncommitted
+    changes, against HEAD, and the note says why; no error."""
+    git(repo, "branch", "-m", "main", "trunk")
+    edit(repo, "agents/scheduler.yaml", "max_workers: 10", "max_workers: 11")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    label = "HEAD; no main branch here, so only the uncommitted changes"
+    affected = run_cli("affected", "--root", str(repo))
+    assert affected.exit_code == 0, affected.output
+    assert affected.stdout.splitlines() == ["eu-west", "local"]
+    assert affected.stderr.strip().endswith(f"against {head[:12]} ({label})")
+    planned = plan(run_cli, repo, "local")
+    assert planned.exit_code == 2, planned.output
+    assert planned.stdout.splitlines()[0] == f"plan: the working tree against {head[:12]} ({label}); regions: local"
+
+
 def test_errors_are_one_line_exit_1(run_cli, repo, tmp_path):
     """Not a git repository, an unknown ref, an unknown region, invalid manifests: exit 1, no traceback."""
     plain = tmp_path / "plain"
     shutil.copytree(repo, plain, ignore=shutil.ignore_patterns(".git"), symlinks=True)
     not_git = plan(run_cli, plain)
     assert not_git.exit_code == 1 and not_git.stderr.strip().startswith("error: ")
-    bad_ref = plan(run_cli, repo, "--base", "nope")
-    assert bad_ref.exit_code == 1 and bad_ref.stderr.strip().startswith("error: git rev-parse")
+    assert "not in a git repository" in not_git.stderr
+    for command in ("plan", "affected"):
+        bad_ref = run_cli(command, "--root", str(repo), "--base", "nosuchref")
+        assert bad_ref.exit_code == 1, bad_ref.output
+        assert bad_ref.stderr.splitlines() == [
+            "error: --base nosuchref: no such revision in this repository (a branch, tag or commit: `git branch -a` "
+            "lists the branches)"]
     region = plan(run_cli, repo, "mars")
     assert region.exit_code == 1 and "no region 'mars'" in region.stderr
     edit(repo, "agents/support.yaml", "max_workers: 40", "max_worker: 40")
@@ -355,9 +396,10 @@ _PLAN_ALL_FORMATS = r"""
 import json, sys
 from pathlib import Path
 from voxplane import plan as pl
+from voxplane.affected import resolve_base
 from voxplane.render import render
 root = Path(sys.argv[1])
-with pl.exported(root, pl.resolve(root, "main")) as base_root:
+with pl.exported(root, resolve_base(root, "main")) as base_root:
     result = pl.plan_between(base_root, root, ["local"], base="BASE", base_label="main")
 for fmt in ("text", "json", "markdown"):
     print(pl.RENDERERS[fmt](result))

@@ -130,7 +130,8 @@ def fake_sync(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(lk, "load_region", lambda root, region: (SimpleNamespace(name=region), ()))
+    monkeypatch.setattr("voxplane.cli.load_region",
+                        lambda root, region: SimpleNamespace(region=SimpleNamespace(name=region), agents=()))
     monkeypatch.setattr(lk, "connect", lambda *a: Client())
     monkeypatch.setattr(lk, "plan_sync", lambda *a, **k: SimpleNamespace(steps=["create trunk"]))
     monkeypatch.setattr(lk, "plan_lines", lambda plan: ["+ create SIPInboundTrunk vx-northwind-support"])

@@ -43,11 +43,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from . import agent_base, capacity
-from .affected import EVERYWHERE, affected_regions
+from .affected import EVERYWHERE, GitError, affected_regions, git
 from .kubedrift.attribution import Attribution
 from .kubedrift.compare import UNSET, Keyed, Path as ObjPath, format_path, keyed_items
 from .livekit.desired import Desired, DesiredTrunk, desired_objects
-from .loader import load
+from .loader import UnknownRegion, load
 from .model import ROLES, Agent, Project, Region
 from .problems import ManifestError, plural
 from .sourcemap import SourceMap, YamlProblem, parse
@@ -252,56 +252,20 @@ class Plan:
 # --- git: the base revision, exported -------------------------------------------------------------
 
 
-def _git(root: Path, *args: str, text: bool = True) -> Any:
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, check=True)
-    except FileNotFoundError:
-        raise PlanError("git is not installed") from None
-    except subprocess.CalledProcessError as exc:
-        err = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode(errors="replace")
-        raise PlanError(f"git {' '.join(args[:2])} failed: {' '.join(err.split()) or exc}") from None
-    return done.stdout
-
-
-def default_base(root: Path) -> tuple[str, str]:
-    """(commit, how it was chosen): the merge base of HEAD with the main branch (origin's default
-    branch, else origin/main, main, origin/master, master)."""
-    candidates: list[str] = []
-    try:
-        head = _git(root, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD").strip()
-        candidates.append(head)
-    except PlanError:
-        pass
-    candidates += ["origin/main", "main", "origin/master", "master"]
-    for ref in candidates:
-        try:
-            _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-        except PlanError:
-            continue
-        commit = _git(root, "merge-base", "HEAD", ref).strip()
-        return commit, f"the merge base with {ref}"
-    raise PlanError("no main branch (origin/HEAD, origin/main, main, origin/master, master) to compare with; "
-                    "pass --base REF")
-
-
-def resolve(root: Path, ref: str) -> str:
-    return str(_git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip() or ref)
-
-
 @contextmanager
 def exported(root: Path, commit: str) -> Iterator[Path]:
     """The render inputs of `commit` (RENDER_INPUTS) in a temporary folder, removed afterwards.
 
     The package folders components/ and schemas/ are linked into voxplane/ as the package maps them
     (pyproject's package-dir), so BASE's own code can run from the export."""
-    prefix = _git(root, "rev-parse", "--show-prefix").strip()
+    prefix = git(root, "rev-parse", "--show-prefix").strip()
     tree = f"{commit}:{prefix}" if prefix else commit
-    present = set(_git(root, "ls-tree", "--name-only", tree).split("\n"))
+    present = set(git(root, "ls-tree", "--name-only", tree).split("\n"))
     wanted = [p for p in present if p in RENDER_INPUTS or (p.startswith("Pulumi.") and p.endswith(".yaml"))]
     folder = Path(tempfile.mkdtemp(prefix="voxplane-plan-"))
     try:
         if wanted:
-            data = _git(root, "archive", "--format=tar", tree, "--", *sorted(wanted), text=False)
+            data = git(root, "archive", "--format=tar", tree, "--", *sorted(wanted), text=False)
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 tar.extractall(folder, filter="data")
         for package in ("components", "schemas"):
@@ -320,8 +284,8 @@ def tree_files(root: Path) -> dict[str, Path]:
     listed: Optional[list[str]] = None
     if (root / ".git").exists():
         try:
-            listed = _git(root, "ls-files", "-co", "--exclude-standard", "--", *RENDER_INPUTS, "Pulumi.*.yaml").splitlines()
-        except PlanError:
+            listed = git(root, "ls-files", "-co", "--exclude-standard", "--", *RENDER_INPUTS, "Pulumi.*.yaml").splitlines()
+        except GitError:
             listed = None
     out: dict[str, Path] = {}
     if listed is not None:
@@ -365,11 +329,15 @@ import voxplane
 if not Path(voxplane.__file__).resolve().is_relative_to(root.resolve()):
     sys.exit(f"imported voxplane from {voxplane.__file__}, not the base")
 from voxplane.render import render
+try:  # a name no region has; bases from before UnknownRegion raised a plain ValueError
+    from voxplane.loader import UnknownRegion as NoRegion
+except ImportError:
+    NoRegion = ValueError
 done = {}
 for name in sys.argv[3:]:
     try:
         result = render(name, root)
-    except ValueError:
+    except NoRegion:
         done[name] = None
         continue
     done[name] = {"kubernetes": result.kubernetes, "livekit": result.livekit}
@@ -1056,7 +1024,8 @@ def plan_between(base_root: Path, head_root: Path, regions: Optional[Sequence[st
 
     `regions` default: those the change can affect (`voxplane affected`'s rule, on both sides).
     `changed`: the paths that differ (default: compared file by file). Raises ManifestError when
-    the head's manifests are invalid, PlanError when the base cannot be rendered.
+    the head's manifests are invalid, UnknownRegion for a region named at neither side, PlanError
+    when the base cannot be rendered.
     """
     head_result = load((), head_root)
     if head_result.problems:
@@ -1082,7 +1051,7 @@ def plan_between(base_root: Path, head_root: Path, regions: Optional[Sequence[st
         known = set(head.regions) | set(base_project.regions if base_project else ())
         missing = [r for r in regions if r not in known]
         if missing:
-            raise PlanError(f"no region {missing[0]!r} at either side (regions: {', '.join(sorted(known))})")
+            raise UnknownRegion(missing[0], known)
     regions = list(regions)
 
     after = render_here(head_root, regions, head)

@@ -23,8 +23,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
 from . import crosscheck, output_dir
-from .loader import load
-from .problems import ManifestError
+from .loader import load_region
 
 REDACTED = "<redacted>"
 # Pulumi wraps secret values in maps tagged with these well-known signatures (sdk rpc.py).
@@ -78,15 +77,11 @@ class _RecordingMocks(pulumi.runtime.Mocks):
 
 
 def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[dict[str, str]] = None) -> RenderResult:
-    """Run the program for `region_name` under mocks; raise `ManifestError` on invalid manifests."""
+    """Run the program for `region_name` under mocks; raise `ManifestError` on invalid manifests,
+    `UnknownRegion` for a name that names no region."""
     from .program import StackConfig, run
 
-    result = load((), root)
-    if result.problems:
-        raise ManifestError(result.problems)
-    project = result.require_project()
-    if region_name not in project.regions:
-        raise ValueError(f"no region {region_name!r} (regions: {', '.join(sorted(project.regions))})")
+    project = load_region(root, region_name).project
 
     config, secret_keys = _stack_config(root.resolve(), region_name, project)
     config.update(extra_config or {})
