@@ -211,6 +211,12 @@ def canonical(obj: dict[str, Any]) -> dict[str, Any]:
     return ordered
 
 
+def to_yaml_stream(objects: list[dict[str, Any]]) -> str:
+    """The objects as one YAML stream (`---` between documents), each as its file holds it."""
+    return yaml.safe_dump_all([canonical(o) for o in objects], sort_keys=False, default_flow_style=False, width=120,
+                              explicit_start=True)
+
+
 def _dump(path: Path, obj: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(canonical(obj), sort_keys=False, default_flow_style=False, width=120))
