@@ -153,7 +153,7 @@ class FieldChange:
         if self.after is UNSET:
             return f"{short(self.before)} (removed)"
         if isinstance(self.before, list) and isinstance(self.after, list):
-            items = list_changes(self.before, self.after)
+            items = list_changes(self.before, self.after, in_place=False)
             if items:
                 return ", ".join(_item_change(i, a, b) for i, a, b in items)
         if isinstance(self.before, dict) and isinstance(self.after, dict):
@@ -439,12 +439,14 @@ def diff_values(before: Any, after: Any, path: ObjPath = ()) -> Iterator[tuple[O
     yield path, before, after
 
 
-def list_changes(before: list[Any], after: list[Any]) -> Optional[list[tuple[int, Any, Any]]]:
+def list_changes(before: list[Any], after: list[Any], *, in_place: bool = True) -> Optional[list[tuple[int, Any, Any]]]:
     """(index, before item or UNSET, after item or UNSET) for each item removed (its index in
     `before`), added (its index in `after`) or changed in place (its index in `after`): a scalar
     replaced by one scalar (`args[13] "0.85" → "0.9"`), or a rule (a mapping) replaced by one
     that keeps part of it (a peer fewer, the same ports); other rules are added or removed whole.
-    None when the lists hold the same items in another order (shown as the two lists)."""
+    Without `in_place` (a manifest's list of regions or numbers, a set in all but syntax), every
+    change is an item removed or added. None when the lists hold the same items in another order
+    (shown as the two lists)."""
     import difflib
 
     keys = [json.dumps(v, sort_keys=True, default=str) for v in before]
@@ -455,7 +457,7 @@ def list_changes(before: list[Any], after: list[Any]) -> Optional[list[tuple[int
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, keys, other, autojunk=False).get_opcodes():
         if op == "equal":
             continue
-        if op == "replace" and i2 - i1 == j2 - j1 and all(_alike(before[i1 + n], after[j1 + n]) for n in range(i2 - i1)):
+        if in_place and op == "replace" and i2 - i1 == j2 - j1 and all(_alike(before[i1 + n], after[j1 + n]) for n in range(i2 - i1)):
             out += [(j1 + n, before[i1 + n], after[j1 + n]) for n in range(i2 - i1)]
             continue
         out += [(i, before[i], UNSET) for i in range(i1, i2)]
