@@ -517,3 +517,30 @@ def test_a_new_region_is_listed_once_with_its_capacity(run_cli, repo):
     assert "    ap-south  agent pools at max_workers: 0 sessions for 600 peak calls" in capacity
     assert "    ap-south  short: agent pools at max_workers carry 0 sessions for 600 peak calls" in capacity
     assert any(line.startswith("    ap-south  model chat (llm): ") for line in capacity)
+
+
+def test_an_object_change_with_two_causes_is_listed_once():
+    """A touch two changes cause (a config checksum follows every ConfigMap of its namespace) is
+    listed under the first and counted under the second; changes with the very same objects share
+    one list."""
+    def ref(name: str) -> pl.ObjectRef:
+        return pl.ObjectRef("local", "kubernetes", "ConfigMap", "vox-system", name)
+
+    t1, t2, t3 = (pl.Touch(ref(n), "change", "data.x", "1", "2") for n in ("a", "b", "c"))
+    a = pl.FieldChange("regions/local.yaml", ("livekit", "log_level"), "manifest", "debug", "info", 25, touches=[t1, t2])
+    b = pl.FieldChange("regions/local.yaml", ("sip", "log_level"), "manifest", "debug", "info", 40, touches=[t2, t3])
+    c = pl.FieldChange("regions/local.yaml", ("x",), "manifest", 1, 2, 50, touches=[t3])
+    d = pl.FieldChange("regions/local.yaml", ("y",), "manifest", 1, 2, 51, touches=[t3])
+    text = pl.to_text(pl.Plan("abc", "x", [pl.RegionPlan("local", changed=[t1.ref, t2.ref, t3.ref])], [a, b, c, d]))
+    body = text.split("\n\n")[1].splitlines()
+    assert body == [
+        "regions/local.yaml:25: livekit.log_level debug → info",
+        "    local  ~ ConfigMap vox-system/a data.x 1 → 2",
+        "    local  ~ ConfigMap vox-system/b data.x 1 → 2",
+        "regions/local.yaml:40: sip.log_level debug → info",
+        "    local  ~ ConfigMap vox-system/c data.x 1 → 2",
+        "           (and 1 object change listed above)",
+        "regions/local.yaml:50: x 1 → 2",
+        "regions/local.yaml:51: y 1 → 2",
+        "           (and 1 object change listed above)",
+    ]

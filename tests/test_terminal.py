@@ -182,6 +182,8 @@ def test_plan_lines_are_coloured_by_their_mark_on_a_terminal(monkeypatch):
     assert term.plan_line("    local  - Deployment vox-t-a/b").startswith("\x1b[31m")
     assert term.plan_line("    local  ~ ScaledObject vox-t-a/b spec.maxReplicaCount 1 → 2").startswith("\x1b[33m")
     assert term.plan_line("agents/a.yaml:3: scaling.max_workers 1 → 2").startswith("\x1b[1magents/a.yaml:3:")
+    assert term.plan_line("               spec.egress + {\"to\": []}").startswith("\x1b[33m")  # a path below its object
+    assert term.plan_line("           (and 2 object changes listed above)") == "           (and 2 object changes listed above)"
     monkeypatch.setattr("sys.stdout", io.StringIO())
     assert term.plan_line("    local  + Namespace vox-t-acme") == "    local  + Namespace vox-t-acme"
 

@@ -221,6 +221,8 @@ def plan_line(line: str) -> str:
     mark = parts[1].lstrip()[:1] if len(parts) == 2 and line.startswith("    ") else ""
     if mark in _MARKS:
         return click.style(line, fg=_MARKS[mark])
+    if line.startswith("      ") and len(parts) == 1 and not stripped.startswith("("):
+        return click.style(line, fg=_MARKS["~"])  # a changed path of the object above
     if line and not line.startswith(" ") and ": " in line and not line.startswith(("plan:", "note:")):
         location, _, rest = line.partition(": ")
         return click.style(location + ":", bold=True) + " " + rest
