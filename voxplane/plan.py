@@ -21,6 +21,10 @@ manifest whose Dockerfile builds FROM it (its hash is part of each such image ta
 
 A config checksum annotation takes the causes of the ConfigMaps and Secrets of its namespace.
 
+Lists are compared item by item (named ones, `env` or `containers`, by name as drift does), so a
+NetworkPolicy rule or an env var added or removed is one change shown whole. A new or removed
+agent takes its code folder's change, a new or removed region its stack file's: one change each.
+
 An object change reached by none of them is listed as unattributed (the property test in
 tests/test_plan_properties.py checks that random manifest edits never leave one). Alongside: what
 the change does to capacity (`voxplane/capacity.py`: replicas and GPUs at peak, agent sessions,
@@ -828,8 +832,8 @@ def capacity_changes(base: Optional[Project], head: Optional[Project], region: s
     """What the change does to the region's capacity plan (only what differs)."""
     old, new = _capacity(base, region), _capacity(head, region)
     if new is None and old is not None:
-        return [CapacityChange("region", f"region removed: its {old.peak_calls} peak calls are served nowhere else "
-                                         f"by this plan", old.peak_calls, None)]
+        return [CapacityChange("region", f"region removed (it was sized for {old.peak_calls} peak concurrent calls)",
+                               old.peak_calls, None)]
     if new is None:
         return []
     if old is None:
