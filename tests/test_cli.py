@@ -72,3 +72,58 @@ def test_every_subpackage_is_packaged():
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "voxplane").rglob("__init__.py")}
     mapped = set(config["package-dir"])
     assert on_disk | mapped == listed
+
+
+# --- region names and the repository, the same answer everywhere (issue #17 item 7) -----------------
+
+#: Each command that takes a region, with the misspelt region where it goes.
+REGION_TAKERS = {
+    ("render",): ["render", "us-eats"],
+    ("capacity",): ["capacity", "us-eats"],
+    ("secrets",): ["secrets", "us-eats"],
+    ("plan",): ["plan", "us-eats"],
+    ("drift",): ["drift", "us-eats"],
+    ("status",): ["status", "us-eats"],
+    ("livekit", "sync"): ["livekit", "sync", "us-eats"],
+    ("livekit", "route"): ["livekit", "route", "us-eats", "--to", "+16175550188"],
+    ("new", "agent"): ["new", "agent", "billing", "--tenant", "northwind", "--region", "us-eats"],
+    ("new", "region"): ["new", "region", "ap-south", "--from", "us-eats"],
+}
+
+
+def _takes_a_region(command: tuple[str, ...]) -> bool:
+    cmd = main
+    for name in command:
+        cmd = cmd.commands[name]  # type: ignore[attr-defined]
+    return any(p.name in ("region", "regions") or "--from" in getattr(p, "opts", ()) for p in cmd.params)
+
+
+def test_every_command_taking_a_region_is_checked_below():
+    """voxplane/dev's commands still look regions up their own way (a later step)."""
+    assert {c for c in COMMANDS if c[0] != "dev" and _takes_a_region(c)} == set(REGION_TAKERS)
+
+
+@pytest.mark.parametrize("args", list(REGION_TAKERS.values()), ids=[" ".join(c) for c in REGION_TAKERS])
+def test_a_misspelt_region_gets_the_same_did_you_mean_as_validate(run_cli, monkeypatch, args, tmp_path):
+    """One line, exit 1, the regions there are and the closest one, as `validate` says it of a
+    manifest's `regions:`; nothing written."""
+    monkeypatch.chdir(REPO)
+    before = sorted(p.name for p in (REPO / "agents").iterdir())
+    result = run_cli(*args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == (
+        "error: " + ("--from: " if "--from" in args else "")
+        + "no region 'us-eats' (regions: eu-west, local, us-east); did you mean 'us-east'?")
+    assert not (REPO / "regions/ap-south.yaml").exists() and sorted(p.name for p in (REPO / "agents").iterdir()) == before
+
+
+def test_outside_a_repository_the_message_says_how_one_is_found(run_cli, monkeypatch, tmp_path):
+    """Not under a folder with Pulumi.yaml (nor holding regions/ or agents/): one line naming
+    Pulumi.yaml and --root, not "no manifests found" or "no region 'local'"."""
+    monkeypatch.chdir(tmp_path)
+    for args in (["validate"], ["render", "local"], ["capacity", "local"], ["plan"], ["affected"]):
+        result = run_cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        (line,) = result.stderr.splitlines()
+        assert "Pulumi.yaml" in line and "--root DIR" in line and str(tmp_path) in line, (args, line)
+    assert run_cli("validate", "--root", str(REPO)).exit_code == 0

@@ -110,3 +110,35 @@ def test_a_foreign_marker_is_refused(tmp_path):
     with pytest.raises(OutputDirError, match="not written by voxplane"):
         output_dir.claim(out, "render")
     assert (out / "a").exists()
+
+
+def test_out_dash_is_the_objects_as_one_yaml_stream_on_stdout(run_cli, tmp_path, monkeypatch):
+    """Issue #17 item 8: `--out -` writes the Kubernetes objects as one YAML stream to stdout (what
+    `| kubectl diff -f -` reads), each document as render's file holds it, and no folder named `-`;
+    the summary goes to stderr."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("render", "local", "--root", str(REPO), "--out", "-")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "-").exists() and list(tmp_path.iterdir()) == []
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert all(d["apiVersion"] and d["kind"] and d["metadata"]["name"] for d in documents)
+    written = run_cli("render", "local", "--root", str(REPO), "--out", str(tmp_path / "dir"))
+    assert written.exit_code == 0, written.output
+    files = sorted((tmp_path / "dir" / "kubernetes").rglob("*.yaml"))
+    assert len(documents) == len(files) == int(written.stdout.splitlines()[-1].split()[0])
+    by_file = sorted(f.read_text() for f in files)
+    assert sorted("---\n" + text for text in by_file) == sorted(
+        "---\n" + part for part in result.stdout.split("---\n") if part)
+    assert "Kubernetes objects -> stdout" in result.stderr
+    assert run_cli("render", "local", "--root", str(REPO), "--out", "-", "--format", "json").exit_code == 2
+
+
+def test_quiet_render_prints_no_summary(run_cli, tmp_path):
+    """Issue #17 item 9 (and the README): `-q` leaves errors and the answer; render's answer is the
+    files it writes, so its summary table and line are dropped."""
+    quiet = run_cli("-q", "render", "local", "--root", str(REPO), "--out", str(tmp_path / "out"))
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stdout == "" and quiet.stderr == ""
+    assert (tmp_path / "out" / "kubernetes").is_dir()

@@ -228,14 +228,55 @@ def test_default_base_is_the_merge_base_with_main(run_cli, repo):
     assert against_tip["base"]["label"] == "main"
 
 
+def test_affected_and_plan_share_the_default_base(run_cli, repo):
+    """Neither needs origin/main: both compare with the merge base with the main branch (here a
+    local `main`), and say so; main's own later commits are not part of the change."""
+    git(repo, "checkout", "-q", "-b", "feature")
+    edit(repo, "agents/scheduler.yaml", "max_workers: 10", "max_workers: 11")
+    git(repo, "commit", "-qam", "feature")
+    git(repo, "checkout", "-q", "main")
+    edit(repo, "regions/us-east.yaml", "peak_concurrent_calls: 600", "peak_concurrent_calls: 700")
+    git(repo, "commit", "-qam", "main moves on")
+    git(repo, "checkout", "-q", "feature")
+    merge_base = git(repo, "merge-base", "HEAD", "main").strip()
+    affected = run_cli("affected", "--root", str(repo))
+    assert affected.exit_code == 0, affected.output
+    assert affected.stdout.splitlines() == ["eu-west", "local"]  # not us-east: main's change is not ours
+    assert affected.stderr.strip().endswith(f"against {merge_base[:12]} (the merge base with main)")
+    planned = json.loads(plan(run_cli, repo, "--format", "json").stdout)
+    assert planned["regions"] == ["eu-west", "local"] and planned["base"] == {
+        "commit": merge_base, "label": "the merge base with main"}
+
+
+def test_without_a_main_branch_both_compare_with_head_and_say_so(run_cli, repo):
+    """A repository whose branch is not called main or master (and has no origin): the uncommitted
+    changes, against HEAD, and the note says why; no error."""
+    git(repo, "branch", "-m", "main", "trunk")
+    edit(repo, "agents/scheduler.yaml", "max_workers: 10", "max_workers: 11")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    label = "HEAD; no main branch here, so only the uncommitted changes"
+    affected = run_cli("affected", "--root", str(repo))
+    assert affected.exit_code == 0, affected.output
+    assert affected.stdout.splitlines() == ["eu-west", "local"]
+    assert affected.stderr.strip().endswith(f"against {head[:12]} ({label})")
+    planned = plan(run_cli, repo, "local")
+    assert planned.exit_code == 2, planned.output
+    assert planned.stdout.splitlines()[0] == f"plan: the working tree against {head[:12]} ({label}); regions: local"
+
+
 def test_errors_are_one_line_exit_1(run_cli, repo, tmp_path):
     """Not a git repository, an unknown ref, an unknown region, invalid manifests: exit 1, no traceback."""
     plain = tmp_path / "plain"
     shutil.copytree(repo, plain, ignore=shutil.ignore_patterns(".git"), symlinks=True)
     not_git = plan(run_cli, plain)
     assert not_git.exit_code == 1 and not_git.stderr.strip().startswith("error: ")
-    bad_ref = plan(run_cli, repo, "--base", "nope")
-    assert bad_ref.exit_code == 1 and bad_ref.stderr.strip().startswith("error: git rev-parse")
+    assert "not in a git repository" in not_git.stderr
+    for command in ("plan", "affected"):
+        bad_ref = run_cli(command, "--root", str(repo), "--base", "nosuchref")
+        assert bad_ref.exit_code == 1, bad_ref.output
+        assert bad_ref.stderr.splitlines() == [
+            "error: --base nosuchref: no such revision in this repository (a branch, tag or commit: `git branch -a` "
+            "lists the branches)"]
     region = plan(run_cli, repo, "mars")
     assert region.exit_code == 1 and "no region 'mars'" in region.stderr
     edit(repo, "agents/support.yaml", "max_workers: 40", "max_worker: 40")
@@ -268,9 +309,8 @@ def test_a_tool_change_renders_the_base_with_its_own_code(run_cli, repo):
     assert "voxplane/desired/tenant.py" in tool["note"]
     limits = [o for o in tool["objects"] if o["kind"] == "LimitRange"]
     assert {o["namespace"] for o in limits} == {"vox-t-bellavista", "vox-t-northwind"}
-    assert {o["path"] for o in limits} == {"spec.limits"}
-    assert all(o["before"][0]["defaultRequest"]["cpu"] == "200m" and o["after"][0]["defaultRequest"]["cpu"] == "100m"
-               for o in limits)
+    # The LimitRange's one rule changed in part: the changed value, not the whole list.
+    assert {(o["path"], o["before"], o["after"]) for o in limits} == {("spec.limits[0].defaultRequest.cpu", "200m", "100m")}
     assert doc["unattributed"] == []
 
 
@@ -348,3 +388,159 @@ def test_the_preview_workflow_posts_the_plan_once_per_pull_request():
     assert "startswith($m)" in comment_runs and "--method PATCH" in comment_runs and "--method POST" in comment_runs
     uses = {step["uses"] for job in jobs.values() for step in job["steps"] if "uses" in step}
     assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+
+
+# --- the same inputs give the same bytes ---------------------------------------------------------
+
+_PLAN_ALL_FORMATS = r"""
+import json, sys
+from pathlib import Path
+from voxplane import plan as pl
+from voxplane.affected import resolve_base
+from voxplane.render import render
+root = Path(sys.argv[1])
+with pl.exported(root, resolve_base(root, "main")) as base_root:
+    result = pl.plan_between(base_root, root, ["local"], base="BASE", base_label="main")
+for fmt in ("text", "json", "markdown"):
+    print(pl.RENDERERS[fmt](result))
+rendered = render("local", root)
+print(json.dumps({"kubernetes": rendered.kubernetes, "livekit": rendered.livekit}))
+"""
+
+
+def test_the_same_change_gives_the_same_bytes_whatever_the_hash_seed(repo):
+    """Issue #17: the pull-request comment changed on every push, because key order inside
+    NetworkPolicy values (and every other rendered mapping) followed the interpreter's hash seed.
+    The plan in every format, and the rendered objects drift and status compare, are byte for
+    byte the same under different seeds."""
+    import os
+    import sys
+
+    edit(repo, "agents/scheduler.yaml", "  llm: { model: chat }",
+         "  llm:\n    provider: { name: openai, model: gpt-4o-mini, endpoint: https://api.openai.com/v1,"
+         " api_key: { config: northwindOpenaiKey } }")
+    outputs = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", _PLAN_ALL_FORMATS, str(repo)], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout)
+    assert "NetworkPolicy vox-inference/chat" in outputs[0]
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
+
+
+# --- a plan a reviewer can read (issue #17 item 3) --------------------------------------------------
+
+
+def _objects_once(text: str) -> None:
+    """Every object line (`REGION  +|-|~ KIND NS/NAME ...`) names a different object."""
+    import re
+
+    refs = [m.group(1) for m in re.finditer(r"^    \S+\s+[+~-] (\S+ \S+)", text, re.M)]
+    assert refs and len(refs) == len(set(refs)), sorted(r for r in refs if refs.count(r) > 1)
+
+
+def test_a_move_from_a_model_to_a_provider_is_one_change_with_its_rules_added_and_removed(run_cli, repo):
+    """scheduler's LLM moves from the region's `chat` to OpenAI: one change (not `model` removed and
+    `provider` added with the same objects twice), each object once, and the NetworkPolicy rules
+    and env vars it drops or adds shown whole as items, not as a cut before → after string."""
+    edit(repo, "agents/scheduler.yaml", "  llm: { model: chat }",
+         "  llm:\n    provider: { name: openai, model: gpt-4o-mini, endpoint: https://api.openai.com/v1,"
+         " api_key: { config: northwindOpenaiKey } }")
+    result = plan(run_cli, repo, "local")
+    assert result.exit_code == 2, result.output
+    text = result.stdout
+    (headline,) = [line for line in text.splitlines() if line.startswith("agents/")]
+    assert headline == ('agents/scheduler.yaml:35: inference.llm model: "chat" → provider: {"name": "openai", '
+                        '"model": "gpt-4o-mini", "endpoint": "https://api.openai.com/v1", "api_key": {"config": '
+                        '"northwindOpenaiKey"}}')
+    _objects_once(text)
+    lines = text.splitlines()
+    peer = ('{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vox-t-northwind"}}, '
+            '"podSelector": {"matchLabels": {"voxplane.io/agent": "scheduler"}}}')
+    assert f"    local  ~ NetworkPolicy vox-inference/chat spec.ingress[0].from - {peer}" in lines
+    (egress,) = [line for line in lines if "NetworkPolicy vox-t-northwind/allow-platform" in line]
+    assert egress.startswith("    local  ~ NetworkPolicy vox-t-northwind/allow-platform spec.egress - {")
+    assert '"app.kubernetes.io/name": "chat"' in egress and "…" not in egress
+    assert ('               spec.template.spec.containers[agent].env + {"name": "VOXPLANE_LLM_PROVIDER", '
+            '"value": "openai"}') in lines
+    assert lines[-1] == "plan: 4 to change, 0 to add, 0 to remove in 1 region, from 1 field change"
+    doc = json.loads(plan(run_cli, repo, "local", "--format", "json").stdout)
+    (field,) = doc["fields"]
+    assert field["field"] == "inference.llm" and field["before"] == {"model": "chat"}
+    removed = [o for o in field["objects"] if o["kind"] == "NetworkPolicy" and o["name"] == "allow-platform"]
+    assert [(o["path"], o["item"], o["after"]) for o in removed] == [("spec.egress", "removed", None)]
+    assert removed[0]["before"]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "chat"
+
+
+def test_a_new_agent_is_one_headline_with_its_objects(run_cli, repo):
+    """`voxplane new agent` writes a manifest and a code folder: one change (the new agent, with
+    its code), not "(new file) added" and again "code.build ... contents changed" with the same
+    objects; every object listed once (not again under "objects:")."""
+    made = run_cli("new", "agent", "billing", "--tenant", "northwind", "--region", "us-east", "--root", str(repo))
+    assert made.exit_code == 0, made.output
+    result = plan(run_cli, repo, "us-east")
+    assert result.exit_code == 2, result.output
+    text = result.stdout
+    headlines = [line for line in text.splitlines() if line.startswith("agents/")]
+    assert headlines == ["agents/billing.yaml:1: new agent northwind/billing, with its code agents/billing/ "
+                         "(Dockerfile, agent.py, requirements.txt)"]
+    _objects_once(text)
+    assert "    us-east  + Deployment vox-t-northwind/billing" in text.splitlines()
+    assert ('    us-east  ~ ConfigMap vox-system/livekit-gateway data.config.json.tenants.northwind.agents '
+            '+ "northwind-billing"') in text.splitlines()
+    markdown = plan(run_cli, repo, "us-east", "--format", "markdown").stdout
+    assert markdown.count("Deployment vox-t-northwind/billing") == 1
+    assert "code.build" not in markdown
+
+
+def test_a_new_region_is_listed_once_with_its_capacity(run_cli, repo):
+    """A new region (its manifest and its stack file) is one change with its objects listed once;
+    capacity shows the region's whole plan, not `unchanged`, and says what is short (no agent
+    runs there yet: the pools carry no calls)."""
+    region = (repo / "regions/us-east.yaml").read_text().replace("name: us-east", "name: ap-south", 1)
+    (repo / "regions/ap-south.yaml").write_text(region)
+    (repo / "Pulumi.ap-south.yaml").write_text(
+        (repo / "Pulumi.us-east.yaml").read_text().replace("voxplane:region: us-east", "voxplane:region: ap-south"))
+    result = plan(run_cli, repo)
+    assert result.exit_code == 2, result.output
+    text = result.stdout
+    lines = text.splitlines()
+    assert lines[0].endswith("; regions: ap-south")
+    assert [line for line in lines if line[:1].isalpha() and ".yaml:" in line] == [
+        "regions/ap-south.yaml:1: new region ap-south, with its stack file Pulumi.ap-south.yaml"]
+    _objects_once(text)
+    assert "    ap-south  + Deployment vox-system/livekit" in lines
+    capacity = lines[lines.index("capacity:") + 1:lines.index("routing:" if "routing:" in lines else "routing: unchanged")]
+    assert capacity[0] == "    ap-south  new region: peak 600 concurrent calls"
+    assert "    ap-south  agent pools at max_workers: 0 sessions for 600 peak calls" in capacity
+    assert "    ap-south  short: agent pools at max_workers carry 0 sessions for 600 peak calls" in capacity
+    assert any(line.startswith("    ap-south  model chat (llm): ") for line in capacity)
+
+
+def test_an_object_change_with_two_causes_is_listed_once():
+    """A touch two changes cause (a config checksum follows every ConfigMap of its namespace) is
+    listed under the first and counted under the second; changes with the very same objects share
+    one list."""
+    def ref(name: str) -> pl.ObjectRef:
+        return pl.ObjectRef("local", "kubernetes", "ConfigMap", "vox-system", name)
+
+    t1, t2, t3 = (pl.Touch(ref(n), "change", "data.x", "1", "2") for n in ("a", "b", "c"))
+    a = pl.FieldChange("regions/local.yaml", ("livekit", "log_level"), "manifest", "debug", "info", 25, touches=[t1, t2])
+    b = pl.FieldChange("regions/local.yaml", ("sip", "log_level"), "manifest", "debug", "info", 40, touches=[t2, t3])
+    c = pl.FieldChange("regions/local.yaml", ("x",), "manifest", 1, 2, 50, touches=[t3])
+    d = pl.FieldChange("regions/local.yaml", ("y",), "manifest", 1, 2, 51, touches=[t3])
+    text = pl.to_text(pl.Plan("abc", "x", [pl.RegionPlan("local", changed=[t1.ref, t2.ref, t3.ref])], [a, b, c, d]))
+    body = text.split("\n\n")[1].splitlines()
+    assert body == [
+        "regions/local.yaml:25: livekit.log_level debug → info",
+        "    local  ~ ConfigMap vox-system/a data.x 1 → 2",
+        "    local  ~ ConfigMap vox-system/b data.x 1 → 2",
+        "regions/local.yaml:40: sip.log_level debug → info",
+        "    local  ~ ConfigMap vox-system/c data.x 1 → 2",
+        "           (and 1 object change listed above)",
+        "regions/local.yaml:50: x 1 → 2",
+        "regions/local.yaml:51: y 1 → 2",
+        "           (and 1 object change listed above)",
+    ]

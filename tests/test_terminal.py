@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from types import SimpleNamespace
 
 import click
@@ -130,7 +131,8 @@ def fake_sync(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(lk, "load_region", lambda root, region: (SimpleNamespace(name=region), ()))
+    monkeypatch.setattr("voxplane.cli.load_region",
+                        lambda root, region: SimpleNamespace(region=SimpleNamespace(name=region), agents=()))
     monkeypatch.setattr(lk, "connect", lambda *a: Client())
     monkeypatch.setattr(lk, "plan_sync", lambda *a, **k: SimpleNamespace(steps=["create trunk"]))
     monkeypatch.setattr(lk, "plan_lines", lambda plan: ["+ create SIPInboundTrunk vx-northwind-support"])
@@ -180,5 +182,69 @@ def test_plan_lines_are_coloured_by_their_mark_on_a_terminal(monkeypatch):
     assert term.plan_line("    local  - Deployment vox-t-a/b").startswith("\x1b[31m")
     assert term.plan_line("    local  ~ ScaledObject vox-t-a/b spec.maxReplicaCount 1 → 2").startswith("\x1b[33m")
     assert term.plan_line("agents/a.yaml:3: scaling.max_workers 1 → 2").startswith("\x1b[1magents/a.yaml:3:")
+    assert term.plan_line("               spec.egress + {\"to\": []}").startswith("\x1b[33m")  # a path below its object
+    assert term.plan_line("           (and 2 object changes listed above)") == "           (and 2 object changes listed above)"
     monkeypatch.setattr("sys.stdout", io.StringIO())
     assert term.plan_line("    local  + Namespace vox-t-acme") == "    local  + Namespace vox-t-acme"
+
+
+# --- an 80-column terminal (issue #17 item 9) --------------------------------------------------------
+
+
+def _on_a_terminal(monkeypatch, *args: str, columns: int = 80) -> str:
+    """stdout of `voxplane ARGS` on a terminal `columns` wide, colour off (escape codes aside)."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out = _Tty()
+    monkeypatch.setattr("sys.stdout", out)
+    with pytest.raises(SystemExit):
+        main(["--no-color", *args], standalone_mode=True)
+    return ANSI.sub("", out.getvalue())
+
+
+def _plain(run_cli, *args: str) -> str:
+    return run_cli(*args).stdout
+
+
+@pytest.mark.parametrize("args", [("capacity", "us-east"), ("capacity", "local"), ("secrets", "us-east")])
+def test_an_80_column_terminal_keeps_every_location_and_status_word(run_cli, monkeypatch, args):
+    """What a pipe shows in full, the terminal shows too: no line wider than the terminal, nothing
+    cut with …, and each file:line location and each status cell's first word whole on one line
+    (not `analy…`, not a word a line)."""
+    monkeypatch.chdir(REPO)
+    plain = _plain(run_cli, *args)
+    shown = _on_a_terminal(monkeypatch, *args)
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert "…" not in shown
+    locations = re.findall(r"\b(?:regions|agents)/[\w.-]+\.yaml:\d+:\d+", plain)
+    words = [line.split()[-1] for line in plain.splitlines() if line.split() and line.split()[-1] in ("ok", "set", "missing")]
+    words += re.findall(r"\b(no analytic model for tts/stt: load-test the server)", plain)
+    assert (locations or words) and all(any(w in line for line in lines) for w in locations + words), (locations, words, shown)
+
+
+def test_a_wide_status_table_becomes_a_block_per_row(monkeypatch):
+    """`voxplane status`'s agent pool table (nine columns) on 80 columns: a block per pool, every
+    cell whole, not columns squeezed to a few letters."""
+    header = ["agent pool", "namespace", "ready", "autoscaler", "target", "rooms", "participants", "sip calls", "nodes"]
+    rows = [["northwind/support", "vox-t-northwind", "2/2", "KEDA 2..40", "no autoscaler running", "0", "0", "0",
+             "local-agents-0,local-agents-1"],
+            ["bellavista/reservations", "vox-t-bellavista", "1/1", "KEDA 1..25", "2 (23 sessions / 10)", "3", "6", "2",
+             "local-agents-1"]]
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr("sys.stdout", _Tty())
+    term.configure(no_color=True)
+    term.table(header, rows)
+    shown = ANSI.sub("", sys.stdout.getvalue())  # type: ignore[attr-defined]
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 for line in lines) and "…" not in shown
+    assert lines[0] == "northwind/support"
+    for row in rows:
+        for name, cell in zip(header[1:], row[1:]):
+            assert any(f"{name} {cell}" in line for line in lines), (name, cell, shown)
+    monkeypatch.setattr("sys.stdout", _Tty())
+    monkeypatch.setenv("COLUMNS", "200")
+    term.table(header, rows)  # room enough: the table as it always was
+    assert ANSI.sub("", sys.stdout.getvalue()).splitlines()[0].split() == ["agent", "pool", "namespace", "ready",  # type: ignore[attr-defined]
+                                                                          "autoscaler", "target", "rooms",
+                                                                          "participants", "sip", "calls", "nodes"]

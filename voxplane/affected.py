@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -61,14 +61,80 @@ def affected_regions(
     return sorted(hit & set(every))
 
 
+# --- the base revision a change is compared with (`affected` and `plan` alike) --------------------
+
+#: Where the main branch is looked for, in order, for the default base.
+MAIN_BRANCHES = ("origin/main", "main", "origin/master", "master")
+
+
+class GitError(Exception):
+    """git could not answer (no repository, no such revision); one line for the user."""
+
+
+def git(root: Path, *args: str, text: bool = True) -> Any:
+    """`git ARGS` in `root`: its output, or GitError with git's own message in one line."""
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, check=True)
+    except FileNotFoundError:
+        raise GitError("git is not installed") from None
+    except subprocess.CalledProcessError as exc:
+        err = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode(errors="replace")
+        raise GitError(f"git {' '.join(args[:2])} failed: {' '.join(err.split()) or f'exit {exc.returncode}'}") from None
+    return done.stdout
+
+
+def _commit(root: Path, ref: str) -> str | None:
+    try:
+        return str(git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()) or None
+    except GitError:
+        return None
+
+
+def _repository(root: Path) -> None:
+    try:
+        git(root, "rev-parse", "--git-dir")
+    except GitError:
+        raise GitError(f"{root} is not in a git repository: the change is compared with a git revision "
+                       f"(--root names the repository)") from None
+
+
+def resolve_base(root: Path, ref: str) -> str:
+    """The commit `ref` names, or GitError saying it names none."""
+    _repository(root)
+    commit = _commit(root, ref)
+    if commit is None:
+        raise GitError(f"--base {ref}: no such revision in this repository (a branch, tag or commit: "
+                       f"`git branch -a` lists the branches)")
+    return commit
+
+
+def default_base(root: Path) -> tuple[str, str]:
+    """(commit, how it was chosen): the merge base of HEAD with the main branch (origin's default
+    branch, else one of MAIN_BRANCHES); in a repository with none of them, HEAD itself (the
+    uncommitted changes), said so."""
+    _repository(root)
+    candidates: list[str] = []
+    try:
+        candidates.append(git(root, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD").strip())
+    except GitError:
+        pass
+    for ref in [*candidates, *MAIN_BRANCHES]:
+        if _commit(root, ref) is None:
+            continue
+        try:
+            return git(root, "merge-base", "HEAD", ref).strip(), f"the merge base with {ref}"
+        except GitError:
+            continue  # HEAD has no commit, or no history in common with it
+    head = _commit(root, "HEAD")
+    if head is None:
+        raise GitError("the repository has no commit to compare with yet; commit, or pass --base REF")
+    return head, "HEAD; no main branch here, so only the uncommitted changes"
+
+
 def changed_files(base: str, root: Path) -> list[str]:
     """Paths that differ between `base` and the working tree (committed or not)."""
-    out = subprocess.run(
-        ["git", "diff", "--name-only", base, "--"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout
-    untracked = subprocess.run(
-        ["git", "ls-files", "--others", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout
+    out = git(root, "diff", "--name-only", base, "--")
+    untracked = git(root, "ls-files", "--others", "--exclude-standard")
     return sorted({line for line in (out + untracked).splitlines() if line})
 
 

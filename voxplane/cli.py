@@ -16,7 +16,7 @@ import click
 
 from . import __version__, term
 from .completion import complete_manifests, complete_numbers, complete_regions, complete_tenants
-from .loader import LoadResult, load
+from .loader import LoadedRegion, LoadResult, UnknownRegion, find_region, load, load_region
 from .problems import ManifestError, Problem, plural
 from .stackfile import stack_name
 
@@ -33,8 +33,21 @@ def find_root(start: Path) -> Path:
     return start
 
 
+class NoRepository(click.ClickException):
+    """Run outside a repository: one line saying how voxplane finds one (exit 1)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
 def _root(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
-    return value if value is not None else find_root(Path.cwd())
+    if value is not None:
+        return value
+    root = find_root(Path.cwd())
+    if not (root / "Pulumi.yaml").is_file() and not any((root / d).is_dir() for d in ("regions", "agents")):
+        raise NoRepository(f"no voxplane repository here: no Pulumi.yaml in {root} or a folder above it (nor "
+                           f"regions/ or agents/ in it); run voxplane inside the repository, or pass --root DIR")
+    return root
 
 
 def _root_option(fn: Any) -> Any:
@@ -58,6 +71,9 @@ class _Main(click.Group):
             raise
         except ManifestError as exc:
             print_problems(exc.problems)
+            sys.exit(1)
+        except UnknownRegion as exc:
+            click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except Exception as exc:
             if os.environ.get("VOXPLANE_TRACEBACK"):
@@ -118,9 +134,10 @@ def _problem_text(line: str) -> str:
 
 @main.command()
 @click.argument("region", shell_complete=complete_regions)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, allow_dash=True), default=None,
               help="Folder to write kubernetes/ and livekit/ into: new, empty, or made by an earlier render "
-                   "(only the files that render wrote are replaced). Default: out/REGION under the root.")
+                   "(only the files that render wrote are replaced). `-`: the Kubernetes objects as one YAML "
+                   "stream on stdout (for `kubectl diff -f -`). Default: out/REGION under the root.")
 @_root_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Summary format.")
 def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
@@ -128,12 +145,17 @@ def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
 
     Runs the region's Pulumi program in-process under the SDK's mock engine (no cluster, no Pulumi
     CLI), writes every Kubernetes object to OUT/kubernetes/ and every LiveKit object to
-    OUT/livekit/, one object per document, secret values redacted. Exit 0, or 1 with the
-    validation errors.
+    OUT/livekit/, one object per document, secret values redacted. With `--out -`, the
+    Kubernetes objects go to stdout as one YAML stream instead (the summary to stderr), so
+    `voxplane render REGION --out - | kubectl diff -f -` works. Exit 0, or 1 with the validation
+    errors.
     """
     from .output_dir import OutputDirError
-    from .render import render as run_render, to_json, write
+    from .render import render as run_render, to_json, to_yaml_stream, write
 
+    stream = out_dir is not None and str(out_dir) == "-"
+    if stream and fmt == "json":
+        raise click.UsageError("--out - writes the objects to stdout; --format json has no place there")
     out_dir = out_dir if out_dir is not None else root / "out" / region
     term.info(f"rendering region {region!r} (validating manifests, running the program under mocks)...")
     try:
@@ -144,6 +166,11 @@ def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    if stream:
+        click.echo(to_yaml_stream(result.kubernetes), nl=False)
+        term.info(f"{len(result.kubernetes)} Kubernetes objects -> stdout; the {len(result.livekit)} LiveKit objects "
+                  f"(trunks, dispatch rules: not Kubernetes objects) are written by --out DIR")
+        return
     try:
         files = write(result, out_dir)
     except OutputDirError as exc:
@@ -152,12 +179,12 @@ def render(region: str, out_dir: Path, root: Path, fmt: str) -> None:
     except OSError as exc:
         click.echo(f"error: writing {out_dir}: {exc.strerror or exc} ({exc.filename or out_dir})", err=True)
         sys.exit(1)
+    for path in files:
+        term.detail(f"wrote {path}")
     if fmt == "json":
         click.echo(to_json(result))
-    else:
+    elif not term.quiet():  # -q: the files are the answer; the summary is not
         _print_table(["component", "kind", "count"], [list(map(str, row)) for row in result.summary()])
-        for path in files:
-            term.detail(f"wrote {path}")
         click.echo(f"\n{len(result.kubernetes)} Kubernetes objects, {len(result.livekit)} LiveKit objects "
                    f"-> {out_dir} ({len(files)} files)")
 
@@ -167,33 +194,44 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
     term.table(header, rows)
 
 
+_BASE_HELP = ("Git revision to compare with [default: the merge base of HEAD with the main branch (origin/HEAD, "
+              "origin/main, main, origin/master, master); HEAD in a repository with none of them].")
+
+
+def _base(root: Path, base: str | None) -> tuple[str, str]:
+    """(commit, what it is) of --base, or of the default base that `affected` and `plan` share."""
+    from .affected import default_base, resolve_base
+
+    return default_base(root) if base is None else (resolve_base(root, base), base)
+
+
 @main.command()
-@click.option("--base", default="origin/main", show_default=True, help="Git revision the change is compared with.")
+@click.option("--base", default=None, metavar="REF", help=_BASE_HELP)
 @click.option("--explain", is_flag=True, help="Say why each region is affected (each changed file and what links it).")
 @_root_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="Output format.")
 def affected(base: str, explain: bool, root: Path, fmt: str) -> None:
     """List the regions a change touches (for the CI preview matrix).
 
-    Compares the working tree with BASE: a region is affected when its manifest or stack file
+    Compares the working tree with BASE (by default the merge base with the main branch, as
+    `voxplane plan` does; said on stderr): a region is affected when its manifest or stack file
     changed, when an agent running there (before or after) changed, or that agent's code; a
     change to the tool itself affects every region. With --explain, each region comes with its
     reasons (JSON: an object of region -> reasons). Exit 1 on invalid manifests or git errors.
     """
-    import subprocess
-
-    from .affected import affected_regions, changed_files, explain_regions, regions_at
+    from .affected import GitError, affected_regions, changed_files, explain_regions, regions_at
 
     result = load((), root)
     if result.problems or result.project is None:
         print_problems(result.problems)
         sys.exit(1)
     try:
-        changed = changed_files(base, root)
-        before = regions_at(base, root, changed)
+        commit, label = _base(root, base)
+        changed = changed_files(commit, root)
+        before = regions_at(commit, root, changed)
         regions = affected_regions(changed, result.project, before)
-    except subprocess.CalledProcessError as exc:
-        click.echo(f"error: git failed: {(exc.stderr or '').strip() or exc}", err=True)
+    except GitError as exc:
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     for path in changed:
         term.detail(f"changed: {path}")
@@ -205,13 +243,13 @@ def affected(base: str, explain: bool, root: Path, fmt: str) -> None:
             click.echo(region)
             for reason in reasons.get(region, []):
                 click.echo(f"  {reason}")
-        term.info(f"{len(regions)} of {len(result.project.regions)} regions affected by {len(changed)} changed files")
+    term.info(f"{len(regions)} of {len(result.project.regions)} regions affected by {len(changed)} changed files, "
+              f"against {commit[:12]} ({label})")
 
 
 @main.command()
 @click.argument("regions", nargs=-1, metavar="[REGION ...]", shell_complete=complete_regions)
-@click.option("--base", default=None, metavar="REF",
-              help="Git revision to compare with [default: the merge base of HEAD with the main branch].")
+@click.option("--base", default=None, metavar="REF", help=_BASE_HELP)
 @_root_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="Output format (markdown: the pull request comment).")
@@ -228,12 +266,10 @@ def plan(regions: Sequence[str], base: str | None, root: Path, fmt: str) -> None
     terraform's -detailed-exitcode).
     """
     from . import plan as pl
+    from .affected import GitError
 
     try:
-        if base is None:
-            commit, label = pl.default_base(root)
-        else:
-            commit, label = pl.resolve(root, base), base
+        commit, label = _base(root, base)
         term.info(f"planning against {commit[:12]} ({label}): rendering both sides ...")
         with pl.exported(root, commit) as base_root:
             changed = pl.changed_between(base_root, root)
@@ -244,7 +280,7 @@ def plan(regions: Sequence[str], base: str | None, root: Path, fmt: str) -> None
     except ManifestError as exc:
         print_problems(exc.problems)
         sys.exit(1)
-    except pl.PlanError as exc:
+    except (pl.PlanError, GitError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     text = pl.RENDERERS[fmt](result)
@@ -275,9 +311,8 @@ def capacity(region: str, root: Path, duty_cycle: float, fmt: str, fail_on: str)
     """
     from .capacity import plan, shortfalls
 
-    result = load((), root)
-    project = _region_model(result, region)
-    report = plan(project, region, duty_cycle)
+    loaded = _region_model(root, region)
+    report = plan(loaded.project, region, duty_cycle)
     short = shortfalls(report)
     if fmt == "json":
         click.echo(json.dumps({**report.as_dict(), "short": short}, indent=2))
@@ -286,23 +321,20 @@ def capacity(region: str, root: Path, duty_cycle: float, fmt: str, fail_on: str)
     if fail_on == "short" and short:
         click.echo(f"short: {'; '.join(short)}", err=True)
         sys.exit(2)
-    sys.exit(1 if result.problems else 0)
+    sys.exit(1 if loaded.problems else 0)
 
 
-def _region_model(result: LoadResult, region: str) -> Any:
-    """The model to answer about `region` with: the project, or what loaded when other files have
-    problems (printed first, with a note). Exits 1 when the region itself did not load."""
+def _region_model(root: Path, region: str) -> LoadedRegion:
+    """The region to answer about, from what loaded when other files have problems (printed
+    first, with a note; the command then exits 1). Exits 1 when the region itself did not load."""
+    result = load((), root)
+    print_problems(result.problems)
     project = result.project or result.partial
-    if result.problems:
-        print_problems(result.problems)
-    if region not in project.regions:
-        known = ", ".join(sorted(project.regions)) or "none loaded"
-        click.echo(f"error: no region {region!r} loaded (regions: {known})", err=True)
-        sys.exit(1)
-    if result.problems:
-        click.echo(f"note: the manifests have {plural(len(result.problems), 'problem')} (above); this answer uses "
+    loaded = LoadedRegion(project, find_region(project, region, result.problems), tuple(result.problems))
+    if loaded.problems:
+        click.echo(f"note: the manifests have {plural(len(loaded.problems), 'problem')} (above); this answer uses "
                    f"the files that loaded, and the command exits 1", err=True)
-    return project
+    return loaded
 
 
 def _print_capacity(report: Any, duty_cycle: float) -> None:
@@ -342,8 +374,8 @@ def secrets(region: str, config_file: Path | None, root: Path, fmt: str) -> None
     """
     from . import stackfile
 
-    result = load((), root)
-    project = _region_model(result, region)
+    loaded = _region_model(root, region)
+    project = loaded.project
     path = config_file if config_file is not None else root / f"Pulumi.{region}.yaml"
     shown = str(config_file) if config_file is not None else f"Pulumi.{region}.yaml"
     stack = None
@@ -372,7 +404,7 @@ def secrets(region: str, config_file: Path | None, root: Path, fmt: str) -> None
                    f"pulumi config set --secret KEY -s {stack.stack if stack else region} for each of "
                    f"{', '.join(unset)}", err=True)
         sys.exit(1)
-    sys.exit(1 if result.problems else 0)
+    sys.exit(1 if loaded.problems else 0)
 
 
 @main.group()
@@ -540,7 +572,8 @@ def livekit_sync(region: str, dry_run: bool, yes: bool, url: str | None, api_key
     from .livekit import commands as lk
 
     try:
-        reg, agents = lk.load_region(root, region)
+        loaded = load_region(root, region)
+        reg, agents = loaded.region, loaded.agents
         with lk.connect(reg, url, api_key, api_secret) as client:
             plan = lk.plan_sync(reg, agents, client, strict=not dry_run)
             for line in lk.plan_lines(plan):
@@ -592,7 +625,8 @@ def livekit_route(region: str, to: str, from_: str | None, address: str | None, 
     from .livekit import route as rt
 
     try:
-        reg, agents = lk.load_region(root, region)
+        loaded = load_region(root, region)
+        reg, agents = loaded.region, loaded.agents
         where = rt.check_address(address) if address is not None else rt.default_address(reg)
         call = rt.Call(to=to, from_=from_ or rt.DEFAULT_CALLER, address=where,
                        to_host=reg.sip.public_host if reg.sip else "localhost")
@@ -643,13 +677,8 @@ def drift(region: str, only: str | None, kube_context: str | None, fmt: str, url
     from .livekit import commands as lk
     from .livekit import drift as lk_drift
 
-    try:
-        reg, agents = lk.load_region(root, region)
-    except ManifestError as exc:
-        print_problems(exc.problems)
-        sys.exit(1)
-    except lk.CommandError as exc:
-        _fail(exc.lines)
+    loaded = load_region(root, region)
+    reg, agents = loaded.region, loaded.agents
     results: list[combined.TargetResult] = []
     if only in (None, "kubernetes"):
         kube = combined.TargetResult("kubernetes", renderers=dict(kube_report.RENDERERS), to_dict=kube_report.to_dict)
@@ -737,13 +766,8 @@ def status(ctx: click.Context, region: str, kube_context: str | None, fmt: str, 
 
     if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--interval needs --watch")
-    try:
-        reg, agents = lk.load_region(root, region)
-    except ManifestError as exc:
-        print_problems(exc.problems)
-        sys.exit(1)
-    except lk.CommandError as exc:
-        _fail(exc.lines)
+    loaded = load_region(root, region)
+    reg, agents = loaded.region, loaded.agents
     context = kube_context or str(crosscheck.stack_config(root, region).get("kubeContext") or "") or None
     reader = status_reader.StatusReader(root, reg, agents, context=context, url=url, api_key=api_key,
                                         api_secret=api_secret)

@@ -228,3 +228,53 @@ def build_model(documents: Iterable[Document]) -> tuple[list[Region], list[Agent
 def load_project(root: str | os.PathLike[str] = ".") -> Project:
     """The whole repository as a model, or `ManifestError` listing every problem."""
     return load((), root).require_project()
+
+
+# --- one region, by name: every command that takes a REGION argument --------------------------------
+
+
+class UnknownRegion(ValueError):
+    """A region name that names no loaded region, in one line: the regions there are and the
+    closest name (as `validate` says it of a manifest's `regions:`), or the file whose problems
+    kept the region from loading."""
+
+    def __init__(self, name: str, known: Iterable[str], broken: str | None = None):
+        self.name, self.known = name, sorted(known)
+        if broken:
+            message = f"region {name!r} does not load: {broken} has problems (`voxplane validate {broken}`)"
+        else:
+            message = (f"no region {name!r} (regions: {', '.join(self.known) or 'none'})"
+                       + crosscheck.did_you_mean(name, self.known))
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class LoadedRegion:
+    """A region found by name, with the project it was found in."""
+
+    project: Project
+    region: Region
+    #: the problems of the repository's other files, where the caller answers from what loaded
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def agents(self) -> tuple[Agent, ...]:
+        return self.project.agents_in(self.region.name)
+
+
+def find_region(project: Project, name: str, problems: Sequence[Problem] = ()) -> Region:
+    """Region `name` of `project`, or `UnknownRegion` (naming its file when `problems` show that
+    it did not load)."""
+    region = project.regions.get(name)
+    if region is None:
+        broken = next((p.file for p in problems if Path(p.file).parent.name == "regions" and Path(p.file).stem == name), None)
+        raise UnknownRegion(name, project.regions, broken)
+    return region
+
+
+def load_region(root: str | os.PathLike[str], name: str) -> LoadedRegion:
+    """Load the repository under `root` and find region `name` in it: `ManifestError` (every
+    problem) when the manifests are not valid, `UnknownRegion` when none has that name. (Commands
+    that answer from what loaded while another file is broken call `load` and `find_region`.)"""
+    project = load((), root).require_project()
+    return LoadedRegion(project, find_region(project, name))

@@ -21,6 +21,10 @@ manifest whose Dockerfile builds FROM it (its hash is part of each such image ta
 
 A config checksum annotation takes the causes of the ConfigMaps and Secrets of its namespace.
 
+Lists are compared item by item (named ones, `env` or `containers`, by name as drift does), so a
+NetworkPolicy rule or an env var added or removed is one change shown whole. A new or removed
+agent takes its code folder's change, a new or removed region its stack file's: one change each.
+
 An object change reached by none of them is listed as unattributed (the property test in
 tests/test_plan_properties.py checks that random manifest edits never leave one). Alongside: what
 the change does to capacity (`voxplane/capacity.py`: replicas and GPUs at peak, agent sessions,
@@ -38,16 +42,16 @@ import sys
 import tarfile
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from . import agent_base, capacity
-from .affected import EVERYWHERE, affected_regions
+from .affected import EVERYWHERE, GitError, affected_regions, git
 from .kubedrift.attribution import Attribution
-from .kubedrift.compare import KEYED_LISTS, UNSET, Keyed, Path as ObjPath, format_path
+from .kubedrift.compare import UNSET, Keyed, Path as ObjPath, format_path, keyed_items
 from .livekit.desired import Desired, DesiredTrunk, desired_objects
-from .loader import load
+from .loader import UnknownRegion, load
 from .model import ROLES, Agent, Project, Region
 from .problems import ManifestError, plural
 from .sourcemap import SourceMap, YamlProblem, parse
@@ -57,6 +61,8 @@ RENDER_INPUTS = ("regions", "agents", "schemas", "voxplane", "components", "stac
 _SKIP_DIRS = {"__pycache__", ".venv", "node_modules", ".git", ".mypy_cache", ".pytest_cache"}
 #: How many characters of a value the text and markdown forms show.
 SHORT = 72
+#: ... and of a list item (a NetworkPolicy rule is read whole).
+ITEM_LIMIT = 400
 #: GitHub refuses comments over 65,536 characters.
 MARKDOWN_LIMIT = 60_000
 MARKER = "<!-- voxplane-plan -->"
@@ -96,12 +102,23 @@ class Touch:
     after: Any = UNSET
     #: how it was attributed: "field", "file", "region", "tool"
     via: str = "field"
+    #: "added" or "removed" when the change is one item of a list at `path` (a NetworkPolicy
+    #: rule, an env var `env[NAME]`), else ""
+    item: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.ref.as_dict(), "action": self.action, "via": self.via}
         if self.action == "change":
             out.update(path=self.path, before=_jsonable(self.before), after=_jsonable(self.after))
+            if self.item:
+                out["item"] = self.item
         return out
+
+    def change_text(self) -> str:
+        """`PATH before → after`, or `PATH + ITEM` / `PATH - ITEM` for a list item, in full."""
+        if self.item:
+            return f"{self.path} {'+' if self.item == 'added' else '-'} {item_text(self.after if self.item == 'added' else self.before)}"
+        return f"{self.path} {pair(self.before, self.after)}"
 
 
 @dataclass
@@ -134,12 +151,25 @@ class FieldChange:
         if self.kind in ("code", "tool"):
             return self.note
         if not self.path:
-            return "added" if self.before is UNSET else "removed"
+            return self.note or ("added" if self.before is UNSET else "removed")
         if self.before is UNSET:
             return f"{short(self.after)} (added)"
         if self.after is UNSET:
             return f"{short(self.before)} (removed)"
+        if isinstance(self.before, list) and isinstance(self.after, list):
+            items = list_changes(self.before, self.after, in_place=False)
+            if items:
+                return ", ".join(_item_change(i, a, b) for i, a, b in items)
+        if isinstance(self.before, dict) and isinstance(self.after, dict):
+            # one alternative for another (`llm: {model: chat}` → `{provider: ...}`), in full
+            return f"{_mapping_text(self.before)} → {_mapping_text(self.after)}"
         return pair(self.before, self.after, SHORT)
+
+    def headline(self) -> str:
+        """The change's line in text: `FILE:LINE: field change`, a whole file without `(new file)`."""
+        if self.kind != "tool" and not self.path:
+            return f"{self.location}: {self.change_text()}"
+        return f"{self.location}: {self.field} {self.change_text()}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": None if self.kind == "tool" else self.file, "line": self.line, "field": self.field, "kind": self.kind,
@@ -226,56 +256,20 @@ class Plan:
 # --- git: the base revision, exported -------------------------------------------------------------
 
 
-def _git(root: Path, *args: str, text: bool = True) -> Any:
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, check=True)
-    except FileNotFoundError:
-        raise PlanError("git is not installed") from None
-    except subprocess.CalledProcessError as exc:
-        err = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode(errors="replace")
-        raise PlanError(f"git {' '.join(args[:2])} failed: {' '.join(err.split()) or exc}") from None
-    return done.stdout
-
-
-def default_base(root: Path) -> tuple[str, str]:
-    """(commit, how it was chosen): the merge base of HEAD with the main branch (origin's default
-    branch, else origin/main, main, origin/master, master)."""
-    candidates: list[str] = []
-    try:
-        head = _git(root, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD").strip()
-        candidates.append(head)
-    except PlanError:
-        pass
-    candidates += ["origin/main", "main", "origin/master", "master"]
-    for ref in candidates:
-        try:
-            _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-        except PlanError:
-            continue
-        commit = _git(root, "merge-base", "HEAD", ref).strip()
-        return commit, f"the merge base with {ref}"
-    raise PlanError("no main branch (origin/HEAD, origin/main, main, origin/master, master) to compare with; "
-                    "pass --base REF")
-
-
-def resolve(root: Path, ref: str) -> str:
-    return str(_git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip() or ref)
-
-
 @contextmanager
 def exported(root: Path, commit: str) -> Iterator[Path]:
     """The render inputs of `commit` (RENDER_INPUTS) in a temporary folder, removed afterwards.
 
     The package folders components/ and schemas/ are linked into voxplane/ as the package maps them
     (pyproject's package-dir), so BASE's own code can run from the export."""
-    prefix = _git(root, "rev-parse", "--show-prefix").strip()
+    prefix = git(root, "rev-parse", "--show-prefix").strip()
     tree = f"{commit}:{prefix}" if prefix else commit
-    present = set(_git(root, "ls-tree", "--name-only", tree).split("\n"))
+    present = set(git(root, "ls-tree", "--name-only", tree).split("\n"))
     wanted = [p for p in present if p in RENDER_INPUTS or (p.startswith("Pulumi.") and p.endswith(".yaml"))]
     folder = Path(tempfile.mkdtemp(prefix="voxplane-plan-"))
     try:
         if wanted:
-            data = _git(root, "archive", "--format=tar", tree, "--", *sorted(wanted), text=False)
+            data = git(root, "archive", "--format=tar", tree, "--", *sorted(wanted), text=False)
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 tar.extractall(folder, filter="data")
         for package in ("components", "schemas"):
@@ -294,8 +288,8 @@ def tree_files(root: Path) -> dict[str, Path]:
     listed: Optional[list[str]] = None
     if (root / ".git").exists():
         try:
-            listed = _git(root, "ls-files", "-co", "--exclude-standard", "--", *RENDER_INPUTS, "Pulumi.*.yaml").splitlines()
-        except PlanError:
+            listed = git(root, "ls-files", "-co", "--exclude-standard", "--", *RENDER_INPUTS, "Pulumi.*.yaml").splitlines()
+        except GitError:
             listed = None
     out: dict[str, Path] = {}
     if listed is not None:
@@ -339,11 +333,15 @@ import voxplane
 if not Path(voxplane.__file__).resolve().is_relative_to(root.resolve()):
     sys.exit(f"imported voxplane from {voxplane.__file__}, not the base")
 from voxplane.render import render
+try:  # a name no region has; bases from before UnknownRegion raised a plain ValueError
+    from voxplane.loader import UnknownRegion as NoRegion
+except ImportError:
+    NoRegion = ValueError
 done = {}
 for name in sys.argv[3:]:
     try:
         result = render(name, root)
-    except ValueError:
+    except NoRegion:
         done[name] = None
         continue
     done[name] = {"kubernetes": result.kubernetes, "livekit": result.livekit}
@@ -376,7 +374,11 @@ def render_with_own_code(root: Path, regions: Sequence[str]) -> Rendered:
             tail = (done.stderr or done.stdout or "").strip().splitlines()
             raise PlanError(tail[-1] if tail else f"exit {done.returncode}")
         loaded: Rendered = json.loads(target.read_text())
-        return loaded
+    # The base's own code may predate canonical key order; what is shown must not follow its seed.
+    from .render import canonical
+
+    return {name: None if objects is None else {target: [canonical(o) for o in items] for target, items in objects.items()}
+            for name, objects in loaded.items()}
 
 
 # --- object differences ---------------------------------------------------------------------------
@@ -387,19 +389,6 @@ def object_key(target: str, region: str, obj: Mapping[str, Any]) -> ObjectRef:
         meta = obj.get("metadata") or {}
         return ObjectRef(region, target, str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
     return ObjectRef(region, target, str(obj.get("kind")), "", str(obj.get("name")))
-
-
-def _list_key(path: ObjPath, a: list[Any], b: list[Any]) -> Optional[str]:
-    name = path[-1] if path and isinstance(path[-1], str) else ""
-    key = KEYED_LISTS.get(name)
-    if key is None:
-        return None
-    for items in (a, b):
-        if not all(isinstance(i, dict) and key in i for i in items):
-            return None
-        if len({str(i[key]) for i in items}) != len(items):
-            return None
-    return key
 
 
 def _structured(text: str) -> Optional[dict[str, Any]]:
@@ -419,7 +408,10 @@ def _structured(text: str) -> Optional[dict[str, Any]]:
 
 
 def diff_values(before: Any, after: Any, path: ObjPath = ()) -> Iterator[tuple[ObjPath, Any, Any]]:
-    """Every path where `before` and `after` differ (both sides; named lists matched by name)."""
+    """Every path where `before` and `after` differ (both sides). Lists of named things are
+    matched by name (`compare.keyed_items`, as drift matches them); other lists item by item
+    (`list_changes`): an item added or removed is one difference at the list's path plus the
+    item's index, with UNSET on the side that lacks it."""
     if type(before) is type(after) and before == after:
         return
     if isinstance(before, dict) and isinstance(after, dict):
@@ -431,19 +423,58 @@ def diff_values(before: Any, after: Any, path: ObjPath = ()) -> Iterator[tuple[O
         if a is not None and b is not None:
             yield from diff_values(a, b, path)  # a config file in a ConfigMap: its keys, not the whole text
             return
-    if isinstance(before, list) and isinstance(after, list):
-        key = _list_key(path, before, after)
-        if key is None:
-            yield path, before, after
-            return
-        old = {str(i[key]): i for i in before}
-        new = {str(i[key]): i for i in after}
-        for name in sorted(set(old) | set(new)):
-            item = new.get(name, old.get(name))
-            assert item is not None
-            yield from diff_values(old.get(name, UNSET), new.get(name, UNSET), path + (Keyed(key, item[key]),))
-        return
+    if isinstance(before, list) or isinstance(after, list):
+        old = before if isinstance(before, list) else [] if before is UNSET else None
+        new = after if isinstance(after, list) else [] if after is UNSET else None
+        if old is not None and new is not None and (old or new):
+            pairs = keyed_items(path, old, new)
+            if pairs is not None:
+                for seg, a_item, b_item in pairs:
+                    yield from diff_values(a_item, b_item, path + (seg,))
+                return
+            changes = list_changes(old, new)
+            if changes is not None:
+                for index, a_item, b_item in changes:
+                    if isinstance(a_item, dict) and isinstance(b_item, dict):
+                        yield from diff_values(a_item, b_item, path + (index,))  # one rule, changed in part
+                    else:
+                        yield path + (index,), a_item, b_item
+                return
     yield path, before, after
+
+
+def list_changes(before: list[Any], after: list[Any], *, in_place: bool = True) -> Optional[list[tuple[int, Any, Any]]]:
+    """(index, before item or UNSET, after item or UNSET) for each item removed (its index in
+    `before`), added (its index in `after`) or changed in place (its index in `after`): a scalar
+    replaced by one scalar (`args[13] "0.85" → "0.9"`), or a rule (a mapping) replaced by one
+    that keeps part of it (a peer fewer, the same ports); other rules are added or removed whole.
+    Without `in_place` (a manifest's list of regions or numbers, a set in all but syntax), every
+    change is an item removed or added. None when the lists hold the same items in another order
+    (shown as the two lists)."""
+    import difflib
+
+    keys = [json.dumps(v, sort_keys=True, default=str) for v in before]
+    other = [json.dumps(v, sort_keys=True, default=str) for v in after]
+    if sorted(keys) == sorted(other):
+        return None
+    out: list[tuple[int, Any, Any]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, keys, other, autojunk=False).get_opcodes():
+        if op == "equal":
+            continue
+        if in_place and op == "replace" and i2 - i1 == j2 - j1 and all(_alike(before[i1 + n], after[j1 + n]) for n in range(i2 - i1)):
+            out += [(j1 + n, before[i1 + n], after[j1 + n]) for n in range(i2 - i1)]
+            continue
+        out += [(i, before[i], UNSET) for i in range(i1, i2)]
+        out += [(j, UNSET, after[j]) for j in range(j1, j2)]
+    return out
+
+
+def _alike(a: Any, b: Any) -> bool:
+    """Whether `b` is `a` changed (shown as its changed parts) rather than another item: two
+    scalars, or two mappings with a key of the same value."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return any(k in b and b[k] == v for k, v in a.items())
+    return not isinstance(a, (dict, list)) and not isinstance(b, (dict, list))
 
 
 ObjectDiff = tuple[ObjectRef, str, Optional[dict[str, Any]], Optional[dict[str, Any]], list[tuple[ObjPath, Any, Any]]]
@@ -487,8 +518,13 @@ def _dotted(path: Sequence[str | int]) -> str:
 
 
 def _data_changes(before: Any, after: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Any, Any]]:
-    """Changed paths of two YAML documents: mappings key by key, everything else as a whole."""
+    """Changed paths of two YAML documents: mappings key by key, everything else as a whole. A
+    mapping replaced by one with none of its keys is one change (`inference.llm: {model: chat}`
+    → `{provider: ...}`: one alternative for another, not a removal and an addition)."""
     if type(before) is type(after) and before == after:
+        return
+    if path and isinstance(before, dict) and isinstance(after, dict) and before and after and not set(before) & set(after):
+        yield path, before, after
         return
     if isinstance(before, dict) and isinstance(after, dict):
         for key in sorted(set(before) | set(after), key=str):
@@ -542,10 +578,23 @@ def manifest_changes(base_root: Path, head_root: Path, changed: Sequence[str],
                     f"{agent_base.FOLDER}/ (the agent base image {folder}/ builds FROM) contents changed: "
                     f"{', '.join(sorted(base_files))}")
                 folder_of.setdefault(manifest, folder)
+    whole_files = {c.file: c for c in out if not c.path}
     for manifest in sorted(notes):
         folder = folder_of[manifest]
+        if manifest in whole_files:
+            # A new (or removed) agent with its code: one change, the agent's, not two (a base
+            # image change says nothing more about an agent that is new or gone as a whole).
+            if code.get(folder):
+                whole_files[manifest].note += f", with its code {folder}/ ({', '.join(sorted(code[folder]))})"
+            continue
         line = _line_of(head_root / manifest, ("code", "build")) or _line_of(base_root / manifest, ("code", "build"))
         out.append(FieldChange(manifest, ("code", "build"), "code", folder, folder, line or 1, note="; ".join(notes[manifest])))
+    for stack in [c for c in out if c.kind == "stack" and not c.path]:
+        region = whole_files.get(f"regions/{stack.file[len('Pulumi.'):-len('.yaml')]}.yaml")
+        if region is not None and (region.before is UNSET) == (stack.before is UNSET):
+            # A new (or removed) region with its stack file: one change, the region's.
+            region.note += f", with its stack file {stack.file}"
+            out.remove(stack)
     if tool:
         out.append(FieldChange("(tool)", (), "tool", UNSET, UNSET, 0,
                                note=f"{plural(len(tool), 'file')} of voxplane itself changed: {', '.join(tool)}"))
@@ -572,7 +621,9 @@ def _file_changes(base_root: Path, head_root: Path, rel: str, kind: str) -> list
     before, _ = _read(base_root / rel) if (base_root / rel).is_file() else (UNSET, SourceMap())
     after, smap = _read(head_root / rel) if (head_root / rel).is_file() else (UNSET, SourceMap())
     if before is UNSET or after is UNSET:
-        return [FieldChange(rel, (), kind, before if before is UNSET else {}, after if after is UNSET else {}, 1)]
+        what = _what_file(rel, kind, after if before is UNSET else before)
+        note = f"new {what}" if before is UNSET else f"{what} removed"
+        return [FieldChange(rel, (), kind, before if before is UNSET else {}, after if after is UNSET else {}, 1, note=note)]
     if kind == "stack":
         before = {"config": (before or {}).get("config")} if isinstance(before, dict) else before
         after = {"config": (after or {}).get("config")} if isinstance(after, dict) else after
@@ -581,6 +632,17 @@ def _file_changes(base_root: Path, head_root: Path, rel: str, kind: str) -> list
         line = smap.key(path)[0] if new is not UNSET else _removed_line(smap, path)
         out.append(FieldChange(rel, path, kind, _secure(old), _secure(new), line))
     return out
+
+
+def _what_file(rel: str, kind: str, data: Any) -> str:
+    """What a whole file declares, in words: `agent northwind/billing`, `region ap-south`."""
+    data = data if isinstance(data, dict) else {}
+    if kind == "stack":
+        return f"stack file of {rel[len('Pulumi.'):-len('.yaml')]}"
+    if rel.startswith("regions/"):
+        return f"region {data.get('name') or PurePosixPath(rel).stem}"
+    name = data.get("name") or PurePosixPath(rel).stem
+    return f"agent {data['tenant']}/{name}" if data.get("tenant") else f"agent {name}"
 
 
 def _removed_line(smap: SourceMap, path: tuple[str | int, ...]) -> int:
@@ -769,8 +831,14 @@ def _capacity(project: Optional[Project], region: str) -> Optional[capacity.Regi
 def capacity_changes(base: Optional[Project], head: Optional[Project], region: str) -> list[CapacityChange]:
     """What the change does to the region's capacity plan (only what differs)."""
     old, new = _capacity(base, region), _capacity(head, region)
-    if old is None or new is None:
+    if new is None and old is not None:
+        return [CapacityChange("region", f"region removed (it was sized for {old.peak_calls} peak concurrent calls)",
+                               old.peak_calls, None)]
+    if new is None:
         return []
+    if old is None:
+        assert head is not None
+        return new_region_capacity(new, head)
     out: list[CapacityChange] = []
     if old.peak_calls != new.peak_calls:
         out.append(CapacityChange("peak", f"peak concurrent calls {old.peak_calls} → {new.peak_calls}",
@@ -825,6 +893,36 @@ def capacity_changes(base: Optional[Project], head: Optional[Project], region: s
     short_a, short_b = set(capacity.shortfalls(old)), set(capacity.shortfalls(new))
     out += [CapacityChange("short", f"now short: {s}", None, s) for s in sorted(short_b - short_a)]
     out += [CapacityChange("short", f"no longer short: {s}", s, None) for s in sorted(short_a - short_b)]
+    return out
+
+
+def new_region_capacity(report: capacity.RegionCapacity, project: Project) -> list[CapacityChange]:
+    """A new region's whole capacity plan, as `voxplane capacity` sizes it, ending with what is
+    short (or that nothing is)."""
+    region = report.region
+    out = [CapacityChange("peak", f"new region: peak {report.peak_calls} concurrent calls", None, report.peak_calls)]
+    for m in report.models:
+        text = f"model {m.model} ({m.kind}): {_replicas(m, project, region)}"
+        out.append(CapacityChange(f"model {m.model}", text + ("" if m.status == "ok" else f"; {m.status}"),
+                                  None, _model_numbers(m)))
+    for group, (used, have) in sorted(_gpu_demand(project, region).items()):
+        out.append(CapacityChange(f"gpu group {group}", f"GPU group {group} at peak: {used} of {have} GPUs", None,
+                                  (used, have)))
+    out.append(CapacityChange("agent pools", f"agent pools at max_workers: {report.agent_sessions} sessions for "
+                                             f"{report.peak_calls} peak calls", None, report.agent_sessions))
+    for t in report.tenants:
+        out.append(CapacityChange(
+            f"tenant {t.tenant}",
+            f"tenant {t.tenant} quota headroom: cpu {_num(round(t.cpu_quota - t.cpu_at_max, 2))} ({_num(t.cpu_at_max)} of "
+            f"{_num(t.cpu_quota)} at max_workers); memory {_num(round(t.memory_gib_quota - t.memory_gib_at_max, 2))} GiB "
+            f"({_num(t.memory_gib_at_max)} of {_num(t.memory_gib_quota)} at max_workers); pods "
+            f"{t.pods_quota - t.pods_at_max} ({t.pods_at_max} of {t.pods_quota} at max_workers)"
+            + ("" if t.status == "ok" else f" — {t.status}"),
+            None, _tenant_numbers(t)))
+    short = capacity.shortfalls(report)
+    out += [CapacityChange("short", f"short: {s}", None, s) for s in short]
+    if not short:
+        out.append(CapacityChange("short", "not short: the plan holds at the peak", None, None))
     return out
 
 
@@ -905,7 +1003,7 @@ def _checksums_follow_configs(found: list[tuple[Touch, list[FieldChange]]]) -> l
     for touch, causes in found:
         leaf = touch.path.rsplit(".", 1)[-1]
         if touch.action == "change" and "annotations" in touch.path and "checksum" in leaf and configs.get(touch.ref.namespace):
-            out.append((Touch(touch.ref, touch.action, touch.path, touch.before, touch.after, "field"),
+            out.append((replace(touch, via="field"),
                         list(configs[touch.ref.namespace])))
         else:
             out.append((touch, causes))
@@ -915,13 +1013,25 @@ def _checksums_follow_configs(found: list[tuple[Touch, list[FieldChange]]]) -> l
 # --- the plan -------------------------------------------------------------------------------------
 
 
+def _path_touch(ref: ObjectRef, path: ObjPath, before: Any, after: Any) -> tuple[Touch, ObjPath]:
+    """The touch of one changed path, and the path its cause is looked up by. An item added to
+    or removed from a list is shown at the list's path (`spec.egress + {...}`); an unnamed list's
+    item is attributed as the list (its index is no manifest field)."""
+    last = path[-1] if path else None
+    item = ("added" if before is UNSET else "removed" if after is UNSET else "") if isinstance(last, (int, Keyed)) else ""
+    shown = path[:-1] if item else path
+    looked_up = path[:-1] if isinstance(last, int) else path
+    return Touch(ref, "change", format_path(shown), before, after, item=item), looked_up
+
+
 def plan_between(base_root: Path, head_root: Path, regions: Optional[Sequence[str]] = None, *,
                  changed: Optional[Sequence[str]] = None, base: str = "", base_label: str = "") -> Plan:
     """The plan of `head_root` against `base_root` (two checkouts' render inputs).
 
     `regions` default: those the change can affect (`voxplane affected`'s rule, on both sides).
     `changed`: the paths that differ (default: compared file by file). Raises ManifestError when
-    the head's manifests are invalid, PlanError when the base cannot be rendered.
+    the head's manifests are invalid, UnknownRegion for a region named at neither side, PlanError
+    when the base cannot be rendered.
     """
     head_result = load((), head_root)
     if head_result.problems:
@@ -947,7 +1057,7 @@ def plan_between(base_root: Path, head_root: Path, regions: Optional[Sequence[st
         known = set(head.regions) | set(base_project.regions if base_project else ())
         missing = [r for r in regions if r not in known]
         if missing:
-            raise PlanError(f"no region {missing[0]!r} at either side (regions: {', '.join(sorted(known))})")
+            raise UnknownRegion(missing[0], known)
     regions = list(regions)
 
     after = render_here(head_root, regions, head)
@@ -979,11 +1089,10 @@ def plan_between(base_root: Path, head_root: Path, regions: Optional[Sequence[st
             obj = new if new is not None else old
             assert obj is not None
             {"add": region_plan.added, "remove": region_plan.removed, "change": region_plan.changed}[action].append(ref)
-            touches = ([(Touch(ref, action), ())] if action != "change" else
-                       [(Touch(ref, action, format_path(p), a, b), p) for p, a, b in paths])
+            touches = ([(Touch(ref, action), ())] if action != "change" else [_path_touch(ref, p, a, b) for p, a, b in paths])
             for touch, path in touches:
                 causes, via = attributor.causes(ref, action, obj, path, touch.before, touch.after)
-                found.append((Touch(touch.ref, touch.action, touch.path, touch.before, touch.after, via), causes))
+                found.append((replace(touch, via=via), causes))
         found = _checksums_follow_configs(found)
         for touch, causes in found:
             if not causes:
@@ -1007,11 +1116,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def short(value: Any, limit: int = SHORT) -> str:
-    """A value in one short line: "(unset)", text as is, data as compact JSON, cut with …"""
+def short(value: Any, limit: int = SHORT, *, quote: bool = False) -> str:
+    """A value in one short line: "(unset)", text as is (quoted with `quote`), data as compact
+    JSON, cut with …"""
     if value is UNSET:
         text = "(unset)"
-    elif isinstance(value, str):
+    elif isinstance(value, str) and not quote:
         text = value
     else:
         text = json.dumps(value, separators=(", ", ": "), ensure_ascii=False, default=str)
@@ -1031,13 +1141,61 @@ def pair(before: Any, after: Any, limit: int = 48) -> str:
     return f"{short(a, limit)} → {short(b, limit)}"
 
 
+def item_text(value: Any) -> str:
+    """A list item (a rule, an env var, a number) in one line, as compact JSON: in full up to
+    ITEM_LIMIT characters (a rule is read whole, never cut to a common prefix)."""
+    return short(value if value is not UNSET else None, ITEM_LIMIT, quote=True)
+
+
+def _item_change(index: int, before: Any, after: Any) -> str:
+    if before is UNSET:
+        return f"+ {item_text(after)}"
+    if after is UNSET:
+        return f"- {item_text(before)}"
+    return f"[{index}] {item_text(before)} → {item_text(after)}"
+
+
+def _mapping_text(value: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}: {item_text(item)}" for key, item in value.items())
+
+
 _MARK = {"add": "+", "remove": "-", "change": "~"}
 
 
 def touch_text(t: Touch) -> str:
     if t.action != "change":
         return f"{_MARK[t.action]} {t.ref}"
-    return f"~ {t.ref} {t.path} {pair(t.before, t.after)}"
+    return f"~ {t.ref} {t.change_text()}"
+
+
+def object_lines(touches: Sequence[Touch]) -> list[tuple[str, str, list[str]]]:
+    """(region, the object's line, its changed paths' lines) per object, each object once: one
+    changed path stays on the object's line, several go below it."""
+    by_ref: dict[ObjectRef, list[Touch]] = {}
+    for touch in touches:
+        by_ref.setdefault(touch.ref, []).append(touch)
+    out: list[tuple[str, str, list[str]]] = []
+    for ref, mine in by_ref.items():
+        if len(mine) == 1:
+            out.append((ref.region, touch_text(mine[0]), []))
+        else:
+            out.append((ref.region, f"~ {ref}", [t.change_text() for t in mine]))
+    return out
+
+
+def blocks(plan: Plan) -> list[tuple[list[FieldChange], list[Touch], int]]:
+    """The field changes in order, each object change shown once: (changes that cause the same
+    objects, the object changes not shown above, how many of theirs were shown above)."""
+    out: list[tuple[list[FieldChange], list[Touch], int]] = []
+    shown: set[int] = set()
+    for change in plan.changes:
+        if out and change.touches and [id(t) for t in change.touches] == [id(t) for t in out[-1][0][-1].touches]:
+            out[-1][0].append(change)  # several fields with the very same objects: one block
+            continue
+        fresh = [t for t in change.touches if id(t) not in shown]
+        shown.update(id(t) for t in fresh)
+        out.append(([change], fresh, len(change.touches) - len(fresh)))
+    return out
 
 
 def _summary_line(plan: Plan) -> str:
@@ -1064,15 +1222,20 @@ def to_text(plan: Plan) -> str:
     if plan.notes:
         lines.append("")
     width = max((len(r.region) for r in plan.regions), default=0)
-    for change in plan.changes:
-        lines.append(f"{change.location}: {change.field} {change.change_text()}")
-        if not change.touches:
+    for changes, touches, above in blocks(plan):
+        lines += [change.headline() for change in changes]
+        if not touches and not above:
             lines.append("    (no object changes)")
-        for t in change.touches:
-            lines.append(f"    {t.ref.region.ljust(width)}  {touch_text(t)}")
+        for region, line, paths in object_lines(touches):
+            lines.append(f"    {region.ljust(width)}  {line}")
+            lines += [f"    {' ' * width}      {path}" for path in paths]
+        if above:
+            lines.append(f"    {' ' * width}  (and {plural(above, 'object change')} listed above)")
     if plan.unattributed:
         lines.append("unattributed (no manifest change explains these):")
-        lines += [f"    {t.ref.region.ljust(width)}  {touch_text(t)}" for t in plan.unattributed]
+        for region, line, paths in object_lines(plan.unattributed):
+            lines.append(f"    {region.ljust(width)}  {line}")
+            lines += [f"    {' ' * width}      {path}" for path in paths]
     if not plan.changes and not plan.unattributed:
         lines.append("no manifest, stack or code changes")
     lines.append("")
@@ -1081,9 +1244,6 @@ def to_text(plan: Plan) -> str:
         status = {"added": " (new region)", "removed": " (region removed)"}.get(r.status, "")
         lines.append(f"    {r.region.ljust(width)}  {len(r.changed)} changed, {len(r.added)} added, "
                      f"{len(r.removed)} removed{status}")
-        for mark, refs in (("+", r.added), ("-", r.removed)):
-            for ref in refs:
-                lines.append(f"    {' ' * width}  {mark} {ref}")
     cap = [(r.region, c.text) for r in plan.regions for c in r.capacity]
     route = [(r.region, c.text()) for r in plan.regions for c in r.routing]
     lines.append("capacity:" + ("" if cap else " unchanged"))
@@ -1114,25 +1274,27 @@ def to_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         out.append("")
     if plan.changes:
         out += ["| manifest | field | change | objects |", "|---|---|---|---|"]
-        for c in plan.changes:
-            objects = "<br>".join(f"`{t.ref.region}` {_md(touch_text(t))}" for t in c.touches) or "(none)"
-            out.append(f"| `{c.location}` | `{_md(c.field)}` | {_md(c.change_text())} | {objects} |")
+        for changes, touches, above in blocks(plan):
+            objects = [f"`{region}` {_md(line)}" + "".join(f"<br>&nbsp;&nbsp;&nbsp;&nbsp;{_md(p)}" for p in paths)
+                       for region, line, paths in object_lines(touches)]
+            if above:
+                objects.append(f"(and {plural(above, 'object change')} listed above)")
+            cell = "<br>".join(objects) or "(none)"
+            for n, c in enumerate(changes):
+                field_text = "(file)" if c.kind != "tool" and not c.path else c.field
+                out.append(f"| `{c.location}` | `{_md(field_text)}` | {_md(c.change_text())} | "
+                           f"{cell if n == 0 else '(the objects above)'} |")
         out.append("")
     if plan.unattributed:
         out.append("**Unattributed** (no manifest change explains these):")
-        out += [f"- `{t.ref.region}` {_md(touch_text(t))}" for t in plan.unattributed]
+        out += [f"- `{region}` {_md(line)}" + "".join(f"<br>{_md(p)}" for p in paths)
+                for region, line, paths in object_lines(plan.unattributed)]
         out.append("")
     out += ["| region | changed | added | removed |", "|---|---|---|---|"]
     for r in plan.regions:
         out.append(f"| `{r.region}`{' (new)' if r.status == 'added' else ' (removed)' if r.status == 'removed' else ''} "
                    f"| {len(r.changed)} | {len(r.added)} | {len(r.removed)} |")
     out.append("")
-    added = [(r.region, "+", ref) for r in plan.regions for ref in r.added]
-    removed = [(r.region, "-", ref) for r in plan.regions for ref in r.removed]
-    if added or removed:
-        out += ["<details><summary>objects added and removed</summary>", ""]
-        out += [f"- `{region}` {mark} {_md(str(ref))}" for region, mark, ref in added + removed]
-        out += ["", "</details>", ""]
     cap = [(r.region, c.text) for r in plan.regions for c in r.capacity]
     out.append("**Capacity:** " + ("unchanged" if not cap else ""))
     out += [f"- `{region}` {_md(text)}" for region, text in cap]

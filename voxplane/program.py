@@ -12,7 +12,7 @@ from typing import Optional
 
 import pulumi
 
-from .loader import load
+from .loader import UnknownRegion, find_region, load
 from .model import Project
 
 #: Repository root: the folder holding Pulumi.yaml, regions/ and agents/.
@@ -59,10 +59,10 @@ def run(settings: Optional[StackConfig] = None, project: Optional[Project] = Non
             # RunError: Pulumi reports the message without a Python traceback.
             raise pulumi.RunError(f"{len(result.problems)} manifest problem(s) above; nothing was deployed")
         project = result.require_project()
-    region = project.regions.get(settings.region)
-    if region is None:
-        known = ", ".join(sorted(project.regions))
-        raise pulumi.RunError(f"no region {settings.region!r} in regions/ (regions: {known})")
+    try:
+        region = find_region(project, settings.region)
+    except UnknownRegion as exc:
+        raise pulumi.RunError(str(exc)) from None
 
     stack = RegionStack(
         region.name,

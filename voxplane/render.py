@@ -23,8 +23,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
 from . import crosscheck, output_dir
-from .loader import load
-from .problems import ManifestError
+from .loader import load_region
 
 REDACTED = "<redacted>"
 # Pulumi wraps secret values in maps tagged with these well-known signatures (sdk rpc.py).
@@ -78,15 +77,11 @@ class _RecordingMocks(pulumi.runtime.Mocks):
 
 
 def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[dict[str, str]] = None) -> RenderResult:
-    """Run the program for `region_name` under mocks; raise `ManifestError` on invalid manifests."""
+    """Run the program for `region_name` under mocks; raise `ManifestError` on invalid manifests,
+    `UnknownRegion` for a name that names no region."""
     from .program import StackConfig, run
 
-    result = load((), root)
-    if result.problems:
-        raise ManifestError(result.problems)
-    project = result.require_project()
-    if region_name not in project.regions:
-        raise ValueError(f"no region {region_name!r} (regions: {', '.join(sorted(project.regions))})")
+    project = load_region(root, region_name).project
 
     config, secret_keys = _stack_config(root.resolve(), region_name, project)
     config.update(extra_config or {})
@@ -115,9 +110,9 @@ def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[d
         item = Registered(typ, name, owner, inputs)
         out.resources.append(item)
         if typ.startswith(_K8S_PREFIX) and "kind" in inputs:
-            out.kubernetes.append(_k8s_object(inputs))
+            out.kubernetes.append(canonical(_k8s_object(inputs)))
         elif typ.startswith(_LIVEKIT_TYPES):
-            out.livekit.append(_redact_livekit(inputs))
+            out.livekit.append(canonical(_redact_livekit(inputs)))
     out.resources.sort(key=lambda r: (r.component, r.type, r.name))
     out.kubernetes.sort(key=_object_sort_key)
     out.livekit.sort(key=lambda o: (str(o.get("kind")), str(o.get("name"))))
@@ -205,19 +200,32 @@ def write(result: RenderResult, out_dir: Path) -> list[Path]:
 _LEADING = ("apiVersion", "kind", "name", "metadata")
 
 
+def canonical(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object in one key order: identity first, then every mapping's keys sorted.
+
+    The mock engine hands inputs back through protobuf Structs, whose key order follows the
+    interpreter's hash seed; everything that shows or compares a render (its files, plan,
+    drift, status) reads this order instead, so the same inputs give the same bytes."""
+    ordered = {k: _sorted(obj[k]) for k in _LEADING if k in obj}
+    ordered.update({k: _sorted(obj[k]) for k in sorted(obj) if k not in ordered})
+    return ordered
+
+
+def to_yaml_stream(objects: list[dict[str, Any]]) -> str:
+    """The objects as one YAML stream (`---` between documents), each as its file holds it."""
+    return yaml.safe_dump_all([canonical(o) for o in objects], sort_keys=False, default_flow_style=False, width=120,
+                              explicit_start=True)
+
+
 def _dump(path: Path, obj: dict[str, Any]) -> Path:
-    """Identity first, everything else in sorted key order, so snapshots diff cleanly."""
-    ordered = {k: obj[k] for k in _LEADING if k in obj}
-    ordered.update({k: obj[k] for k in sorted(obj) if k not in ordered})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(_sorted(ordered, top=True), sort_keys=False, default_flow_style=False, width=120))
+    path.write_text(yaml.safe_dump(canonical(obj), sort_keys=False, default_flow_style=False, width=120))
     return path
 
 
-def _sorted(value: Any, top: bool = False) -> Any:
+def _sorted(value: Any) -> Any:
     if isinstance(value, dict):
-        keys = list(value) if top else sorted(value)
-        return {k: _sorted(value[k]) for k in keys}
+        return {k: _sorted(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [_sorted(v) for v in value]
     return value

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from . import agent_base, capacity, stackfile
-from .loader import load, touching
+from .loader import UnknownRegion, find_region, load, touching
 from .model import Project
 from .placeholders import placeholder
 from .problems import Problem
@@ -92,9 +92,10 @@ def new_agent(root: Path, name: str, tenant: str, regions: Sequence[str], code: 
         raise ScaffoldError("error: name at least one region (--region R)")
     project = _project(root)
     for region in regions:
-        if region not in project.regions:
-            known = ", ".join(sorted(project.regions)) or "none loaded"
-            raise ScaffoldError(f"error: no region {region!r} (regions: {known})")
+        try:
+            find_region(project, region)
+        except UnknownRegion as exc:
+            raise ScaffoldError(f"error: {exc}") from None
         if tenant not in project.regions[region].tenants:
             known = ", ".join(sorted(project.regions[region].tenants)) or "none"
             raise ScaffoldError(f"error: region {region!r} declares no tenant {tenant!r} (tenants: {known}); "
@@ -419,10 +420,10 @@ def new_region(root: Path, name: str, source: Optional[str] = None) -> Scaffolde
         raise ScaffoldError(f"error: region {name!r} already exists ({src.file if src else 'regions/'})")
     _refuse_existing(root, files)
     if source is not None:
-        if source not in project.regions or project.regions[source].source is None:
-            known = ", ".join(sorted(project.regions)) or "none loaded"
-            raise ScaffoldError(f"error: no region {source!r} to copy (regions: {known})")
-        src_region = project.regions[source]
+        try:
+            src_region = find_region(project, source)
+        except UnknownRegion as exc:
+            raise ScaffoldError(f"error: --from: {exc}") from None
         assert src_region.source is not None
         region_text = _copied_region(root / src_region.source.file, name)
         stack_text, copied = _copied_stack(root, source, name)

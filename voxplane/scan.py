@@ -495,7 +495,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     regions = list(args.regions) or known
     unknown = [r for r in regions if r not in known]
     if unknown:
-        print(f"error: no region {', '.join(map(repr, unknown))} (known: {', '.join(known)})", file=sys.stderr)
+        from .loader import UnknownRegion
+
+        print(f"error: {UnknownRegion(unknown[0], known)}", file=sys.stderr)
         return 1
     exceptions_path = args.exceptions or root / EXCEPTIONS_FILE
     try:

@@ -101,7 +101,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], title: Optional[
         for text in plain_table(header, rows):
             click.echo(text)
         return
-    console().print(rich_table(header, rows, title=title, color=color()))
+    out = console()
+    out.print(rich_table(header, rows, title=title, color=color(), width=out.width))
 
 
 def console() -> Any:
@@ -113,18 +114,86 @@ def console() -> Any:
                    force_terminal=use_color or None, soft_wrap=False)
 
 
+#: The narrowest a column of words (a status sentence, a list of locations) is wrapped to.
+TEXT_MIN_WIDTH = 24
+
+
 def rich_table(header: Sequence[str], rows: Sequence[Sequence[str]], title: Optional[str] = None,
-               color: bool = False) -> Any:
-    """The rich Table `table` draws on a terminal (cells coloured by their first word when `color`)."""
+               color: bool = False, width: Optional[int] = None) -> Any:
+    """What `table` draws on a terminal `width` columns wide (default: this one's), cells
+    coloured by their first word when `color`. Nothing that matters is cut or wrapped word by word:
+
+    1. the table as is, when it fits;
+    2. else with each column of single words (names, numbers, `file:line` locations, status words)
+       kept whole (only its header may wrap), and only columns of several words (status
+       sentences, lists) wrapped, none narrower than TEXT_MIN_WIDTH;
+    3. else one block per row: its first cell, then `header value` pairs, never split, as many
+       to a line as fit.
+    """
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    width = width or console().width
+    unbounded = Console(width=100_000)  # rich clamps a measurement to the console's width
+
+    def needs(table: Any) -> Measurement:
+        return Measurement.get(unbounded, unbounded.options, table)
+
+    table = _rich_table(header, rows, title, color, narrow=False)
+    if needs(table).maximum <= width:
+        return table
+    table = _rich_table(header, rows, title, color, narrow=True)
+    if needs(table).minimum <= width:
+        return table
+    return _records(header, rows, title, color, width)
+
+
+def _rich_table(header: Sequence[str], rows: Sequence[Sequence[str]], title: Optional[str], color: bool,
+                narrow: bool) -> Any:
     from rich import box
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    out = Table(*header, box=box.SIMPLE_HEAD, title=title, title_justify="left", header_style="bold",
+    columns = []
+    for i, name in enumerate(header):
+        cells = [r[i] for r in rows]
+        if not narrow:
+            columns.append(Column(name))
+        elif any(" " in c for c in cells):  # words: wrapped between them, never below TEXT_MIN_WIDTH
+            natural = max([len(name), *(len(c) for c in cells)])
+            columns.append(Column(name, min_width=min(natural, TEXT_MIN_WIDTH), overflow="fold"))
+        else:  # one word a cell: never narrower than its widest cell; only the header may wrap
+            columns.append(Column(name, min_width=max((len(c) for c in cells), default=1)))
+    out = Table(*columns, box=box.SIMPLE_HEAD, title=title, title_justify="left", header_style="bold",
                 show_edge=False, pad_edge=False)
     for row in rows:
         out.add_row(*(_cell(c) if color else escape(c) for c in row))
     return out
+
+
+def _records(header: Sequence[str], rows: Sequence[Sequence[str]], title: Optional[str], color: bool,
+             width: int) -> Any:
+    """A row a block: its first cell, then `header value` pairs packed into lines of `width`."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.text import Text
+
+    lines: list[Any] = [Text(title)] if title else []
+    sep = " · "
+    for row in rows:
+        lines.append(Text.from_markup(f"[bold]{escape(row[0])}[/bold]" if color else escape(row[0])))
+        line, used = "", 0
+        for name, cell in zip(header[1:], row[1:]):
+            plain = f"{name} {cell}"
+            shown = f"[dim]{escape(name)}[/dim] {_cell(cell)}" if color else escape(plain)
+            if used and used + len(sep) + len(plain) > width - 2:
+                lines.append(Text.from_markup("  " + line))
+                line, used = "", 0
+            line += (sep if used else "") + shown
+            used += (len(sep) if used else 0) + len(plain)
+        if line:
+            lines.append(Text.from_markup("  " + line))
+    return Group(*lines)
 
 
 def _cell(text: str) -> str:
@@ -152,6 +221,8 @@ def plan_line(line: str) -> str:
     mark = parts[1].lstrip()[:1] if len(parts) == 2 and line.startswith("    ") else ""
     if mark in _MARKS:
         return click.style(line, fg=_MARKS[mark])
+    if line.startswith("      ") and len(parts) == 1 and not stripped.startswith("("):
+        return click.style(line, fg=_MARKS["~"])  # a changed path of the object above
     if line and not line.startswith(" ") and ": " in line and not line.startswith(("plan:", "note:")):
         location, _, rest = line.partition(": ")
         return click.style(location + ":", bold=True) + " " + rest

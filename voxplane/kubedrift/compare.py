@@ -159,19 +159,33 @@ def _empty(value: Any) -> bool:
     return value is None or value == {} or value == []
 
 
-def _key_of(path: Path, desired: list[Any], live: list[Any]) -> Optional[str]:
+def list_key(path: Path, a: list[Any], b: list[Any]) -> Optional[str]:
     """The key field of a list at `path` when every item on both sides has a distinct one."""
     name = path[-1] if path and isinstance(path[-1], str) else None
     key = KEYED_LISTS.get(name or "")
     if key is None:
         return None
-    for items in (desired, live):
+    for items in (a, b):
         if not all(isinstance(i, dict) and key in i for i in items):
             return None
         values = [i[key] for i in items]
         if len(set(map(str, values))) != len(values):
             return None
     return key
+
+
+def keyed_items(path: Path, a: list[Any], b: list[Any]) -> Optional[list[tuple[Keyed, Any, Any]]]:
+    """The items of two lists of named things matched by their key (`env` by name): (segment,
+    item of `a` or UNSET, item of `b` or UNSET), in `a`'s order, then `b`'s items `a` lacks.
+    None when the list at `path` is not one of KEYED_LISTS (or an item lacks a distinct key)."""
+    key = list_key(path, a, b)
+    if key is None:
+        return None
+    by_key = {str(item[key]): item for item in b}
+    seen = {str(item[key]) for item in a}
+    out = [(Keyed(key, item[key]), item, by_key.get(str(item[key]), UNSET)) for item in a]
+    out += [(Keyed(key, item[key]), UNSET, item) for item in b if str(item[key]) not in seen]
+    return out
 
 
 def matches(desired: Any, live: Any, path: Path = ()) -> bool:
@@ -199,24 +213,16 @@ def diff_values(desired: Any, live: Any, path: Path = (), whole_maps: frozenset[
         if not isinstance(live, list):
             yield FieldDiff(path, desired, live)
             return
-        key = _key_of(path, desired, live)
-        if key is None:
+        pairs = keyed_items(path, desired, live)
+        if pairs is None:
             if len(desired) != len(live) or not all(matches(d, lv, path + (i,)) for i, (d, lv) in enumerate(zip(desired, live))):
                 yield FieldDiff(path, desired, live)
             return
-        live_by_key = {str(item[key]): item for item in live}
-        desired_keys = set()
-        for item in desired:
-            k = str(item[key])
-            desired_keys.add(k)
-            seg = Keyed(key, item[key])
-            if k not in live_by_key:
-                yield FieldDiff(path + (seg,), item, UNSET)
+        for seg, item, live_item in pairs:
+            if item is UNSET or live_item is UNSET:
+                yield FieldDiff(path + (seg,), item, live_item)
             else:
-                yield from diff_values(item, live_by_key[k], path + (seg,))
-        for item in live:
-            if str(item[key]) not in desired_keys:
-                yield FieldDiff(path + (Keyed(key, item[key]),), UNSET, item)
+                yield from diff_values(item, live_item, path + (seg,))
         return
     if not scalars_equal(desired, live, path):
         yield FieldDiff(path, desired, live)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..loader import load
+from .. import loader
 from ..model import Agent, Region
 from ..problems import ManifestError
 from .client import LiveKitAdmin, LiveKitError
@@ -29,15 +29,10 @@ class CommandError(Exception):
 
 
 def load_region(root: Path, region_name: str) -> tuple[Region, tuple[Agent, ...]]:
-    """The validated region and its agents; `ManifestError` (the validate lines) when invalid."""
-    result = load((), root)
-    if result.problems:
-        raise ManifestError(result.problems)
-    project = result.require_project()
-    region = project.regions.get(region_name)
-    if region is None:
-        raise CommandError([f"error: no region {region_name!r} (regions: {', '.join(sorted(project.regions))})"])
-    return region, project.agents_in(region.name)
+    """The validated region and its agents, as `loader.load_region` finds them (`ManifestError`,
+    `UnknownRegion`). Kept for `voxplane dev cluster up` until voxplane/dev uses the loader's."""
+    loaded = loader.load_region(root, region_name)
+    return loaded.region, loaded.agents
 
 
 def connect(region: Region, url: Optional[str], api_key: Optional[str], api_secret: Optional[str]) -> LiveKitAdmin:
