@@ -6,7 +6,6 @@ Each rule reports at the field a person has to change, and its message names the
 from __future__ import annotations
 
 import difflib
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -17,13 +16,12 @@ from . import stackfile
 from .model import Agent, PortRange, Region, SecretRef, Source
 from .problems import Problem, format_path
 from .quantity import parse_quantity
+from .secret_fields import SECRET_LIKE_ENV
 from .stackfile import StackFile
 
 #: Set by the platform on every agent pod; a manifest must not override them.
 RESERVED_ENV = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_AGENT_NAME")
 RESERVED_ENV_PREFIX = "VOXPLANE_"
-#: Plain `env` entries whose names say they hold a secret.
-SECRET_LIKE_ENV = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)($|_)")
 
 
 def _at(source: Source | None, path: tuple[str | int, ...], message: str, *, key: bool = False,

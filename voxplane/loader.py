@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
-from . import crosscheck, placeholders, schema, stackfile
+from . import crosscheck, placeholders, schema, secret_fields, stackfile
 from .model import Agent, Project, Region, Source, from_data
 from .problems import ManifestError, Problem, format_path
 from .sourcemap import SourceMap, YamlProblem, parse
@@ -119,7 +119,7 @@ def _read(file: Path, kind: Kind, root: Path) -> tuple[Document | None, list[Pro
     try:
         data, smap = parse(raw)
     except YamlProblem as exc:
-        return None, [Problem(name, exc.line, exc.column, format_path(exc.path), exc.message)], None
+        return None, [Problem(name, exc.line, exc.column, format_path(secret_fields.shown(exc.path)), exc.message)], None
     problems = schema.check(kind, data, smap, name)
     marks = placeholders.find(data, smap, name)
     if marks:  # a value left to fill in (`voxplane new region`) is said as such, not as a schema error

@@ -17,6 +17,7 @@ import yaml.reader
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .problems import Path
+from .secret_fields import looks_like_credential
 
 #: Manifests are small; anything larger is a mistake (or an attack), not a manifest.
 MAX_BYTES = 1_000_000
@@ -284,7 +285,8 @@ class _Builder:
             where = _pos(key_node)
             if key in first_seen:
                 raise YamlProblem(
-                    f"duplicate key {key!r} (first defined on line {first_seen[key][0]})",
+                    f"duplicate key {'(not shown: it may be a secret)' if looks_like_credential(key) else repr(key)} "
+                    f"(first defined on line {first_seen[key][0]})",
                     where[0],
                     where[1],
                     path + (key,),
