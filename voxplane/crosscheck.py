@@ -15,6 +15,7 @@ import yaml
 from . import stackfile
 from .model import Agent, PortRange, Region, SecretRef, Source
 from .problems import Problem, format_path
+from .providers import GENERIC, OPENAI_COMPATIBLE
 from .quantity import parse_quantity
 from .secret_fields import SECRET_LIKE_ENV
 from .stackfile import StackFile
@@ -414,6 +415,15 @@ def _agent_fields(agent: Agent, root: Path) -> Iterator[Problem]:
     for name in agent.secrets:
         if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
             yield _at(src, ("secrets", name), "set by the platform; remove it", key=True)
+    for role, spec in agent.inference.roles().items():
+        if spec.provider is not None and spec.provider.name not in OPENAI_COMPATIBLE[role]:
+            names = OPENAI_COMPATIBLE[role]
+            named = ", ".join(n for n in names if n != GENERIC)
+            yield _at(src, ("inference", role, "provider", "name"),
+                      f"{spec.provider.name!r} is not an OpenAI-compatible {role} provider, and the platform glue reaches "
+                      f"every provider through the OpenAI API: {named}, or {GENERIC} for another endpoint that serves "
+                      f"it; a provider with an API of its own needs its own livekit plugin in the agent's program"
+                      + did_you_mean(spec.provider.name, names))
     if agent.telephony is not None:
         # Trunk passwords and PINs are written into LiveKit by the deployer, which cannot read a
         # Secret inside the cluster: they must be stack config secrets.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -129,6 +130,9 @@ def _explain(error: ValidationError, doc_kind: str) -> Iterator[Located]:
                 # A condition's branch (if/then) may say why the field is needed there.
                 sub = (schema.get("properties") or {}).get(name)
                 why = f": {sub['description']}" if isinstance(sub, dict) and "const" in sub and sub.get("description") else ""
+                # A field's description may say why it is required ("Required: <why>.").
+                said = re.search(r"Required: ([^.]+)", str(sub.get("description", ""))) if isinstance(sub, dict) else None
+                why = why or (f": {said.group(1)}" if said else "")
                 yield Located(path + (name,), "required field is missing" + why, at_key=True)
         return
     if kind in ("oneOf", "anyOf"):
