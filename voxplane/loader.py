@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
+import yaml
+
 from . import crosscheck, placeholders, schema, secret_fields, stackfile
 from .model import Agent, Project, Region, Source, from_data
 from .problems import ManifestError, Problem, format_path
-from .sourcemap import SourceMap, YamlProblem, parse
+from .sourcemap import MAX_BYTES, SourceMap, YamlProblem, parse
 from .stackfile import StackFile
 
 Kind = Literal["region", "agent", "stack"]
@@ -68,10 +70,12 @@ def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[
         if not path.is_absolute():
             path = root / path
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            every = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
             # Agent code folders (agents/<name>/) hold no manifests; stack files sit at the top.
-            files = [p for p in files if (p.parent.name in MANIFEST_DIRS)
+            files = [p for p in every if (p.parent.name in MANIFEST_DIRS)
                      or (p.parent == path and stackfile.stack_name(p) is not None)]
+            # ... but a manifest put in a sub-folder would be ignored: say so instead.
+            problems.extend(p for p in (_misplaced(f, root) for f in every if f not in files) if p is not None)
         elif path.exists():
             files = [path]
         else:
@@ -80,7 +84,7 @@ def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[
         for file in files:
             kind = _kind_of(file, root)
             if kind is None:
-                problems.append(
+                problems.append(_misplaced(file, root) or
                     Problem(_display(file, root), 1, 1, "",
                             "cannot tell the manifest kind; put regions in regions/ and agents in agents/ "
                             "(stack files are named Pulumi.<stack>.yaml)")
@@ -88,6 +92,30 @@ def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[
             else:
                 found.append((file, kind))
     return found, problems
+
+
+#: Top-level keys that only a manifest of that kind has together (its required fields).
+_MANIFEST_KEYS: dict[str, set[str]] = {"agent": {"name", "tenant", "regions"}, "region": {"name", "livekit"}}
+
+
+def _misplaced(file: Path, root: Path) -> Problem | None:
+    """A manifest in a sub-folder of regions/ or agents/ (read by nothing there), as one problem
+    that says where it belongs; None for any other file (an agent's own YAML, say)."""
+    folder = next((p for p in file.parents if p.name in MANIFEST_DIRS and p.parent.resolve() == root.resolve()), None)
+    if folder is None or file.parent == folder:
+        return None
+    try:
+        text = file.read_text(errors="replace") if file.stat().st_size <= MAX_BYTES else ""
+        data = yaml.safe_load(text) if text else None
+    except (OSError, yaml.YAMLError):
+        data = None
+    kind = MANIFEST_DIRS[folder.name]
+    header = f"{kind}.schema.json" in text.split("\n", 1)[0] if text else False
+    if not header and not (isinstance(data, dict) and _MANIFEST_KEYS[kind] <= set(map(str, data))):
+        return None
+    return Problem(_display(file, root), 1, 1, "",
+                   f"{kind} manifest in a sub-folder, which nothing reads: manifests belong directly in "
+                   f"{folder.name}/ ({folder.name}/{file.name}){'; sub-folders of agents/ hold agent code' if kind == 'agent' else ''}")
 
 
 def _kind_of(file: Path, root: Path) -> Kind | None:
