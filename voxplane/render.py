@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +31,10 @@ _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _K8S_PREFIX = "kubernetes:"
 _LIVEKIT_TYPES = ("pulumi-python:dynamic",)
+#: The digest an image the stack builds gets in a render: only `pulumi up` learns the real one,
+#: from the registry it pushes to. All zeros, after the pushed tag (the build context's content
+#: hash, so a code change still changes the pod template), and said so in each file that has one.
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 
 
 @dataclass
@@ -59,15 +62,14 @@ class RenderResult:
 
 
 class _RecordingMocks(pulumi.runtime.Mocks):
-    """Answers every registration with its own inputs; docker images get a digest derived from
-    their name (which carries the build context's content hash), so renders are reproducible."""
+    """Answers every registration with its own inputs; docker images get the placeholder digest
+    after their name (`<repository>:<content hash>@sha256:000…`), so renders are reproducible and
+    never show a digest no registry returned."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
         if args.typ.startswith("docker:"):
-            image = str(state.get("imageName", args.name))
-            digest = hashlib.sha256(image.encode()).hexdigest()
-            state["repoDigest"] = f"{image.split(':')[0]}@sha256:{digest}"
+            state["repoDigest"] = f"{state.get('imageName', args.name)}@{PLACEHOLDER_DIGEST}"
         if args.typ.startswith(_LIVEKIT_TYPES):
             # LiveKit assigns IDs on create; a render can only name the object they will belong to.
             return f"<id of {state.get('name', args.name)}>", state
@@ -210,8 +212,21 @@ def _dump(path: Path, obj: dict[str, Any]) -> Path:
     ordered = {k: obj[k] for k in _LEADING if k in obj}
     ordered.update({k: obj[k] for k in sorted(obj) if k not in ordered})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(_sorted(ordered, top=True), sort_keys=False, default_flow_style=False, width=120))
+    notes = "".join(f"# placeholder: the digest of {image.rsplit('@', 1)[0]} below ({PLACEHOLDER_DIGEST[:12]}…); "
+                    f"pulumi up runs the one the registry returns when it pushes that tag\n"
+                    for image in placeholder_images(obj))
+    path.write_text(notes + yaml.safe_dump(_sorted(ordered, top=True), sort_keys=False, default_flow_style=False,
+                                           width=120))
     return path
+
+
+def placeholder_images(obj: Any) -> list[str]:
+    """The images in `obj` that carry the placeholder digest (built by the stack), in order."""
+    if isinstance(obj, dict):
+        return list(dict.fromkeys(i for v in obj.values() for i in placeholder_images(v)))
+    if isinstance(obj, list):
+        return list(dict.fromkeys(i for v in obj for i in placeholder_images(v)))
+    return [obj] if isinstance(obj, str) and obj.endswith("@" + PLACEHOLDER_DIGEST) else []
 
 
 def _sorted(value: Any, top: bool = False) -> Any:
