@@ -13,7 +13,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import yaml
 
-from . import crosscheck, placeholders, schema, secret_fields, stackfile
+from . import changes, crosscheck, placeholders, schema, secret_fields, stackfile
 from .model import Agent, Project, Region, Source, from_data
 from .problems import ManifestError, Problem, format_path
 from .sourcemap import MAX_BYTES, SourceMap, YamlProblem, parse
@@ -213,15 +213,29 @@ def load(paths: Sequence[str | os.PathLike[str]] = (), root: str | os.PathLike[s
             invalid_regions.setdefault(name if isinstance(name, str) and name else file.stem, _display(file, root_path))
 
     regions, agents = build_model(documents)
-    problems.extend(crosscheck.check(regions, agents, root_path, stacks=stacks, invalid_regions=invalid_regions))
+    changed = changes.changed_files(root_path)
+    problems.extend(crosscheck.check(regions, agents, root_path, stacks=stacks, invalid_regions=invalid_regions,
+                                     changed=changed))
     everything = sorted(set(problems), key=problem_order)
     result = LoadResult(files=list(dict.fromkeys(files)), whole=named is None)
     result.partial = Project(regions={r.name: r for r in regions}, agents=tuple(agents))
     if not everything:
         result.project = result.partial
-    result.problems = everything if named is None else touching(everything, named)
+    result.problems = stated(everything, changed) if named is None else touching(everything, named)
     result.elsewhere = len(set(everything) - set(result.problems))
     return result
+
+
+def stated(problems: Sequence[Problem], changed: set[str] | None) -> list[Problem]:
+    """The whole repository's problems, each once where it is stated, and a problem between files
+    also at its other ends in files the working tree changes (a quota at the agent whose max_workers
+    was raised), or at all of them when it is mutual and no end is known to have changed."""
+    shown: list[Problem] = []
+    for problem in problems:
+        shown.append(problem)
+        touched = {problem.file, *(e.file for e in problem.ends)} & (changed or set())
+        shown.extend(e for e in problem.ends if e.file in touched or (problem.mutual and not touched))
+    return sorted(set(shown), key=problem_order)
 
 
 def touching(problems: Sequence[Problem], files: set[str]) -> list[Problem]:
