@@ -145,7 +145,7 @@ def _read(file: Path, kind: Kind, root: Path) -> tuple[Document | None, list[Pro
     except OSError as exc:
         return None, [Problem(name, 1, 1, "", f"cannot read: {exc.strerror or exc}")], None
     try:
-        data, smap = parse(raw)
+        data, smap = parse(raw, lambda path: schema.field_names(kind, path))
     except YamlProblem as exc:
         return None, [Problem(name, exc.line, exc.column, format_path(secret_fields.shown(exc.path)), exc.message)], None
     problems = schema.check(kind, data, smap, name)

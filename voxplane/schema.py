@@ -122,7 +122,8 @@ def _explain(error: ValidationError, doc_kind: str) -> Iterator[Located]:
                 yield Located(path + (extra,), f"unknown field (not shown: it may be the secret){fix}", at_key=True,
                               field=path)
             else:
-                yield Located(path + (extra,), "unknown field" + _did_you_mean(extra, known), at_key=True)
+                hint = _did_you_mean(extra, known) or _belongs_under(doc_kind, path, extra, known, instance)
+                yield Located(path + (extra,), "unknown field" + hint, at_key=True)
         return
     if kind == "required" and isinstance(instance, dict):
         for name in value:
@@ -166,6 +167,16 @@ def _explain(error: ValidationError, doc_kind: str) -> Iterator[Located]:
         yield Located(path, "entries must be unique; remove the repeated value")
         return
     yield Located(path, error.message)
+
+
+def _belongs_under(kind: str, path: Path, key: str, known: list[str], instance: dict[str, Any]) -> str:
+    """A field of a mapping one level down (a key dedented out of `scaling:`): which one. Mappings
+    written in the document come first; said only when one of them holds the key."""
+    holders = [name for name in known if (names := field_names(kind, path + (name,))) and key in names]
+    written = [name for name in holders if name in instance] or holders
+    if len(written) != 1:
+        return ""
+    return f" here; `{key}` belongs under `{written[0]}:`: indent it like the fields of `{written[0]}`"
 
 
 def _explain_choice(error: ValidationError, path: Path, doc_kind: str) -> Iterator[Located]:
@@ -286,6 +297,60 @@ def _json_type(value: Any) -> str:
 def _did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# --- field names, for hints ------------------------------------------------------------------
+
+
+ANY_KEY = None
+
+
+def field_names(kind: str, path: Path) -> frozenset[str] | None:
+    """The keys a mapping at `path` of a `kind` document may hold (list indices in `path` may be
+    any int): its declared properties; None when it takes keys of any name (`env`, `models`); an
+    empty set when the schema has no mapping there."""
+    schemas = raw_schemas()
+    level = [(schemas[SCHEMA_FILES[kind]], SCHEMA_FILES[kind])]
+    for part in path:
+        level = [sub for schema, base in level for sub in _children(schema, base, part, schemas)]
+    names: set[str] = set()
+    for schema, base in level:
+        for branch, _ in _branches(schema, base, schemas):
+            names.update(branch.get("properties") or {})
+            extra = branch.get("additionalProperties")
+            if extra not in (None, False) or branch.get("patternProperties"):
+                return ANY_KEY
+    return frozenset(names)
+
+
+def _branches(schema: dict[str, Any], base: str, schemas: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """`schema` resolved, with the subschemas that apply to the same value (allOf, oneOf, ...)."""
+    schema, base = _resolve(schema, base, schemas)
+    out = [(schema, base)]
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(keyword) or ():
+            if isinstance(sub, dict):
+                out += _branches(sub, base, schemas)
+    for keyword in ("then", "else"):
+        if isinstance(schema.get(keyword), dict):
+            out += _branches(schema[keyword], base, schemas)
+    return out
+
+
+def _children(schema: dict[str, Any], base: str, part: str | int,
+              schemas: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    out = []
+    for branch, at in _branches(schema, base, schemas):
+        if isinstance(part, int):
+            if isinstance(branch.get("items"), dict):
+                out.append((branch["items"], at))
+            continue
+        props = branch.get("properties") or {}
+        if part in props:
+            out.append((props[part], at))
+        elif isinstance(branch.get("additionalProperties"), dict):
+            out.append((branch["additionalProperties"], at))
+    return out
 
 
 # --- defaults ------------------------------------------------------------------------------

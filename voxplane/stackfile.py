@@ -22,7 +22,7 @@ import yaml
 from .keys import ROOT_SECRET_CONFIG
 from .model import Agent, Region, SecretRef, Source
 from .problems import Problem, format_path
-from .sourcemap import SourceMap, YamlProblem, parse
+from .sourcemap import AnyField, SourceMap, YamlProblem, parse
 
 PROJECT_FILE = "Pulumi.yaml"
 NAMESPACE = "voxplane"
@@ -138,7 +138,7 @@ def read(file: Path, display: str) -> tuple[StackFile | None, list[Problem]]:
     """Parse one stack file; the problems are those of its shape (YAML, `config:` a mapping)."""
     stack = stack_name(file) or file.stem
     try:
-        data, smap = parse(file.read_bytes())
+        data, smap = parse(file.read_bytes(), _stack_fields)
     except OSError as exc:
         return None, [Problem(display, 1, 1, "", f"cannot read: {exc.strerror or exc}")]
     except YamlProblem as exc:
@@ -159,6 +159,15 @@ def read(file: Path, display: str) -> tuple[StackFile | None, list[Problem]]:
             own[key] = value
             written[key] = name
     return StackFile(display, stack, own, written, smap), []
+
+
+#: Top-level keys of a Pulumi stack file (Pulumi's project-stack settings).
+STACK_FILE_KEYS = frozenset({"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"})
+
+
+def _stack_fields(path: tuple[str | int, ...]) -> frozenset[str] | None:
+    """The keys a stack file's mapping at `path` holds, for indentation hints (config: any)."""
+    return STACK_FILE_KEYS if not path else AnyField() if path == ("config",) else frozenset()
 
 
 # --- what a region needs -------------------------------------------------------------------
