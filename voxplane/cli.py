@@ -295,6 +295,19 @@ def _region_model(result: LoadResult, region: str) -> Any:
     project = result.project or result.partial
     if result.problems:
         print_problems(result.problems)
+    if region not in project.regions and region in result.invalid_regions:
+        # The file is there but does not load: say why, not that there is no such region.
+        from .placeholders import is_fill_in
+
+        file = result.invalid_regions[region]
+        own = [p for p in result.problems if p.file == file]
+        marked = sum(map(is_fill_in, own))
+        why = (f"{plural(marked, 'value')} still to fill in" if marked == len(own) else
+               f"{plural(len(own), 'problem')}, {marked} of them values still to fill in" if marked else
+               plural(len(own), "problem"))
+        click.echo(f"error: region {region!r} ({file}) does not load: {why} (above); fix them and run this again",
+                   err=True)
+        sys.exit(1)
     if region not in project.regions:
         known = ", ".join(sorted(project.regions)) or "none loaded"
         click.echo(f"error: no region {region!r} loaded (regions: {known})", err=True)
@@ -438,6 +451,7 @@ def new_region(name: str, source: str | None, root: Path) -> None:
     `voxplane validate` reports each at its line until it is filled in; they are printed here too.
     Exit 0, or 1 with nothing written.
     """
+    from .placeholders import is_fill_in
     from .scaffold import ScaffoldError, new_region as scaffold_region
 
     try:
@@ -448,9 +462,15 @@ def new_region(name: str, source: str | None, root: Path) -> None:
         click.echo(f"wrote {path}")
     for note in out.notes:
         term.info(f"note: {note}")
-    if out.problems:
-        click.echo(f"\nto fill in ({plural(len(out.problems), 'value')}; `voxplane validate` lists them until done):")
-        for problem in out.problems:
+    marked = [p for p in out.problems if is_fill_in(p)]
+    if marked:
+        click.echo(f"\nto fill in ({plural(len(marked), 'value')}; `voxplane validate` lists them until done):")
+        for problem in marked:
+            click.echo(f"  {_problem_text(str(problem))}")
+    others = [p for p in out.problems if not is_fill_in(p)]
+    if others:
+        click.echo(f"\nalso ({plural(len(others), 'problem')}):")
+        for problem in others:
             click.echo(f"  {_problem_text(str(problem))}")
     click.echo("\nthen set the secrets:")
     for line in out.next:

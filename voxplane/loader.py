@@ -49,6 +49,8 @@ class LoadResult:
     partial: Project = field(default_factory=lambda: Project(regions={}, agents=()))
     elsewhere: int = 0
     whole: bool = True
+    #: Regions whose file exists but does not load: name -> file.
+    invalid_regions: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -217,7 +219,7 @@ def load(paths: Sequence[str | os.PathLike[str]] = (), root: str | os.PathLike[s
     problems.extend(crosscheck.check(regions, agents, root_path, stacks=stacks, invalid_regions=invalid_regions,
                                      changed=changed))
     everything = sorted(set(problems), key=problem_order)
-    result = LoadResult(files=list(dict.fromkeys(files)), whole=named is None)
+    result = LoadResult(files=list(dict.fromkeys(files)), whole=named is None, invalid_regions=invalid_regions)
     result.partial = Project(regions={r.name: r for r in regions}, agents=tuple(agents))
     if not everything:
         result.project = result.partial

@@ -153,12 +153,27 @@ def read(file: Path, display: str) -> tuple[StackFile | None, list[Problem]]:
         return None, [Problem(display, line, col, "config", "expected a mapping of config keys")]
     own: dict[str, Any] = {}
     written: dict[str, str] = {}
+    problems: list[Problem] = []
     for name, value in config.items():
         key = _own_key(name)
         if key is not None:
             own[key] = value
             written[key] = name
-    return StackFile(display, stack, own, written, smap), []
+        elif _misspelt_namespace(name):
+            # Another provider's namespace is left alone, but one a letter away from ours is a typo
+            # that would silently drop the setting.
+            line, col = smap.key(("config", name))
+            problems.append(Problem(display, line, col, name,
+                                    f"unknown config namespace {name.partition(':')[0]!r}; did you mean "
+                                    f"'{NAMESPACE}:{name.partition(':')[2]}'? (voxplane reads only {NAMESPACE}: keys)"))
+    return StackFile(display, stack, own, written, smap), problems
+
+
+def _misspelt_namespace(written: str) -> bool:
+    """`voxplan:kubeContext`, `Voxplane:region`: a namespace that is nearly ours."""
+    namespace, sep, _ = written.partition(":")
+    return bool(sep) and namespace != NAMESPACE and (
+        namespace.lower() == NAMESPACE or difflib.SequenceMatcher(None, namespace.lower(), NAMESPACE).ratio() >= 0.8)
 
 
 #: Top-level keys of a Pulumi stack file (Pulumi's project-stack settings).
