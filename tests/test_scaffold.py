@@ -4,6 +4,7 @@ a program that keeps the platform's contract, and nothing ever overwritten."""
 from __future__ import annotations
 
 import ast
+import re
 import inspect
 import shutil
 from pathlib import Path
@@ -86,6 +87,39 @@ def test_without_a_platform_glue_the_program_stands_alone(run_cli, repo):
                   contract.test_agent_leaves_load_reporting_to_the_platform):
         check(folder, "Dockerfile")
     assert load((), repo).ok
+
+
+def _help(run_cli) -> str:
+    return " ".join(run_cli("new", "agent", "--help").stdout.split())
+
+
+@pytest.mark.parametrize("glue", [True, False], ids=["with-the-platform-base", "standalone"])
+def test_new_agent_help_says_what_the_command_writes(run_cli, repo, glue):
+    """Issue #17 item 10: `new agent --help` describes the files written, in either kind of repository
+    (it said "requirements.txt pinning livekit-agents" where the base image pins it and the file must not)."""
+    if not glue:
+        shutil.rmtree(repo / "agents/_platform")
+    result = run_cli("new", "agent", "helper", "--tenant", "bellavista", "--region", "local", "--root", str(repo))
+    assert result.exit_code == 0, result.output
+    text = _help(run_cli)
+    folder = repo / "agents/helper"
+    for name in ["agents/NAME.yaml", *sorted(p.name for p in folder.iterdir())]:
+        assert name in text, name
+    requirements = (folder / "requirements.txt").read_text()
+    dockerfile = (folder / "Dockerfile").read_text()
+    program = (folder / "agent.py").read_text()
+    if glue:
+        assert "requirements.txt lists only the agent's own packages" in text
+        assert not re.search(r"^livekit-agents", requirements, re.M)
+        assert "Dockerfile builds FROM the platform's agent base image" in text and "FROM ${VOXPLANE_AGENT_BASE}" in dockerfile
+        assert "agent.py imports the platform glue (voxplane_agent)" in text and "import voxplane_agent" in program
+    else:
+        assert "requirements.txt pins livekit-agents" in text and re.search(r"^livekit-agents==", requirements, re.M)
+        assert "Dockerfile starts from python:3.11-slim" in text and dockerfile.startswith("FROM python:3.11-slim")
+        assert "registers under LIVEKIT_AGENT_NAME" in text and "LIVEKIT_AGENT_NAME" in program
+    assert "telephony and secrets are commented examples" in text
+    manifest = (repo / "agents/helper.yaml").read_text()
+    assert "# telephony:" in manifest and "# secrets:" in manifest
 
 
 def test_new_agent_with_a_prebuilt_image(run_cli, repo):

@@ -422,11 +422,17 @@ def _scaffolded(out: Any) -> None:
 def new_agent(name: str, tenant: str, regions: Sequence[str], code: str, root: Path) -> None:
     """Write agents/NAME.yaml and a minimal livekit-agents program in agents/NAME/.
 
-    The manifest validates as written: its pool fits the tenant's quota headroom in each region,
-    and inference uses the regions' own models. The program (agent.py, requirements.txt pinning
-    livekit-agents, Dockerfile) keeps the platform's contract: it registers under
-    LIVEKIT_AGENT_NAME and takes its metrics port and drain timeout from VOXPLANE_METRICS_PORT and
-    VOXPLANE_DRAIN_TIMEOUT. Exit 0, or 1 with nothing written (or the problems of what was).
+    The manifest validates as written: its pool (max_workers) fits the tenant's quota headroom in
+    each region, inference uses the regions' own models, and telephony and secrets are commented
+    examples. The program is agent.py, requirements.txt and a Dockerfile. In a repository with the
+    platform's agent base image (agents/_platform, as voxplane's own): agent.py imports the
+    platform glue (voxplane_agent), requirements.txt lists only the agent's own packages, and the
+    Dockerfile builds FROM the platform's agent base image. Elsewhere: agent.py is a standalone
+    worker that registers under LIVEKIT_AGENT_NAME and takes its metrics port and drain timeout
+    from VOXPLANE_METRICS_PORT and VOXPLANE_DRAIN_TIMEOUT, requirements.txt pins livekit-agents,
+    and the Dockerfile starts from python:3.11-slim. --code image names an image your pipeline
+    builds instead of code.build. Never overwrites: when any of these files exists, nothing is
+    written. Exit 0, or 1 with nothing written (or the problems of what was).
     """
     from .scaffold import ScaffoldError, new_agent as scaffold_agent
 

@@ -191,7 +191,8 @@ def _agent_manifest(name: str, tenant: str, regions: Sequence[str], code: str, w
     roles = "\n".join(f"  {role}: {{ model: {model} }}" for role, model in inference.items())
     inference_block = f"inference:\n{roles}\n" if roles else (
         "# inference:   (no model of each kind in every region above; name one, or an external provider)\n"
-        "#   llm: { provider: { name: openai, model: gpt-4o-mini, api_key: { config: myOpenaiKey } } }\n")
+        "#   llm: { provider: { name: openai, model: gpt-4o-mini, endpoint: https://api.openai.com/v1,\n"
+        "#          api_key: { config: myOpenaiKey } } }\n")
     prefix = (name[:12].rstrip("-_") or "call")
     return f"""# yaml-language-server: $schema=../schemas/agent.schema.json
 # Written by `voxplane new agent`; the program is in agents/{name}/. Reference: docs/manifest-reference.md
