@@ -22,7 +22,8 @@ import yaml
 from .keys import ROOT_SECRET_CONFIG
 from .model import Agent, Region, SecretRef, Source
 from .problems import Problem, format_path
-from .sourcemap import AnyField, SourceMap, YamlProblem, parse
+from .indentation import AnyField
+from .sourcemap import SourceMap, YamlProblem, parse
 
 PROJECT_FILE = "Pulumi.yaml"
 NAMESPACE = "voxplane"
