@@ -63,8 +63,8 @@ REGION, AGENT, REGION_FILE, AGENT_FILE = "us-east", "support", "regions/us-east.
 
 
 def _output_of(run_cli: Callable[..., Any], *args: str) -> str:
-    result = run_cli(*args)
-    return result.output + (result.stderr if result.stderr_bytes is not None else "")
+    """What the user sees: stdout and stderr together (click's `output`)."""
+    return run_cli(*args).output
 
 
 def _assert_not_echoed(text: str, what: str) -> None:

@@ -302,9 +302,6 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 # --- field names, for hints ------------------------------------------------------------------
 
 
-ANY_KEY = None
-
-
 def field_names(kind: str, path: Path) -> frozenset[str] | None:
     """The keys a mapping at `path` of a `kind` document may hold (list indices in `path` may be
     any int): its declared properties; None when it takes keys of any name (`env`, `models`); an
@@ -319,7 +316,7 @@ def field_names(kind: str, path: Path) -> frozenset[str] | None:
             names.update(branch.get("properties") or {})
             extra = branch.get("additionalProperties")
             if extra not in (None, False) or branch.get("patternProperties"):
-                return ANY_KEY
+                return None
     return frozenset(names)
 
 
