@@ -44,13 +44,6 @@ def test_one_file_is_checked_against_every_other_agent(manifest_tree, run_cli, m
     assert result.stderr.strip() == "invalid: 2 problems in 2 of 2 files"
 
 
-def test_the_full_run_states_a_problem_between_files_once(manifest_tree, run_cli, monkeypatch):
-    """Without paths, the same problem is one line, where it is stated."""
-    monkeypatch.chdir(manifest_tree(overlay=CASES / "phone-number-claimed-twice"))
-    result = run_cli("validate")
-    assert len(_lines(result)) == 1 and _lines(result)[0].startswith("agents/other.yaml:7:29:")
-
-
 def test_a_quota_problem_shows_at_the_agent_that_pushed_it_over(manifest_tree, run_cli, monkeypatch):
     """Raising max_workers in an agent breaks the tenant's quota in the region file: validating the
     agent shows the quota line and the agent's own max_workers line."""

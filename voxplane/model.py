@@ -312,9 +312,9 @@ class Telephony:
 @dataclass(frozen=True)
 class Provider:
     name: str
+    model: str
     endpoint: str
     api_key: SecretRef
-    model: Optional[str] = None
 
     @property
     def host(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +30,10 @@ _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _K8S_PREFIX = "kubernetes:"
 _LIVEKIT_TYPES = ("pulumi-python:dynamic",)
+#: The digest an image the stack builds gets in a render: only `pulumi up` learns the real one,
+#: from the registry it pushes to. All zeros, after the pushed tag (the build context's content
+#: hash, so a code change still changes the pod template), and said so in each file that has one.
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 
 
 @dataclass
@@ -58,15 +61,14 @@ class RenderResult:
 
 
 class _RecordingMocks(pulumi.runtime.Mocks):
-    """Answers every registration with its own inputs; docker images get a digest derived from
-    their name (which carries the build context's content hash), so renders are reproducible."""
+    """Answers every registration with its own inputs; docker images get the placeholder digest
+    after their name (`<repository>:<content hash>@sha256:000…`), so renders are reproducible and
+    never show a digest no registry returned."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
         if args.typ.startswith("docker:"):
-            image = str(state.get("imageName", args.name))
-            digest = hashlib.sha256(image.encode()).hexdigest()
-            state["repoDigest"] = f"{image.split(':')[0]}@sha256:{digest}"
+            state["repoDigest"] = f"{state.get('imageName', args.name)}@{PLACEHOLDER_DIGEST}"
         if args.typ.startswith(_LIVEKIT_TYPES):
             # LiveKit assigns IDs on create; a render can only name the object they will belong to.
             return f"<id of {state.get('name', args.name)}>", state
@@ -213,14 +215,32 @@ def canonical(obj: dict[str, Any]) -> dict[str, Any]:
 
 def to_yaml_stream(objects: list[dict[str, Any]]) -> str:
     """The objects as one YAML stream (`---` between documents), each as its file holds it."""
-    return yaml.safe_dump_all([canonical(o) for o in objects], sort_keys=False, default_flow_style=False, width=120,
-                              explicit_start=True)
+    return "".join("---\n" + placeholder_notes(o) + yaml.safe_dump(canonical(o), sort_keys=False,
+                                                                   default_flow_style=False, width=120)
+                   for o in objects)
 
 
 def _dump(path: Path, obj: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(canonical(obj), sort_keys=False, default_flow_style=False, width=120))
+    path.write_text(placeholder_notes(obj) + yaml.safe_dump(canonical(obj), sort_keys=False, default_flow_style=False,
+                                                            width=120))
     return path
+
+
+def placeholder_notes(obj: dict[str, Any]) -> str:
+    """Comment lines saying which image digests in `obj` are placeholders (images the stack builds)."""
+    return "".join(f"# placeholder: the digest of {image.rsplit('@', 1)[0]} below ({PLACEHOLDER_DIGEST[:12]}…); "
+                   f"pulumi up runs the one the registry returns when it pushes that tag\n"
+                   for image in placeholder_images(obj))
+
+
+def placeholder_images(obj: Any) -> list[str]:
+    """The images in `obj` that carry the placeholder digest (built by the stack), in order."""
+    if isinstance(obj, dict):
+        return list(dict.fromkeys(i for v in obj.values() for i in placeholder_images(v)))
+    if isinstance(obj, list):
+        return list(dict.fromkeys(i for v in obj for i in placeholder_images(v)))
+    return [obj] if isinstance(obj, str) and obj.endswith("@" + PLACEHOLDER_DIGEST) else []
 
 
 def _sorted(value: Any) -> Any:
