@@ -233,10 +233,15 @@ def test_the_autoscaling_stack_listens_on_loopback_only_on_its_own_ports(dev_clu
         "prometheus": {("127.0.0.1", ports["prometheus"])},
         "keda-operator": {("127.0.0.1", ports["keda_metrics"]), ("127.0.0.1", ports["keda_health"]),
                           ("127.0.0.1", ports["keda_grpc"])},
-        "keda-adapter": {("127.0.0.1", ports["keda_adapter"]), ("::", ports["keda_adapter_metrics"])},
+        "keda-adapter": {("127.0.0.1", ports["keda_adapter"])},
     }
     for name, wanted in expected.items():
-        assert listening(procs[name]["pid"]) == wanted, name
+        found = listening(procs[name]["pid"])
+        if name == "keda-adapter":
+            every_interface = {("::", ports["keda_adapter_metrics"]), ("0.0.0.0", ports["keda_adapter_metrics"])}
+            assert len(found & every_interface) == 1, found
+            found -= every_interface
+        assert found == wanted, name
 
 
 def test_down_stops_every_process_it_started(dev_cluster: dict[str, Any]) -> None:
