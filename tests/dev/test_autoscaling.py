@@ -26,9 +26,10 @@ import pytest
 import yaml
 
 from voxplane.dev import autoscaling, cluster
+from voxplane.dev.servers import free_port
 from voxplane.loader import load
 
-from ..conftest import REPO
+from ..conftest import copy_manifests
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -73,12 +74,20 @@ class LoadTarget:
 
 @pytest.fixture(scope="module")
 def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The dev cluster of the `local` region, in a temporary state folder, stopped afterwards."""
+    """The dev cluster of the `local` region, in a temporary state folder, stopped afterwards. The
+    region's `prometheus_url` is a loopback address, as a region run by the dev cluster sets it:
+    the dev Prometheus listens there."""
     patch = pytest.MonkeyPatch()
     patch.setenv("VOXPLANE_DEV_STATE", str(tmp_path_factory.mktemp("dev-state")))
-    project = load((), REPO).require_project()
+    root = copy_manifests(tmp_path_factory.mktemp("repo") / "repo")
+    manifest = root / "regions" / "local.yaml"
+    text = manifest.read_text()
+    assert "\nkubernetes:\n" in text
+    manifest.write_text(text.replace("\nkubernetes:\n", f"\nkubernetes:\n  prometheus_url: http://127.0.0.1:{free_port()}\n", 1))
+    project = load((), root).require_project()
     try:
-        yield cluster.up(project.regions["local"], project.agents_in("local"), lambda _line: None)
+        state = cluster.up(project.regions["local"], project.agents_in("local"), lambda _line: None)
+        yield {**state, "prometheus_url": project.regions["local"].kubernetes.prometheus_url}
     finally:
         cluster.down(lambda _line: None, quiet=True)
         patch.undo()
@@ -142,8 +151,9 @@ def test_prometheus_keda_and_the_hpa_controller_scale_a_deployment_up_and_back_d
     target = LoadTarget()
     autoscaling.write_scrape_target("autoscaling-loop", [target.address], {"job": "load-source"})
     try:
-        kubectl("apply", "--server-side", "-f", "-",
-                stdin=yaml.safe_dump_all(objects(autoscaling.prometheus_url(dev_cluster))))
+        # Where the region's ScaledObjects send KEDA (the render's serverAddress).
+        assert autoscaling.prometheus_url(dev_cluster) == dev_cluster["prometheus_url"]
+        kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(objects(dev_cluster["prometheus_url"])))
 
         # The operator reconciles the ScaledObject: its HPA, and Ready; no load yet, so not Active.
         so = poll("Ready ScaledObject", lambda: (lambda o: o if condition(o, "Ready") == "True" else None)(

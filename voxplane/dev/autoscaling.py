@@ -65,6 +65,17 @@ def prometheus_url(state: Mapping[str, Any]) -> str:
     return f"http://{LOOPBACK}:{state['ports']['prometheus']}"
 
 
+def region_prometheus_port(prometheus_url: str) -> int | None:
+    """The port of a region's `prometheus_url` when it is this machine's loopback (the ScaledObjects
+    the region renders send KEDA there, so the dev Prometheus must listen on it), else None."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(prometheus_url)
+    if url.hostname not in (LOOPBACK, "localhost"):
+        return None
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
 def keda_manifests_dir() -> Path:
     return cache_dir() / "toolchain" / "keda"
 

@@ -334,12 +334,20 @@ def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None])
     state = running()
     bins = toolchain_bin_dir(progress)
     kubectl = str(bins / "kubectl")
-    # A cluster started before the autoscaling stack existed is restarted with it.
+    prometheus_port = autoscaling.region_prometheus_port(region.kubernetes.prometheus_url)
+    # A cluster started before the autoscaling stack existed is restarted with it, and one whose
+    # Prometheus is not where the region's ScaledObjects look for it.
     if state is None or state.get("storage_classes") != storage_classes or \
-            not set(autoscaling.PROCESS_NAMES) <= set(state.get("processes", {})):
+            not set(autoscaling.PROCESS_NAMES) <= set(state.get("processes", {})) or \
+            prometheus_port not in (None, state["ports"].get("prometheus")):
         down(progress, quiet=True)
         previous = _read_state() or {}
         ports = Ports.pick(previous.get("ports"))
+        if prometheus_port is not None and prometheus_port != ports.prometheus:
+            if not _port_free(prometheus_port) or prometheus_port in ports.__dict__.values():
+                raise ClusterError(f"port {prometheus_port} of region {region.name!r}'s kubernetes.prometheus_url "
+                                   f"({region.kubernetes.prometheus_url}) is in use: the dev Prometheus must listen there")
+            ports.prometheus = prometheus_port
         token = _prepare_files(d, ports, storage_classes)
         procs: dict[str, Any] = {}
         start = time.monotonic()
