@@ -13,7 +13,7 @@
 # folder goes first on PATH for pulumi and for the tests. A binary already on PATH is used when it
 # reports the pinned version. Concurrent runs wait on one lock per binary.
 #
-# Cold, on 2 cores: about 25-35 min in all (the Kubernetes provider alone ~15 min and 5.5 GB of
+# Cold, on 2 cores: about 35-40 min in all (the Kubernetes provider alone ~15 min and 5.5 GB of
 # memory; KEDA ~10 min and 2.9 GB). Warm: a few seconds (every binary is version-checked).
 #
 # usage: ensure-toolchain.sh [engine|control-plane|autoscaling|all] [--print-bin-dir]

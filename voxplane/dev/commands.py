@@ -32,7 +32,7 @@ def cluster_up(region: str, root: Path) -> None:
 
     Prints `export KUBECONFIG=...` on stdout for `eval "$(voxplane dev cluster up)"`; progress goes
     to stderr. The first run builds the control plane and KEDA from the Go module proxy
-    (~KEDA_TOTAL min on 2 cores) and installs Prometheus from Debian's packages.
+    (~25-30 min on 2 cores) and installs Prometheus from Debian's packages.
     """
     from ..cli import print_problems
     from ..livekit.commands import CommandError, load_region
