@@ -258,7 +258,12 @@ def test_down_stops_every_process_it_started(dev_cluster: dict[str, Any]) -> Non
     pids = {name: p["pid"] for name, p in dev_cluster["processes"].items()}
     assert set(autoscaling.PROCESS_NAMES) <= set(pids)
     cluster.down(lambda _line: None, quiet=True)
-    alive = [name for name, pid in pids.items() if Path(f"/proc/{pid}").exists()
-             and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[:1]]
-    assert alive == []
+
+    def alive(pid: int) -> bool:  # a zombie (state Z) has exited
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    assert [name for name, pid in pids.items() if alive(pid)] == []
     assert cluster.running() is None
