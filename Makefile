@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 # The engine (pulumi, language host, Kubernetes provider) and the local control plane (etcd,
 # kube-apiserver, controller-manager, scheduler, kwok, kubectl), built once from the Go module
-# proxy into ~/.cache/voxplane: ~25-35 min cold on 2 cores, seconds warm.
+# proxy into ~/.cache/voxplane, with KEDA's operator and adapter (and Prometheus from Debian):
+# ~35-40 min cold on 2 cores, seconds warm.
 toolchain:
 	bash scripts/ensure-toolchain.sh all
 

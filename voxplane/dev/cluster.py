@@ -1,5 +1,6 @@
 """A local Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok, with simulated nodes derived from a region manifest.
+kube-scheduler and kwok, with simulated nodes derived from a region manifest, and the autoscaling
+stack beside it (Prometheus, KEDA's operator and metrics adapter: `autoscaling.py`).
 
 The real API server validates and admits every object (CRDs and their CEL rules included), the
 real scheduler places pods, and kwok plays the kubelet: nodes stay Ready and scheduled pods are
@@ -32,6 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
+from . import autoscaling
 from .servers import LOOPBACK, _alive, _owned, _terminate, cache_dir, free_ports
 from ..model import Agent, Region
 from .nodes import LABEL_SIMULATED, node_objects, plan_pools
@@ -80,11 +82,17 @@ class Ports:
     apiserver: int
     scheduler: int
     kwok: int
+    prometheus: int
+    keda_metrics: int
+    keda_health: int
+    keda_grpc: int
+    keda_adapter: int
+    keda_adapter_metrics: int
 
     @classmethod
     def pick(cls, previous: dict[str, int] | None) -> "Ports":
         """The previous run's ports when all are still free (a restarted cluster keeps its URL)."""
-        names = ["etcd_client", "etcd_peer", "apiserver", "scheduler", "kwok"]
+        names = list(cls.__dataclass_fields__)
         if previous and all(_port_free(previous.get(n, 0)) for n in names):
             return cls(**{n: int(previous[n]) for n in names})
         return cls(*free_ports(len(names)))
@@ -112,6 +120,7 @@ class _Component:
     argv: list[str]
     ready_url: str
     needs_token: bool = False
+    env: dict[str, str] | None = None
 
 
 def _components(bins: Path, d: Path, ports: Ports, token: str) -> list[_Component]:
@@ -142,6 +151,7 @@ def _components(bins: Path, d: Path, ports: Ports, token: str) -> list[_Componen
             "--service-account-signing-key-file", str(d / "pki" / "sa.key"),
             "--service-cluster-ip-range", "10.96.0.0/16",
             "--allow-privileged=true",
+            *autoscaling.apiserver_flags(d),
         ], f"{api}/readyz", needs_token=True),
         _Component("kube-controller-manager", [
             str(bins / "kube-controller-manager"), "--kubeconfig", kubeconfig,
@@ -188,8 +198,9 @@ _STARTED: dict[int, subprocess.Popen[bytes]] = {}
 
 def _spawn(component: _Component, d: Path) -> int:
     log = (d / "logs" / f"{component.name}.log").open("ab")
+    env = {**os.environ, **component.env} if component.env is not None else None
     proc = subprocess.Popen(component.argv, cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # outlives `up`, never gets the terminal's Ctrl-C
+                            env=env, start_new_session=True)  # outlives `up`, never gets the terminal's Ctrl-C
     log.close()
     _STARTED[proc.pid] = proc
     return proc.pid
@@ -249,6 +260,10 @@ def _prepare_files(d: Path, ports: Ports, storage_classes: Sequence[str]) -> str
         "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT}}],
     }, sort_keys=False))
     (d / "kwok.yaml").write_text(_kwok_config(storage_classes))
+    try:
+        autoscaling.prepare_files(d, ports.prometheus)
+    except autoscaling.AutoscalingError as exc:
+        raise ClusterError(str(exc)) from None
     return token
 
 
@@ -318,26 +333,49 @@ def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None])
     storage_classes = sorted({DEFAULT_STORAGE_CLASS} | ({region.kubernetes.storage_class} if region.kubernetes.storage_class else set()))
     state = running()
     bins = toolchain_bin_dir(progress)
-    if state is None or state.get("storage_classes") != storage_classes:
+    kubectl = str(bins / "kubectl")
+    prometheus_port = autoscaling.region_prometheus_port(region.kubernetes.prometheus_url)
+    # A cluster started before the autoscaling stack existed is restarted with it, and one whose
+    # Prometheus is not where the region's ScaledObjects look for it.
+    if state is None or state.get("storage_classes") != storage_classes or \
+            not set(autoscaling.PROCESS_NAMES) <= set(state.get("processes", {})) or \
+            prometheus_port not in (None, state["ports"].get("prometheus")):
         down(progress, quiet=True)
         previous = _read_state() or {}
         ports = Ports.pick(previous.get("ports"))
+        if prometheus_port is not None and prometheus_port != ports.prometheus:
+            if not _port_free(prometheus_port) or prometheus_port in ports.__dict__.values():
+                raise ClusterError(f"port {prometheus_port} of region {region.name!r}'s kubernetes.prometheus_url "
+                                   f"({region.kubernetes.prometheus_url}) is in use: the dev Prometheus must listen there")
+            ports.prometheus = prometheus_port
         token = _prepare_files(d, ports, storage_classes)
         procs: dict[str, Any] = {}
         start = time.monotonic()
+
+        def launch(component: _Component) -> None:
+            pid = _spawn(component, d)
+            procs[component.name] = {"pid": pid, "binary": component.argv[0]}
+            _write_state(d, ports, procs, storage_classes, region.name)
+            _wait_ready(component, pid, d, token)
+            progress(f"{component.name} ready (pid {pid})")
+
         try:
             for component in _components(bins, d, ports, token):
-                pid = _spawn(component, d)
-                procs[component.name] = {"pid": pid, "binary": component.argv[0]}
-                _write_state(d, ports, procs, storage_classes, region.name)
-                _wait_ready(component, pid, d, token)
-                progress(f"{component.name} ready (pid {pid})")
-        except ClusterError:
+                launch(component)
+            progress(f"control plane up in {time.monotonic() - start:.1f}s at https://{LOOPBACK}:{ports.apiserver}")
+            # KEDA's CRDs, RBAC and token before KEDA starts; the APIService is Available once
+            # the aggregator reaches the adapter.
+            start = time.monotonic()
+            autoscaling.install(kubectl, d, ports.apiserver, ports.keda_adapter, _apply, progress)
+            for spec in autoscaling.process_specs(bins, d, ports):
+                launch(_Component(spec.name, spec.argv, spec.ready_url, env=spec.env))
+            autoscaling.wait_external_metrics_available(kubectl, d)
+            progress(f"autoscaling up in {time.monotonic() - start:.1f}s: Prometheus at "
+                     f"http://{LOOPBACK}:{ports.prometheus}, external metrics served by KEDA")
+        except (ClusterError, autoscaling.AutoscalingError) as exc:
             down(progress, quiet=True)
-            raise
-        progress(f"control plane up in {time.monotonic() - start:.1f}s at https://{LOOPBACK}:{ports.apiserver}")
+            raise ClusterError(str(exc)) from None
         state = _read_state() or {}
-    kubectl = str(bins / "kubectl")
     _apply_cluster_objects(kubectl, storage_classes, progress)
     _sync_nodes(kubectl, region, agents, progress)
     state["region"] = region.name

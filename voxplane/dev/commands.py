@@ -18,8 +18,9 @@ def dev() -> None:
 @dev.group()
 def cluster() -> None:
     """A local Kubernetes control plane with simulated nodes (etcd, kube-apiserver,
-    controller-manager, scheduler, kwok). The real API server admits and the real scheduler places
-    every object; pods become Ready, but nothing inside them runs."""
+    controller-manager, scheduler, kwok) and its autoscaling stack (Prometheus, KEDA's operator and
+    metrics adapter). The real API server admits and the real scheduler places every object, KEDA
+    and the HPA controller scale workloads; pods become Ready, but nothing inside them runs."""
 
 
 @cluster.command("up")
@@ -30,7 +31,8 @@ def cluster_up(region: str, root: Path) -> None:
     """Start (or reuse) the control plane; make its simulated nodes exactly REGION's.
 
     Prints `export KUBECONFIG=...` on stdout for `eval "$(voxplane dev cluster up)"`; progress goes
-    to stderr. The first run builds the control plane from the Go module proxy (~15 min on 2 cores).
+    to stderr. The first run builds the control plane and KEDA from the Go module proxy
+    (~25-30 min on 2 cores) and installs Prometheus from Debian's packages.
     """
     from ..cli import print_problems
     from ..livekit.commands import CommandError, load_region
