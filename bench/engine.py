@@ -107,7 +107,9 @@ def main() -> int:
         os.environ["VOXPLANE_DEV_STATE"] = str(work / "dev")  # a cluster of its own
         from voxplane.dev import cluster
         from voxplane.dev.stack import prepare
-        from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
+        from voxplane.dev.livekit import LiveKitServer
+        from voxplane.dev.redis import RedisServer
+        from voxplane.dev.region import region_config
         from voxplane.loader import load
         from voxplane.render import render
 

@@ -35,7 +35,10 @@ from tests.gateway._image import gateway_image_python, stage_image_context  # no
 from tests.gateway._lk import Worker, join, token, twirp  # noqa: E402
 from voxplane.desired.common import ADMIN_KEY, tenant_api_key  # noqa: E402
 from voxplane.dev.stack import dev_root_secret  # noqa: E402
-from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway  # noqa: E402
+from voxplane.dev.gateway import GatewayServer  # noqa: E402
+from voxplane.dev.livekit import LiveKitServer  # noqa: E402
+from voxplane.dev.redis import RedisServer  # noqa: E402
+from voxplane.dev.region import region_config, region_gateway  # noqa: E402
 from voxplane.keys import derive_api_secret  # noqa: E402
 
 REGION, TENANT, AGENT = "local", "northwind", "northwind-support"

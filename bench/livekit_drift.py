@@ -1,6 +1,6 @@
 """Benchmark: LiveKit drift over 1,000 owned SIP objects on a real livekit-server.
 
-Starts its own Redis + livekit-server (voxplane.dev.servers) on loopback, generates N agent
+Starts its own Redis + livekit-server (voxplane.dev) on loopback, generates N agent
 manifests (default 500 -> 500 trunks + 500 dispatch rules), creates the objects with the
 reconciler (`sync`), then times:
 
@@ -27,7 +27,8 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from voxplane.dev.servers import LiveKitServer, RedisServer  # noqa: E402
+from voxplane.dev.livekit import LiveKitServer  # noqa: E402
+from voxplane.dev.redis import RedisServer  # noqa: E402
 from voxplane.livekit.client import LiveKitAdmin  # noqa: E402
 from voxplane.livekit.desired import TRUNK_KIND, DesiredRule, desired_objects  # noqa: E402
 from voxplane.livekit.drift import detect  # noqa: E402

@@ -1,6 +1,6 @@
 """Benchmark: routing-decision latency of a real livekit-server, asked as livekit-sip asks.
 
-Starts its own Redis + livekit-server (voxplane.dev.servers) with the `local` region's config,
+Starts its own Redis + livekit-server (voxplane.dev) with the `local` region's config,
 syncs the region's trunks and rules, then sends N calls (default 200, cycling over every
 declared number and a foreign address) through one `tools/routeprobe` process and reports
 p50/p95/p99 of the trunk lookup (GetSIPTrunkAuthentication), the dispatch evaluation
@@ -21,7 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from voxplane.dev.servers import LiveKitServer, RedisServer, region_config  # noqa: E402
+from voxplane.dev.livekit import LiveKitServer  # noqa: E402
+from voxplane.dev.redis import RedisServer  # noqa: E402
+from voxplane.dev.region import region_config  # noqa: E402
 from voxplane.livekit.client import LiveKitAdmin  # noqa: E402
 from voxplane.livekit.reconcile import sync  # noqa: E402
 from voxplane.livekit.route import Call, RouteProbe, decide, percentile  # noqa: E402

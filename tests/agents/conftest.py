@@ -47,7 +47,10 @@ import pytest
 from livekit import api
 
 from voxplane import agent_base
-from voxplane.dev.servers import LiveKitServer, RedisServer, free_port, free_ports, region_config
+from voxplane.dev.livekit import LiveKitServer
+from voxplane.dev.ports import free_port, free_ports
+from voxplane.dev.redis import RedisServer
+from voxplane.dev.region import region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.dev.servers import LiveKitServer, RedisServer, cache_dir, region_config
+from voxplane.dev.livekit import LiveKitServer
+from voxplane.dev.paths import cache_dir
+from voxplane.dev.redis import RedisServer
+from voxplane.dev.region import region_config
 from voxplane.dev.sip import BINARY_ENV, SipServer
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync

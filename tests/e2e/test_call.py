@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from livekit import api
 
-from voxplane.dev.servers import LOOPBACK, free_port
+from voxplane.dev.ports import LOOPBACK, free_port
 
 from ..agents.conftest import Worker
 from ..agents.standin import StandIn

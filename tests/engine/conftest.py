@@ -69,7 +69,7 @@ class Deployment:
     region: str
     root: Path
     stack: Any  # voxplane.dev.stack.StackEnv
-    livekit: Any  # voxplane.dev.servers.LiveKitServer
+    livekit: Any  # voxplane.dev.livekit.LiveKitServer
     bins: Path
     kubeconfig: Path
 
@@ -122,7 +122,9 @@ def stop_strays(root: Path) -> None:
 def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     from voxplane.dev import cluster
     from voxplane.dev.stack import prepare
-    from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
+    from voxplane.dev.livekit import LiveKitServer
+    from voxplane.dev.redis import RedisServer
+    from voxplane.dev.region import region_config
     from voxplane.loader import load
 
     region: str = request.param

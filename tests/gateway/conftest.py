@@ -15,7 +15,10 @@ import pytest
 
 from voxplane.desired.common import ADMIN_KEY, tenant_api_key
 from voxplane.dev.stack import dev_root_secret
-from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway
+from voxplane.dev.gateway import GatewayServer
+from voxplane.dev.livekit import LiveKitServer
+from voxplane.dev.redis import RedisServer
+from voxplane.dev.region import region_config, region_gateway
 from voxplane.keys import derive_api_secret
 
 from ._image import gateway_image_python, stage_image_context

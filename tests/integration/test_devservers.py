@@ -1,4 +1,4 @@
-"""Real Redis + livekit-server on loopback (voxplane.dev.servers), exercised through livekit-api.
+"""Real Redis + livekit-server on loopback (voxplane.dev: `redis`, `livekit`, `voxplane dev servers`), exercised through livekit-api.
 
 These tests never skip: if the servers cannot be built or started, they fail with the reason
 (the build script's or the server's own output).
@@ -21,13 +21,9 @@ from typing import Any
 import pytest
 from livekit import api
 
-from voxplane.dev.servers import (
-    LiveKitServer,
-    RedisServer,
-    ServerStartError,
-    ensure_livekit_binary,
-    loopback_config,
-)
+from voxplane.dev.livekit import LiveKitServer, ensure_livekit_binary, loopback_config
+from voxplane.dev.process import ServerStartError
+from voxplane.dev.redis import RedisServer
 
 API_KEY = "vox-local"
 API_SECRET = "local-only-secret-0123456789abcdefghij"  # livekit wants >= 32 characters
@@ -186,7 +182,7 @@ def test_cli_up_prints_exports_and_down_stops(tmp_path: Path, livekit_binary: Pa
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "voxplane.dev.servers", *args],
+            [sys.executable, "-m", "voxplane.cli", "dev", "servers", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -217,7 +213,7 @@ def test_cli_up_prints_exports_and_down_stops(tmp_path: Path, livekit_binary: Pa
 def test_the_rendered_local_region_config_runs(livekit_binary):
     """`make livekit-up` runs exactly what voxplane renders for the local region (keys added, addresses
     moved to loopback): the real server accepts it and answers the SIP API with the admin key."""
-    from voxplane.dev.servers import region_config
+    from voxplane.dev.region import region_config
 
     config = region_config("local", Path(__file__).resolve().parents[2])
     assert config["region"] == "local" and config["rtc"]["port_range_start"] == 50000

@@ -203,7 +203,9 @@ def test_context_option_and_unreachable_cluster_fail_in_one_line(fresh: Cluster)
 
 def test_both_targets_one_report_one_exit_code(fresh: Cluster) -> None:
     """Default: Kubernetes and LiveKit together, against a real livekit-server on loopback."""
-    from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
+    from voxplane.dev.livekit import LiveKitServer
+    from voxplane.dev.redis import RedisServer
+    from voxplane.dev.region import region_config
 
     c = fresh
     with RedisServer() as redis, LiveKitServer(region_config(REGION, c.root), redis=redis) as lk:

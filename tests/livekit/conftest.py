@@ -16,7 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from voxplane.cli import main
-from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
+from voxplane.dev.livekit import LiveKitServer
+from voxplane.dev.redis import RedisServer
+from voxplane.dev.region import region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.loader import load
 from voxplane.model import Agent, Region

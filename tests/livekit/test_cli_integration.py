@@ -9,7 +9,8 @@ import pytest
 from click.testing import Result
 from livekit import api
 
-from voxplane.dev.servers import LiveKitServer, RedisServer
+from voxplane.dev.livekit import LiveKitServer
+from voxplane.dev.redis import RedisServer
 
 from .conftest import SECRET_ENV, Server, Tree
 from .test_sync_integration import snapshot

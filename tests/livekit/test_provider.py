@@ -22,7 +22,8 @@ from voxplane.components.livekit_objects import (
     LiveKitSIPProvider,
 )
 from voxplane.components.secrets import SecretResolver
-from voxplane.dev.servers import DEFAULT_CONFIG, LiveKitServer, RedisServer
+from voxplane.dev.livekit import DEFAULT_CONFIG, LiveKitServer
+from voxplane.dev.redis import RedisServer
 from voxplane.keys import derive_api_secret
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.desired import RULE_KIND, TRUNK_KIND, desired_objects

@@ -19,7 +19,9 @@ from livekit import api
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
+from voxplane.dev.livekit import LiveKitServer
+from voxplane.dev.redis import RedisServer
+from voxplane.dev.region import region_config
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide, ensure_probe_binary, expected_route
@@ -353,7 +355,7 @@ def test_route_command_without_redis_is_one_line(cli: Callable[..., Any], tree: 
 
 
 def test_route_command_with_unreachable_redis_is_one_line(cli: Callable[..., Any], tree: Tree) -> None:
-    from voxplane.dev.servers import free_port
+    from voxplane.dev.ports import free_port
 
     env = {"VOXPLANE_LIVEKIT_REDIS": f"127.0.0.1:{free_port()}"}
     r = cli("livekit", "route", "local", "--to", "+13125550142", "--root", str(tree.root), env=env)
@@ -365,15 +367,18 @@ def test_route_command_with_unreachable_redis_is_one_line(cli: Callable[..., Any
 def test_route_command_finds_the_redis_of_the_running_dev_servers(local: Routed, cli: Callable[..., Any], tree: Tree,
                                                                   tmp_path: Path) -> None:
     """Without --redis or VOXPLANE_LIVEKIT_REDIS, the Redis recorded by `make livekit-up`
-    (voxplane.dev.servers' state file) is used, but only while both recorded servers run."""
-    state = {"redis": {"pid": local.redis.pid, "address": local.redis.address},
-             "livekit": {"pid": local.livekit.pid, "binary": "livekit-server"}}
+    (`voxplane dev servers`' state file) is used, but only while both recorded servers run: the same
+    processes, by pid and create time, so a pid handed to another process since is not taken for them."""
+    assert local.redis.record is not None and local.livekit.record is not None
+    state = {"redis": {**local.redis.record.as_json(), "address": local.redis.address},
+             "livekit": {**local.livekit.record.as_json(), "binary": "livekit-server"}}
     (tmp_path / "devservers.json").write_text(json.dumps(state))
     env = {"VOXPLANE_LIVEKIT_REDIS": None, "VOXPLANE_CACHE": str(tmp_path),
            "VOXPLANE_ROUTEPROBE_BIN": str(ensure_probe_binary())}
     r = cli("livekit", "route", "local", "--to", "+442079460123", "--root", str(tree.root), env=env)
     assert r.exit_code == 0 and r.stdout.startswith("ACCEPTED: trunk vx-northwind-scheduler"), r.output
-    state["redis"]["pid"] = 2**22 + 1  # not running: the stale record is not used
-    (tmp_path / "devservers.json").write_text(json.dumps(state))
-    stale = cli("livekit", "route", "local", "--to", "+442079460123", "--root", str(tree.root), env=env)
-    assert stale.exit_code == 1 and "no Redis address" in stale.stderr
+    for stale_redis in ({"pid": 2**22 + 1},  # not running
+                        {"started": state["redis"]["started"] - 1}):  # running, but not the process recorded
+        (tmp_path / "devservers.json").write_text(json.dumps({**state, "redis": {**state["redis"], **stale_redis}}))
+        stale = cli("livekit", "route", "local", "--to", "+442079460123", "--root", str(tree.root), env=env)
+        assert stale.exit_code == 1 and "no Redis address" in stale.stderr, stale_redis
