@@ -19,8 +19,8 @@ from livekit.protocol import room as room_pb
 from voxplane.dev.livekit import ensure_livekit_binary
 from voxplane.dev.credentials import tenant_credentials
 
+from ..support.repo import REPO
 from ._lk import token, twirp
-from .conftest import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -19,16 +19,14 @@ from livekit import api
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from voxplane.dev.livekit import LiveKitServer
-from voxplane.dev.redis import RedisServer
-from voxplane.dev.region import region_config
-from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide, ensure_probe_binary, expected_route
 from voxplane.livekit.secrets import StaticSecrets
 from voxplane.model import Agent, Region
 
-from .conftest import REPO, TRUNK_PASSWORD, Tree, copy_repo_tree
+from ..support.repo import copy_manifests
+from ..support.servers import DevLiveKit, livekit_with_redis
+from .conftest import TRUNK_PASSWORD, Tree
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +39,12 @@ ALL_NUMBERS = ("+13125550142", "+13125550143", "+442079460123", "+16175550188")
 
 
 @dataclass
-class Routed:
+class Routed(DevLiveKit):
     """A region synced onto its own livekit-server + Redis, and a probe on that Redis."""
 
     region: Region
     agents: tuple[Agent, ...]
-    redis: RedisServer
-    livekit: LiveKitServer
     probe: RouteProbe
-
-    def client(self) -> LiveKitAdmin:
-        return LiveKitAdmin(self.livekit.http_url, self.livekit.api_key, self.livekit.api_secret)
 
     def sync(self, tree: Tree) -> None:
         self.region, self.agents = tree.project(self.region.name)
@@ -65,9 +58,8 @@ class Routed:
 
 def start(tree: Tree, region: str) -> Iterator[Routed]:
     reg, agents = tree.project(region)
-    with RedisServer() as redis, LiveKitServer(region_config(region, REPO), redis=redis) as lk, \
-            RouteProbe(redis.address) as probe:
-        routed = Routed(reg, agents, redis, lk, probe)
+    with livekit_with_redis(region=region) as lk, RouteProbe(lk.redis.address) as probe:
+        routed = Routed(lk.redis, lk.livekit, reg, agents, probe)
         routed.sync(tree)
         yield routed
 
@@ -75,7 +67,7 @@ def start(tree: Tree, region: str) -> Iterator[Routed]:
 @pytest.fixture(scope="module", params=REGIONS)
 def synced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
     """Each example region as the repository declares it (read only: tests must not edit it)."""
-    tree = copy_repo_tree(tmp_path_factory.mktemp("repo"))
+    tree = Tree(copy_manifests(tmp_path_factory.mktemp("repo")))
     yield from start(tree, request.param)
 
 

@@ -11,12 +11,12 @@ from typing import Self
 
 from .paths import write_private
 from .ports import LOOPBACK, free_ports
-from .process import ServerProcess, answers_ok
+from .process import HttpServer, answers_ok
 
 __all__ = ["GatewayServer"]
 
 
-class GatewayServer(ServerProcess):
+class GatewayServer(HttpServer):
     """The gateway (`python -m voxplane.gateway serve`) on loopback, from a rendered config whose
     listen addresses and keys folder are replaced; `keys` maps key names to secrets."""
 
@@ -43,14 +43,6 @@ class GatewayServer(ServerProcess):
         self._source = json.loads(config_json)
         self._keys = dict(keys)
         self.startup_timeout = startup_timeout
-
-    @property
-    def url(self) -> str:
-        return f"ws://{LOOPBACK}:{self.port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
 
     @property
     def config_path(self) -> Path:

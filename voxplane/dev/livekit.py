@@ -21,7 +21,7 @@ from typing import Any, Self
 
 from .paths import SCRIPTS, write_private
 from .ports import LOOPBACK, free_port, free_ports
-from .process import ServerProcess, answers_ok, installed_binary
+from .process import HttpServer, answers_ok, installed_binary
 from .redis import REMOTE_ONLY_KEYS, RedisServer
 
 __all__ = ["DEFAULT_CONFIG", "LiveKitServer", "ensure_livekit_binary", "loopback_config"]
@@ -106,7 +106,7 @@ def _debug_enabled(config: Mapping[str, Any]) -> bool:
     return bool(isinstance(dbg, Mapping) and dbg.get("port"))
 
 
-class LiveKitServer(ServerProcess):
+class LiveKitServer(HttpServer):
     """livekit-server on loopback, run with `--config FILE` from a config mapping."""
 
     name = "livekit"
@@ -157,14 +157,6 @@ class LiveKitServer(ServerProcess):
         )
         self.binary = Path(binary) if binary is not None else None
         self.startup_timeout = startup_timeout
-
-    @property
-    def url(self) -> str:
-        return f"ws://{LOOPBACK}:{self.port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
 
     @property
     def config_path(self) -> Path:

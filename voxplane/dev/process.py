@@ -9,7 +9,8 @@ from another process (`voxplane dev servers down` after `up` has exited):
 - `launch()`: a child with stdout and stderr in a log file, in its own session when it must
   outlive us (and never get the terminal's Ctrl-C).
 - `ServerProcess`: a server this process runs (a working folder, a log, one child), the base of
-  the Redis, livekit-server, gateway and livekit-sip servers.
+  the Redis, livekit-server, gateway and livekit-sip servers; `HttpServer`, one that serves HTTP and
+  WebSocket on a loopback port.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from typing import Any, Callable, ClassVar, Self
 
 import psutil
 
-__all__ = ["ProcessRecord", "ServerProcess", "ServerStartError", "answers_ok", "child_env", "installed_binary", "launch",
+from .ports import LOOPBACK
+
+__all__ = ["HttpServer", "ProcessRecord", "ServerProcess", "ServerStartError", "answers_ok", "child_env", "installed_binary", "launch",
            "log_tail"]
 
 # livekit-server (and livekit-sip) read every config key from a LIVEKIT_* variable too (and
@@ -276,3 +279,19 @@ class ServerProcess:
             self._tmp.cleanup()
             self._tmp = None
             self._workdir = None
+
+
+class HttpServer(ServerProcess):
+    """A server answering HTTP and WebSocket on 127.0.0.1:`port` (livekit-server, the gateway)."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        """ws://: what the LiveKit SDKs connect to."""
+        return f"ws://{LOOPBACK}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """http://: the Twirp API and health checks."""
+        return f"http://{LOOPBACK}:{self.port}"

@@ -602,15 +602,8 @@ def text_lines(d: Decision, region: str) -> list[str]:
     return lines
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
 __all__ = [
     "Answer", "Call", "Decision", "Expected", "RouteError", "RouteProbe", "address_allowed",
     "check_address", "check_against_manifests", "decide", "default_address", "ensure_probe_binary",
-    "expected_route", "percentile", "redis_address", "text_lines",
+    "expected_route", "redis_address", "text_lines",
 ]
