@@ -245,14 +245,16 @@ def _stack_config(root: Path, region: str, project: Any) -> tuple[dict[str, str]
         # No registry to push to (a region no stack deploys yet): name the content-hash tags.
         config.setdefault("voxplane:buildImages", "false")
     secret_keys = []
-    for key in _secret_config_keys(project, region):
+    for key in secret_config_keys(project, region):
         full = f"voxplane:{key}"
         config.setdefault(full, f"render-placeholder-{key}")
         secret_keys.append(full)
     return config, secret_keys
 
 
-def _secret_config_keys(project: Any, region: str) -> set[str]:
+def secret_config_keys(project: Any, region: str) -> set[str]:
+    """Stack config keys (without `voxplane:`) whose secret values region `region` reads: the root
+    secret, model tokens, the Redis password and the agents' `{config: KEY}` references."""
     from .keys import ROOT_SECRET_CONFIG
 
     keys = {ROOT_SECRET_CONFIG}

@@ -44,10 +44,10 @@ class StackError(RuntimeError):
 def needed_secret_keys(root: Path, region: str) -> list[str]:
     """Stack config keys (without `voxplane:`) that hold secrets the region reads."""
     from ..loader import load
-    from ..render import _secret_config_keys
+    from ..render import secret_config_keys
 
     project = load((), root).require_project()
-    return sorted(_secret_config_keys(project, region))
+    return sorted(secret_config_keys(project, region))
 
 
 def dev_secrets(region: str, keys: Sequence[str]) -> dict[str, str]:
