@@ -2,7 +2,7 @@
 livekit-server pair (tests/support holds the helpers behind them).
 
 A test that starts a real server carries the `integration` mark (`make unit` leaves those out):
-a test without it that starts one fails, saying so."""
+a test without it that starts one (itself or through a function-scoped fixture) fails, saying so."""
 
 from __future__ import annotations
 
