@@ -29,13 +29,13 @@ toolchain:
 demo: setup servers toolchain
 	$(VOX) validate
 	$(VOX) dev cluster up --region local >/dev/null
-	$(PY) -m voxplane.dev.servers up --region local >/dev/null
+	$(VOX) dev servers up --region local >/dev/null
 	$(VOX) dev pulumi local up --yes --refresh --skip-preview
-	@eval "$$($(VOX) dev cluster env)" && eval "$$($(PY) -m voxplane.dev.servers env)" && $(VOX) status local
+	@eval "$$($(VOX) dev cluster env)" && eval "$$($(VOX) dev servers env)" && $(VOX) status local
 	@echo
 	@echo "Running: the dev cluster and the dev LiveKit server. Reach them with"
 	@echo '  eval "$$(.venv/bin/voxplane dev cluster env)"   # kubectl: $$(bash scripts/ensure-toolchain.sh --print-bin-dir)/kubectl'
-	@echo '  eval "$$(.venv/bin/python -m voxplane.dev.servers env)"   # LIVEKIT_URL and the admin key'
+	@echo '  eval "$$(.venv/bin/voxplane dev servers env)"   # LIVEKIT_URL and the admin key'
 	@echo "Stop them with: make cluster-down livekit-down"
 
 cluster-up: setup toolchain
@@ -82,10 +82,10 @@ bench: setup servers toolchain
 
 # eval "$(make -s livekit-up)" — Redis + livekit-server on loopback with the local region's config.
 livekit-up: setup servers
-	@$(PY) -m voxplane.dev.servers up --region local
+	@$(VOX) dev servers up --region local
 
 livekit-down:
-	@$(PY) -m voxplane.dev.servers down
+	@$(VOX) dev servers down
 
 docs: setup
 	$(PY) -m voxplane.docs > docs/manifest-reference.md

@@ -9,7 +9,8 @@ import pytest
 from voxplane import agent_base
 from voxplane.render import PLACEHOLDER_DIGEST, render
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 IMAGE = "docker:index/image:Image"
 

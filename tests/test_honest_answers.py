@@ -15,7 +15,8 @@ import pytest
 
 from voxplane.loader import load
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 CASES = Path(__file__).parent / "manifests" / "invalid"
 BUILD_AGENT = "name: echo\ntenant: acme\nregions: [test]\ncode:\n  build: agents/echo\n"

@@ -18,7 +18,7 @@ from voxplane import stackfile
 from voxplane.loader import read_document
 from voxplane.problems import Problem
 
-from .conftest import REPO
+from tests.support.repo import REPO
 
 #: A hint that names the indentation to give a line.
 NUMBERED = re.compile(r"indent it (?:like `[^`]*` \()?(\d+) spaces?")

@@ -17,7 +17,7 @@ from voxplane import agent_base
 from voxplane.providers import GENERIC, OPENAI_COMPATIBLE
 from voxplane.schema import raw_schemas
 
-from .conftest import REPO
+from tests.support.repo import REPO
 
 GLUE = REPO / agent_base.FOLDER / agent_base.GLUE
 ROLES = {"stt": "STT", "llm": "LLM", "tts": "TTS"}

@@ -17,7 +17,7 @@ import pytest
 
 from voxplane.loader import load
 
-from .conftest import REPO, copy_manifests
+from .support.repo import REPO, copy_manifests
 from .test_scaffold import fill_in
 
 README = (REPO / "README.md").read_text()

@@ -22,7 +22,8 @@ import pytest
 from voxplane.k8s_schema import validate_objects
 from voxplane.render import PLACEHOLDER_DIGEST, REDACTED, RenderResult, render, write
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 REGIONS = ["local", "us-east", "eu-west"]
 GOLDEN = Path(__file__).parent / "golden"

@@ -15,8 +15,8 @@ import yaml
 from voxplane import scaffold
 from voxplane.loader import load
 
+from .support.repo import REPO, copy_manifests
 from . import test_agent_programs as contract
-from .conftest import REPO, copy_manifests
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import pulumi
 import yaml
@@ -125,18 +125,27 @@ def run_mocked(
     program: Callable[[], Any], *, stack: str, config: dict[str, str], secret_keys: list[str]
 ) -> dict[str, Any]:
     """Run `program` under the SDK's mock engine with `_RecordingMocks`; return the registered
-    resources by URN. Settings, the root stack and the event loop are restored afterwards, so
-    runs can repeat in one process (tests, benchmarks)."""
-    mocks = _RecordingMocks()
-    monitor = pulumi_mocks.MockMonitor(mocks)
+    resources by URN (see `mocked_engine`)."""
+    with mocked_engine(pulumi_mocks.MockMonitor(_RecordingMocks()), stack=stack, config=config,
+                       secret_keys=secret_keys) as monitor:
+        pulumi_mocks.test(program)()
+        return dict(monitor.get_registered_resources())
+
+
+@contextlib.contextmanager
+def mocked_engine(monitor: pulumi_mocks.MockMonitor, *, stack: str, config: Mapping[str, str],
+                  secret_keys: Sequence[str]) -> Iterator[pulumi_mocks.MockMonitor]:
+    """Pulumi set to run against the mock `monitor` (and its mocks) as project `voxplane`, stack
+    `stack`, with `config` (`secret_keys` of it secret), on an event loop of its own and a fresh
+    root stack. Settings, the root stack and the event loop are restored afterwards, so runs can
+    repeat in one process (render, tests, benchmarks)."""
     saved = pulumi_settings.SETTINGS
     token = pulumi_settings.ROOT.set(None)  # a fresh root stack per run
     with _private_event_loop():
         try:
-            pulumi.runtime.set_mocks(mocks, project="voxplane", stack=stack, preview=False, monitor=monitor)
-            pulumi.runtime.set_all_config(config, secret_keys)
-            pulumi_mocks.test(program)()
-            return monitor.get_registered_resources()
+            pulumi.runtime.set_mocks(monitor.mocks, project="voxplane", stack=stack, preview=False, monitor=monitor)
+            pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+            yield monitor
         finally:
             pulumi_settings.configure(saved)
             pulumi_settings.ROOT.reset(token)
@@ -264,14 +273,16 @@ def _stack_config(root: Path, region: str, project: Any) -> tuple[dict[str, str]
         # No registry to push to (a region no stack deploys yet): name the content-hash tags.
         config.setdefault("voxplane:buildImages", "false")
     secret_keys = []
-    for key in _secret_config_keys(project, region):
+    for key in secret_config_keys(project, region):
         full = f"voxplane:{key}"
         config.setdefault(full, f"render-placeholder-{key}")
         secret_keys.append(full)
     return config, secret_keys
 
 
-def _secret_config_keys(project: Any, region: str) -> set[str]:
+def secret_config_keys(project: Any, region: str) -> set[str]:
+    """Stack config keys (without `voxplane:`) whose secret values region `region` reads: the root
+    secret, model tokens, the Redis password and the agents' `{config: KEY}` references."""
     from .keys import ROOT_SECRET_CONFIG
 
     keys = {ROOT_SECRET_CONFIG}

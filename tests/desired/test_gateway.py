@@ -41,8 +41,8 @@ from voxplane.loader import load
 from voxplane.problems import ManifestError
 from voxplane.render import render
 
-from ..conftest import copy_manifests
-from ._helpers import REGIONS, REPO, by_kind_and_name, project, region, validate_strict
+from ..support.repo import REPO, copy_manifests
+from ._helpers import REGIONS, by_kind_and_name, project, region, validate_strict
 
 DOCKER_IMAGE = "docker:index/image:Image"
 

@@ -9,17 +9,18 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from functools import cache
 from pathlib import Path
 from typing import Any, Iterator
 
+import psutil
 import pytest
 
 from voxplane.loader import load
 from voxplane.render import render
 
-from ..conftest import REPO
+from ..support.repo import REPO
+from ..support.wait import wait_until
 from ._helpers import REGIONS, region
 
 
@@ -220,17 +221,14 @@ def test_the_start_script_gives_redis_its_password_without_exposing_it(tmp_path)
             return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
                                   env={**env, **extra}, timeout=10).stdout.strip()
 
-        for _ in range(100):
-            if subprocess.run(["sh", "-c", probe], env=env).returncode == 0:
-                break
-            time.sleep(0.05)
-        assert subprocess.run(["sh", "-c", probe], env=env).returncode == 0, "the readiness probe fails"
+        wait_until("a passing readiness probe", lambda: subprocess.run(["sh", "-c", probe], env=env).returncode == 0,
+                   timeout=10, interval=0.05, unless=lambda: None if proc.poll() is None else "redis exited")
         assert cli("ping", REDISCLI_AUTH=password) == "PONG"
         assert "NOAUTH" in cli("ping")
         assert "NOAUTH" in cli("ping", REDISCLI_AUTH="wrong")  # AUTH refused, so the ping is too
         # exec: the shell became redis-server, with the password in neither argv nor environment.
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().decode()
+        redis = psutil.Process(proc.pid)
+        cmdline, environ = " ".join(redis.cmdline()), " ".join(f"{k}={v}" for k, v in redis.environ().items())
         assert "redis-server" in cmdline and 'pa"ss' not in cmdline and 'pa"ss' not in environ
         assert oct((tmp_path / "auth.conf").stat().st_mode & 0o777) == "0o600"
     finally:

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,10 +25,11 @@ import pytest
 import yaml
 
 from voxplane.dev import autoscaling, cluster
-from voxplane.dev.servers import free_port
+from voxplane.dev.ports import free_port
 from voxplane.loader import load
 
-from ..conftest import copy_manifests
+from tests.support.repo import copy_manifests
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -106,16 +106,9 @@ def get(kind: str, name: str) -> dict[str, Any] | None:
     return json.loads(proc.stdout) if proc.returncode == 0 else None
 
 
-def poll(what: str, check: Callable[[], Any], timeout: float = 240, interval: float = 1.0) -> Any:
-    """`check()` until it returns something true; fails naming `what` and the last reading."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"no {what} within {timeout:.0f}s (last reading: {last!r})")
+def poll(what: str, check: Callable[[], Any], timeout: float = 240) -> Any:
+    """`check()` each second until it returns something true (tests.support.wait_until)."""
+    return wait_until(what, check, timeout=timeout, interval=1.0)
 
 
 def condition(obj: dict[str, Any] | None, kind: str) -> str | None:

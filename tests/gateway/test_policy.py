@@ -20,7 +20,8 @@ from voxplane.gateway.policy import Denied, KeyRing, authenticate, authorize_joi
 from voxplane.gateway.scope import GatewayConfig, TenantScope, conflicts
 from voxplane.loader import load
 
-from .conftest import A, A_AGENT, A_ROOM, B, B_AGENT, B_ROOM, REPO
+from ..support.repo import REPO
+from .conftest import A, A_AGENT, A_ROOM, B, B_AGENT, B_ROOM
 
 SECRETS = {"vx-gateway": "g" * 64, "vxt-northwind": "a" * 64, "vxt-bellavista": "b" * 64}
 

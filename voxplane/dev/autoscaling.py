@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import yaml
 
-from .servers import LOOPBACK, cache_dir
+from .paths import cache_dir, write_private
+from .ports import LOOPBACK
 
 if TYPE_CHECKING:
     from .cluster import Ports
@@ -291,10 +292,8 @@ def keda_objects(d: Path, adapter_port: int) -> list[dict[str, Any]]:
 
 
 def write_keda_kubeconfig(d: Path, api_port: int, token: str) -> None:
-    from .cluster import _write_private
-
     (d / "keda").mkdir(parents=True, exist_ok=True)
-    _write_private(d / "keda" / "kubeconfig", yaml.safe_dump({
+    write_private(d / "keda" / "kubeconfig", yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "keda",
         "clusters": [{"name": "dev", "cluster": {"server": f"https://{LOOPBACK}:{api_port}",
                                                  "certificate-authority": str(d / "pki" / "apiserver.crt")}}],
