@@ -117,6 +117,7 @@ def test_the_uid_has_no_account_here_as_in_the_image():
         pwd.getpwuid(UID)
 
 
+@pytest.mark.timeout(START_SECONDS + 300)
 def test_without_user_vllm_dies_loading_the_model_as_a_uid_without_account(vllm_python, tiny_model, tmp_path):
     """Why the render sets USER: without it (nor LOGNAME) torch's getpass.getuser() looks the uid
     up in the passwd database, and the server exits before it ever answers."""
@@ -157,6 +158,7 @@ def server(vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPat
         _stop(proc)
 
 
+@pytest.mark.timeout(START_SECONDS + 300)
 def test_started_as_rendered_it_serves_the_model_under_its_rendered_name(server):
     """Ready (/health 200) means serving: the first request after it is answered by the model."""
     base, seen = server
@@ -171,6 +173,7 @@ def test_started_as_rendered_it_serves_the_model_under_its_rendered_name(server)
     assert reply["choices"][0]["message"]["role"] == "assistant"
 
 
+@pytest.mark.timeout(START_SECONDS + 300)
 def test_the_probes_path_and_the_autoscaler_metric_exist(server):
     """The probes' path answers and the metric the ScaledObject queries is on /metrics, the path
     the PodMonitor scrapes, on the API port."""
