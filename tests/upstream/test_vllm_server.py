@@ -87,7 +87,8 @@ def _start(vllm_python: Path, model: Path, work: Path, port: int, env: dict[str,
     args[args.index("--port") + 1] = str(port)
     as_uid = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
               "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
-    return subprocess.Popen([*as_uid, str(vllm_python), str(HERE / "vllm_cli.py"), "serve", *args], env=env,
+    vllm = vllm_python.parent / "vllm"  # the console script: the image's `vllm serve`
+    return subprocess.Popen([*as_uid, str(vllm), "serve", *args], env=env,
                             cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

