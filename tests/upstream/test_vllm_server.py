@@ -75,7 +75,7 @@ def _env(work: Path, *, without: tuple[str, ...] = ()) -> dict[str, str]:
     return env
 
 
-def _start(vllm_python: Path, model: Path, work: Path, port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+def _start(vllm_python: Path, model: Path, work: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`vllm serve` with the rendered arguments (model and port rewritten), as uid 10001."""
     for folder in ("models", "home"):
         (work / folder).mkdir(parents=True, exist_ok=True)
@@ -88,8 +88,10 @@ def _start(vllm_python: Path, model: Path, work: Path, port: int, env: dict[str,
     as_uid = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
               "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
     vllm = vllm_python.parent / "vllm"  # the console script: the image's `vllm serve`
-    return subprocess.Popen([*as_uid, str(vllm), "serve", *args], env=env,
-                            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Output to a file, not a pipe nobody reads while it runs (a full pipe would stall the server).
+    with (work / "vllm.log").open("wb") as log:
+        return subprocess.Popen([*as_uid, str(vllm), "serve", *args], env=env, cwd=work, stdout=log,
+                                stderr=subprocess.STDOUT)
 
 
 def _get(url: str, timeout: float = 5) -> tuple[int, str]:
@@ -100,15 +102,16 @@ def _get(url: str, timeout: float = 5) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def _stop(proc: subprocess.Popen[str]) -> str:
+def _stop(proc: subprocess.Popen[bytes], work: Path) -> str:
+    """Stop the server (SIGTERM: vLLM shuts down its engine too) and return its output."""
     if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    assert proc.stdout is not None
-    return proc.stdout.read()
+            proc.wait()
+    return (work / "vllm.log").read_text(errors="replace")
 
 
 def test_the_uid_has_no_account_here_as_in_the_image():
@@ -126,7 +129,7 @@ def test_without_user_vllm_dies_loading_the_model_as_a_uid_without_account(vllm_
     try:
         proc.wait(timeout=START_SECONDS)
     finally:
-        output = _stop(proc)
+        output = _stop(proc, tmp_path)
     assert proc.returncode != 0, output[-3000:]
     assert "getpwuid(): uid not found" in output, output[-3000:]
 
@@ -143,7 +146,7 @@ def server(vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPat
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"vLLM exited with {proc.returncode}:\n{_stop(proc)[-3000:]}")
+                pytest.fail(f"vLLM exited with {proc.returncode}:\n{_stop(proc, work)[-3000:]}")
             try:
                 status, _ = _get(f"{base}/health", timeout=2)
                 seen.append((time.monotonic(), status))
@@ -153,10 +156,10 @@ def server(vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPat
                 seen.append((time.monotonic(), type(e).__name__))
             time.sleep(1)
         else:
-            pytest.fail(f"vLLM did not answer /health within {START_SECONDS} s:\n{_stop(proc)[-3000:]}")
+            pytest.fail(f"vLLM did not answer /health within {START_SECONDS} s:\n{_stop(proc, work)[-3000:]}")
         yield base, seen
     finally:
-        _stop(proc)
+        _stop(proc, work)
 
 
 @pytest.mark.timeout(START_SECONDS + 300)
