@@ -27,12 +27,6 @@ def rendered(region: str) -> tuple[dict[str, Any], ...]:
     return tuple(render(region, REPO).kubernetes)
 
 
-def workloads(region: str, server_image: str) -> list[dict[str, Any]]:
-    """The region's StatefulSets and Deployments whose container runs an image of `server_image`."""
-    return [o for o in rendered(region) if o["kind"] in ("StatefulSet", "Deployment")
-            and o["spec"]["template"]["spec"]["containers"][0]["image"].split("@")[0].rsplit(":", 1)[0] == server_image]
-
-
 def facts(name: str) -> dict[str, Any]:
     """A recorded fact file (facts/<name>.yaml)."""
     return yaml.safe_load((HERE / "facts" / f"{name}.yaml").read_text())
