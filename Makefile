@@ -45,12 +45,15 @@ cluster-down:
 	@$(VOX) dev cluster down
 
 # Real servers for the integration tests, CRD schemas for custom-resource checks, the policy
-# scanners (checkov, kube-score) and the workflow linters (actionlint, ShellCheck, zizmor).
+# scanners (checkov, kube-score), the workflow linters (actionlint, ShellCheck, zizmor) and the
+# upstream checks' servers (vLLM's CPU build, livekit-server's config loader).
 servers:
 	bash scripts/ensure-servers.sh
 	bash scripts/ensure-tool.sh routeprobe
 	bash scripts/ensure-tool.sh promqleval
 	bash scripts/ensure-tool.sh npeval
+	bash scripts/ensure-tool.sh lkconfig
+	bash scripts/ensure-vllm-venv.sh
 	bash scripts/ensure-agents-venv.sh
 	bash scripts/ensure-gateway-venv.sh
 	bash scripts/fetch-crds.sh

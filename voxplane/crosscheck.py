@@ -13,11 +13,12 @@ from typing import Iterator, Mapping, Sequence
 import yaml
 
 from . import stackfile
-from .model import Agent, PortRange, Region, SecretRef, Source
+from .model import Agent, Model, PortRange, Region, SecretRef, Source
 from .problems import Problem, format_path
 from .providers import GENERIC, OPENAI_COMPATIBLE
 from .quantity import parse_quantity
 from .secret_fields import SECRET_LIKE_ENV
+from .servers import SERVERS
 from .stackfile import StackFile
 
 #: Set by the platform on every agent pod; a manifest must not override them.
@@ -186,11 +187,32 @@ def _region_rules(region: Region, root: Path, stacks: Sequence[StackFile] | None
                 yield _at(src, base + ("writable_paths", i),
                           f"{writable} is {'under ' if writable.rstrip('/') != taken else ''}{taken}, which is writable already "
                           f"({_MODEL_MOUNTS[taken]}); list only paths elsewhere in the image")
+        yield from _server_rules(src, base, model)
         if name.endswith("-headless") and name[: -len("-headless")] in region.models:
             yield _at(src, base, f"model name {name!r} is the name of model {name[: -len('-headless')]!r}'s headless "
                                  f"Service; choose another name", key=True)
     if lk.redis.password is not None:
         yield from _stack_secret(region.name, lk.redis.password, src, ("livekit", "redis", "password", "config"), root, stacks)
+
+
+def _server_rules(src: Source | None, base: tuple[str | int, ...], model: Model) -> Iterator[Problem]:
+    """What the model's server (voxplane/servers.py) accepts at its pinned release."""
+    server = SERVERS[model.server_name]
+    named = model.server is not None
+    if model.kind not in server.kinds:
+        fitting = sorted(s.name for s in SERVERS.values() if model.kind in s.kinds)
+        yield _at(src, base + (("server",) if named else ("kind",)),
+                  f"{server.project} serves {'/'.join(server.kinds)} models, not {model.kind}"
+                  f"{'' if named else ' (the default server of a ' + model.kind + ' is ' + server.name + ')'}; "
+                  f"{model.kind} models run on: {', '.join(fitting)}")
+        return
+    if server.fixed_port is not None and model.port != server.fixed_port:
+        yield _at(src, base + ("port",),
+                  f"{server.project} {server.version} listens on {server.fixed_port} whatever is configured "
+                  f"(its image's entrypoint binds it); set port: {server.fixed_port}", key=True)
+    if server.model_names is not None and model.model_id not in server.model_names:
+        yield _at(src, base + ("model_id",),
+                  f"{server.project} {server.version} answers 400 to any model but {', '.join(server.model_names)}")
 
 
 #: Paths a model server's pod mounts itself (inference.py), with what they are.
@@ -301,6 +323,7 @@ def _agent_rules(regions: dict[str, Region], invalid: dict[str, str], agents: Se
             if agent.telephony is not None:
                 if region.sip is None:
                     yield _at(src, ("telephony",), f"region {region_name!r} has no SIP bridge; add `sip:` to it or remove telephony", key=True)
+
                 for n, number in enumerate(agent.telephony.numbers):
                     claimed = numbers.get((region_name, number))
                     if claimed is not None and claimed[0] is not agent:
@@ -315,8 +338,22 @@ def _agent_rules(regions: dict[str, Region], invalid: dict[str, str], agents: Se
                         numbers[(region_name, number)] = (agent, n)
             for ref, path in agent.secret_refs():
                 yield from _stack_secret(region_name, ref, src, path, root, stacks)
+        yield from _noise_cancellation(regions, agent)
     yield from _quotas(regions, agents)
     yield from _room_scopes(regions, [a for a in agents if owners.get((a.tenant, a.name)) is a], changed)
+
+
+def _noise_cancellation(regions: dict[str, Region], agent: Agent) -> Iterator[Problem]:
+    """Refused, not warned about: it would do nothing. livekit-sip's GetMediaProcessor
+    (pkg/service/service.go) returns nil, so the trunk's Krisp flag is honoured by LiveKit Cloud's
+    SIP service only, and every voxplane region runs livekit-sip itself."""
+    if agent.telephony is None or not agent.telephony.noise_cancellation:
+        return
+    sips = {f"livekit-sip {r.sip.version}" for n in agent.regions if (r := regions.get(n)) is not None and r.sip}
+    if sips:
+        yield _at(agent.source, ("telephony", "noise_cancellation"),
+                  f"the self-hosted SIP bridge of voxplane's regions ({', '.join(sorted(sips))}) applies no noise "
+                  f"cancellation to calls (Krisp on SIP is a LiveKit Cloud feature); remove it")
 
 
 def _room_scopes(regions: dict[str, Region], agents: Sequence[Agent], changed: set[str] | None) -> Iterator[Problem]:

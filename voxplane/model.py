@@ -21,6 +21,10 @@ from .sourcemap import SourceMap
 T = TypeVar("T")
 
 ModelKind = Literal["llm", "tts", "stt"]
+#: The server program a model's image runs (voxplane/servers.py holds what each one reads).
+ServerName = Literal["vllm", "kokoro-fastapi", "speaches"]
+#: The server of a model that names none: its kind's usual one.
+DEFAULT_SERVER: dict[str, ServerName] = {"llm": "vllm", "tts": "kokoro-fastapi", "stt": "speaches"}
 ROLES: tuple[ModelKind, ...] = ("stt", "tts", "llm")
 
 
@@ -241,6 +245,12 @@ class Model:
     queue_metric: Optional[str] = None
     hf_token: Optional[SecretRef] = None
     profile: Optional[ModelProfile] = None
+    server: Optional[ServerName] = None
+
+    @property
+    def server_name(self) -> ServerName:
+        """The declared server, else the kind's default (DEFAULT_SERVER)."""
+        return self.server or DEFAULT_SERVER[self.kind]
 
     @property
     def scaling_metric(self) -> str:

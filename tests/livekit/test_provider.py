@@ -105,15 +105,15 @@ def test_provider_read_sees_out_of_band_change_so_refresh_then_up_repairs(tree: 
         info = c.get_trunk(made.id)
         assert info is not None
         info.allowed_numbers.append("+15550000000")
-        info.krisp_enabled = False
+        info.krisp_enabled = True
         c.update_trunk(made.id, info)
     read = p.read(made.id, made.outs)
     assert read.inputs is not None
-    assert read.inputs["krisp_enabled"] is False and read.inputs["extra"] == {"allowed_numbers": ["+15550000000"]}
+    assert read.inputs["krisp_enabled"] is True and read.inputs["extra"] == {"allowed_numbers": ["+15550000000"]}
     assert p.diff(made.id, read.inputs, spec).changes is True
     p.update(made.id, read.inputs, spec)
     again = p.read(made.id, made.outs)
-    assert again.inputs is not None and "extra" not in again.inputs and again.inputs["krisp_enabled"] is True
+    assert again.inputs is not None and "extra" not in again.inputs and again.inputs["krisp_enabled"] is False
 
 
 @pytest.mark.integration

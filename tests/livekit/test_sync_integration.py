@@ -65,7 +65,7 @@ def test_sync_from_empty_creates_trunk_and_rule_per_agent(tree: Tree, livekit_lo
     assert list(support.numbers) == ["+16175550188"]
     assert list(support.allowed_addresses) == ["192.76.120.10/32", "64.16.250.10/32"]
     assert (support.auth_username, support.auth_password) == ("northwind-trunk", TRUNK_PASSWORD)
-    assert s["trunks"]["vx-bellavista-reservations"].krisp_enabled is True
+    assert s["trunks"]["vx-bellavista-reservations"].krisp_enabled is False  # refused on self-hosted SIP
     for name, rule in s["rules"].items():
         assert list(rule.trunk_ids) == [s["trunks"][name].sip_trunk_id]
         assert [a.agent_name for a in rule.room_config.agents] == [name.removeprefix("vx-")]
