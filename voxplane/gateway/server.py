@@ -381,12 +381,13 @@ class Gateway:
         try:
             await self._pump(client, upstream, route, principal, scope)
         finally:
-            self.metrics.closed(route, label)
             self._sockets.discard(client)
             if not upstream.closed:
                 await upstream.close()
             if not client.closed:
                 await client.close()
+            # Last, with no await after it: the caller frees the tenant's connection in the same step.
+            self.metrics.closed(route, label)
         return client
 
     async def _pump(self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, route: str,
