@@ -1,5 +1,6 @@
 """The authorizing LiveKit gateway of a region (voxplane/gateway): its config (tenant scopes from
-the manifests), keys Secret, Deployment, Service, PDB, NetworkPolicy and PodMonitor.
+the manifests, each tenant's limits from the region's `tenants.<name>.limits`), keys Secret,
+Deployment, Service, PDB, NetworkPolicy and PodMonitor.
 
 Tenants hold keys only the gateway knows; the gateway checks each request against the tenant's
 scope and forwards it to livekit-server signed with the platform's gateway key. The tenant
