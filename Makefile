@@ -79,6 +79,7 @@ bench: setup servers toolchain
 	$(PY) bench/livekit_drift.py
 	$(PY) bench/livekit_route.py
 	$(PY) bench/gateway.py
+	$(PY) bench/gateway_load.py
 	$(PY) bench/dispatch.py
 	$(PY) bench/kube_drift.py
 	$(PY) bench/engine.py

@@ -168,10 +168,27 @@ class Quotas:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    """A tenant's limits at each gateway replica (schema: `tenants.<name>.limits`)."""
+
+    joins: RateLimit
+    api_calls: RateLimit
+    worker_registrations: RateLimit
+    connections: int
+
+
+@dataclass(frozen=True)
 class Tenant:
     name: str
     isolation: Literal["namespace", "dedicated-nodes"]
     quotas: Quotas
+    limits: GatewayLimits
     description: Optional[str] = None
     node_pool: Optional[NodePool] = None
 
