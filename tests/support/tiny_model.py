@@ -8,7 +8,13 @@ tokenizers, safetensors and torch):
 
 The tiny Llama: hidden 128, 2 layers, 4 heads of 32 (vLLM's CPU attention takes head sizes 32,
 64, 80, ... only), 2 KV heads, vocab 512, 32768 positions (so any rendered --max-model-len
-of the examples fits, as it does the real model).
+of the examples fits, as it does the real model); bfloat16, so its KV cache takes
+2 (K and V) x 2 layers x 2 KV heads x 32 x 2 bytes = 512 bytes per token (TINY_PROFILE).
+
+Its replies are short and never empty, as a chat model's are: its generation_config.json says
+`max_new_tokens` (vLLM takes it as the default max_tokens, as it does a real model's), and the
+end-of-sequence token's output row is zero while the others are drawn wide, so a sampled first
+token is almost never the end (random weights otherwise give every token ~1/512).
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ SENTENCES = [
     "The weather is sunny and the train leaves at noon.",
     "Thank you for calling, have a nice day.",
 ] * 50
+#: What `voxplane capacity` needs to know of the tiny model (voxplane.model.ModelProfile's fields).
+TINY_PROFILE = {"params_billion": 0.0005, "layers": 2, "kv_heads": 2, "head_dim": 32, "weight_bits": 16}
+#: The default reply length (generation_config.json max_new_tokens).
+MAX_NEW_TOKENS = 24
 
 
 def tiny(folder: Path) -> None:
@@ -48,7 +58,14 @@ def tiny(folder: Path) -> None:
                          num_key_value_heads=2, vocab_size=512, max_position_embeddings=32768,
                          bos_token_id=1, eos_token_id=2, torch_dtype="bfloat16")
     torch.manual_seed(0)
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        # Logits spread over several units (hidden states have RMS 1 after the final norm): the
+        # end token's logit is 0, so it is sampled first once in tens of thousands of replies.
+        model.lm_head.weight.normal_(0.0, 0.3)
+        model.lm_head.weight[config.eos_token_id].zero_()
+    model.generation_config.max_new_tokens = MAX_NEW_TOKENS
+    model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
 
 
 def config_only(folder: Path, config: dict[str, object]) -> None:
