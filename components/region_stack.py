@@ -34,13 +34,13 @@ class RegionStackArgs:
         region: The region manifest, validated.
         agents: Agents whose manifests list this region.
         repo_root: Repository root; agent build directories are relative to it.
-        image_registry: Registry the images the stack builds are pushed to: the gateway's and
+        image_registry: Registry the images the stack builds are pushed to: the gateway's, the LLM routers' and
             those of agents built from `code.build` (stack config `voxplane:imageRegistry`).
         kube_context: kubeconfig context; unset uses the current context.
         kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
         render_to: When set, the Kubernetes provider writes manifests to this folder instead of
             applying them.
-        build_images: Build and push the gateway's and `code.build` agents' images (needs a
+        build_images: Build and push the gateway's, the LLM routers' and `code.build` agents' images (needs a
             Docker engine); False deploys the content-hash tag of each build folder (stack config
             `voxplane:buildImages`).
     """
@@ -114,7 +114,8 @@ class RegionStack(pulumi.ComponentResource):
         self.models = {
             m: InferencePool(
                 f"{name}-model-{m}",
-                InferencePoolArgs(region=region, model=model, secrets=secrets, agents=args.agents),
+                InferencePoolArgs(region=region, model=model, secrets=secrets, agents=args.agents,
+                                  image_registry=args.image_registry, build_images=build_images),
                 opts=pulumi.ResourceOptions.merge(
                     after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
                 ),

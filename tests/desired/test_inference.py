@@ -10,6 +10,8 @@ from typing import Any
 import pulumi
 import pytest
 
+import voxplane.llm_router
+
 from voxplane.desired.common import (
     GPU_RESOURCE,
     SecretValue,
@@ -25,6 +27,7 @@ from voxplane.desired.inference import (
     queue_query,
     vllm_args,
 )
+from voxplane.components.images import build_context_hash
 from voxplane.components.inference import InferencePool, InferencePoolArgs
 from voxplane.components.secrets import SecretResolver
 from voxplane.model import Model, Region, SecretRef
@@ -119,15 +122,18 @@ def test_builtin_kinds_pass_strict_schema_validation(region_name, model_name):
 
 @pytest.mark.parametrize("region_name,model_name", PAIRS)
 def test_service_is_what_agents_are_pointed_at(region_name, model_name):
-    """The ClusterIP Service <model> exposes port `http` = model.port and is the host of model_base_url()."""
+    """The ClusterIP Service <model> exposes port `http` = model.port; it is the host of
+    model_base_url(), unless the model has a router (an LLM with several replicas): agents reach
+    it through `<model>-router` then."""
     region, model, objs = _build(region_name, model_name)
     svc = objs["Service"]
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": model.port, "targetPort": "http"}]
     pod_labels = objs["StatefulSet"]["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
+    host = f"{model_name}-router" if model.kind == "llm" and model.max_replicas > 1 else model_name
     assert model_base_url(region, model_name) == (
-        f"http://{model_name}.vox-inference.svc.{region.kubernetes.cluster_domain}:{model.port}/v1"
+        f"http://{host}.vox-inference.svc.{region.kubernetes.cluster_domain}:{model.port}/v1"
     )
     assert _container(objs)["ports"] == [{"name": "http", "containerPort": model.port, "protocol": "TCP"}]
 
@@ -457,7 +463,9 @@ def _pool(region_name: str, model_name: str) -> InferencePool:
     region, model = _model(region_name, model_name)
     secrets = SecretResolver(region.name, ["vx-admin", *(f"vx-{t}" for t in region.tenants)])
     return InferencePool(
-        f"{region_name}-model-{model_name}", InferencePoolArgs(region=region, model=model, secrets=secrets)
+        f"{region_name}-model-{model_name}",
+        InferencePoolArgs(region=region, model=model, secrets=secrets, image_registry="registry.example.com/vox",
+                          build_images=False),
     )
 
 
@@ -491,13 +499,25 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
                 "kubernetes:monitoring.coreos.com/v1:PodMonitor",
                 "kubernetes:keda.sh/v1alpha1:ScaledObject",
                 "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+                # The router in front of its replicas (max_replicas 8).
+                "kubernetes:core/v1:ServiceAccount",
+                "kubernetes:rbac.authorization.k8s.io/v1:Role",
+                "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+                "kubernetes:apps/v1:Deployment",
+                "kubernetes:core/v1:Service",
+                "kubernetes:policy/v1:PodDisruptionBudget",
+                "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+                "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             ]
         )
+        router = mocked.one("kubernetes:apps/v1:Deployment")
+        assert router.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == (
+            "registry.example.com/vox/voxplane-llm-router:" + build_context_hash(voxplane.llm_router.FOLDER))
         # The token reaches the Secret only as a Pulumi secret, never as plain input.
         secret_request = next(r for r in mocked.requests if r.type == "kubernetes:core/v1:Secret")
         hits = secret_wrapping(secret_request, SECRETS["hfToken"])
         assert hits and all(hits)
-        assert outputs == ["http://chat.vox-inference.svc.cluster.local:8000/v1", "meta-llama/Llama-3.1-8B-Instruct"]
+        assert outputs == ["http://chat-router.vox-inference.svc.cluster.local:8000/v1", "meta-llama/Llama-3.1-8B-Instruct"]
         assert mocked.one("voxplane:inference:InferencePool").custom is False
 
     urns = [pool.urn, *(c.urn for c in pool.children.values())]
