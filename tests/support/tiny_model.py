@@ -11,15 +11,21 @@ The tiny Llama: hidden 128, 2 layers, 4 heads of 32 (vLLM's CPU attention takes 
 of the examples fits, as it does the real model); bfloat16, so its KV cache takes
 2 (K and V) x 2 layers x 2 KV heads x 32 x 2 bytes = 512 bytes per token (TINY_PROFILE).
 
-Its replies are short and never empty, as a chat model's are: its generation_config.json says
-`max_new_tokens` (vLLM takes it as the default max_tokens, as it does a real model's), and the
-end-of-sequence token's output row is zero while the others are drawn wide, so a sampled first
-token is almost never the end (random weights otherwise give every token ~1/512).
+Its replies are short sentences, never empty, as a chat model's are (random weights give every
+token ~1/512: one reply in 500 would be empty, the rest would run to the context's end). Its
+attention and MLP outputs are zero, so the next token depends on the current one only (the
+attention still runs and fills the KV cache, as a real model's does), and the weights make that a
+simple chain: words of the tokenizer are likely, a token that ends a sentence (".", "?", ...) is
+one in ten or so, the end of the reply about even odds right after one and practically never
+anywhere else, so a reply is a sentence or two (2-40 tokens, a median of about 7). The chat template's tokens are never produced. (A
+`max_new_tokens` in generation_config.json would not do: vLLM 0.11 caps every request's max_tokens
+with it.)
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -35,8 +41,6 @@ SENTENCES = [
 ] * 50
 #: What `voxplane capacity` needs to know of the tiny model (voxplane.model.ModelProfile's fields).
 TINY_PROFILE = {"params_billion": 0.0005, "layers": 2, "kv_heads": 2, "head_dim": 32, "weight_bits": 16}
-#: The default reply length (generation_config.json max_new_tokens).
-MAX_NEW_TOKENS = 24
 
 
 def tiny(folder: Path) -> None:
@@ -59,13 +63,40 @@ def tiny(folder: Path) -> None:
                          bos_token_id=1, eos_token_id=2, torch_dtype="bfloat16")
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        # Logits spread over several units (hidden states have RMS 1 after the final norm): the
-        # end token's logit is 0, so it is sampled first once in tens of thousands of replies.
-        model.lm_head.weight.normal_(0.0, 0.3)
-        model.lm_head.weight[config.eos_token_id].zero_()
-    model.generation_config.max_new_tokens = MAX_NEW_TOKENS
+    texts = {i: tok.decode([i]) for i in tok.get_vocab().values()}
+    _next_token_chain(model, sentence_ends=[i for i, t in texts.items() if t.endswith((".", "?", "!"))],
+                      words=[i for i, t in texts.items() if re.fullmatch(r" ?[A-Za-z]{2,}", t)],
+                      eos=config.eos_token_id, special=[tok.convert_tokens_to_ids(t) for t in special])
     model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
+
+
+def _next_token_chain(model: object, *, sentence_ends: list[int], words: list[int], eos: int, special: list[int]) -> None:
+    """Weights under which the next token depends on the current one only (see the docstring).
+    Hidden dimension 0 says "the current token ends a sentence" (+A, else -A), dimension 1 is a
+    constant (+B); the output rows read them: the end of the reply on dimension 0, words, sentence
+    ends and the special tokens on dimension 1; the other 126 dimensions are random (logits
+    ~N(0, 1)), so which word follows which is the random part."""
+    import math
+
+    import torch
+
+    a = b = 4.0
+    h = a / math.sqrt((a * a + b * b + 126) / 128)  # dimensions 0 and 1 after the final RMS norm
+    with torch.no_grad():
+        for layer in model.model.layers:  # type: ignore[attr-defined]
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed, head = model.model.embed_tokens.weight, model.lm_head.weight  # type: ignore[attr-defined]
+        embed.normal_(0.0, 1.0)
+        embed[:, 0] = -a
+        embed[sentence_ends, 0] = a
+        embed[:, 1] = b
+        head.normal_(0.0, 0.1)
+        head[:, :2] = 0.0
+        head[eos, 0] = 7.0 / h  # logit +7 after a sentence end (about even odds), -7 elsewhere
+        head[words, 1] = math.log(20.0) / h  # words outweigh stray bytes and punctuation
+        head[sentence_ends, 1] = math.log(60 / len(sentence_ends)) / h + math.log(20.0) / h  # ~1 in 10
+        head[[i for i in special if i != eos], 1] = -12.0 / h  # never produced
 
 
 def config_only(folder: Path, config: dict[str, object]) -> None:
