@@ -58,7 +58,7 @@ from voxplane.render import render
 
 from ..support.repo import REPO
 from ..support.servers import DevLiveKit, livekit_with_redis
-from ..support.vllm import VllmServer, make_tiny_model
+from ..support.vllm import VllmServer
 from ..support.wait import wait_until
 
 ENSURE = REPO / "scripts" / "ensure-agents-venv.sh"
@@ -204,20 +204,11 @@ def platform() -> Iterator[Platform]:
 # --- the LLM: a real vLLM ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="session")
-def llm(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    """The vLLM the calls' agents talk to, started as the local region's LLM is rendered; shared
-    by the session's tests (a test that stops its LLM starts its own)."""
-    server = VllmServer(tiny_model, tmp_path_factory.mktemp("vllm"))
-    try:
-        yield server.start().wait_ready()
-    finally:
-        server.stop()
+@pytest.fixture
+def llm(vllm_server: VllmServer) -> VllmServer:
+    """The vLLM the calls' agents talk to: the session's, started as the local region's LLM is
+    rendered (tests/conftest.py); a test that stops its LLM starts its own."""
+    return vllm_server
 
 
 def inference(speech: Any, llm: VllmServer | str) -> dict[str, str]:

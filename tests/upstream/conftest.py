@@ -5,7 +5,6 @@ server's pinned release (voxplane/servers.py). Real definitions where the releas
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import yaml
 from voxplane.render import render
 
 from tests.support.repo import REPO
-from tests.support.vllm import VllmServer, make_tiny_model, vllm_python as _vllm_python
+from tests.support.vllm import vllm_python as _vllm_python
 
 HERE = Path(__file__).resolve().parent
 #: The example regions, whose render these tests hold against the servers.
@@ -47,20 +46,3 @@ def ensure(script: str, *args: str) -> str:
 def vllm_python() -> Path:
     """The interpreter of the vLLM (CPU build) venv, installed by scripts/ensure-vllm-venv.sh."""
     return _vllm_python()
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama (tests/support/tiny_model.py), readable by the server's uid."""
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="session")
-def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    """One vLLM started as the local region's LLM is rendered (tests/support/vllm.py lists the
-    rewrites), ready (/health 200); stopped after the session's last test of it."""
-    server = VllmServer(tiny_model, tmp_path_factory.mktemp("vllm"))
-    try:
-        yield server.start().wait_ready()
-    finally:
-        server.stop()
