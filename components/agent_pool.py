@@ -2,7 +2,7 @@
 manifest builds from source (`code.build`).
 
 An agent whose Dockerfile starts `FROM ${VOXPLANE_AGENT_BASE}` builds on the platform's agent base
-image (`agents/_platform`, `voxplane.agent_base`): the base is built and pushed first, once per
+image (`agents/_platform`, `voxplane.deploy.agent_base`): the base is built and pushed first, once per
 region stack, and its digest is passed to the agent's build as that argument; the base folder's
 hash is part of the agent's image tag, so a change of the shared glue rolls every such pool."""
 
@@ -16,10 +16,10 @@ from typing import Optional
 
 import pulumi
 
-from voxplane import agent_base
+from voxplane.deploy import agent_base
 from voxplane.desired.agent_pool import build_agent_pool
 from voxplane.desired.common import tenant_namespace
-from voxplane.model import Agent, Region
+from voxplane.manifest.model import Agent, Region
 
 from ._register import register_all
 from .images import IMAGE_PLACEHOLDER, FolderImage, build_context_hash, folder_image, require_registry

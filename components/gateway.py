@@ -12,7 +12,7 @@ import pulumi
 import voxplane.gateway
 from voxplane.desired.common import gateway_internal_url
 from voxplane.desired.gateway import GATEWAY_REPOSITORY, build_gateway
-from voxplane.model import Agent, Region
+from voxplane.manifest.model import Agent, Region
 
 from ._register import register_all
 from .images import IMAGE_PLACEHOLDER, FolderImage, folder_image, require_registry

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import pulumi
 
 from voxplane.desired.gpu import build_gpu_group, node_pool_name, node_requirements
-from voxplane.model import GpuNodeGroup, Region
+from voxplane.manifest.model import GpuNodeGroup, Region
 
 from ._register import register_all
 from .secrets import SecretResolver

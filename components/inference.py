@@ -10,7 +10,7 @@ import pulumi
 
 from voxplane.desired.common import model_base_url
 from voxplane.desired.inference import WORKLOAD_KIND, build_model
-from voxplane.model import Agent, Model, Region
+from voxplane.manifest.model import Agent, Model, Region
 
 from ._register import register_all
 from .secrets import SecretResolver

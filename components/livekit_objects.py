@@ -29,8 +29,8 @@ import pulumi.dynamic as dyn
 from pulumi.runtime import rpc
 
 from voxplane.desired.common import ADMIN_KEY, SecretValue
-from voxplane.keys import ROOT_SECRET_CONFIG, derive_api_secret
-from voxplane.model import Agent, Region, SecretRef
+from voxplane.livekit.keys import ROOT_SECRET_CONFIG, derive_api_secret
+from voxplane.manifest.model import Agent, Region, SecretRef
 
 from .secrets import SecretResolver
 

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 from voxplane.desired.common import platform_api_keys
 from voxplane.desired.network import build_platform_default_deny
 from voxplane.desired.region import build_namespaces
-from voxplane.model import Agent, Region
+from voxplane.manifest.model import Agent, Region
 
 from ._register import register_all
 from .agent_pool import AgentPool, AgentPoolArgs

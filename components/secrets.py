@@ -9,7 +9,7 @@ from typing import Sequence
 import pulumi
 
 from voxplane.desired.common import SecretFingerprint, SecretValue
-from voxplane.keys import ROOT_SECRET_CONFIG, derive_api_secret, keys_file
+from voxplane.livekit.keys import ROOT_SECRET_CONFIG, derive_api_secret, keys_file
 
 #: The purpose a fingerprint is keyed under. Derived secrets are HMAC(root, "<region>/<key>") and a
 #: region name has no ':', so no fingerprint input is ever a derived secret's input.

@@ -10,7 +10,7 @@ import pulumi
 from voxplane.desired.common import LIVEKIT_SERVICE, livekit_internal_url
 from voxplane.desired.redis import build_redis
 from voxplane.desired.sfu import build_sfu, firewall_rules
-from voxplane.model import Region
+from voxplane.manifest.model import Region
 
 from ._register import register_all
 from .secrets import SecretResolver

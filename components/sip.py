@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 
 from voxplane.desired.sip import build_sip, sip_uri
-from voxplane.model import Region
+from voxplane.manifest.model import Region
 
 from ._register import register_all
 from .secrets import SecretResolver

@@ -9,8 +9,8 @@ import pulumi
 
 from voxplane.desired.common import tenant_namespace
 from voxplane.desired.tenant import build_tenant
-from voxplane.model import Agent, Region
-from voxplane.model import Tenant as TenantModel
+from voxplane.manifest.model import Agent, Region
+from voxplane.manifest.model import Tenant as TenantModel
 
 from ._register import register_all
 from .secrets import SecretResolver

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from voxplane import plan as pl
-from voxplane.affected import explain_regions, affected_regions
-from voxplane.kubedrift.compare import UNSET, Keyed
-from voxplane.loader import load_project
+from voxplane.plan import plan as pl
+from voxplane.plan.affected import explain_regions, affected_regions
+from voxplane.drift.kubernetes.compare import UNSET, Keyed
+from voxplane.manifest.loader import load_project
 
 from .support.repo import REPO, copy_manifests
 
@@ -395,9 +395,9 @@ def test_the_preview_workflow_posts_the_plan_once_per_pull_request():
 _PLAN_ALL_FORMATS = r"""
 import json, sys
 from pathlib import Path
-from voxplane import plan as pl
-from voxplane.affected import resolve_base
-from voxplane.render import render
+from voxplane.plan import plan as pl
+from voxplane.plan.affected import resolve_base
+from voxplane.deploy.render import render
 root = Path(sys.argv[1])
 with pl.exported(root, resolve_base(root, "main")) as base_root:
     result = pl.plan_between(base_root, root, ["local"], base="BASE", base_label="main")

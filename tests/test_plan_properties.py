@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from voxplane import plan as pl
-from voxplane.loader import load
+from voxplane.plan import plan as pl
+from voxplane.manifest.loader import load
 
 from .support.repo import copy_manifests
 

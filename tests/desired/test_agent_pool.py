@@ -25,7 +25,7 @@ from voxplane.desired.common import (
     model_base_url,
     walk_secret_values,
 )
-from voxplane.model import Agent, Region
+from voxplane.manifest.model import Agent, Region
 
 from ..support.pulumi_mocks import mock_digest
 from ..support.repo import REPO

@@ -22,7 +22,7 @@ from voxplane.desired.common import (
     tenant_api_key,
 )
 from voxplane.components.gateway import GATEWAY_CONTEXT, LiveKitGateway, LiveKitGatewayArgs
-from voxplane.render import PLACEHOLDER_DIGEST
+from voxplane.deploy.render import PLACEHOLDER_DIGEST
 from voxplane.components.secrets import SecretResolver
 from voxplane.components.images import build_context_hash
 from voxplane.desired.gateway import (
@@ -37,9 +37,9 @@ from voxplane.desired.sfu import api_key_names
 from voxplane.desired.tenant import LIVEKIT_SECRET, build_tenant
 from voxplane.gateway.scope import GatewayConfig
 
-from voxplane.loader import load
-from voxplane.problems import ManifestError
-from voxplane.render import render
+from voxplane.manifest.loader import load
+from voxplane.manifest.problems import ManifestError
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO, copy_manifests
 from ._helpers import REGIONS, by_kind_and_name, project, region, validate_strict

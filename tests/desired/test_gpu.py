@@ -20,7 +20,7 @@ from voxplane.desired.gpu import (
     node_requirements,
 )
 from voxplane.components.gpu import GPUNodeGroup, GPUNodeGroupArgs
-from voxplane.model import GpuNodeGroup, Region, Taint
+from voxplane.manifest.model import GpuNodeGroup, Region, Taint
 
 from ._helpers import project
 

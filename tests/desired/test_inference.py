@@ -27,7 +27,7 @@ from voxplane.desired.inference import (
 )
 from voxplane.components.inference import InferencePool, InferencePoolArgs
 from voxplane.components.secrets import SecretResolver
-from voxplane.model import Model, Region, SecretRef
+from voxplane.manifest.model import Model, Region, SecretRef
 
 from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, project, secret_wrapping, validate_strict
 

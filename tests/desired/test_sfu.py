@@ -31,7 +31,7 @@ from voxplane.desired.common import (
 from voxplane.desired.livekit_config import server_config
 from voxplane.desired.redis import LABEL_LIVEKIT, build_redis, redis_address, redis_password_ref
 from voxplane.desired.sfu import ANNOTATION_KEYS_CHECKSUM, api_key_names, build_sfu, firewall_rules
-from voxplane.model import Region, SecretRef
+from voxplane.manifest.model import Region, SecretRef
 
 from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
 

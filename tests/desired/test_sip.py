@@ -25,7 +25,7 @@ from voxplane.desired.livekit_config import sip_config
 from voxplane.desired.redis import LABEL_LIVEKIT, redis_address
 from voxplane.desired.sfu import build_sfu
 from voxplane.desired.sip import build_sip, sip_uri
-from voxplane.model import Region
+from voxplane.manifest.model import Region
 
 from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
 

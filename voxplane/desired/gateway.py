@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..gateway.limits import Rate, TenantLimits
 from ..gateway.scope import GatewayConfig, TenantScope
-from ..model import Agent, GatewayLimits, RateLimit, Region
+from ..manifest.model import Agent, GatewayLimits, RateLimit, Region
 from .common import (
     ANNOTATION_CONFIG_CHECKSUM,
     GATEWAY_KEY,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from ..model import Region
+from ..manifest.model import Region
 from .common import K8sObject, inference_namespace, metadata, system_namespace
 
 #: The label the API server puts on every namespace (its name): the one selector nobody can forge.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ..model import Region
+from ..manifest.model import Region
 from .common import (
     K8sObject,
     RESTRICTED_CONTAINER,
@@ -41,7 +41,7 @@ REDIS_HEADLESS = f"{REDIS_NAME}-headless"
 #: Secret holding the password: the in-cluster Redis's own (derived from the stack's root secret),
 #: or an external Redis's when it comes from stack config.
 REDIS_AUTH_SECRET = f"{REDIS_NAME}-auth"
-#: Name the in-cluster Redis password is derived under (see voxplane/keys.py).
+#: Name the in-cluster Redis password is derived under (see voxplane/livekit/keys.py).
 REDIS_DERIVED_SECRET = "redis"
 #: uid/gid Redis runs as: no host account (the image's own `redis` user, 999, is a host system
 #: account on many distributions). The official image runs any uid: its entrypoint skips the chown

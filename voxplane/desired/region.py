@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import Region
+from ..manifest.model import Region
 from .common import K8sObject, inference_namespace, labels, namespace, region_source, system_namespace
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
-from ..model import NodePool, Region
+from ..manifest.model import NodePool, Region
 from .common import (
     ANNOTATION_CONFIG_CHECKSUM,
     K8sObject,

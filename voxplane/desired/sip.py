@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import Region
+from ..manifest.model import Region
 from .common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..model import Agent, Region, Tenant
+from ..manifest.model import Agent, Region, Tenant
 from .common import (
     AGENT_METRICS_PORT,
     K8sObject,

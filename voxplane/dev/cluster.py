@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 import yaml
 
 from . import autoscaling
-from ..model import Agent, Region
+from ..manifest.model import Agent, Region
 from .nodes import LABEL_SIMULATED, node_objects, plan_pools
 from .paths import SCRIPTS, cache_dir, dev_dir, write_private
 from .ports import LOOPBACK, free_ports, port_free

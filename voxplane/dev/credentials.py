@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from ..desired.common import tenant_api_key
-from ..keys import ROOT_SECRET_CONFIG, derive_api_secret
+from ..livekit.keys import ROOT_SECRET_CONFIG, derive_api_secret
 
 
 class NotDev(ValueError):
@@ -22,7 +22,7 @@ class NotDev(ValueError):
 
 def dev_tenant_credentials(root: Path, region_name: str, tenant: str) -> tuple[str, str]:
     """(API key, secret) of `tenant` in dev region `region_name`; raises NotDev or ValueError."""
-    from ..crosscheck import stack_config
+    from ..manifest.crosscheck import stack_config
     from .cluster import CONTEXT
     from .stack import dev_root_secret
     from .region import load_region

@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..keys import derive_api_secret
+from ..livekit.keys import derive_api_secret
 from .ports import LOOPBACK
 from .stack import dev_root_secret
 
 if TYPE_CHECKING:
-    from ..model import Project, Region
+    from ..manifest.model import Project, Region
 
 __all__ = ["load_region", "region_config", "region_gateway"]
 
@@ -23,7 +23,7 @@ __all__ = ["load_region", "region_config", "region_gateway"]
 def load_region(name: str, root: Path) -> tuple[Project, Region]:
     """The valid project at `root` and its region `name`; ValueError naming the first problems, or
     the regions there are."""
-    from ..loader import load
+    from ..manifest.loader import load
 
     result = load((), root)
     if result.problems or result.project is None:

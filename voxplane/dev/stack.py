@@ -31,7 +31,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from ..keys import ROOT_SECRET_CONFIG
+from ..livekit.keys import ROOT_SECRET_CONFIG
 from .paths import SCRIPTS, VENV, dev_dir, write_private
 
 _ENSURE_TOOLCHAIN = SCRIPTS / "ensure-toolchain.sh"
@@ -43,8 +43,8 @@ class StackError(RuntimeError):
 
 def needed_secret_keys(root: Path, region: str) -> list[str]:
     """Stack config keys (without `voxplane:`) that hold secrets the region reads."""
-    from ..loader import load
-    from ..render import secret_config_keys
+    from ..manifest.loader import load
+    from ..deploy.render import secret_config_keys
 
     project = load((), root).require_project()
     return sorted(secret_config_keys(project, region))

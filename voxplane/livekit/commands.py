@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .. import loader
-from ..model import Agent, Region
-from ..problems import ManifestError
+from ..manifest import loader
+from ..manifest.model import Agent, Region
+from ..manifest.problems import ManifestError
 from .client import LiveKitAdmin, LiveKitError
-from .drift import DriftReport, detect
+from ..drift.livekit import DriftReport, detect
 from .objects import FieldDiff
 from .reconcile import Applied, ApplyFailed, Plan, SecretsMissing, Step, apply, plan_region
 from .secrets import EnvSecrets, SecretSource

@@ -17,8 +17,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import click
 
-from .. import term
-from ..problems import plural
+from ..cli import term
+from ..manifest.problems import plural
 from .kube import Workload
 from .report import RegionStatus
 
