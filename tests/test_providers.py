@@ -15,7 +15,7 @@ from pathlib import Path
 
 from voxplane.deploy import agent_base
 from voxplane.manifest.providers import GENERIC, OPENAI_COMPATIBLE
-from voxplane.manifest.schema import raw_schemas
+from voxplane.manifest.schema_files import raw_schemas
 
 from tests.support.repo import REPO
 

@@ -22,7 +22,7 @@ import yaml
 from voxplane.manifest import secret_fields, stackfile
 from voxplane.manifest.loader import load
 from voxplane.manifest.problems import format_path
-from voxplane.manifest.schema import SCHEMA_FILES, raw_schemas
+from voxplane.manifest.schema_files import SCHEMA_FILES, raw_schemas
 
 from tests.support.repo import copy_manifests
 

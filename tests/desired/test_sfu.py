@@ -29,7 +29,8 @@ from voxplane.desired.common import (
     walk_secret_values,
 )
 from voxplane.desired.livekit_config import server_config
-from voxplane.desired.redis import LABEL_LIVEKIT, build_redis, redis_address, redis_password_ref
+from voxplane.desired.media import LABEL_LIVEKIT
+from voxplane.desired.redis import build_redis, redis_address, redis_password_ref
 from voxplane.desired.sfu import ANNOTATION_KEYS_CHECKSUM, api_key_names, build_sfu, firewall_rules
 from voxplane.manifest.model import Region, SecretRef
 

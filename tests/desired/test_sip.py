@@ -22,7 +22,8 @@ from voxplane.desired.common import (
     walk_secret_values,
 )
 from voxplane.desired.livekit_config import sip_config
-from voxplane.desired.redis import LABEL_LIVEKIT, redis_address
+from voxplane.desired.media import LABEL_LIVEKIT
+from voxplane.desired.redis import redis_address
 from voxplane.desired.sfu import build_sfu
 from voxplane.desired.sip import build_sip, sip_uri
 from voxplane.manifest.model import Region

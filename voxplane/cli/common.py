@@ -10,22 +10,11 @@ from typing import Any, Sequence
 
 import click
 
-from ..manifest.loader import LoadedRegion, find_region, load
+from ..manifest.loader import LoadedRegion, find_region, find_root, load
 from ..manifest.problems import Problem, plural
 from . import term
 
-
 FORMATS = click.Choice(["text", "json"])
-
-
-def find_root(start: Path) -> Path:
-    """The nearest folder at or above `start` holding Pulumi.yaml (the repository root); `start`
-    itself when there is none."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        if (folder / "Pulumi.yaml").is_file():
-            return folder
-    return start
 
 
 class NoRepository(click.ClickException):

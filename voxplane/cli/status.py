@@ -42,7 +42,7 @@ def status(ctx: click.Context, region: str, kube_context: str | None, fmt: str, 
     """
     from ..manifest import crosscheck
     from ..status import reader as status_reader
-    from ..status import view
+    from . import status_view as view
 
     if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--interval needs --watch")

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any, Iterator
 
-from ..manifest.schema import SCHEMA_FILES, raw_schemas
+from ..manifest.schema_files import SCHEMA_FILES, raw_schemas
 
 
 def _resolve(schema: dict[str, Any], doc: str, docs: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -488,7 +488,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="render into this folder and keep it (default: a temporary one)")
     args = parser.parse_args(argv)
 
-    from ..cli.common import find_root
+    from ..manifest.loader import find_root
 
     root = (args.root or find_root(Path.cwd())).resolve()
     known = example_regions(root)

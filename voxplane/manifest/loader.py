@@ -62,6 +62,16 @@ class LoadResult:
         return self.project
 
 
+def find_root(start: Path) -> Path:
+    """The nearest folder at or above `start` holding Pulumi.yaml (the repository root); `start`
+    itself when there is none."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    return start
+
+
 def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[tuple[Path, Kind]], list[Problem]]:
     """Manifest and stack files under `paths` (files or folders); the kind comes from the folder
     (regions/, agents/) or the name (Pulumi.<stack>.yaml)."""

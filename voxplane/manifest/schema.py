@@ -13,7 +13,6 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any, Iterable, Iterator
 
 from jsonschema import Draft202012Validator
@@ -21,18 +20,9 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 from . import secret_fields
+from .schema_files import SCHEMA_FILES, raw_schemas
 from .problems import Path, Problem, format_path
 from .sourcemap import SourceMap
-
-SCHEMA_FILES = {"region": "region.schema.json", "agent": "agent.schema.json"}
-
-
-@cache
-def raw_schemas() -> dict[str, dict[str, Any]]:
-    """Schema documents keyed by file name (`region.schema.json`, ...)."""
-    folder = resources.files("voxplane.schemas")
-    return {name: json.loads(folder.joinpath(name).read_text()) for name in SCHEMA_FILES.values()}
-
 
 @cache
 def validator(kind: str) -> Draft202012Validator:

@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from .problems import Path
+from .schema_files import SCHEMA_FILES, raw_schemas
 
 #: The schema definition every secret reference uses (region.schema.json#/$defs/secretRef).
 SECRET_REF = "secretRef"
@@ -48,8 +49,6 @@ SECRET_FORM = "{secret: NAME, key: K} (a key of an existing Secret)"
 def patterns(kind: str) -> tuple[Path, ...]:
     """Data paths (ANY for a key or index) of the `kind` schema where a secret reference sits,
     and of the mappings that hold nothing else (`secrets:`), read from the schema itself."""
-    from .schema import SCHEMA_FILES, raw_schemas
-
     schemas = raw_schemas()
     found: set[Path] = set()
     _walk(schemas[SCHEMA_FILES[kind]], SCHEMA_FILES[kind], (), schemas, found, set())

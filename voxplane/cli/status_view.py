@@ -17,10 +17,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import click
 
-from ..cli import term
 from ..manifest.problems import plural
-from .kube import Workload
-from .report import RegionStatus
+from ..status.kube import Workload
+from ..status.report import RegionStatus
+from . import term
 
 
 @dataclass
@@ -191,7 +191,7 @@ def watch(read: Callable[[], RegionStatus], interval: float, fmt: str,
     (exit 0); a KeyboardInterrupt from `read` or `sleep` (tests) reaches the caller. On a terminal
     the text redraws in place (rich Live); to a pipe or file each frame follows the last (text:
     each starts with its `region …` line; JSON: one object a line)."""
-    from .reader import pace
+    from ..status.reader import pace
 
     previous = _exit_on_ctrl_c(fmt != "json" and term.is_terminal())
     try:
