@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..manifest.problems import ManifestError
+from ..manifest.loader import UnknownRegion, load_region
 
 
 @click.group()
@@ -34,19 +34,11 @@ def cluster_up(region: str, root: Path) -> None:
     to stderr. The first run builds the control plane and KEDA from the Go module proxy
     (~25-30 min on 2 cores) and installs Prometheus from Debian's packages.
     """
-    from .common import print_problems
-    from ..livekit.commands import CommandError, load_region
     from ..dev.cluster import ClusterError, exports, main_progress, up
 
+    loaded = load_region(root, region)
     try:
-        region_model, agents = load_region(root, region)
-        up(region_model, agents, main_progress)
-    except ManifestError as exc:
-        print_problems(exc.problems)
-        sys.exit(1)
-    except CommandError as exc:
-        click.echo("\n".join(exc.lines), err=True)
-        sys.exit(1)
+        up(loaded.region, loaded.agents, main_progress)
     except ClusterError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -168,7 +160,23 @@ def _dev_endpoints() -> dict[str, str]:
     return env
 
 
-from ..dev.credentials import tenant_credentials  # noqa: E402
+@dev.command("tenant-credentials")
+@click.argument("region")
+@click.argument("tenant")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Repository root.")
+def tenant_credentials(region: str, tenant: str, root: Path) -> None:
+    """Print TENANT's scoped LiveKit credentials in dev REGION, for eval: they work only through
+    the gateway (VOXPLANE_LIVEKIT_TENANT_URL), never against livekit-server itself."""
+    from ..dev.credentials import dev_tenant_credentials, exports
 
-dev.add_command(tenant_credentials)
+    try:
+        key, secret = dev_tenant_credentials(root, region, tenant)
+    except UnknownRegion:
+        raise  # said as every command says it
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(exports(key, secret))
+
+
 dev.add_command(tenant_credentials, name="credentials")  # the name issue #9 asked for

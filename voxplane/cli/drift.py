@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import CommandError
 from ..manifest.loader import load_region
 from ..manifest.problems import ManifestError
 from .common import fail, livekit_options, print_problems, root_option
@@ -54,7 +55,7 @@ def drift(region: str, only: str | None, kube_context: str | None, fmt: str, url
         except ManifestError as exc:
             print_problems(exc.problems)
             sys.exit(1)
-        except lk.CommandError as exc:
+        except CommandError as exc:
             kube.error = exc.lines
         results.append(kube)
     if only in (None, "livekit"):
@@ -62,7 +63,7 @@ def drift(region: str, only: str | None, kube_context: str | None, fmt: str, url
         try:
             with lk.connect(reg, url, api_key, api_secret) as client:
                 live.report = lk.run_drift(reg, agents, client)
-        except lk.CommandError as exc:
+        except CommandError as exc:
             live.error = exc.lines
         results.append(live)
     if len(results) == 1:

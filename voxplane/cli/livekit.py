@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import CommandError
 from ..manifest.loader import load_region
 from ..manifest.problems import ManifestError, plural
 from . import term
@@ -64,7 +65,7 @@ def livekit_sync(region: str, dry_run: bool, yes: bool, url: str | None, api_key
     except ManifestError as exc:
         print_problems(exc.problems)
         sys.exit(1)
-    except lk.CommandError as exc:
+    except CommandError as exc:
         fail(exc.lines)
 
 
@@ -96,7 +97,6 @@ def livekit_route(region: str, to: str, from_: str | None, address: str | None, 
     livekit-sip's documented handling and are marked as the bridge's. Nothing is written.
     Exit 0 accepted, 2 refused, 1 error.
     """
-    from ..livekit import commands as lk
     from ..livekit import route as rt
 
     try:
@@ -112,7 +112,7 @@ def livekit_route(region: str, to: str, from_: str | None, address: str | None, 
     except ManifestError as exc:
         print_problems(exc.problems)
         sys.exit(1)
-    except lk.CommandError as exc:
+    except CommandError as exc:
         fail(exc.lines)
     except rt.RouteError as exc:
         fail([f"error: {exc}"])

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..errors import CommandError
 from ..manifest.model import Agent, Region
 from .kube import read_workloads
 from .report import DriftSummary, RegionStatus, assemble
@@ -88,7 +89,6 @@ class StatusReader:
 
     def read(self) -> RegionStatus:
         from ..livekit.client import LiveKitError
-        from ..livekit.commands import CommandError
 
         status = RegionStatus(self.region.name, datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                               kube_context=self.context)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ...livekit.commands import CommandError
+from ...errors import CommandError
 from ...manifest.model import Agent, Region
 from .live import LiveReader
 from .report import KubeDriftReport, detect
