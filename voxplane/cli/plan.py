@@ -89,25 +89,28 @@ def plan(regions: Sequence[str], base: str | None, root: Path, fmt: str) -> None
     removed). No cluster, no Pulumi CLI. Exit 0 no object changes, 2 changes, 1 error (as
     terraform's -detailed-exitcode).
     """
-    from ..plan import plan as pl
+    from ..plan.output import RENDERERS
+    from ..plan.plan import plan_between
+    from ..plan.result import PlanError
+    from ..plan.sides import changed_between, exported
     from ..plan.affected import GitError
 
     try:
         commit, label = _base(root, base)
         term.info(f"planning against {commit[:12]} ({label}): rendering both sides ...")
-        with pl.exported(root, commit) as base_root:
-            changed = pl.changed_between(base_root, root)
+        with exported(root, commit) as base_root:
+            changed = changed_between(base_root, root)
             for path in changed:
                 term.detail(f"changed: {path}")
-            result = pl.plan_between(base_root, root, list(regions) or None, changed=changed, base=commit,
+            result = plan_between(base_root, root, list(regions) or None, changed=changed, base=commit,
                                      base_label=label)
     except ManifestError as exc:
         print_problems(exc.problems)
         sys.exit(1)
-    except (pl.PlanError, GitError) as exc:
+    except (PlanError, GitError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    text = pl.RENDERERS[fmt](result)
+    text = RENDERERS[fmt](result)
     if fmt == "text":
         for line in text.rstrip("\n").split("\n"):
             click.echo(term.plan_line(line))
