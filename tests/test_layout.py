@@ -12,8 +12,7 @@ from pathlib import Path
 
 from .support.repo import REPO
 
-#: Where each package's files are (components/ ships as voxplane.components).
-ROOTS = {"voxplane": REPO / "voxplane", "voxplane.components": REPO / "components"}
+ROOTS = {"voxplane": REPO / "voxplane"}
 
 
 def _modules() -> dict[str, Path]:
@@ -23,10 +22,7 @@ def _modules() -> dict[str, Path]:
             parts = list(path.relative_to(folder).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
-            name = ".".join([package, *parts])
-            if name.startswith("voxplane.components") and package == "voxplane":
-                continue
-            found[name] = path
+            found[".".join([package, *parts])] = path
     return found
 
 

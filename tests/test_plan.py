@@ -293,7 +293,7 @@ def test_a_tool_change_renders_the_base_with_its_own_code(run_cli, repo):
     """When voxplane itself changed, the base is rendered by the base's code: a builder's change
     shows as the objects it changes, attributed to the tool."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv")
-    for folder in ("voxplane", "components", "schemas", "stacks"):
+    for folder in ("voxplane", "schemas", "stacks"):
         shutil.copytree(REPO / folder, repo / folder, ignore=ignore, symlinks=True, dirs_exist_ok=True)
     for name in ("Pulumi.yaml", "pyproject.toml"):
         shutil.copy(REPO / name, repo / name)

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from components.secrets import FINGERPRINT_LENGTH, fingerprint
+from voxplane.components.secrets import FINGERPRINT_LENGTH, fingerprint
 from voxplane.desired.common import ADMIN_KEY, ANNOTATION_SECRET_FINGERPRINT, platform_api_keys, tenant_api_key
 from voxplane.livekit.keys import derive_api_secret, keys_file
 from voxplane.deploy.render import render

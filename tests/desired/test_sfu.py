@@ -15,8 +15,8 @@ import pytest
 from voxplane.dev.livekit import ensure_livekit_binary
 import yaml
 
-from components.secrets import SecretResolver
-from components.sfu import LiveKitSFU, LiveKitSFUArgs
+from voxplane.components.secrets import SecretResolver
+from voxplane.components.sfu import LiveKitSFU, LiveKitSFUArgs
 from voxplane.desired.common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,

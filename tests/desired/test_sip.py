@@ -10,8 +10,8 @@ import pulumi
 import pytest
 import yaml
 
-from components.secrets import SecretResolver
-from components.sip import SIPBridge, SIPBridgeArgs
+from voxplane.components.secrets import SecretResolver
+from voxplane.components.sip import SIPBridge, SIPBridgeArgs
 from voxplane.desired.common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,

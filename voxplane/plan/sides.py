@@ -22,6 +22,7 @@ from .affected import GitError, git
 from .result import PlanError
 
 #: Top-level entries of a checkout that a render reads (manifests, stack files, the tool itself).
+#: (components: where bases from before voxplane/components/ kept the components.)
 RENDER_INPUTS = ("regions", "agents", "schemas", "voxplane", "components", "stacks", "Pulumi.yaml", "pyproject.toml")
 
 
@@ -32,8 +33,9 @@ _SKIP_DIRS = {"__pycache__", ".venv", "node_modules", ".git", ".mypy_cache", ".p
 def exported(root: Path, commit: str) -> Iterator[Path]:
     """The render inputs of `commit` (RENDER_INPUTS) in a temporary folder, removed afterwards.
 
-    The package folders components/ and schemas/ are linked into voxplane/ as the package maps them
-    (pyproject's package-dir), so BASE's own code can run from the export."""
+    The package folders kept at the top (schemas/; components/ too, before it moved into the package)
+    are linked into voxplane/ as the package maps them (pyproject's package-dir), so BASE's own code
+    can run from the export."""
     prefix = git(root, "rev-parse", "--show-prefix").strip()
     tree = f"{commit}:{prefix}" if prefix else commit
     present = set(git(root, "ls-tree", "--name-only", tree).split("\n"))
