@@ -10,6 +10,7 @@ import kubernetes_validate
 from google.protobuf import json_format
 
 from voxplane.desired.common import SecretFingerprint, SecretValue
+from voxplane.desired.region import RegionObjects, build_region
 from voxplane.manifest.loader import load_project
 from voxplane.manifest.model import Project, Region
 
@@ -34,6 +35,14 @@ def project() -> Project:
 
 def region(name: str) -> Region:
     return project().regions[name]
+
+
+def desired(name: str) -> RegionObjects:
+    """Region `name`'s objects as the region stack gets them (`build_region`): what a component
+    test hands its component."""
+    from voxplane.components.images import IMAGE_PLACEHOLDER
+
+    return build_region(region(name), project().agents_in(name), image=IMAGE_PLACEHOLDER)
 
 
 # --- built objects ---------------------------------------------------------------------------------

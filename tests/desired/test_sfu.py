@@ -34,7 +34,7 @@ from voxplane.desired.redis import build_redis, redis_address, redis_password_re
 from voxplane.desired.sfu import ANNOTATION_KEYS_CHECKSUM, api_key_names, build_sfu, firewall_rules
 from voxplane.manifest.model import Region, SecretRef
 
-from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
+from ._helpers import REGIONS, by_kind_and_name, by_name, desired, region, validate_strict
 
 
 def objects(r: Region) -> dict[tuple[str, str], dict[str, Any]]:
@@ -487,7 +487,7 @@ def test_component_registers_sfu_and_redis(mocked):
     """LiveKitSFU for us-east registers the Deployment (grace 18000), the keys Secret and the Redis StatefulSet."""
     r = region("us-east")
     secrets = SecretResolver(r.name, ["vx-admin", *(f"vx-{t}" for t in r.tenants)])
-    sfu = LiveKitSFU("us-east-sfu", LiveKitSFUArgs(region=r, secrets=secrets))
+    sfu = LiveKitSFU("us-east-sfu", LiveKitSFUArgs(region=r, objects=desired("us-east").sfu, secrets=secrets))
 
     def check(outputs):
         internal, public, service, rules = outputs[:4]

@@ -2,36 +2,38 @@
 manifest builds from source (`code.build`).
 
 An agent whose Dockerfile starts `FROM ${VOXPLANE_AGENT_BASE}` builds on the platform's agent base
-image (`agents/_platform`, `voxplane.deploy.agent_base`): the base is built and pushed first, once per
-region stack, and its digest is passed to the agent's build as that argument; the base folder's
-hash is part of the agent's image tag, so a change of the shared glue rolls every such pool."""
+image (`agents/_platform`, `voxplane.deploy.agent_base`). The region stack registers that base once
+(`agent_base_image`) and hands it to each pool that builds on it: the base is built and pushed
+first, and its digest is passed to the agent's build as that argument; the base folder's hash is
+part of the agent's image tag, so a change of the shared glue rolls every such pool."""
 
 from __future__ import annotations
 
 import os
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 
 from voxplane.deploy import agent_base
-from voxplane.desired.agent_pool import build_agent_pool
-from voxplane.desired.common import tenant_namespace
+from voxplane.desired.common import K8sObject, tenant_namespace
 from voxplane.manifest.model import Agent, Region
 
 from ._register import register_all
-from .images import IMAGE_PLACEHOLDER, FolderImage, build_context_hash, folder_image, require_registry
+from .images import FolderImage, folder_image, require_registry
 from .secrets import SecretResolver
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class AgentPoolArgs:
     """Inputs of an `AgentPool`.
 
     Attributes:
         region: The region the pool runs in.
         agent: The agent manifest (validated).
+        objects: Its objects, as `build_region` gives them (`RegionObjects.agents[scoped name]`),
+            the Deployment running `IMAGE_PLACEHOLDER` where the agent builds from source.
         secrets: Resolves the agent's config-held secrets into Pulumi secrets.
         image_registry: Registry (and path) images built from `code.build` are pushed to, e.g.
             `<registry-host>/voxplane` (stack config `voxplane:imageRegistry`). Needed only when the
@@ -41,14 +43,41 @@ class AgentPoolArgs:
         build_images: Build and push `code.build` images (needs a Docker engine). False on stacks
             that only render YAML: the Deployment then names the content-hash tag, to be built
             and pushed by whoever applies the YAML.
+        base_image: The platform's agent base image (`agent_base_image`), for an agent whose
+            Dockerfile builds FROM it; the region stack registers one and passes it to each pool.
     """
 
     region: Region
     agent: Agent
+    objects: Sequence[K8sObject]
     secrets: SecretResolver
     image_registry: Optional[str]
     repo_root: str
     build_images: bool = True
+    base_image: Optional[FolderImage] = None
+
+
+def builds_on_base(agent: Agent, repo_root: str) -> bool:
+    """Whether `agent` builds from source with a Dockerfile that starts FROM the agent base image."""
+    code = agent.code
+    if code.build is None:
+        return False
+    dockerfile = os.path.join(repo_root, code.build.rstrip("/"), code.dockerfile or "Dockerfile")
+    return agent_base.dockerfile_uses_base(Path(dockerfile))
+
+
+def agent_base_image(name: str, *, registry: str, repo_root: str, build_images: bool,
+                     opts: pulumi.ResourceOptions) -> FolderImage:
+    """The platform's agent base image, pushed to `registry` (its `ref` is what an agent's build
+    gets as VOXPLANE_AGENT_BASE)."""
+    context = os.path.join(repo_root, agent_base.FOLDER)
+    if not os.path.isfile(os.path.join(context, "Dockerfile")):
+        raise pulumi.RunError(
+            f"an agent's Dockerfile builds FROM ${{{agent_base.BUILD_ARG}}} but {agent_base.FOLDER}/Dockerfile "
+            f"(the platform's agent base image) is missing under {repo_root!r}"
+        )
+    return folder_image(name, context=context, repository=f"{registry}/{agent_base.IMAGE}", build=build_images,
+                        opts=opts)
 
 
 class AgentPool(pulumi.ComponentResource):
@@ -62,14 +91,11 @@ class AgentPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AgentPoolArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("voxplane:agents:AgentPool", name, None, opts)
-        #: Agent pools under one parent (a RegionStack) share one agent base image.
-        self._pool_parent = opts.parent if opts is not None else None
         agent = args.agent
         image = self._image(name, args)
-        objects = build_agent_pool(args.region, agent, image=IMAGE_PLACEHOLDER)
         ns = tenant_namespace(args.region, agent.tenant)
         self.children = register_all(
-            name, objects, args.secrets, pulumi.ResourceOptions(parent=self),
+            name, args.objects, args.secrets, pulumi.ResourceOptions(parent=self),
             # KEDA's HPA owns replicas once the pool exists; `pulumi up` must not reset them.
             ignore_changes={("Deployment", agent.name): ["spec.replicas"]},
             images={("Deployment", agent.name): image},
@@ -99,12 +125,13 @@ class AgentPool(pulumi.ComponentResource):
         registry = require_registry(args.image_registry, f"agent {agent.scoped_name!r} builds from {code.build!r}")
         dockerfile_name = code.dockerfile or "Dockerfile"
         context = os.path.join(args.repo_root, code.build.rstrip("/"))
-        base = (
-            agent_base_image(name, args.region.name, registry, args.repo_root, args.build_images, self,
-                             self._pool_parent)
-            if agent_base.dockerfile_uses_base(Path(os.path.join(context, dockerfile_name)))
-            else None
-        )
+        base = None
+        if builds_on_base(agent, args.repo_root):
+            base = args.base_image
+            if base is None:
+                raise pulumi.RunError(
+                    f"agent {agent.scoped_name!r} builds FROM ${{{agent_base.BUILD_ARG}}} but its pool {name!r} was "
+                    f"given no agent base image (AgentPoolArgs.base_image; a RegionStack passes its own)")
         return folder_image(
             f"{name}-image",
             context=context,
@@ -115,39 +142,3 @@ class AgentPool(pulumi.ComponentResource):
             build_args={agent_base.BUILD_ARG: base.ref} if base else None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[base.image] if base and base.image else None),
         ).ref
-
-
-#: One base image per parent resource (a RegionStack's agent pools share it); weak, so a program
-#: run under mocks (render, plan: several in one process) never sees another run's resource.
-_BASES: "weakref.WeakKeyDictionary[pulumi.Resource, dict[tuple[str, str], FolderImage]]" = weakref.WeakKeyDictionary()
-
-
-def agent_base_image(
-    pool_name: str,
-    region: str,
-    registry: str,
-    repo_root: str,
-    build_images: bool,
-    pool: pulumi.Resource,
-    parent: Optional[pulumi.Resource],
-) -> FolderImage:
-    """The base image the agents under `parent` build on (its `ref` is what an agent's build gets
-    as VOXPLANE_AGENT_BASE), registered by the first pool that needs it (a child of `parent`,
-    else of `pool` when there is no parent to share it under)."""
-    context = os.path.join(repo_root, agent_base.FOLDER)
-    if not os.path.isfile(os.path.join(context, "Dockerfile")):
-        raise pulumi.RunError(
-            f"an agent's Dockerfile builds FROM ${{{agent_base.BUILD_ARG}}} but {agent_base.FOLDER}/Dockerfile "
-            f"(the platform's agent base image) is missing under {repo_root!r}"
-        )
-    key = (registry, build_context_hash(context))
-    shared = _BASES.setdefault(parent, {}) if parent is not None else {}
-    if key not in shared:
-        shared[key] = folder_image(
-            f"{region}-{agent_base.IMAGE}" if parent is not None else f"{pool_name}-base-image",
-            context=context,
-            repository=f"{registry}/{agent_base.IMAGE}",
-            build=build_images,
-            opts=pulumi.ResourceOptions(parent=parent if parent is not None else pool),
-        )
-    return shared[key]

@@ -10,12 +10,12 @@ from typing import Optional, Sequence
 import pulumi
 
 import voxplane.gateway
-from voxplane.desired.common import gateway_internal_url
-from voxplane.desired.gateway import GATEWAY_REPOSITORY, build_gateway
-from voxplane.manifest.model import Agent, Region
+from voxplane.desired.common import K8sObject, gateway_internal_url
+from voxplane.desired.gateway import GATEWAY_REPOSITORY
+from voxplane.manifest.model import Region
 
 from ._register import register_all
-from .images import IMAGE_PLACEHOLDER, FolderImage, folder_image, require_registry
+from .images import FolderImage, folder_image, require_registry
 from .secrets import SecretResolver
 
 #: The image's build context: the gateway package of the voxplane running the program, so the
@@ -24,14 +24,15 @@ from .secrets import SecretResolver
 GATEWAY_CONTEXT = os.path.dirname(os.path.abspath(voxplane.gateway.__file__))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LiveKitGatewayArgs:
     """Inputs of a `LiveKitGateway`.
 
     Attributes:
         region: The region (its system namespace must exist; the region stack passes it through
             `opts.depends_on`).
-        agents: Agents deployed in the region: their names and dispatch rooms make the tenant scopes.
+        objects: Its objects, as `build_region` gives them (`RegionObjects.gateway`), the Deployment
+            running `IMAGE_PLACEHOLDER` (the built image goes there).
         secrets: Derives the gateway key's secret and every tenant key's secret from the root secret.
         image_registry: Registry (and path) the gateway image is pushed to (stack config
             `voxplane:imageRegistry`).
@@ -40,7 +41,7 @@ class LiveKitGatewayArgs:
     """
 
     region: Region
-    agents: Sequence[Agent]
+    objects: Sequence[K8sObject]
     secrets: SecretResolver
     image_registry: Optional[str]
     build_images: bool = True
@@ -57,9 +58,8 @@ class LiveKitGateway(pulumi.ComponentResource):
     def __init__(self, name: str, args: LiveKitGatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("voxplane:livekit:LiveKitGateway", name, None, opts)
         built = gateway_image(name, args, self)
-        objects = build_gateway(args.region, args.agents, image=IMAGE_PLACEHOLDER)
-        deployment = next(o["metadata"]["name"] for o in objects if o["kind"] == "Deployment")
-        self.children = register_all(name, objects, args.secrets, pulumi.ResourceOptions(parent=self),
+        deployment = next(o["metadata"]["name"] for o in args.objects if o["kind"] == "Deployment")
+        self.children = register_all(name, args.objects, args.secrets, pulumi.ResourceOptions(parent=self),
                                      images={("Deployment", deployment): built.ref})
         self.url = pulumi.Output.from_input(gateway_internal_url(args.region))
         self.image = pulumi.Output.from_input(built.ref)

@@ -4,30 +4,33 @@ groups nothing to create, only the labels and taints their nodes must carry."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pulumi
 
-from voxplane.desired.gpu import build_gpu_group, node_pool_name, node_requirements
+from voxplane.desired.common import K8sObject
+from voxplane.desired.gpu import node_pool_name, node_requirements
 from voxplane.manifest.model import GpuNodeGroup, Region
 
 from ._register import register_all
 from .secrets import SecretResolver
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GPUNodeGroupArgs:
     """Inputs of a `GPUNodeGroup`.
 
     Attributes:
         region: The region the group belongs to (its namespace prefix names the NodePool).
         group: The group as declared under `gpu_node_groups` in the region manifest.
+        objects: Its objects (none for a preprovisioned group), as `build_region` gives them (`RegionObjects.gpu_groups[name]`).
         secrets: Resolver for secret markers; a NodePool has none, so the default (an empty
             resolver for the region) is enough.
     """
 
     region: Region
     group: GpuNodeGroup
+    objects: Sequence[K8sObject]
     secrets: Optional[SecretResolver] = None
 
 
@@ -42,9 +45,8 @@ class GPUNodeGroup(pulumi.ComponentResource):
         super().__init__("voxplane:inference:GPUNodeGroup", name, None, opts)
         region, group = args.region, args.group
         secrets = args.secrets or SecretResolver(region.name, ())
-        objects = build_gpu_group(region, group)
-        self.children = register_all(name, objects, secrets, pulumi.ResourceOptions(parent=self))
-        pool = node_pool_name(region, group) if objects else ""
+        self.children = register_all(name, args.objects, secrets, pulumi.ResourceOptions(parent=self))
+        pool = node_pool_name(region, group) if args.objects else ""
         self.node_pool_name = pulumi.Output.from_input(pool)
         self.node_requirements = pulumi.Output.from_input(node_requirements(region, group))
         self.register_outputs({"node_pool_name": self.node_pool_name, "node_requirements": self.node_requirements})

@@ -8,30 +8,29 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from voxplane.desired.common import model_base_url
-from voxplane.desired.inference import WORKLOAD_KIND, build_model
-from voxplane.manifest.model import Agent, Model, Region
+from voxplane.desired.common import K8sObject, model_base_url
+from voxplane.desired.inference import WORKLOAD_KIND
+from voxplane.manifest.model import Model, Region
 
 from ._register import register_all
 from .secrets import SecretResolver
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InferencePoolArgs:
     """Inputs of an `InferencePool`.
 
     Attributes:
         region: The region the model runs in; its GPU node group must be declared there.
         model: The model as declared under `models` in the region manifest.
+        objects: Its objects, as `build_region` gives them (`RegionObjects.models[name]`).
         secrets: Resolves `hf_token` when it is a stack config secret (`{config: <key>}`).
-        agents: The region's agents; those calling the model are the only clients its
-            NetworkPolicy admits.
     """
 
     region: Region
     model: Model
+    objects: Sequence[K8sObject]
     secrets: SecretResolver
-    agents: Sequence[Agent] = ()
 
 
 class InferencePool(pulumi.ComponentResource):
@@ -45,7 +44,7 @@ class InferencePool(pulumi.ComponentResource):
     def __init__(self, name: str, args: InferencePoolArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("voxplane:inference:InferencePool", name, None, opts)
         region, model = args.region, args.model
-        objects = build_model(region, model, args.agents)
+        objects = args.objects
         child = pulumi.ResourceOptions(parent=self)
         # The token Secret exists before the pods that read it.
         self.children = register_all(name, [o for o in objects if o["kind"] == "Secret"], args.secrets, child)

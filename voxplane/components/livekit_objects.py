@@ -205,7 +205,7 @@ class SIPDispatchRule(dyn.Resource, module="livekit", name="SIPDispatchRule"):
 # --- component ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LiveKitControlPlaneArgs:
     """Inputs of a `LiveKitControlPlane`.
 

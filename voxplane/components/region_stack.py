@@ -9,15 +9,16 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from voxplane.deploy import agent_base
 from voxplane.desired.common import platform_api_keys
-from voxplane.desired.network import build_platform_default_deny
-from voxplane.desired.region import build_namespaces
+from voxplane.desired.region import build_region
 from voxplane.manifest.model import Agent, Region
 
 from ._register import register_all
-from .agent_pool import AgentPool, AgentPoolArgs
+from .agent_pool import AgentPool, AgentPoolArgs, agent_base_image, builds_on_base
 from .gateway import LiveKitGateway, LiveKitGatewayArgs
 from .gpu import GPUNodeGroup, GPUNodeGroupArgs
+from .images import IMAGE_PLACEHOLDER, FolderImage
 from .inference import InferencePool, InferencePoolArgs
 from .livekit_objects import LiveKitControlPlane, LiveKitControlPlaneArgs
 from .secrets import SecretResolver
@@ -26,7 +27,7 @@ from .sip import SIPBridge, SIPBridgeArgs
 from .tenant import Tenant, TenantArgs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RegionStackArgs:
     """Inputs of a `RegionStack`.
 
@@ -56,7 +57,11 @@ class RegionStackArgs:
 
 
 class RegionStack(pulumi.ComponentResource):
-    """Everything one region runs. Children are named `<region>-<role>`; outputs are flat."""
+    """Everything one region runs. Children are named `<region>-<role>`; outputs are flat.
+
+    The region's objects come from one `build_region`; each part goes to the component named
+    after it. Shared things are the stack's own: the Kubernetes provider, the secret resolver, the
+    platform's agent base image (`agent_base`, registered once when an agent builds on it)."""
 
     livekit_url: pulumi.Output[str]
     livekit_internal_url: pulumi.Output[str]
@@ -78,43 +83,46 @@ class RegionStack(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, providers={"kubernetes": provider})
         # livekit-server's key file holds the platform's keys only; tenant keys are the gateway's.
         secrets = SecretResolver(region.name, platform_api_keys())
+        desired = build_region(region, args.agents, image=IMAGE_PLACEHOLDER)
 
-        namespaces = register_all(f"{name}-ns", build_namespaces(region), secrets, child)
+        namespaces = register_all(f"{name}-ns", desired.namespaces, secrets, child)
         after_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(namespaces.values())))
         # Default deny in the system and inference namespaces; each component admits its own flows.
         # (Resource names carry the namespace: both policies are called default-deny.)
         self.default_deny = {
             ns: register_all(f"{name}-net-{ns}", [policy], secrets, after_ns)
-            for policy in build_platform_default_deny(region)
+            for policy in desired.default_deny
             for ns in [policy["metadata"]["namespace"]]
         }
 
-        self.sfu = LiveKitSFU(f"{name}-sfu", LiveKitSFUArgs(region=region, secrets=secrets), opts=after_ns)
+        self.sfu = LiveKitSFU(f"{name}-sfu", LiveKitSFUArgs(region=region, objects=desired.sfu, secrets=secrets),
+                              opts=after_ns)
         # A render-only stack has no Docker engine to build images with.
         build_images = args.build_images and not args.render_to
         self.gateway = LiveKitGateway(
             f"{name}-gateway",
-            LiveKitGatewayArgs(region=region, agents=args.agents, secrets=secrets, image_registry=args.image_registry,
-                               build_images=build_images),
+            LiveKitGatewayArgs(region=region, objects=desired.gateway, secrets=secrets,
+                               image_registry=args.image_registry, build_images=build_images),
             opts=after_ns,
         )
         # The SIP bridge reads the Redis password the SFU component declares: its pods roll only
         # after that Secret holds the new value (a rotated root secret).
-        sfu_secrets = [r for (kind, _, _), r in self.sfu.children.items() if kind == "Secret"]
         self.sip = (
-            SIPBridge(f"{name}-sip", SIPBridgeArgs(region=region, secrets=secrets),
-                      opts=pulumi.ResourceOptions.merge(after_ns, pulumi.ResourceOptions(depends_on=sfu_secrets)))
+            SIPBridge(f"{name}-sip", SIPBridgeArgs(region=region, objects=desired.sip, secrets=secrets),
+                      opts=pulumi.ResourceOptions.merge(
+                          after_ns, pulumi.ResourceOptions(depends_on=self.sfu.secret_resources)))
             if region.sip is not None
             else None
         )
         self.gpu_groups = {
-            g: GPUNodeGroup(f"{name}-gpu-{g}", GPUNodeGroupArgs(region=region, group=group), opts=child)
+            g: GPUNodeGroup(f"{name}-gpu-{g}", GPUNodeGroupArgs(region=region, group=group, objects=desired.gpu_groups[g]),
+                            opts=child)
             for g, group in region.gpu_node_groups.items()
         }
         self.models = {
             m: InferencePool(
                 f"{name}-model-{m}",
-                InferencePoolArgs(region=region, model=model, secrets=secrets, agents=args.agents),
+                InferencePoolArgs(region=region, model=model, objects=desired.models[m], secrets=secrets),
                 opts=pulumi.ResourceOptions.merge(
                     after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
                 ),
@@ -124,21 +132,24 @@ class RegionStack(pulumi.ComponentResource):
         self.tenants = {
             t: Tenant(
                 f"{name}-tenant-{t}",
-                TenantArgs(region=region, tenant=tenant, agents=[a for a in args.agents if a.tenant == t], secrets=secrets),
+                TenantArgs(region=region, tenant=tenant, objects=desired.tenants[t], secrets=secrets),
                 opts=child,
             )
             for t, tenant in region.tenants.items()
         }
+        self.agent_base = self._agent_base_image(args, build_images)
         self.agents = {
             agent.scoped_name: AgentPool(
                 f"{name}-agent-{agent.scoped_name}",
                 AgentPoolArgs(
                     region=region,
                     agent=agent,
+                    objects=desired.agents[agent.scoped_name],
                     secrets=secrets,
                     image_registry=args.image_registry,
                     repo_root=args.repo_root,
                     build_images=build_images,
+                    base_image=self.agent_base,
                 ),
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.tenants[agent.tenant]])),
             )
@@ -176,4 +187,18 @@ class RegionStack(pulumi.ComponentResource):
                 "agent_names": self.agent_names,
                 "gpu_node_requirements": self.gpu_node_requirements,
             }
+        )
+
+    def _agent_base_image(self, args: RegionStackArgs, build_images: bool) -> Optional[FolderImage]:
+        """The platform's agent base image, when an agent of the region builds on it (and there is
+        a registry to push it to: without one, that agent's pool says what to set)."""
+        registry = (args.image_registry or "").strip().rstrip("/")
+        if not registry or not any(builds_on_base(a, args.repo_root) for a in args.agents):
+            return None
+        return agent_base_image(
+            f"{args.region.name}-{agent_base.IMAGE}",
+            registry=registry,
+            repo_root=args.repo_root,
+            build_images=build_images,
+            opts=pulumi.ResourceOptions(parent=self),
         )

@@ -7,29 +7,28 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from voxplane.desired.common import tenant_namespace
-from voxplane.desired.tenant import build_tenant
-from voxplane.manifest.model import Agent, Region
+from voxplane.desired.common import K8sObject, tenant_namespace
+from voxplane.manifest.model import Region
 from voxplane.manifest.model import Tenant as TenantModel
 
 from ._register import register_all
 from .secrets import SecretResolver
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TenantArgs:
     """Inputs of a `Tenant`.
 
     Attributes:
         region: The region the tenant is deployed in.
         tenant: The tenant as declared in the region manifest.
-        agents: The tenant's agents deployed in this region (their providers open egress).
+        objects: Its objects, as `build_region` gives them (`RegionObjects.tenants[name]`).
         secrets: Resolves the tenant's derived LiveKit API secret.
     """
 
     region: Region
     tenant: TenantModel
-    agents: Sequence[Agent]
+    objects: Sequence[K8sObject]
     secrets: SecretResolver
 
 
@@ -41,7 +40,6 @@ class Tenant(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TenantArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("voxplane:tenant:Tenant", name, None, opts)
-        objects = build_tenant(args.region, args.tenant, args.agents)
-        self.children = register_all(name, objects, args.secrets, pulumi.ResourceOptions(parent=self))
+        self.children = register_all(name, args.objects, args.secrets, pulumi.ResourceOptions(parent=self))
         self.namespace = pulumi.Output.from_input(tenant_namespace(args.region, args.tenant.name))
         self.register_outputs({"namespace": self.namespace})

@@ -40,10 +40,11 @@ def region_gateway(name: str, root: Path, *, upstream: str) -> tuple[str, dict[s
     """The gateway config region `name` renders (its ConfigMap's config.json) with addresses moved
     to loopback and `upstream` (livekit-server's http:// URL), plus the keys its Secret holds, their
     secrets derived from the region's dev root secret. `GatewayServer` fills in ports and folder."""
-    from ..desired.gateway import CONFIG_FILE, build_gateway
+    from ..desired.gateway import CONFIG_FILE
+    from ..desired.region import build_region
 
     loaded = load_region(root, name)
-    objects = build_gateway(loaded.region, loaded.agents, image="")
+    objects = build_region(loaded.region, loaded.agents, image="").gateway
     config = next(o for o in objects if o["kind"] == "ConfigMap")["data"][CONFIG_FILE]
     key_names = next(o for o in objects if o["kind"] == "Secret")["stringData"]
     root_secret = dev_root_secret(name)

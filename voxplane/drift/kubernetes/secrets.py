@@ -1,7 +1,7 @@
 """Declared Secret payloads of a region, as sha256 digests, for drift to compare with the cluster.
 
-`voxplane render` redacts every secret value, so the payloads come from the same pure builders the
-components register (voxplane/desired/), whose secret values are `SecretValue` markers. A marker is
+`voxplane render` redacts every secret value, so the payloads come from the same `build_region` the
+components register (voxplane/desired/region.py), whose secret values are `SecretValue` markers. A marker is
 resolved the way components/secrets.py resolves it, from values the caller has:
 
 - `{config: KEY}` (stack config secrets: provider keys, HF tokens, a Redis password) from
@@ -19,14 +19,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ...desired.agent_pool import build_agent_pool
 from ...desired.common import K8sObject, SecretValue
-from ...desired.inference import build_model
-from ...desired.redis import build_redis
-from ...desired.gateway import build_gateway
-from ...desired.sfu import api_key_names, build_sfu
-from ...desired.sip import build_sip
-from ...desired.tenant import build_tenant
+from ...desired.region import build_region
+from ...desired.sfu import api_key_names
 from ...livekit.keys import ROOT_SECRET_CONFIG, derive_api_secret, keys_file
 from ...livekit.secrets import ENV_PREFIX
 from ...manifest.model import Agent, Region
@@ -58,17 +53,8 @@ class SecretPayload:
 
 
 def secret_objects(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
-    """Every Secret the builders declare for the region (values as `SecretValue` markers)."""
-    objects: list[K8sObject] = build_redis(region) + build_sfu(region) + build_gateway(region, agents, image="")
-    if region.sip is not None:
-        objects += build_sip(region)
-    for model in region.models.values():
-        objects += build_model(region, model)
-    for name, tenant in region.tenants.items():
-        objects += build_tenant(region, tenant, [a for a in agents if a.tenant == name])
-    for agent in agents:
-        objects += build_agent_pool(region, agent, image="")
-    return [o for o in objects if o.get("kind") == "Secret"]
+    """Every Secret the region declares (`build_region`; values as `SecretValue` markers)."""
+    return [o for o in build_region(region, agents, image="").all() if o.get("kind") == "Secret"]
 
 
 def resolve(value: Any, region: Region, lookup: ConfigLookup) -> tuple[Optional[str], str]:
