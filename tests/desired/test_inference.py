@@ -10,8 +10,6 @@ from typing import Any
 import pulumi
 import pytest
 
-import voxplane.llm_router
-
 from voxplane.desired.common import (
     GPU_RESOURCE,
     SecretValue,
@@ -27,12 +25,11 @@ from voxplane.desired.inference import (
     queue_query,
     vllm_args,
 )
-from voxplane.components.images import build_context_hash
 from voxplane.components.inference import InferencePool, InferencePoolArgs
 from voxplane.components.secrets import SecretResolver
-from voxplane.model import Model, Region, SecretRef
+from voxplane.manifest.model import Model, Region, SecretRef
 
-from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, project, secret_wrapping, validate_strict
+from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, desired, project, secret_wrapping, validate_strict
 
 CRD_KINDS = {"PodMonitor", "ScaledObject"}
 
@@ -463,9 +460,8 @@ def _pool(region_name: str, model_name: str) -> InferencePool:
     region, model = _model(region_name, model_name)
     secrets = SecretResolver(region.name, ["vx-admin", *(f"vx-{t}" for t in region.tenants)])
     return InferencePool(
-        f"{region_name}-model-{model_name}",
-        InferencePoolArgs(region=region, model=model, secrets=secrets, image_registry="registry.example.com/vox",
-                          build_images=False),
+        f"{region_name}-model-{model_name}", InferencePoolArgs(region=region, model=model, objects=desired(region_name).models[model_name],
+                                                        secrets=secrets)
     )
 
 
@@ -499,20 +495,8 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
                 "kubernetes:monitoring.coreos.com/v1:PodMonitor",
                 "kubernetes:keda.sh/v1alpha1:ScaledObject",
                 "kubernetes:networking.k8s.io/v1:NetworkPolicy",
-                # The router in front of its replicas (max_replicas 8).
-                "kubernetes:core/v1:ServiceAccount",
-                "kubernetes:rbac.authorization.k8s.io/v1:Role",
-                "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
-                "kubernetes:apps/v1:Deployment",
-                "kubernetes:core/v1:Service",
-                "kubernetes:policy/v1:PodDisruptionBudget",
-                "kubernetes:monitoring.coreos.com/v1:PodMonitor",
-                "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             ]
         )
-        router = mocked.one("kubernetes:apps/v1:Deployment")
-        assert router.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == (
-            "registry.example.com/vox/voxplane-llm-router:" + build_context_hash(voxplane.llm_router.FOLDER))
         # The token reaches the Secret only as a Pulumi secret, never as plain input.
         secret_request = next(r for r in mocked.requests if r.type == "kubernetes:core/v1:Secret")
         hits = secret_wrapping(secret_request, SECRETS["hfToken"])

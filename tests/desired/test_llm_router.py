@@ -1,14 +1,20 @@
 """The router in front of an LLM with more than one replica (voxplane/desired/llm_router.py): which
-models get one, its objects, and the traffic it changes (agents reach the router, the router
-the replicas). What vllm-router does with these arguments is tests/upstream/test_llm_router.py's."""
+models get one, its objects, the traffic it changes (agents reach the router, the router the
+replicas) and the LLMRouter component under Pulumi mocks. What vllm-router does with these
+arguments is tests/upstream/test_llm_router.py's."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+import pulumi
 import pytest
 
+import voxplane.llm_router
+from voxplane.components.images import build_context_hash
+from voxplane.components.llm_router import LLMRouter, LLMRouterArgs
+from voxplane.components.secrets import SecretResolver
 from voxplane.desired.common import model_base_url
 from voxplane.desired.inference import build_model, model_clients, model_labels
 from voxplane.desired.llm_router import (
@@ -21,7 +27,7 @@ from voxplane.desired.llm_router import (
 )
 from voxplane.desired.tenant import build_tenant
 
-from ._helpers import project, region, validate_strict
+from ._helpers import desired, project, region, validate_strict
 
 IMAGE = "registry.example.com/vox/voxplane-llm-router:tag"
 
@@ -108,3 +114,47 @@ def test_agents_reach_the_router_and_only_the_router_reaches_the_replicas():
             assert router_selector in selectors
         assert {k: v for k, v in model_labels(r, chat).items() if k in router_selector} not in selectors
     assert model_base_url(r, "chat") == "http://chat-router.vox-inference.svc.cluster.local:8000/v1"
+
+
+def test_build_region_gives_each_router_its_own_part():
+    """The routers are a part of `RegionObjects` of their own, by model name (the LLMRouter
+    component registers it), and only the models that have one appear there."""
+    for name in ("local", "us-east", "eu-west"):
+        r = region(name)
+        objects = desired(name)
+        assert sorted(objects.routers) == sorted(m for m, model in r.models.items() if has_router(model))
+        for m, part in objects.routers.items():
+            assert {o["metadata"]["name"] for o in part} == {f"{m}-router"}
+            assert all(any(o is p for p in objects.all()) for o in part)
+    assert desired("us-east").routers and not desired("local").routers
+
+
+@pulumi.runtime.test
+def test_the_component_registers_the_routers_objects_with_the_image_it_names(mocked):
+    """LLMRouter for us-east chat registers its part of `build_region` and puts the router
+    image (the registry's, tagged with voxplane/llm_router's content hash) in the Deployment."""
+    r = region("us-east")
+    router = LLMRouter("us-east-model-chat-router", LLMRouterArgs(
+        region=r, model=r.models["chat"], objects=desired("us-east").routers["chat"],
+        secrets=SecretResolver(r.name, []), image_registry="registry.example.com/vox", build_images=False))
+
+    def check(args: list) -> None:
+        image = args[0]
+        assert image == "registry.example.com/vox/voxplane-llm-router:" + build_context_hash(voxplane.llm_router.FOLDER)
+        assert sorted(x.typ for x in mocked.resources if x.custom) == sorted([
+            "kubernetes:core/v1:ServiceAccount",
+            "kubernetes:rbac.authorization.k8s.io/v1:Role",
+            "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+            "kubernetes:apps/v1:Deployment",
+            "kubernetes:core/v1:Service",
+            "kubernetes:policy/v1:PodDisruptionBudget",
+            "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        ])
+        (dep,) = [x for x in mocked.resources if x.typ == "kubernetes:apps/v1:Deployment"]
+        assert dep.name == "us-east-model-chat-router-deployment-chat-router"
+        assert dep.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == image
+        assert mocked.one("voxplane:inference:LLMRouter").custom is False
+
+    # Resolves once every child is registered.
+    return pulumi.Output.all(router.image, *[c.urn for c in router.children.values()]).apply(check)

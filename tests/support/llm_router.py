@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import pytest
 
 from voxplane.dev.ports import free_ports
-from voxplane.render import render
+from voxplane.deploy.render import render
 
 from .repo import REPO
 from .vllm import get, scrape

@@ -39,7 +39,7 @@ SENTENCES = [
     "The weather is sunny and the train leaves at noon.",
     "Thank you for calling, have a nice day.",
 ] * 50
-#: What `voxplane capacity` needs to know of the tiny model (voxplane.model.ModelProfile's fields).
+#: What `voxplane capacity` needs to know of the tiny model (voxplane.manifest.model.ModelProfile's fields).
 TINY_PROFILE = {"params_billion": 0.0005, "layers": 2, "kv_heads": 2, "head_dim": 32, "weight_bits": 16}
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 
 from voxplane.dev.ports import free_port
-from voxplane.render import render
+from voxplane.deploy.render import render
 
 from .repo import REPO
 from .tiny_model import TINY_PROFILE

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from voxplane import capacity
-from voxplane.loader import load_project
-from voxplane.model import Model, ModelProfile, Project
+from voxplane.plan import capacity
+from voxplane.manifest.loader import load_project
+from voxplane.manifest.model import Model, ModelProfile, Project
 
 from tests.support.repo import REPO
 from tests.support.vllm import KV_CACHE_GIB, TINY_PROFILE, VllmServer

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..model import Agent, Model, Region
+from ..manifest.model import Agent, Model, Region
 from .common import (
     LABEL_AGENT,
     RESTRICTED_CONTAINER,

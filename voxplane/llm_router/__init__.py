@@ -2,7 +2,7 @@
 
 The router is vllm-router (the vLLM project's router, github.com/vllm-project/router), pinned in
 requirements.txt with hashes. voxplane/desired/llm_router.py renders its Deployment and arguments;
-components/inference.py builds this folder into the image, as the gateway's is built.
+components/llm_router.py builds this folder into the image, as the gateway's is built.
 """
 
 from __future__ import annotations
