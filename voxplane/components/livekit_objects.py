@@ -259,7 +259,9 @@ class LiveKitControlPlane(pulumi.ComponentResource):
 def _secret(resolver: SecretResolver, ref: SecretRef, origin: Any) -> pulumi.Output[str]:
     if ref.config:
         return pulumi.Output.secret(resolver.resolve(SecretValue("config", ref.config)))
-    raise ValueError(
+    # `validate` refuses this first. The Python SDK has no ResourceError: RunError ends `pulumi up`
+    # with this message and no traceback.
+    raise pulumi.RunError(
         f"{origin}: {ref.describe()} is a Kubernetes Secret; LiveKit trunk passwords and PINs are "
         "written by the deployer, which cannot read it: use a stack config secret ({config: KEY})"
     )
