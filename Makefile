@@ -46,7 +46,7 @@ cluster-down:
 
 # Real servers for the integration tests, CRD schemas for custom-resource checks, the policy
 # scanners (checkov, kube-score), the workflow linters (actionlint, ShellCheck, zizmor) and the
-# upstream checks' servers (vLLM's CPU build, livekit-server's config loader).
+# upstream checks' servers (vLLM's CPU build, the LLM router, livekit-server's config loader).
 servers:
 	bash scripts/ensure-servers.sh
 	bash scripts/ensure-tool.sh routeprobe
@@ -56,6 +56,7 @@ servers:
 	bash scripts/ensure-vllm-venv.sh
 	bash scripts/ensure-agents-venv.sh
 	bash scripts/ensure-gateway-venv.sh
+	bash scripts/ensure-router-venv.sh
 	bash scripts/fetch-crds.sh
 	bash scripts/ensure-scanners.sh
 	bash scripts/ensure-ci-linters.sh
@@ -83,6 +84,7 @@ bench: setup servers toolchain
 	$(PY) bench/dispatch.py
 	$(PY) bench/kube_drift.py
 	$(PY) bench/engine.py
+	$(PY) bench/llm_routing.py
 
 # eval "$(make -s livekit-up)" — Redis + livekit-server on loopback with the local region's config.
 livekit-up: setup servers

@@ -29,6 +29,7 @@ from voxplane.dev.redis import RedisServer  # noqa: E402
 
 from .support.repo import MANIFESTS  # noqa: E402
 from .support.servers import DevLiveKit, livekit_with_redis  # noqa: E402
+from .support.vllm import VllmServer, make_tiny_model  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +91,21 @@ def livekit_local() -> Iterator[DevLiveKit]:
     with livekit_with_redis(region="local") as lk:
         assert lk.livekit.api_key == ADMIN_KEY  # the admin key comes first in the rendered keys
         yield lk
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama (tests/support/tiny_model.py), readable by the servers' uid."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """One real vLLM started as the local region's LLM is rendered (tests/support/vllm.py lists the
+    rewrites), ready (/health 200), shared by the session's tests (tests/upstream, and the
+    agents' calls in tests/agents); a test that stops its server starts its own."""
+    server = VllmServer(tiny_model, tmp_path_factory.mktemp("vllm"))
+    try:
+        yield server.start().wait_ready()
+    finally:
+        server.stop()

@@ -42,11 +42,12 @@ def test_kv_bytes_per_token_of_llama_3_1_8b_is_128_kib():
 
 def test_us_east_chat_plan():
     """One H100 (80 GiB x 0.9, 10% activation reserve) minus 8.03B bf16 weights leaves 49.84 GiB of KV:
-    ~816k tokens, ~50 streams of 16k context, ~199 calls at a 0.25 duty cycle; 600 peak calls need 4."""
+    ~816k tokens in whole blocks of 16 (vLLM allocates no part of a block), ~50 streams of 16k
+    context, ~199 calls at a 0.25 duty cycle; 600 peak calls need 4."""
     [chat] = [m for m in plan(project(), "us-east").models if m.model == "chat"]
     assert chat.weights_gib == pytest.approx(14.96, abs=0.01)
     assert chat.kv_budget_gib == pytest.approx(80 * 0.9 * 0.9 - 14.96, abs=0.01)
-    assert chat.kv_tokens == int((80 * 0.9 * 0.9 - 8.03e9 * 2 / GIB) * GIB // 65_536)
+    assert chat.kv_tokens == int((80 * 0.9 * 0.9 - 8.03e9 * 2 / GIB) * GIB // (16 * 65_536)) * 16
     assert chat.streams_per_replica == pytest.approx(49.8, abs=0.1)
     assert chat.replicas_needed == 4 and chat.gpus_needed == 4 and chat.status == "ok"
 
@@ -127,3 +128,19 @@ def test_cli_text_and_json(run_cli, monkeypatch):
 def test_parse_quantity(text, value):
     """Kubernetes quantities parse to exact numbers (decimal and binary suffixes)."""
     assert parse_quantity(text) == Decimal(value)
+
+
+def test_a_float32_model_takes_four_bytes_per_kv_element():
+    """vLLM keeps the KV cache in the model's dtype unless kv_cache_dtype says otherwise."""
+    chat = project().regions["us-east"].models["chat"]
+    f32 = dataclasses.replace(chat, engine_args=dataclasses.replace(chat.engine_args, dtype="float32", kv_cache_dtype="auto"))
+    assert kv_bytes_per_token(f32) == 2 * 32 * 8 * 128 * 4
+
+
+def test_more_gpus_than_kv_heads_replicate_the_heads():
+    """Tensor parallel over 16 GPUs with 8 KV heads: vLLM gives each GPU one head (a copy), so a
+    token takes twice the replica's memory it would with heads to spare."""
+    chat = project().regions["us-east"].models["chat"]
+    tp16 = dataclasses.replace(chat, gpus_per_replica=16)
+    assert kv_bytes_per_token(tp16) == 16 * (2 * 32 * 1 * 128 * 1)
+    assert kv_bytes_per_token(dataclasses.replace(chat, gpus_per_replica=4)) == 4 * (2 * 32 * 2 * 128 * 1)

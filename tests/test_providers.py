@@ -29,11 +29,15 @@ def _function(tree: ast.Module, name: str) -> ast.FunctionDef:
 
 
 def test_the_glue_reaches_every_provider_through_the_openai_plugin_and_needs_its_model():
-    """Each role's client is the openai plugin's, built from inference(ROLE), which needs a model."""
+    """Each role's client is the openai plugin's, built from inference(ROLE), which needs a model
+    (the LLM's through CallLLM, the plugin's LLM that carries the call's key)."""
     glue = ast.parse(GLUE.read_text())
+    (call_llm,) = [n for n in glue.body if isinstance(n, ast.ClassDef) and n.name == "CallLLM"]
+    assert [ast.unparse(b) for b in call_llm.bases] == ["openai.LLM"]
     for role, upper in ROLES.items():
         body = ast.unparse(_function(glue, f"_new_{role}"))
-        assert f"openai.{upper}(" in body and f"**inference('{upper}')" in body, body
+        client = "CallLLM(" if upper == "LLM" else f"openai.{upper}("
+        assert client in body and f"**inference('{upper}')" in body, body
     needed = ast.unparse(_function(glue, "inference"))
     assert re.search(r"for k in \('BASE_URL', 'MODEL'\) if not env\[k\]", needed), needed
 

@@ -14,6 +14,10 @@ What it does, from the environment the platform renders into the agent's Deploym
   clients for the region's model servers or the manifest's external provider. Built while the job
   process idles (below), not while the caller waits: built in the entrypoint, their TLS contexts
   held the job's event loop 0.4-0.65 s (p50, a loaded 2-core machine) before the agent could join.
+  The in-region LLM gets the call's key with every request (`x-session-id: <job id>`): a model
+  with several replicas sits behind a router that keeps a call on one replica (its prefix cache
+  holds the call's history there), and when the call ends the glue ends its session there
+  (VOXPLANE_LLM_SESSION_END_URL, set by the platform when the model has a router).
 - `agent_server()`: an AgentServer whose load is active sessions / VOXPLANE_SESSIONS_PER_WORKER,
   full at VOXPLANE_LOAD_THRESHOLD (so the worker refuses jobs exactly when the autoscaler counts it
   full), draining for VOXPLANE_DRAIN_TIMEOUT on SIGTERM, exporting metrics on VOXPLANE_METRICS_PORT
@@ -47,6 +51,7 @@ import sys
 import time
 from typing import Any, Callable, cast
 
+import aiohttp
 from aiohttp import web
 from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess, cli, get_job_context, utils
 from livekit.agents.telemetry import metrics as lk_metrics
@@ -75,6 +80,9 @@ OPTIONAL_ENV = ("VOXPLANE_IDLE_PROCESSES", "VOXPLANE_PREWARM_INFERENCE")
 #: blocked ... importing" warnings name them): imported while the process idles instead.
 WARM_IMPORTS = ("anyio.streams.memory", "anyio._backends._asyncio", "openai.resources.audio",
                 "openai.resources.chat")
+
+#: The header the in-region LLM's router reads a call's key from (voxplane/desired/llm_router.py).
+SESSION_HEADER = "x-session-id"
 
 #: What the caller hears when inference fails for good, before the call ends.
 UNAVAILABLE_MESSAGE = (
@@ -137,8 +145,18 @@ def _new_stt() -> openai.STT:
     return openai.STT(**inference("STT"))
 
 
-def _new_llm() -> openai.LLM:
-    return openai.LLM(**inference("LLM"))
+class CallLLM(openai.LLM):
+    """The openai plugin's LLM, with `call_headers`: the dict it sends as extra headers with every
+    request (the plugin keeps the dict it is given), filled with the call's key when the call
+    starts (`llm()`), so the LLM can be built while the process idles."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.call_headers: dict[str, str] = {}
+        super().__init__(extra_headers=self.call_headers, **kwargs)
+
+
+def _new_llm() -> CallLLM:
+    return CallLLM(**inference("LLM"))
 
 
 def _new_tts() -> openai.TTS:
@@ -170,7 +188,33 @@ def stt() -> openai.STT:
 
 
 def llm() -> openai.LLM:
-    return cast(openai.LLM, _client("LLM"))
+    """The call's LLM (built while the process idled); in a job, an in-region LLM's requests carry
+    the job's id as the call's key, and the call's end ends the key's session on the router."""
+    model = cast(CallLLM, _client("LLM"))
+    ctx = _job_context()
+    if ctx is None or os.environ.get("VOXPLANE_LLM_PROVIDER", "").strip():
+        return model
+    session = ctx.job.id
+    model.call_headers[SESSION_HEADER] = session
+    end_url = os.environ.get("VOXPLANE_LLM_SESSION_END_URL", "").strip()
+    if end_url:
+        async def end_session() -> None:  # a plain coroutine function: livekit-agents reads its arity
+            await _end_llm_session(end_url, session)
+
+        ctx.add_shutdown_callback(end_session)
+    return model
+
+
+async def _end_llm_session(url: str, session: str) -> None:
+    """Tell the router the call is over, so it stops counting it on its replica (best effort:
+    an unended session expires on its own)."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            async with http.post(url, params={"session_id": session}) as resp:
+                if resp.status != 200:
+                    logger.warning("ending the LLM session %s at %s: HTTP %d", session, url, resp.status)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        logger.warning("ending the LLM session %s at %s failed: %s", session, url, e)
 
 
 def tts() -> openai.TTS:

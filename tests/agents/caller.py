@@ -13,10 +13,12 @@ stdout, one JSON object a line, each with `t` (time.time()):
   {"event": "participant_connected", "identity": ..., "kind": "AGENT"|"STANDARD"|...}
   {"event": "participant_disconnected", "identity": ...}
   {"event": "track_subscribed", "identity": ..., "kind": "audio"}
-  {"event": "text", "topic": ..., "identity": ..., "text": ...}
+  {"event": "text_chunk", "topic": ..., "identity": ..., "stream": ..., "text": ...}  (as it streams)
+  {"event": "text", "topic": ..., "identity": ..., "stream": ..., "text": ...}        (the whole stream)
   {"event": "disconnected", "reason": ...}     (the server ended it: room deleted, ...)
   {"event": "left"}                            (we hung up)
-stdin: a line `leave` (or end of input) hangs up and exits.
+stdin: a line `say TEXT` sends TEXT as a chat message (topic lk.chat: the agent takes it as the
+caller's turn); a line `leave` (or end of input) hangs up and exits.
 """
 
 from __future__ import annotations
@@ -57,8 +59,12 @@ async def main(url: str, token: str) -> None:
 
     def on_text(reader: rtc.TextStreamReader, identity: str) -> None:
         async def read() -> None:
-            text = await reader.read_all()
-            emit("text", topic=reader.info.topic, identity=identity, text=text)
+            info = reader.info
+            chunks = []
+            async for chunk in reader:
+                chunks.append(chunk)
+                emit("text_chunk", topic=info.topic, identity=identity, stream=info.stream_id, text=chunk)
+            emit("text", topic=info.topic, identity=identity, stream=info.stream_id, text="".join(chunks))
 
         asyncio.ensure_future(read())
 
@@ -81,6 +87,9 @@ async def main(url: str, token: str) -> None:
                 await room.disconnect()
                 emit("left")
                 break
+            if line.startswith("say "):
+                await room.local_participant.send_text(line[4:].rstrip("\n"), topic="lk.chat")
+                emit("said", text=line[4:].rstrip("\n"))
             stdin = asyncio.ensure_future(loop.run_in_executor(None, sys.stdin.readline))
 
 

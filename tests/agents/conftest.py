@@ -9,7 +9,9 @@ Deployment gives it.
 - Environment: the container env of the agent's Deployment in the render of region `local`
   (`voxplane.deploy.render.render("local", REPO).kubernetes`), with only these rewrites, each recorded
   in `Worker.rewrites` and checked by the tests: `LIVEKIT_URL` → the dev server; each
-  `VOXPLANE_<ROLE>_BASE_URL` → a local stand-in (tests/agents/standin.py) where the test needs a
+  `VOXPLANE_<ROLE>_BASE_URL` → for the LLM, a real vLLM started as the region's LLM is rendered
+  (tests/support/vllm.py: the tiny Llama, the rewrites listed there), for STT and TTS a local
+  stand-in (tests/agents/standin.py: no speech weights can be had here), where the test needs a
   working model, else a closed port on 127.0.0.1 (an unreachable model server: the in-cluster names
   would send DNS queries off the machine, the external provider's endpoint real requests); the two
   ports (`VOXPLANE_HEALTH_PORT`, `VOXPLANE_METRICS_PORT`) → free ports, so several workers share
@@ -56,6 +58,7 @@ from voxplane.deploy.render import render
 
 from ..support.repo import REPO
 from ..support.servers import DevLiveKit, livekit_with_redis
+from ..support.vllm import VllmServer
 from ..support.wait import wait_until
 
 ENSURE = REPO / "scripts" / "ensure-agents-venv.sh"
@@ -196,6 +199,23 @@ def start_platform() -> Iterator[Platform]:
 @pytest.fixture(scope="module")
 def platform() -> Iterator[Platform]:
     yield from start_platform()
+
+
+# --- the LLM: a real vLLM ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def llm(vllm_server: VllmServer) -> VllmServer:
+    """The vLLM the calls' agents talk to: the session's, started as the local region's LLM is
+    rendered (tests/conftest.py); a test that stops its LLM starts its own."""
+    return vllm_server
+
+
+def inference(speech: Any, llm: VllmServer | str) -> dict[str, str]:
+    """The roles' base URLs: STT and TTS at the speech stand-in, the LLM at a real vLLM (or a
+    router's URL in front of it)."""
+    return {"STT": speech.base_url, "TTS": speech.base_url,
+            "LLM": f"{llm.base_url}/v1" if isinstance(llm, VllmServer) else llm}
 
 
 # --- workers ---------------------------------------------------------------------------------------
@@ -437,6 +457,12 @@ class Caller:
         self.proc.stdin.write(token + "\n")
         self.proc.stdin.flush()
 
+    def say(self, text: str) -> None:
+        """Send `text` to the room as the caller's chat message (topic lk.chat): a user turn."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("say " + text + "\n")
+        self.proc.stdin.flush()
+
     def leave(self) -> float:
         """Hang up; returns when (time.time()) the caller had left."""
         assert self.proc.stdin is not None
@@ -497,5 +523,5 @@ def callers(tmp_path: Path) -> Iterator[Callable[..., Caller]]:
         c.close()
 
 
-__all__ = ["Caller", "Platform", "Rendered", "Worker", "agents_python", "join_caller", "launch_worker",
+__all__ = ["Caller", "Platform", "Rendered", "Worker", "agents_python", "inference", "join_caller", "launch_worker",
            "ready_caller", "rendered_agents", "start_platform", "unreachable_url"]

@@ -10,12 +10,16 @@ only to make a minute-long timer or an eight-call capacity fit a test.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from .conftest import Caller, Platform, Worker, rendered_agents, start_platform, unreachable_url
+from ..support.llm_router import RouterProcess
+from ..support.vllm import VllmServer
+from .conftest import Caller, Platform, Worker, inference, rendered_agents, start_platform, unreachable_url
 from .standin import StandIn
 from .test_workers import route
 
@@ -32,14 +36,14 @@ def call(platform: Platform, callers: Callable[..., Caller], agent: str, caller_
 
 
 def test_a_worker_is_full_exactly_at_its_sessions_per_worker(
-        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller]) -> None:
+        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller], llm: VllmServer) -> None:
     """Load = sessions / VOXPLANE_SESSIONS_PER_WORKER, full at VOXPLANE_LOAD_THRESHOLD: with one
     session per worker (overridden from the manifest's 8, to keep the test to two calls) the second
     call goes to the other worker, never a second one to the full worker."""
-    with StandIn() as model:
-        inference = {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url}
+    with StandIn() as speech:
+        roles = inference(speech, llm)
         one = {"VOXPLANE_SESSIONS_PER_WORKER": "1"}
-        a, b = workers("reservations", platform, inference, env=one), workers("reservations", platform, inference, env=one)
+        a, b = workers("reservations", platform, roles, env=one), workers("reservations", platform, roles, env=one)
         a.wait_registered(), b.wait_registered()
         _, first = call(platform, callers, "reservations", "+15550101001")
         first.agent_joined(20)
@@ -98,20 +102,20 @@ def test_a_worker_that_never_reached_livekit_is_not_ready_and_not_live_after_the
 
 
 def test_a_rolling_update_never_leaves_the_pool_without_a_worker_taking_calls(
-        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller]) -> None:
+        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller], llm: VllmServer) -> None:
     """What the Deployment's rollout (maxUnavailable 0, readiness on /ready) does, with real
     processes: the new worker registers and turns ready before the old one gets SIGTERM; the old
     one drains (not ready, still live, its call goes on); a call dispatched during the hand-over is
     served by the new one; the old worker exits once its last call ends."""
-    with StandIn() as model:
-        inference = {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url}
-        old = workers("reservations", platform, inference)
+    with StandIn() as speech:
+        roles = inference(speech, llm)
+        old = workers("reservations", platform, roles)
         old.wait_registered()
         _, before = call(platform, callers, "reservations", "+15550102001")
         before.agent_joined(20)
         old.wait("the call on the old worker", lambda: (old.state() or {}).get("active_jobs") == 1, 10)
 
-        new = workers("reservations", platform, inference)
+        new = workers("reservations", platform, roles)
         assert new.status("/ready") in (None, 503), "ready before it registered"
         new.wait_registered()
         ready_before_term = (old.status("/ready"), new.status("/ready"))
@@ -156,3 +160,59 @@ def test_unreachable_inference_is_told_to_the_caller_and_ends_the_call(
         w.wait("the job to end", lambda: (w.state() or {}).get("active_jobs") == 0, 15)
         assert w.metric() == 0.0
         assert room not in platform.rooms()
+
+
+def test_inference_failing_mid_call_is_told_to_the_caller_and_ends_the_call(
+        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller], tiny_model: Path,
+        tmp_path: Path) -> None:
+    """The call's LLM, a real vLLM, answers the greeting and then goes away (stopped, as a node
+    loss or a crash takes it): at the caller's next turn the agent does not sit silent. It says why
+    (through the TTS, and as text), the log names the endpoint, and the room is deleted, which
+    hangs up a phone caller; the job and its gauge end with it."""
+    with StandIn() as speech, VllmServer(tiny_model, tmp_path / "vllm") as own_llm:
+        own_llm.wait_ready()
+        w = workers("reservations", platform, inference(speech, own_llm))
+        w.wait_registered()
+        room, caller = call(platform, callers, "reservations", "+15550103002")
+        caller.agent_joined(20)
+        caller.wait_for("the greeting", lambda e: e["event"] == "text" and e["topic"] == "lk.transcription"
+                        and e["text"].strip(), 60)
+        assert own_llm.metric("vllm:request_success_total") >= 1
+        own_llm.stop()
+        caller.say("I would like to book a table for two.")
+        text = caller.wait_for("the unavailable message as text",
+                               lambda e: e["event"] == "text" and e["topic"] == "lk.chat" and e["identity"] != "caller-3002", 60)
+        assert text["text"].startswith(UNAVAILABLE)
+        ended = caller.wait_for("the call to end", lambda e: e["event"] == "disconnected", 30)
+        assert ended["reason"] == "ROOM_DELETED", ended
+        assert any(s.startswith(UNAVAILABLE) for s in speech.spoken()), speech.spoken()
+        model_id = rendered_agents()["reservations"].value("VOXPLANE_LLM_MODEL")
+        assert f"LLM inference failed for good at {own_llm.base_url}/v1 (model {model_id})" in w.log()
+        w.wait("the job to end", lambda: (w.state() or {}).get("active_jobs") == 0, 15)
+        assert w.metric() == 0.0
+        assert room not in platform.rooms()
+
+
+def test_a_call_sends_its_key_to_the_llm_router_and_ends_its_session_there(
+        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller], llm: VllmServer,
+        tmp_path: Path) -> None:
+    """Through the router a region with several LLM replicas renders (us-east's, in front of the
+    real vLLM): the call's LLM requests carry the job's id as their session key, and hanging up
+    ends that session on the router. The local region has one replica and no router, so the
+    worker's LLM URL points at the router and the session end URL is the one us-east renders for
+    its agents, moved to this router (both recorded in `rewrites`)."""
+    with StandIn() as speech, RouterProcess("us-east", [llm.base_url], tmp_path / "router") as router:
+        router.wait_ready()
+        w = workers("reservations", platform, {**inference(speech, llm), "LLM": f"{router.base_url}/v1"},
+                    env={"VOXPLANE_LLM_SESSION_END_URL": f"{router.base_url}/finish_session"})
+        w.wait_registered()
+        room, caller = call(platform, callers, "reservations", "+15550103003")
+        caller.agent_joined(20)
+        caller.wait_for("the greeting", lambda e: e["event"] == "text" and e["topic"] == "lk.transcription"
+                        and e["text"].strip(), 60)
+        job = w.wait("the dispatch timeline", lambda: next(
+            (json.loads(ln)["job_id"] for ln in w.log().splitlines() if '"dispatch timeline"' in ln and room in ln), None), 20)
+        assert f"SLL: new session '{job}'" in router.log()
+        caller.leave()
+        w.wait("the job to end", lambda: (w.state() or {}).get("active_jobs") == 0, 15)
+        w.wait("the session ended on the router", lambda: f"SLL: finished session '{job}'" in router.log(), 10)

@@ -4,18 +4,22 @@ pin), each with the environment its rendered Deployment gives it, against liveki
 
 A call is what livekit-sip makes of an INVITE: the routing decision the server gives
 (`voxplane.livekit.route`, asked over the Redis bus as livekit-sip asks), its room created with the
-rule's room configuration (room_config.agents), and a caller in it (a real rtc participant).
+rule's room configuration (room_config.agents), and a caller in it (a real rtc participant). The
+agents' LLM is a real vLLM started as the region renders it (conftest.llm); STT and TTS are the
+stand-in (no speech weights can be had here).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Callable
 
 import pytest
 
-from .conftest import Caller, Platform, Worker, rendered_agents
+from ..support.vllm import VllmServer
+from .conftest import Caller, Platform, Worker, inference, rendered_agents
 from .standin import StandIn
 
 pytestmark = pytest.mark.integration
@@ -55,12 +59,12 @@ def test_each_program_registers_under_its_rendered_name_with_the_platform_contra
 
 
 def test_the_routed_room_gets_a_job_for_its_agent_only_and_the_agent_joins(
-        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller]) -> None:
-    with StandIn() as model:
-        inference = {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url}
-        bella = workers("reservations", platform, inference)
+        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller], llm: VllmServer) -> None:
+    with StandIn() as speech:
+        roles = inference(speech, llm)
+        bella = workers("reservations", platform, roles)
         # Another tenant's workers, registered at the same server: never given bellavista's call.
-        others = [workers("scheduler", platform, inference), workers("support", platform, inference)]
+        others = [workers("scheduler", platform, roles), workers("support", platform, roles)]
         for w in (bella, *others):
             w.wait_registered()
 
@@ -75,9 +79,19 @@ def test_the_routed_room_gets_a_job_for_its_agent_only_and_the_agent_joins(
         assert len(agents) == 1
         print(f"\nroom created -> job on the worker {1000 * (job - created):.0f} ms, -> agent joined "
               f"{1000 * (joined['t'] - created):.0f} ms")
-        # The agent runs its real entrypoint: it publishes its audio and asks the LLM for the greeting.
+        # The agent runs its real entrypoint: it publishes its audio, asks the LLM for the greeting
+        # and the reply vLLM generates streams to the caller (as text, and as speech to the TTS).
+        served = llm.metric("vllm:request_success_total")
         caller.wait_for("the agent's audio track", lambda e: e["event"] == "track_subscribed", 20)
-        bella.wait("the greeting's LLM request", lambda: any(p.endswith("/chat/completions") for p in model.paths()), 20)
+        chunk = caller.wait_for("the greeting streaming in", lambda e: e["event"] == "text_chunk"
+                                and e["topic"] == "lk.transcription" and e["identity"] != "caller-1", 60)
+        greeting = caller.wait_for("the whole greeting", lambda e: e["event"] == "text" and e.get("stream") == chunk["stream"], 60)
+        assert greeting["text"].strip() and greeting["text"].startswith(chunk["text"])
+        bella.wait("the TTS asked to say the greeting", lambda: any(s.strip() for s in speech.spoken()), 30)
+        # What the agent had said is what it streamed (the TTS input only loses markup and emoji).
+        letters = lambda text: re.sub(r"[^A-Za-z0-9]", "", text)  # noqa: E731
+        assert letters("".join(speech.spoken())) == letters(greeting["text"])
+        assert llm.metric("vllm:request_success_total") >= served + 1
         for w in others:
             state = w.state()
             assert state is not None and state["active_jobs"] == 0, (w.agent.name, state)
@@ -97,14 +111,14 @@ def dispatch_timeline(w: Worker, room: str) -> dict:
 
 
 def test_each_call_logs_its_dispatch_timeline_and_the_clients_were_built_beforehand(
-        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller]) -> None:
+        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller], llm: VllmServer) -> None:
     """One `dispatch timeline` line per call, every stage in order on one clock (the room's creation
     by the server first, the agent connected last); the inference clients came from the job
     process's warm-up, so the entrypoint's own part is short; and the pool keeps one prewarmed
     process per session it takes (the rendered VOXPLANE_IDLE_PROCESSES)."""
     spw = rendered_agents()["reservations"].sessions_per_worker
-    with StandIn() as model:
-        w = workers("reservations", platform, {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url})
+    with StandIn() as speech:
+        w = workers("reservations", platform, inference(speech, llm))
         w.wait_registered()
         w.wait(f"{spw} prewarmed processes", lambda: (s := w.state()) and s["prewarmed_processes"] == spw, 120)
         assert w.state()["prewarmed_target"] == spw
@@ -140,9 +154,9 @@ def test_a_worker_keeps_the_prewarmed_processes_the_platform_sets_never_more_tha
 
 
 def test_hanging_up_ends_the_job_within_seconds_and_the_gauge_drops(
-        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller]) -> None:
-    with StandIn() as model:
-        w = workers("reservations", platform, {"STT": model.base_url, "TTS": model.base_url, "LLM": model.base_url})
+        platform: Platform, workers: Callable[..., Worker], callers: Callable[..., Caller], llm: VllmServer) -> None:
+    with StandIn() as speech:
+        w = workers("reservations", platform, inference(speech, llm))
         w.wait_registered()
         d = route(platform, "reservations", caller="+15550100777")
         platform.create_room_as_routed(d)

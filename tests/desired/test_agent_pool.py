@@ -21,6 +21,7 @@ from voxplane.desired.common import (
     RESTRICTED_CONTAINER,
     SecretValue,
     gateway_internal_url,
+    has_llm_router,
     livekit_internal_url,
     model_base_url,
     walk_secret_values,
@@ -141,8 +142,14 @@ def test_inference_endpoints_are_injected_per_role(agent_name, region_name):
         if spec.model is not None:
             model = region.models[spec.model]
             assert env[f"{prefix}_BASE_URL"]["value"] == model_base_url(region, spec.model)
-            assert env[f"{prefix}_BASE_URL"]["value"].startswith(f"http://{spec.model}.vox-inference.svc.cluster.local:")
+            # A model with a router (an LLM with several replicas) is reached through it, and the
+            # glue ends each call's session there.
+            routed = has_llm_router(model)
+            host = f"{spec.model}-router" if routed else spec.model
+            assert env[f"{prefix}_BASE_URL"]["value"].startswith(f"http://{host}.vox-inference.svc.cluster.local:")
             assert env[f"{prefix}_MODEL"]["value"] == model.model_id
+            assert (env.get(f"{prefix}_SESSION_END_URL") or {}).get("value") == (
+                f"http://{host}.vox-inference.svc.cluster.local:{model.port}/finish_session" if routed else None)
             assert f"{prefix}_PROVIDER" not in env and f"{prefix}_API_KEY" not in env
         else:
             assert spec.provider is not None

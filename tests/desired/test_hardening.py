@@ -161,9 +161,19 @@ def test_sfu_sip_and_redis_run_under_their_own_service_account_without_a_token(n
         assert pod["serviceAccountName"] == account and pod["automountServiceAccountToken"] is False, obj_name
         sa = find(name, "ServiceAccount", "vox-system", account)
         assert sa["automountServiceAccountToken"] is False
-    # Nothing of the platform mounts an API token.
+    # Nothing of the platform mounts an API token, but an LLM router: it finds its model's replicas
+    # through the API, with a Role that reads pods in the inference namespace and nothing else.
     for obj in workloads(name):
-        assert obj["spec"]["template"]["spec"].get("automountServiceAccountToken") is False, where(obj)
+        pod = obj["spec"]["template"]["spec"]
+        if obj["metadata"]["labels"]["app.kubernetes.io/component"] == "llm-router":
+            account = pod["serviceAccountName"]
+            role = find(name, "Role", "vox-inference", account)
+            assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+            binding = find(name, "RoleBinding", "vox-inference", account)
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "vox-inference"}]
+            assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account}
+            continue
+        assert pod.get("automountServiceAccountToken") is False, where(obj)
 
 
 @pytest.mark.parametrize("name", REGIONS)

@@ -119,15 +119,18 @@ def test_builtin_kinds_pass_strict_schema_validation(region_name, model_name):
 
 @pytest.mark.parametrize("region_name,model_name", PAIRS)
 def test_service_is_what_agents_are_pointed_at(region_name, model_name):
-    """The ClusterIP Service <model> exposes port `http` = model.port and is the host of model_base_url()."""
+    """The ClusterIP Service <model> exposes port `http` = model.port; it is the host of
+    model_base_url(), unless the model has a router (an LLM with several replicas): agents reach
+    it through `<model>-router` then."""
     region, model, objs = _build(region_name, model_name)
     svc = objs["Service"]
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": model.port, "targetPort": "http"}]
     pod_labels = objs["StatefulSet"]["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
+    host = f"{model_name}-router" if model.kind == "llm" and model.max_replicas > 1 else model_name
     assert model_base_url(region, model_name) == (
-        f"http://{model_name}.vox-inference.svc.{region.kubernetes.cluster_domain}:{model.port}/v1"
+        f"http://{host}.vox-inference.svc.{region.kubernetes.cluster_domain}:{model.port}/v1"
     )
     assert _container(objs)["ports"] == [{"name": "http", "containerPort": model.port, "protocol": "TCP"}]
 
@@ -498,7 +501,7 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
         secret_request = next(r for r in mocked.requests if r.type == "kubernetes:core/v1:Secret")
         hits = secret_wrapping(secret_request, SECRETS["hfToken"])
         assert hits and all(hits)
-        assert outputs == ["http://chat.vox-inference.svc.cluster.local:8000/v1", "meta-llama/Llama-3.1-8B-Instruct"]
+        assert outputs == ["http://chat-router.vox-inference.svc.cluster.local:8000/v1", "meta-llama/Llama-3.1-8B-Instruct"]
         assert mocked.one("voxplane:inference:InferencePool").custom is False
 
     urns = [pool.urn, *(c.urn for c in pool.children.values())]

@@ -208,6 +208,43 @@ def test_the_gateway_image_the_stack_builds_is_unchecked_like_a_built_agent(rend
     assert [c.field for c in rep.changed] == ["spec.template.spec.containers[gateway].image"]
 
 
+def test_the_llm_router_image_the_stack_builds_is_unchecked_like_the_gateways(tmp_path: Path) -> None:
+    """us-east's `chat` has a router whose image the stack builds from voxplane/llm_router: its
+    pushed digest is unknown to render, so it is unchecked, and another repository is a change."""
+    from voxplane.deploy.render import render
+    from voxplane.manifest.loader import load
+
+    root = copy_manifests(tmp_path / "repo")
+    project = load((), root).require_project()
+    region, agents = project.regions["us-east"], project.agents_in("us-east")
+    desired = render("us-east", root).kubernetes
+    image = obj(desired, "Deployment", "chat-router")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.endswith(f"@sha256:{'0' * 64}")  # render's stand-in for the pushed digest
+    owned = live_copy(desired, region, agents)
+    container = next(o for o in owned["Deployment"] if o["metadata"]["name"] == "chat-router")["spec"]["template"]["spec"][
+        "containers"][0]
+    container["image"] = image.replace("0" * 64, "1" * 64)
+    rep = kr.detect(region, agents, desired, CannedReader(owned, {}))
+    assert [c.field for c in rep.changed if c.name == "chat-router"] == []
+    (unchecked,) = [u for u in rep.unchecked if u.kind == "Deployment" and u.name == "chat-router"]
+    assert unchecked.field == "spec.template.spec.containers[router].image" and "voxplane/llm_router" in unchecked.reason
+    container["image"] = f"evil.example/x@sha256:{'1' * 64}"
+    rep = kr.detect(region, agents, desired, CannedReader(owned, {}))
+    assert [c.field for c in rep.changed if c.name == "chat-router"] == ["spec.template.spec.containers[router].image"]
+
+
+def test_every_kind_an_example_region_renders_is_listed_on_every_run(tmp_path: Path) -> None:
+    """An object of a kind no longer declared at all is found only when its kind is listed (`KINDS`)."""
+    from voxplane.deploy.render import render
+    from voxplane.drift.kubernetes.live import KINDS
+
+    root = copy_manifests(tmp_path / "repo")
+    listed = {(k.api_version, k.kind) for k in KINDS}
+    for name in ("local", "us-east", "eu-west"):
+        rendered = {(o["apiVersion"], o["kind"]) for o in render(name, root).kubernetes}
+        assert sorted(rendered - listed) == [], name
+
+
 def test_kind_refs() -> None:
     assert kind_ref("v1", "ConfigMap", True).list_path == "/api/v1/configmaps"
     assert kind_ref("keda.sh/v1alpha1", "ScaledObject", True).list_path == "/apis/keda.sh/v1alpha1/scaledobjects"

@@ -5,5 +5,10 @@
   `livekit_local` fixtures in tests/conftest.py);
 - `pulumi_mocks`: a program run under Pulumi's mock engine, recording what it registered;
 - `wait`: `wait_until`, the one way a test waits for something to happen;
-- `stats`: `percentile` (nearest rank), for what the benchmarks report.
+- `stats`: `percentile` (nearest rank), for what the benchmarks report;
+- `vllm`: a real vLLM (CPU build) started with the container command the render gives a region's
+  LLM, serving `tiny_model`'s tiny Llama made offline (the `vllm_server` fixture in
+  tests/conftest.py);
+- `llm_router`: the LLM router (vllm-router, from the router image's lock) started as rendered in
+  front of such servers.
 """

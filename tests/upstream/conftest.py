@@ -15,6 +15,7 @@ import yaml
 from voxplane.deploy.render import render
 
 from tests.support.repo import REPO
+from tests.support.vllm import vllm_python as _vllm_python
 
 HERE = Path(__file__).resolve().parent
 #: The example regions, whose render these tests hold against the servers.
@@ -44,4 +45,4 @@ def ensure(script: str, *args: str) -> str:
 @pytest.fixture(scope="session")
 def vllm_python() -> Path:
     """The interpreter of the vLLM (CPU build) venv, installed by scripts/ensure-vllm-venv.sh."""
-    return Path(ensure("ensure-vllm-venv.sh", "--print-path")) / "bin" / "python"
+    return _vllm_python()

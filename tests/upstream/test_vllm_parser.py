@@ -22,6 +22,7 @@ import yaml
 from voxplane.manifest.servers import SERVERS
 
 from tests.support.repo import REPO
+from tests.support.vllm import TINY_SCRIPT
 from .conftest import HERE, REGIONS, rendered
 
 # Real servers and the tools `make servers` builds (vLLM's venv, lkconfig, redis-server).
@@ -60,7 +61,7 @@ def _check(python: Path, tmp: Path, args: list[str], *, parse_only: bool = False
         command = ["--parse-only", "serve", *args]
     else:
         folder = tmp / "model"
-        subprocess.run([str(python), str(HERE / "tiny_model.py"), "config", str(folder), json.dumps(CONFIGS[args[0]])],
+        subprocess.run([str(python), str(TINY_SCRIPT), "config", str(folder), json.dumps(CONFIGS[args[0]])],
                        check=True)
         command = ["serve", str(folder), *_cpu(args[1:])]
     return subprocess.run([str(python), str(HERE / "vllm_cli.py"), *command],

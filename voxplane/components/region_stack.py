@@ -20,6 +20,7 @@ from .gateway import LiveKitGateway, LiveKitGatewayArgs
 from .gpu import GPUNodeGroup, GPUNodeGroupArgs
 from .images import IMAGE_PLACEHOLDER, FolderImage
 from .inference import InferencePool, InferencePoolArgs
+from .llm_router import LLMRouter, LLMRouterArgs
 from .livekit_objects import LiveKitControlPlane, LiveKitControlPlaneArgs
 from .secrets import SecretResolver
 from .sfu import LiveKitSFU, LiveKitSFUArgs
@@ -35,13 +36,13 @@ class RegionStackArgs:
         region: The region manifest, validated.
         agents: Agents whose manifests list this region.
         repo_root: Repository root; agent build directories are relative to it.
-        image_registry: Registry the images the stack builds are pushed to: the gateway's and
+        image_registry: Registry the images the stack builds are pushed to: the gateway's, the LLM routers' and
             those of agents built from `code.build` (stack config `voxplane:imageRegistry`).
         kube_context: kubeconfig context; unset uses the current context.
         kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
         render_to: When set, the Kubernetes provider writes manifests to this folder instead of
             applying them.
-        build_images: Build and push the gateway's and `code.build` agents' images (needs a
+        build_images: Build and push the gateway's, the LLM routers' and `code.build` agents' images (needs a
             Docker engine); False deploys the content-hash tag of each build folder (stack config
             `voxplane:buildImages`).
     """
@@ -128,6 +129,16 @@ class RegionStack(pulumi.ComponentResource):
                 ),
             )
             for m, model in region.models.items()
+        }
+        # The router of an LLM with more than one replica; agents reach the model through it.
+        self.routers = {
+            m: LLMRouter(
+                f"{name}-model-{m}-router",
+                LLMRouterArgs(region=region, model=region.models[m], objects=objects, secrets=secrets,
+                              image_registry=args.image_registry, build_images=build_images),
+                opts=after_ns,
+            )
+            for m, objects in desired.routers.items()
         }
         self.tenants = {
             t: Tenant(

@@ -29,6 +29,7 @@ from .common import (
     env_value,
     labels,
     gateway_internal_url,
+    has_llm_router,
     metadata,
     model_base_url,
     pdb,
@@ -43,6 +44,7 @@ from .common import (
     tenant_api_key,
     tenant_namespace,
 )
+from .llm_router import session_end_url
 from .tenant import LIVEKIT_SECRET
 
 #: Seconds added to `drain_timeout` for the grace period: livekit-agents drains for up to
@@ -148,10 +150,15 @@ def _env(region: Region, agent: Agent) -> tuple[list[dict[str, Any]], dict[str, 
             continue
         spec, prefix = roles[role], f"VOXPLANE_{role.upper()}"
         if spec.model is not None:
+            model = region.models[spec.model]
             env += [
                 env_value(f"{prefix}_BASE_URL", model_base_url(region, spec.model)),
-                env_value(f"{prefix}_MODEL", region.models[spec.model].model_id),
+                env_value(f"{prefix}_MODEL", model.model_id),
             ]
+            if has_llm_router(model):
+                # The glue ends the call's session on the router when the call ends (its key
+                # goes with every request as a header).
+                env.append(env_value(f"{prefix}_SESSION_END_URL", session_end_url(region, model)))
         elif spec.provider is not None:
             p = spec.provider
             env += [env_value(f"{prefix}_PROVIDER", p.name), env_value(f"{prefix}_BASE_URL", p.endpoint),

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from ..manifest.model import Agent, NodePool, Region, Resources
+from ..manifest.model import Agent, Model, NodePool, Region, Resources
 
 K8sObject = dict[str, Any]
 
@@ -123,9 +123,25 @@ def platform_api_keys() -> list[str]:
     return sorted([ADMIN_KEY, GATEWAY_KEY])
 
 
+def has_llm_router(model: Model) -> bool:
+    """Whether agents reach the model through a router (voxplane/desired/llm_router.py): an LLM
+    served by vLLM that may run more than one replica."""
+    return model.kind == "llm" and model.server_name == "vllm" and model.max_replicas > 1
+
+
+def llm_router_name(model: Model) -> str:
+    """The router's objects and Service: `<model>-router`."""
+    return f"{model.name}-router"
+
+
+def model_service(model: Model) -> str:
+    """The Service agents reach the model at: its router's, when it has one."""
+    return llm_router_name(model) if has_llm_router(model) else model.name
+
+
 def model_base_url(region: Region, model_name: str) -> str:
     model = region.models[model_name]
-    return f"http://{service_host(region, model_name, inference_namespace(region))}:{model.port}/v1"
+    return f"http://{service_host(region, model_service(model), inference_namespace(region))}:{model.port}/v1"
 
 
 # --- metadata ----------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from .common import (
     tenant_namespace,
 )
 from .gpu import gpu_affinity, gpu_tolerations
+from .llm_router import has_router, router_labels
 from .network import dns_egress, internet_peer, monitoring_peer, namespace_peer, network_policy, ports, rule
 
 #: Value of `app.kubernetes.io/component`; tenant NetworkPolicies admit agents to these pods.
@@ -172,14 +173,17 @@ def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> l
 def _network_policy(
     region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str], agents: Sequence[Agent]
 ) -> K8sObject:
-    """In: the agents that use this model (their pods, in their tenants' namespaces) and
-    Prometheus, both on the API port (the servers serve /metrics there too); no one else, not the
+    """In: the agents that use this model (their pods, in their tenants' namespaces; its router's
+    pods instead when it has one) and Prometheus, both on the API port (the servers serve /metrics there too); no one else, not the
     SFU or the SIP bridge either (neither calls a model). Out: DNS and HTTPS to public addresses,
     for the weights the servers download from Hugging Face into the cache volume."""
     clients = [
         namespace_peer(tenant_namespace(region, a.tenant), {LABEL_AGENT: a.name})
         for a in sorted(model_clients(model, agents), key=lambda a: (a.tenant, a.name))
     ]
+    if has_router(model):
+        # Agents reach the replicas only through the router (llm_router.py admits them there).
+        clients = [namespace_peer(ns, selector(router_labels(region, model)))]
     ingress = [rule([monitoring_peer(region)], ports(("TCP", model.port)), direction="ingress")]
     if clients:
         ingress.insert(0, rule(clients, ports(("TCP", model.port)), direction="ingress"))

@@ -16,7 +16,8 @@ from .agent_pool import build_agent_pool
 from .common import K8sObject
 from .gateway import build_gateway
 from .gpu import build_gpu_group
-from .inference import build_model
+from .inference import build_model, model_clients, model_labels
+from .llm_router import build_router, has_router
 from .namespaces import build_namespaces
 from .network import build_platform_default_deny
 from .redis import build_redis
@@ -42,6 +43,8 @@ class RegionObjects:
     gpu_groups: dict[str, list[K8sObject]]
     #: by model name
     models: dict[str, list[K8sObject]]
+    #: the router in front of an LLM's replicas, by model name; only models that have one
+    routers: dict[str, list[K8sObject]]
     #: by tenant name
     tenants: dict[str, list[K8sObject]]
     #: by the agent's scoped name (`<tenant>-<agent>`)
@@ -50,7 +53,7 @@ class RegionObjects:
     def all(self) -> list[K8sObject]:
         """Every object, part after part."""
         out = self.namespaces + self.default_deny + self.sfu + self.gateway + self.sip
-        for parts in (self.gpu_groups, self.models, self.tenants, self.agents):
+        for parts in (self.gpu_groups, self.models, self.routers, self.tenants, self.agents):
             for objects in parts.values():
                 out = out + objects
         return out
@@ -58,8 +61,9 @@ class RegionObjects:
 
 def build_region(region: Region, agents: Sequence[Agent], *, image: str) -> RegionObjects:
     """Everything `region` runs, with `agents` (those whose manifests list it). `image` stands
-    where the stack builds an image (the gateway's, each `code.build` agent's): the components put
-    the built image there; drift and the dev servers, which read no image, pass ""."""
+    where the stack builds an image (the gateway's, the LLM routers', each `code.build` agent's):
+    the components put the built image there; drift and the dev servers, which read no image,
+    pass ""."""
     return RegionObjects(
         namespaces=build_namespaces(region),
         default_deny=build_platform_default_deny(region),
@@ -68,6 +72,9 @@ def build_region(region: Region, agents: Sequence[Agent], *, image: str) -> Regi
         sip=build_sip(region) if region.sip is not None else [],
         gpu_groups={name: build_gpu_group(region, group) for name, group in region.gpu_node_groups.items()},
         models={name: build_model(region, model, agents) for name, model in region.models.items()},
+        routers={name: build_router(region, model, model_labels(region, model), model_clients(model, agents),
+                                    image=image)
+                 for name, model in region.models.items() if has_router(model)},
         tenants={name: build_tenant(region, tenant, [a for a in agents if a.tenant == name])
                  for name, tenant in region.tenants.items()},
         agents={agent.scoped_name: build_agent_pool(region, agent, image=image) for agent in agents},

@@ -25,6 +25,7 @@ from .common import (
 )
 from .gateway import GATEWAY_LISTEN_PORT, gateway_selector
 from .inference import model_labels
+from .llm_router import agent_facing_selector
 from .network import default_deny, dns_egress, host_network_peers, internet_peer, monitoring_peer, namespace_peer, ports, rule
 from .media import sfu_selector
 
@@ -72,8 +73,8 @@ def _platform_access(region: Region, ns: str, lab: dict[str, str], agents: Seque
     ]
     for name in models_used(agents):
         model = region.models[name]
-        egress.append(rule([namespace_peer(inference_namespace(region), selector(model_labels(region, model)))],
-                           ports(("TCP", model.port)), direction="egress"))
+        to = agent_facing_selector(region, model, model_labels(region, model))
+        egress.append(rule([namespace_peer(inference_namespace(region), to)], ports(("TCP", model.port)), direction="egress"))
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -4,14 +4,26 @@ An analytic plan, not a benchmark. For an llm with a `profile`, per replica:
 
     usable GPU memory = gpu_memory_gib × gpus_per_replica × gpu_memory_utilization
     weights           = params × weight_bits / 8
-    KV budget         = usable − weights − activation reserve
-    KV bytes/token    = 2 (K and V) × layers × kv_heads × head_dim × KV dtype bytes
-    streams           = KV budget / KV bytes/token / max_model_len   (capped by max_num_seqs)
+    KV budget         = usable − weights − activation reserve            (an estimate: below)
+    KV cache          = what vLLM allocates for that budget               (vLLM's own arithmetic)
+    streams           = KV blocks / blocks of one max_model_len request   (capped by max_num_seqs)
     calls             = streams / duty cycle
 
-The duty cycle is the share of a call's time its LLM stream is active (the caller talks, TTS plays
-the rest of the time): 0.25 by default, a planning assumption to replace with a measured one. vLLM
-measures the real KV budget after loading the model ("GPU KV cache size: N tokens"); compare.
+The KV cache is vLLM's arithmetic exactly (vLLM 0.11, the release the examples pin; held against
+vLLM's own config classes and a running server by tests/upstream/test_vllm_capacity.py): each GPU
+of a replica holds `max(1, kv_heads // tensor_parallel)` KV heads (vLLM replicates heads when
+there are fewer than GPUs), an element takes the KV dtype's bytes (fp8: 1; "auto": the model's
+dtype, 4 only for an explicit float32, else 2), the cache is cut into blocks of 16 tokens and a GPU
+gets `budget // (16 × bytes of a token on it)` whole blocks (vllm/v1/core/kv_cache_utils.py
+get_num_blocks), every GPU of the replica the same number. vLLM logs the result at start-up ("GPU
+KV cache size: N tokens", "Maximum concurrency for L tokens per request") and exports it
+(`vllm:cache_config_info`'s num_gpu_blocks and block_size).
+
+The budget is the estimate: vLLM measures it after loading the model (GPU memory × utilization
+less the weights and the peak activation it profiles); the 10% activation reserve stands in for
+that measurement. The duty cycle is the share of a call's time its LLM stream is active (the
+caller talks, TTS plays the rest of the time): 0.25 by default, a planning assumption to replace
+with a measured one.
 """
 
 from __future__ import annotations
@@ -27,15 +39,67 @@ GIB = 1024**3
 #: Activation and CUDA-graph memory vLLM keeps outside the KV cache, as a share of usable memory.
 ACTIVATION_RESERVE = 0.10
 DEFAULT_DUTY_CYCLE = 0.25
+#: Tokens per KV-cache block: vLLM's default on CUDA (and on CPU without IPEX). vLLM allocates the
+#: cache in whole blocks and gives a request whole blocks.
+KV_BLOCK_TOKENS = 16
+#: --dtype values vLLM runs in 4-byte floats; every other one ("auto" included, which on a GPU
+#: resolves a float32 checkpoint to a 16-bit type) is 2 bytes.
+FLOAT32_DTYPES = ("float32", "float")
+
+
+def kv_dtype_bytes(model: Model) -> int:
+    """Bytes of one KV-cache element: the KV cache dtype's, or with "auto" the model's dtype."""
+    e = model.engine_args
+    if e.kv_cache_dtype.startswith("fp8"):
+        return 1
+    return 4 if e.dtype in FLOAT32_DTYPES else 2
+
+
+def kv_heads_per_gpu(model: Model) -> Optional[int]:
+    """KV heads each GPU of a replica holds (vLLM's ModelConfig.get_num_kv_heads): the heads split
+    over the tensor-parallel GPUs, at least one (replicated when there are fewer heads than GPUs)."""
+    if model.profile is None:
+        return None
+    return max(1, model.profile.kv_heads // model.gpus_per_replica)
+
+
+def kv_bytes_per_token_per_gpu(model: Model) -> Optional[int]:
+    """KV-cache bytes one token occupies on each GPU of a replica (all layers, K and V)."""
+    p, heads = model.profile, kv_heads_per_gpu(model)
+    if p is None or heads is None:
+        return None
+    return 2 * p.layers * heads * p.head_dim * kv_dtype_bytes(model)
 
 
 def kv_bytes_per_token(model: Model) -> Optional[int]:
-    """KV-cache bytes one token occupies (all layers, K and V); None without a profile."""
-    p = model.profile
-    if p is None:
+    """KV-cache bytes one token occupies in a replica (all its GPUs); None without a profile."""
+    per_gpu = kv_bytes_per_token_per_gpu(model)
+    return None if per_gpu is None else per_gpu * model.gpus_per_replica
+
+
+def kv_cache_blocks(model: Model, budget_bytes: float, block_tokens: int = KV_BLOCK_TOKENS) -> Optional[int]:
+    """Whole KV-cache blocks each GPU of a replica gets from a replica's KV budget (split evenly
+    over its GPUs), as vLLM's get_num_blocks counts them. `block_tokens`: the device's block size
+    (vLLM's CPU build with IPEX uses 128)."""
+    per_gpu = kv_bytes_per_token_per_gpu(model)
+    if per_gpu is None:
         return None
-    kv_dtype_bytes = 1 if model.engine_args.kv_cache_dtype.startswith("fp8") else 2
-    return 2 * p.layers * p.kv_heads * p.head_dim * kv_dtype_bytes
+    return max(0, int(budget_bytes // model.gpus_per_replica) // (block_tokens * per_gpu))
+
+
+def kv_cache_tokens(model: Model, budget_bytes: float, block_tokens: int = KV_BLOCK_TOKENS) -> Optional[int]:
+    """Tokens the KV cache of a replica holds with that budget: vLLM's "KV cache size"."""
+    blocks = kv_cache_blocks(model, budget_bytes, block_tokens)
+    return None if blocks is None else blocks * block_tokens
+
+
+def max_concurrency(model: Model, budget_bytes: float, block_tokens: int = KV_BLOCK_TOKENS) -> Optional[float]:
+    """Requests of max_model_len tokens the KV cache holds at once (vLLM's "Maximum
+    concurrency"): whole blocks over the blocks one such request takes."""
+    blocks, context = kv_cache_blocks(model, budget_bytes, block_tokens), model.engine_args.max_model_len
+    if blocks is None or context is None:
+        return None
+    return blocks / math.ceil(context / block_tokens)
 
 
 @dataclass(frozen=True)
@@ -187,8 +251,8 @@ def _model(region: Region, model: Model, duty_cycle: float) -> ModelCapacity:
     usable = memory * model.engine_args.gpu_memory_utilization
     weights = p.params_billion * 1e9 * p.weight_bits / 8 / GIB
     budget = usable * (1 - ACTIVATION_RESERVE) - weights
-    tokens = max(0, int(budget * GIB // per_token))
-    streams = tokens / context
+    tokens = kv_cache_tokens(model, max(0.0, budget * GIB)) or 0
+    streams = max_concurrency(model, max(0.0, budget * GIB)) or 0.0
     if model.engine_args.max_num_seqs is not None:
         streams = min(streams, float(model.engine_args.max_num_seqs))
     calls = streams / duty_cycle

@@ -51,6 +51,8 @@ KINDS: tuple[KindRef, ...] = (
     KindRef("v1", "Secret", "secrets"),
     KindRef("v1", "Service", "services"),
     KindRef("v1", "ServiceAccount", "serviceaccounts"),
+    KindRef("rbac.authorization.k8s.io/v1", "Role", "roles"),
+    KindRef("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
     KindRef("v1", "ResourceQuota", "resourcequotas"),
     KindRef("v1", "LimitRange", "limitranges"),
     KindRef("apps/v1", "Deployment", "deployments"),

@@ -46,6 +46,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from .. import report as render
 from ...desired.common import ANNOTATION_SECRET_FINGERPRINT, inference_namespace, tenant_namespace
 from ...desired.inference import WORKLOAD_KIND
+from ...desired.llm_router import COMPONENT as ROUTER_COMPONENT
 from ...livekit.desired import Origin
 from ...manifest.model import Agent, Region
 from ..attribution import Attribution
@@ -165,8 +166,11 @@ def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[str
     if agent is not None and agent.code.build is not None:
         return "code.build"
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    if labels.get("app.kubernetes.io/component") == "gateway":
+    component = labels.get("app.kubernetes.io/component")
+    if component == "gateway":
         return "voxplane/gateway"
+    if component == ROUTER_COMPONENT:
+        return "voxplane/llm_router"
     return None
 
 
