@@ -88,6 +88,8 @@ REGION_TAKERS = {
     ("livekit", "route"): ["livekit", "route", "us-eats", "--to", "+16175550188"],
     ("new", "agent"): ["new", "agent", "billing", "--tenant", "northwind", "--region", "us-eats"],
     ("new", "region"): ["new", "region", "ap-south", "--from", "us-eats"],
+    ("images", "build"): ["images", "build", "us-eats"],
+    ("images", "push"): ["images", "push", "us-eats"],
 }
 
 

@@ -742,8 +742,10 @@ def completion(shell: str) -> None:
 
 
 from .dev.commands import dev as _dev_group  # noqa: E402  (a group of its own module)
+from .images.commands import images as _images_group  # noqa: E402  (a group of its own module)
 
 main.add_command(_dev_group)
+main.add_command(_images_group)
 
 
 @main.command()

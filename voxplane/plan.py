@@ -48,6 +48,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from . import agent_base, capacity
 from .affected import EVERYWHERE, GitError, affected_regions, git
+from .images.record import FOLDER as IMAGE_RECORDS
 from .kubedrift.attribution import Attribution
 from .kubedrift.compare import UNSET, Keyed, Path as ObjPath, format_path, keyed_items
 from .livekit.desired import Desired, DesiredTrunk, desired_objects
@@ -261,7 +262,9 @@ def exported(root: Path, commit: str) -> Iterator[Path]:
     """The render inputs of `commit` (RENDER_INPUTS) in a temporary folder, removed afterwards.
 
     The package folders components/ and schemas/ are linked into voxplane/ as the package maps them
-    (pyproject's package-dir), so BASE's own code can run from the export."""
+    (pyproject's package-dir), so BASE's own code can run from the export. The working tree's
+    record of pushed image digests (voxplane/images/record.py, not in git) is copied along: both
+    sides read the same record, so an image whose folder did not change shows no change."""
     prefix = git(root, "rev-parse", "--show-prefix").strip()
     tree = f"{commit}:{prefix}" if prefix else commit
     present = set(git(root, "ls-tree", "--name-only", tree).split("\n"))
@@ -272,6 +275,8 @@ def exported(root: Path, commit: str) -> Iterator[Path]:
             data = git(root, "archive", "--format=tar", tree, "--", *sorted(wanted), text=False)
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 tar.extractall(folder, filter="data")
+        if (root / IMAGE_RECORDS).is_dir():
+            shutil.copytree(root / IMAGE_RECORDS, folder / IMAGE_RECORDS)
         for package in ("components", "schemas"):
             if (folder / package).is_dir() and (folder / "voxplane").is_dir() and not (folder / "voxplane" / package).exists():
                 os.symlink(Path("..") / package, folder / "voxplane" / package)

@@ -114,3 +114,7 @@ from .credentials import tenant_credentials  # noqa: E402
 
 dev.add_command(tenant_credentials)
 dev.add_command(tenant_credentials, name="credentials")  # the name issue #9 asked for
+
+from .images_commands import images as images_group  # noqa: E402  (a group of its own module)
+
+dev.add_command(images_group)
