@@ -93,10 +93,15 @@ class Proc:
     name: str
     pid: int
     started: float
+    #: Our child's handle, when this interpreter started it (reaped once it exits).
+    popen: Optional[subprocess.Popen[bytes]] = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, name: str, popen: subprocess.Popen[bytes]) -> Proc:
-        return cls(name, popen.pid, psutil.Process(popen.pid).create_time())
+        return cls(name, popen.pid, psutil.Process(popen.pid).create_time(), popen)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": self.pid, "started": self.started}
 
     def process(self) -> Optional[psutil.Process]:
         try:
@@ -127,6 +132,8 @@ class Proc:
             except psutil.Error:
                 pass
         psutil.wait_procs(alive, timeout=5)
+        if self.popen is not None:
+            self.popen.wait(5)
 
 
 def _spawn(name: str, argv: Sequence[str], log: Path, *, detached: bool, pass_fds: Sequence[int] = ()) -> Proc:
@@ -461,7 +468,7 @@ def up(images: Sequence[ImageBuild], progress: Progress) -> dict[str, Any]:
     assert engine.proc and registry.proc and index.proc
     state = {"docker_host": engine.docker_host, "registry": registry.address, "index_url": index.url,
              "standin": standin, "docker_cli": docker_cli_path(),
-             "processes": {name: {"name": p.name, "pid": p.pid, "started": p.started}
+             "processes": {name: p.as_json()
                            for name, p in (("engine", engine.proc), ("registry", registry.proc), ("index", index.proc))}}
     path = _state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -485,6 +492,7 @@ def down(progress: Progress) -> bool:
             progress(f"stopping the {name} (pid {proc.pid})")
             proc.stop(timeout)
             stopped = True
+    unmount_below(Engine(images_cache()).exec_root)
     _state_path().unlink(missing_ok=True)
     return stopped
 

@@ -78,14 +78,16 @@ def stack_images(region: str, root: Path, registry: str, *, every_agent_from_sou
 
     project = load_region(root, region).project
     if every_agent_from_source:
-        project = _agents_from_source(project, root)
+        project = agents_from_source(project, root)
     result = render(region, root, project=project,
                     extra_config={"voxplane:buildImages": "true", "voxplane:imageRegistry": registry})
     images = [_image(r.name, r.inputs) for r in result.resources if r.type == IMAGE_TYPE]
     return _ordered(images)
 
 
-def _agents_from_source(project: Project, root: Path) -> Project:
+def agents_from_source(project: Project, root: Path) -> Project:
+    """`project` with each agent whose manifest names a published image while `agents/<name>/`
+    holds a Dockerfile built from that folder instead (`code.build: agents/<name>`)."""
     def from_source(agent: Agent) -> Agent:
         folder = f"agents/{agent.name}"
         if agent.code.build is None and (root / folder / "Dockerfile").is_file():
