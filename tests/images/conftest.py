@@ -50,6 +50,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "integration: talks to real servers (livekit-server, Redis) started by the test")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first test to use `built` starts the tooling and builds every image changed since the
+    last run (a minute or two; more where `make images` has not prepared the cache): its own
+    bound, not a check of how long it took."""
+    for item in items:
+        if "built" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(1200))
+
+
 def host_network() -> dict[str, str]:
     """What the engine must leave alone: the interfaces, IPv4 forwarding and the iptables rules."""
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
