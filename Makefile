@@ -57,7 +57,7 @@ servers:
 	bash scripts/ensure-ci-linters.sh
 
 # The image tooling (tests/images): Debian's docker.io, docker-registry and mmdebstrap, the Python base
-# stand-in and the wheels the images install, cached under ~/.cache/voxplane/images (~3-6 min cold,
+# stand-in and the wheels the images install, cached under ~/.cache/voxplane/images (~2 min cold,
 # seconds warm). Starts nothing: the tests start the engine, registry and index and stop them.
 images: setup
 	bash scripts/ensure-images.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the image tooling and prepare what the image tests build with (tests/images), once:
 #   * Debian's docker.io (dockerd 20.10, containerd, runc, its docker client), docker-registry 2.8
-#     and mmdebstrap (apt): usually 1-3 min cold. The packages' own services are kept from starting
+#     and mmdebstrap (apt): ~20 s measured, up to a few minutes on a slow mirror. The packages' own services are kept from starting
 #     (a system dockerd would add docker0 and iptables rules); voxplane runs its own engine on
 #     loopback when a test or `voxplane dev images up` needs one (voxplane/dev/images.py).
 #   * `voxplane dev images prepare`: the Python base stand-in (mmdebstrap, ~30-60 s, ~245 MB) and the
@@ -55,7 +55,7 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 if ((${#missing[@]})); then
     start=$SECONDS
-    log "installing ${missing[*]} (usually 1-3 min cold)"
+    log "installing ${missing[*]} (usually 20 s to a few minutes)"
     install_quietly "${missing[@]}"
     log "installed ${missing[*]} in $((SECONDS - start)) s"
 else

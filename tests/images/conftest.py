@@ -62,7 +62,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def host_network() -> dict[str, str]:
     """What the engine must leave alone: the interfaces, IPv4 forwarding and the iptables rules."""
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    # docker.io depends on iptables, so it is there once the tooling is installed.
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     return {"links": "\n".join(sorted(ln.split(":")[1].strip() for ln in links.splitlines() if ":" in ln)),
             "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
             "iptables": "\n".join(ln for ln in rules.splitlines() if not ln.startswith("#"))}
@@ -235,14 +236,14 @@ def pod_containers(built: Built, tmp_path: Path) -> Iterator[Callable[..., Conta
     started: list[Container] = []
 
     def start(pod: Mapping[str, Any], container: str, *, env: Mapping[str, str], files: Mapping[str, Path] | None = None,
-              rewrites: Mapping[str, tuple[str, str]] | None = None) -> Container:
+              rewrites: Mapping[str, tuple[str, str]] | None = None, network: str = "host") -> Container:
         (spec,) = [c for c in pod["containers"] if c["name"] == container]
         docker = built.docker()
         pull(docker, spec["image"])
         name = f"vx-{container}-{uuid.uuid4().hex[:8]}"
         env_file = write_env_file(tmp_path / f"{name}.env", env)
         argv = run_argv(pod, container, image=spec["image"], image_user=image_user(docker, spec["image"]), name=name,
-                        env_file=env_file, files=files or {}, labels={LABEL: "1"})
+                        env_file=env_file, files=files or {}, labels={LABEL: "1"}, network=network)
         done = subprocess.run([docker.executable, "run", *argv], env=docker.env, capture_output=True, text=True)
         c = Container(name, docker, argv, dict(rewrites or {}))
         started.append(c)

@@ -20,8 +20,9 @@
 | terminationGracePeriodSeconds                     | `--stop-timeout` (what `docker stop` waits)       |
 | env (values the caller resolved)                  | `--env-file` (0600, so no secret shows in `ps`)   |
 
-Not kept: the pod network (there is none: `--network=host`, so the process binds and dials
-loopback; the caller moves addresses and ports and says which), probes (the caller polls them),
+Not kept: the pod network (the engine has none: `--network=host`, so the process binds and dials
+loopback and the caller moves addresses and ports and says which; or `--network=none`, loopback of
+its own only), probes (the caller polls them),
 ephemeral-storage limits (overlay2 on this filesystem has no quota). Anything else a spec asks
 that has no equivalent here raises `PodSpecError`, rather than running something weaker.
 """
@@ -81,19 +82,24 @@ def run_argv(
     env_file: Path,
     files: Mapping[str, Path],
     labels: Optional[Mapping[str, str]] = None,
+    network: str = "host",
 ) -> list[str]:
     """`docker run` arguments (after `run`) for container `container_name` of `pod`.
 
     `image`: what to run (the pod's own or the one built for it); `image_user`: its USER
     (`docker image inspect`); `env_file`: the resolved env, written by the caller; `files`: for each
     configMap, secret or projected volume the container mounts, a host folder holding its files as
-    the kubelet lays them out.
+    the kubelet lays them out; `network`: `host` (the process binds and dials loopback, so the
+    caller moves addresses and ports) or `none` (a network namespace of its own with only loopback:
+    rendered ports as they are, reachable only from inside, e.g. by `docker exec`).
     """
     (container,) = [c for c in pod.get("containers", []) if c["name"] == container_name]
     pod_ctx, ctx = pod.get("securityContext") or {}, container.get("securityContext") or {}
     _refuse_unsupported(pod, container)
     user = effective_user(pod, container, image_user)
-    argv = ["--detach", "--name", name, "--network=host", "--env-file", str(env_file),
+    if network not in ("host", "none"):
+        raise PodSpecError(f"network {network!r}: host or none")
+    argv = ["--detach", "--name", name, f"--network={network}", "--env-file", str(env_file),
             "--user", f"{user.uid}:{user.gid}" if user.gid is not None else str(user.uid)]
     for gid in [pod_ctx.get("fsGroup"), *pod_ctx.get("supplementalGroups", [])]:
         if gid is not None:
@@ -188,7 +194,8 @@ def write_volume_files(folder: Path, volume: Mapping[str, Any], contents: Mappin
     folder.mkdir(parents=True, exist_ok=True)
     for source in sources:
         body = source.get("configMap") or source.get("secret") or {}
-        for item in body.get("items", []):
+        # Without `items`, every key of the object, each under its own name.
+        for item in body.get("items") or [{"key": k, "path": k} for k in sorted(contents)]:
             if item["key"] not in contents:
                 raise PodSpecError(f"volume {volume['name']!r}: no content given for key {item['key']!r}")
             path = folder / item["path"]
