@@ -139,7 +139,7 @@ class Proc:
 def _spawn(name: str, argv: Sequence[str], log: Path, *, detached: bool, pass_fds: Sequence[int] = ()) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with log.open("ab") as out:
+        with log.open("wb") as out:  # one start's log: the next start replaces it
             popen = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=detached, pass_fds=tuple(pass_fds))
     except OSError as exc:
@@ -305,6 +305,9 @@ class Registry:
     def stop(self, progress: Progress) -> None:
         if self.proc is not None:
             self.proc.stop(10)
+            # Per-port files: what a failed start said is in the error already.
+            for path in (self.cache / f"registry-{self.port}.yml", self.log):
+                path.unlink(missing_ok=True)
         self.proc = None
 
 
@@ -330,6 +333,7 @@ class PackageIndex:
     def stop(self, progress: Progress) -> None:
         if self.proc is not None:
             self.proc.stop(5)
+            self.log.unlink(missing_ok=True)
         self.proc = None
 
 
