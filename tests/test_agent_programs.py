@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voxplane import agent_base
+from voxplane.deploy import agent_base
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 HEALTH_PORT = "8081"
 #: The platform's agent base image (voxplane-agent-base) and the glue in it, which every program imports.
@@ -226,7 +227,7 @@ def test_settings_the_glue_does_not_require_have_defaults():
 def test_every_setting_the_glue_requires_is_rendered_into_every_agent_pool():
     """What a production worker refuses to start without (PLATFORM_ENV) is exactly what the
     platform renders into each agent's Deployment, so no pool can miss one."""
-    from voxplane.render import render
+    from voxplane.deploy.render import render
 
     glue = ast.parse(GLUE.read_text())
     (defaults,) = [n for n in glue.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "DEFAULTS"]

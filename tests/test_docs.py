@@ -1,8 +1,8 @@
 """docs/manifest-reference.md is generated from the schemas and must match them."""
 
-from voxplane.docs import reference
+from voxplane.devtools.docs import reference
 
-from .conftest import REPO
+from .support.repo import REPO
 
 
 def test_manifest_reference_is_up_to_date():

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.loader import load, load_project
-from voxplane.sourcemap import parse
+from voxplane.manifest.loader import load, load_project
+from voxplane.manifest.sourcemap import parse
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 EXAMPLES = sorted((REPO / "regions").glob("*.yaml")) + sorted((REPO / "agents").glob("*.yaml"))
 

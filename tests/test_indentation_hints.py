@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voxplane import stackfile
-from voxplane.loader import read_document
-from voxplane.problems import Problem
+from voxplane.manifest import stackfile
+from voxplane.manifest.loader import read_document
+from voxplane.manifest.problems import Problem
 
-from .conftest import REPO
+from tests.support.repo import REPO
 
 #: A hint that names the indentation to give a line.
 NUMBERED = re.compile(r"indent it (?:like `[^`]*` \()?(\d+) spaces?")

@@ -1,4 +1,4 @@
-"""voxplane.k8s_schema: built-in kinds against kubernetes-validate (strict), custom resources
+"""tests.support.k8s_schema: built-in kinds against kubernetes-validate (strict), custom resources
 against the real CRDs that scripts/fetch-crds.sh brings from the projects' Go modules."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from voxplane.desired.common import SecretValue
-from voxplane.k8s_schema import (
+
+from .support.repo import REPO
+from tests.support.k8s_schema import (
     CRD_SCRIPT,
     KUBERNETES_VERSION,
     crd_dir,
@@ -21,7 +23,6 @@ from voxplane.k8s_schema import (
     validate_object,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / CRD_SCRIPT
 
 # The CRDs the platform renders, by file name in crd_dir().

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
-from .conftest import REPO, copy_manifests
+from .support.repo import REPO, copy_manifests
 from .test_scaffold import fill_in
 
 README = (REPO / "README.md").read_text()

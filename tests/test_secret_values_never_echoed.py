@@ -19,12 +19,12 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from voxplane import secret_fields, stackfile
-from voxplane.loader import load
-from voxplane.problems import format_path
-from voxplane.schema import SCHEMA_FILES, raw_schemas
+from voxplane.manifest import secret_fields, stackfile
+from voxplane.manifest.loader import load
+from voxplane.manifest.problems import format_path
+from voxplane.manifest.schema_files import SCHEMA_FILES, raw_schemas
 
-from .conftest import copy_manifests
+from tests.support.repo import copy_manifests
 
 #: Longer than a stack config key may be: fails the schema's name pattern.
 PLANTED = "sk-ant-api03-PLANTEDsecretXq9v3Lm8Kp2Rt7Wy4Nb6Hd1Jf5Gc0Ae7Ux2Pm5Lq8Zs1Vb4Nk7Tw0Yh3Rd6"

@@ -13,10 +13,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from voxplane import term
+from voxplane.cli import term
 from voxplane.cli import main
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -131,7 +132,7 @@ def fake_sync(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr("voxplane.cli.load_region",
+    monkeypatch.setattr("voxplane.cli.livekit.load_region",
                         lambda root, region: SimpleNamespace(region=SimpleNamespace(name=region), agents=()))
     monkeypatch.setattr(lk, "connect", lambda *a: Client())
     monkeypatch.setattr(lk, "plan_sync", lambda *a, **k: SimpleNamespace(steps=["create trunk"]))

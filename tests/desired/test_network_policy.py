@@ -28,9 +28,9 @@ from typing import Any, Optional
 
 import pytest
 
-from voxplane.render import render
+from voxplane.deploy.render import render
 
-from ..conftest import REPO
+from ..support.repo import REPO
 from ._helpers import REGIONS, project, region
 
 ENSURE = REPO / "scripts" / "ensure-tool.sh"

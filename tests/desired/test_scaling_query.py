@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 
 from voxplane.desired.agent_pool import ACTIVE_JOBS_METRIC
-from voxplane.render import render
+from voxplane.deploy.render import render
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.repo import REPO
+
 ENSURE = REPO / "scripts" / "ensure-tool.sh"
 REGIONS = ("local", "us-east", "eu-west")
 

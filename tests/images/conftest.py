@@ -30,24 +30,19 @@ from typing import Any, Callable, Mapping, Optional
 import psutil
 import pytest
 
-from tests.conftest import copy_manifests
+from tests.support.repo import REPO, copy_manifests
 from voxplane.dev.images import LocalImages, Running
 from voxplane.dev.pod_container import run_argv, write_env_file
 from voxplane.images.docker import DockerCli
 from voxplane.images.publish import Outcome, publish
 from voxplane.images.record import record_path, write_record
 from voxplane.images.stack import ImageBuild, agents_from_source, stack_images
-from voxplane.loader import load_region
-from voxplane.render import render
+from voxplane.manifest.loader import load_region
+from voxplane.deploy.render import render
 
-REPO = Path(__file__).resolve().parents[2]
 REGION = "local"
 #: Label on every container a test starts, so a failed run's leftovers are found and removed.
 LABEL = "voxplane.io/test-run"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "integration: talks to real servers (livekit-server, Redis) started by the test")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

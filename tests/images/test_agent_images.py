@@ -28,9 +28,9 @@ import pytest
 from tests.agents.conftest import AGENT_SECRETS, ROLES, Platform, Rendered, Worker, join_caller, start_platform
 from tests.agents.standin import StandIn
 from tests.agents.test_workers import route
-from voxplane import agent_base
+from voxplane.deploy import agent_base
 from voxplane.dev.pod_container import PodSpecError, effective_user
-from voxplane.dev.servers import free_ports
+from voxplane.dev.ports import free_ports
 
 from .conftest import REPO, Built, Container, image_user
 

@@ -1,7 +1,7 @@
 """Every image of the repository, built as the stack builds it, pushed, and recorded.
 
 The builds are read from the program itself (voxplane.images.stack); the first tests hold that
-reading to components/images.py and to the repository's Dockerfiles without an engine, the rest
+reading to voxplane/components/images.py and to the repository's Dockerfiles without an engine, the rest
 run against the suite's engine and registry (the `built` fixture)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from voxplane import agent_base
+from voxplane.deploy import agent_base
 from voxplane.cli import main
 from voxplane.components.gateway import GATEWAY_CONTEXT
 from voxplane.components.images import PLATFORM, build_context_hash
@@ -88,7 +88,7 @@ def test_the_production_dockerfiles_keep_their_pinned_bases() -> None:
 def test_no_engine_is_one_clear_line(tmp_path: Path) -> None:
     """`voxplane images push` without a reachable engine: exit 1, one line naming where it looked,
     nothing recorded."""
-    from tests.conftest import copy_manifests
+    from tests.support.repo import copy_manifests
     from voxplane.dev.images import docker_cli_path
 
     root = copy_manifests(tmp_path / "repo")
@@ -218,9 +218,9 @@ def test_the_base_stand_in_offers_what_the_dockerfiles_rely_on(built: Built) -> 
 def test_a_record_makes_a_stack_that_does_not_build_deploy_the_digests(tmp_path: Path) -> None:
     """Pods of a stack with buildImages false run `<name>@<digest>` for every image the record
     names with its current tag, and the tag where the record is stale (another tag) or absent."""
-    from tests.conftest import copy_manifests
+    from tests.support.repo import copy_manifests
     from voxplane.images.record import write_record
-    from voxplane.render import render
+    from voxplane.deploy.render import render
 
     root = copy_manifests(tmp_path / "repo")
     registry = "localhost:5000/voxplane"  # Pulumi.local.yaml's
@@ -238,7 +238,7 @@ def test_a_record_makes_a_stack_that_does_not_build_deploy_the_digests(tmp_path:
 
 
 def test_a_broken_record_is_one_line_naming_the_file(tmp_path: Path, run_cli) -> None:
-    from tests.conftest import copy_manifests
+    from tests.support.repo import copy_manifests
 
     root = copy_manifests(tmp_path / "repo")
     path = record_path(root, REGION)
@@ -253,9 +253,9 @@ def test_a_broken_record_is_one_line_naming_the_file(tmp_path: Path, run_cli) ->
 def test_plan_reads_the_same_record_on_both_sides(tmp_path: Path) -> None:
     """The working tree's record is read for the base revision too (it is not in git): an image
     whose folder did not change shows no change in `plan`."""
-    from tests.conftest import copy_manifests
+    from tests.support.repo import copy_manifests
     from voxplane.images.record import write_record
-    from voxplane.plan import exported
+    from voxplane.plan.sides import exported
 
     root = copy_manifests(tmp_path / "repo")
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):

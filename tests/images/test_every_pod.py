@@ -23,7 +23,7 @@ from typing import Any, Callable
 import pytest
 
 from voxplane.dev.pod_container import write_volume_files
-from voxplane.dev.servers import LOOPBACK
+from voxplane.dev.ports import LOOPBACK
 
 from .conftest import Built, Container
 

@@ -31,7 +31,10 @@ from tests.gateway.test_isolation_integration import (  # noqa: F401
 )
 from voxplane.desired.common import ADMIN_KEY
 from voxplane.dev.pod_container import write_volume_files
-from voxplane.dev.servers import LOOPBACK, LiveKitServer, RedisServer, free_ports, region_config, region_gateway
+from voxplane.dev.livekit import LiveKitServer
+from voxplane.dev.ports import LOOPBACK, free_ports
+from voxplane.dev.redis import RedisServer
+from voxplane.dev.region import region_config, region_gateway
 
 from .conftest import REGION, REPO, Built, Container
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shutil
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -22,26 +21,17 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.repo import copy_manifests
+
 REGION = "local"
 FIELD_MANAGER = "pulumi-kubernetes"
-
-
-def copy_tree(dest: Path) -> Path:
-    """regions/, agents/ (with code, for the image content hash) and the stack files."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "regions", dest / "regions")
-    shutil.copytree(REPO / "agents", dest / "agents", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copyfile(stack, dest / stack.name)
-    return dest
 
 
 def secret_env(region: Any, agents: Any) -> dict[str, str]:
     """A value for every secret the region's Secrets need: the root secret and each `{config: KEY}`."""
     from voxplane.desired.common import SecretValue
-    from voxplane.keys import ROOT_SECRET_CONFIG
-    from voxplane.kubedrift.secrets import secret_objects
+    from voxplane.livekit.keys import ROOT_SECRET_CONFIG
+    from voxplane.drift.kubernetes.secrets import secret_objects
 
     keys = {ROOT_SECRET_CONFIG}
     for obj in secret_objects(region, agents):
@@ -71,7 +61,7 @@ class Cluster:
 
     def manifests(self) -> str:
         """The rendered objects as YAML documents, Secrets with the chosen values."""
-        from voxplane.kubedrift.secrets import env_lookup, resolved_string_data
+        from voxplane.drift.kubernetes.secrets import env_lookup, resolved_string_data
 
         docs = []
         for obj in self.desired:
@@ -107,11 +97,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The session's dev cluster for `local`, in its own VOXPLANE_DEV_STATE (set only while the
     cluster starts and stops, so no other test sees it), the region applied."""
     from voxplane.dev import cluster as dev_cluster
-    from voxplane.loader import load
-    from voxplane.render import render
+    from voxplane.manifest.loader import load
+    from voxplane.deploy.render import render
 
     state = tmp_path_factory.mktemp("kubedrift-dev-state")
-    root = copy_tree(tmp_path_factory.mktemp("kubedrift-repo") / "repo")
+    root = copy_manifests(tmp_path_factory.mktemp("kubedrift-repo") / "repo")
     project = load((), root).require_project()
     region, agents = project.regions[REGION], project.agents_in(REGION)
     bins = dev_cluster.toolchain_bin_dir()  # fails (never skips) when a binary cannot be built

@@ -42,7 +42,8 @@ import psutil
 from ..images.docker import DockerCli, EngineUnreachable
 from ..images.stack import ImageBuild
 from . import package_index, python_standin
-from .servers import LOOPBACK, cache_dir, free_ports
+from .paths import cache_dir, dev_dir
+from .ports import LOOPBACK, free_ports
 
 #: The port `voxplane dev images up` serves the registry on: the `local` stack's imageRegistry.
 DEV_REGISTRY_PORT = 5000
@@ -431,8 +432,6 @@ class LocalImages:
 
 
 def _state_path() -> Path:
-    from .stack import dev_dir
-
     return dev_dir() / "images" / "state.json"
 
 

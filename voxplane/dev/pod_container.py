@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from ..quantity import parse_quantity
+from ..manifest.quantity import parse_quantity
 
 __all__ = ["PodSpecError", "run_argv", "effective_user"]
 

@@ -7,6 +7,7 @@
 - `publish`: build what the registry lacks, push it, and say what each image is (pushed now or
   already there, with its digest);
 - `record`: the pushed digests, where the stack reads them (`.voxplane/images/<region>.json`), so a
-  stack that does not build (`voxplane:buildImages false`) deploys digests, not tags;
-- `commands`: `voxplane images build|push REGION`.
+  stack that does not build (`voxplane:buildImages false`) deploys digests, not tags.
+
+The command line, `voxplane images build|push REGION`, is voxplane/cli/images.py.
 """

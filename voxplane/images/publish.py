@@ -1,6 +1,6 @@
 """Build a region's images with the Docker CLI, push what the registry lacks, say what each is.
 
-A tag is its build context's content hash (components/images.py), so a registry that already holds
+A tag is its build context's content hash (voxplane/components/images.py), so a registry that already holds
 the tag holds this very folder's image: it is neither built nor pushed again ("present"), and the
 digest the registry has is the one recorded, so an unchanged folder never rolls a pod. An image
 built FROM another image of the stack gets that image's pushed digest as its build argument, as

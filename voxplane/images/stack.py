@@ -1,10 +1,10 @@
 """What a region's stack builds, as the stack builds it.
 
-The program (`voxplane.program.run`) is run under the SDK's mock engine, as `voxplane render` runs
+The program (`voxplane.deploy.program.run`) is run under the SDK's mock engine, as `voxplane render` runs
 it, with image building on and the registry given: every `pulumi_docker.Image` it registers is one
 build, with the context, Dockerfile, build arguments and `repository:tag` the stack would hand to
 pulumi-docker. Nothing here knows which images exist: a new component that builds through
-`components/images.folder_image` is picked up as it is.
+`voxplane/components/images.folder_image` is picked up as it is.
 
 An image built FROM another image of the stack gets that image's pushed digest as a build argument
 (the agents' `VOXPLANE_AGENT_BASE`); under the mock engine that value is the render's placeholder
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ..model import Agent, Code, Project
-from ..render import PLACEHOLDER_DIGEST, render
+from ..manifest.model import Agent, Code, Project
+from ..deploy.render import PLACEHOLDER_DIGEST, render
 
 #: The Pulumi type of pulumi-docker's Image resource.
 IMAGE_TYPE = "docker:index/image:Image"
@@ -74,7 +74,7 @@ def stack_images(region: str, root: Path, registry: str, *, every_agent_from_sou
     the manifest said `code.build: agents/<name>` (the suite builds every Dockerfile of the
     repository). Raises what `render` raises for manifests that do not load.
     """
-    from ..loader import load_region
+    from ..manifest.loader import load_region
 
     project = load_region(root, region).project
     if every_agent_from_source:
