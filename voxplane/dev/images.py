@@ -30,8 +30,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +42,7 @@ from ..images.stack import ImageBuild
 from . import package_index, python_standin
 from .paths import cache_dir, dev_dir
 from .ports import LOOPBACK, free_ports
+from .process import ProcessRecord, answers_ok, log_tail
 
 #: The port `voxplane dev images up` serves the registry on: the `local` stack's imageRegistry.
 DEV_REGISTRY_PORT = 5000
@@ -88,32 +87,22 @@ def engine_argv(data_root: Path, exec_root: Path, socket: Path) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Proc:
-    """A process we started, by pid and create time (a reused pid is never taken for it)."""
+class Proc(ProcessRecord):
+    """A process we started, by pid and create time (a reused pid is never taken for it), and stopped
+    with every process it started in turn (dockerd's containerd and shims)."""
 
-    name: str
-    pid: int
-    started: float
+    name: str = ""
     #: Our child's handle, when this interpreter started it (reaped once it exits).
     popen: Optional[subprocess.Popen[bytes]] = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, name: str, popen: subprocess.Popen[bytes]) -> Proc:
-        return cls(name, popen.pid, psutil.Process(popen.pid).create_time(), popen)
+    def spawned(cls, name: str, popen: subprocess.Popen[bytes]) -> Proc:
+        return cls(popen.pid, psutil.Process(popen.pid).create_time(), name, popen)
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": self.pid, "started": self.started}
+        return {"name": self.name, **super().as_json()}
 
-    def process(self) -> Optional[psutil.Process]:
-        try:
-            proc = psutil.Process(self.pid)
-            if proc.create_time() != self.started or proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc
-        except psutil.Error:
-            return None
-
-    def stop(self, timeout: float) -> None:
+    def stop_all(self, timeout: float) -> None:
         """SIGTERM, then SIGKILL for it and every descendant left after `timeout` seconds."""
         proc = self.process()
         if proc is None:
@@ -145,32 +134,17 @@ def _spawn(name: str, argv: Sequence[str], log: Path, *, detached: bool, pass_fd
                                      start_new_session=detached, pass_fds=tuple(pass_fds))
     except OSError as exc:
         raise ImagesError(f"{name}: cannot run {argv[0]} ({exc.strerror}); scripts/ensure-images.sh installs it") from None
-    return Proc.of(name, popen)
+    return Proc.spawned(name, popen)
 
 
 def _wait(what: str, ready: Callable[[], bool], proc: Proc, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.process() is None:
-            raise ImagesError(f"{what} exited while starting; its log ({log}):\n{_tail(log)}")
+            raise ImagesError(f"{what} exited while starting; its log ({log}):\n{log_tail(log, 15)}")
         if time.monotonic() > deadline:
-            raise ImagesError(f"{what} not ready within {timeout:.0f}s; its log ({log}):\n{_tail(log)}")
+            raise ImagesError(f"{what} not ready within {timeout:.0f}s; its log ({log}):\n{log_tail(log, 15)}")
         time.sleep(0.2)
-
-
-def _tail(log: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 # --- the three servers -----------------------------------------------------------------------------
@@ -254,7 +228,7 @@ class Engine:
     def stop(self, progress: Progress) -> None:
         if self.proc is not None and self.proc.process() is not None:
             progress("engine: stopping dockerd (its containers and containerd with it)")
-            self.proc.stop(_ENGINE_STOP_S)
+            self.proc.stop_all(_ENGINE_STOP_S)
             unmount_below(self.exec_root)
         self.proc = None
         if self._lock is not None:
@@ -301,11 +275,11 @@ class Registry:
         }, indent=2))
         progress(f"registry: docker-registry on {self.address}, storage in {self.cache / 'registry'}")
         self.proc = _spawn("docker-registry", ["docker-registry", "serve", str(config)], self.log, detached=detached)
-        _wait("docker-registry", lambda: _answers(f"http://{self.address}/v2/"), self.proc, self.log, 30)
+        _wait("docker-registry", lambda: answers_ok(f"http://{self.address}/v2/"), self.proc, self.log, 30)
 
     def stop(self, progress: Progress) -> None:
         if self.proc is not None:
-            self.proc.stop(10)
+            self.proc.stop_all(10)
             # Per-port files: what a failed start said is in the error already.
             for path in (self.cache / f"registry-{self.port}.yml", self.log):
                 path.unlink(missing_ok=True)
@@ -329,11 +303,11 @@ class PackageIndex:
         progress(f"package index: {self.url} serving {self.folder}")
         self.proc = _spawn("package index", [sys.executable, "-m", "http.server", "--bind", LOOPBACK, "--directory",
                                              str(self.folder), str(self.port)], self.log, detached=detached)
-        _wait("the package index", lambda: _answers(self.url), self.proc, self.log, 30)
+        _wait("the package index", lambda: answers_ok(self.url), self.proc, self.log, 30)
 
     def stop(self, progress: Progress) -> None:
         if self.proc is not None:
-            self.proc.stop(5)
+            self.proc.stop_all(5)
             self.log.unlink(missing_ok=True)
         self.proc = None
 
@@ -493,7 +467,7 @@ def down(progress: Progress) -> bool:
             continue
         if proc.process() is not None:
             progress(f"stopping the {name} (pid {proc.pid})")
-            proc.stop(timeout)
+            proc.stop_all(timeout)
             stopped = True
     unmount_below(Engine(images_cache()).exec_root)
     _state_path().unlink(missing_ok=True)
