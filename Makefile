@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 VOX    := $(VENV)/bin/voxplane
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup toolchain demo test e2e unit bench servers livekit-up livekit-down cluster-up cluster-down docs clean
+.PHONY: setup toolchain demo test e2e unit bench servers images livekit-up livekit-down cluster-up cluster-down docs clean
 
 setup: $(STAMP)
 
@@ -61,7 +61,13 @@ servers:
 	bash scripts/ensure-scanners.sh
 	bash scripts/ensure-ci-linters.sh
 
-test: setup servers toolchain
+# The image tooling (tests/images): Debian's docker.io, docker-registry and mmdebstrap, the Python base
+# stand-in and the wheels the images install, cached under ~/.cache/voxplane/images (~2 min cold,
+# seconds warm). Starts nothing: the tests start the engine, registry and index and stop them.
+images: setup
+	bash scripts/ensure-images.sh
+
+test: setup servers toolchain images
 	$(PY) -m mypy
 	$(PY) -m pytest
 

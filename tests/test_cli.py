@@ -97,6 +97,10 @@ REGION_TAKERS = {
     ("dev", "pulumi"): ["dev", "pulumi", "us-eats", "preview"],
     ("dev", "tenant-credentials"): ["dev", "tenant-credentials", "us-eats", "northwind"],
     ("dev", "credentials"): ["dev", "credentials", "us-eats", "northwind"],
+    ("dev", "images", "up"): ["dev", "images", "up", "--region", "us-eats"],
+    ("dev", "images", "prepare"): ["dev", "images", "prepare", "--region", "us-eats"],
+    ("images", "build"): ["images", "build", "us-eats"],
+    ("images", "push"): ["images", "push", "us-eats"],
 }
 
 

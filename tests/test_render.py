@@ -9,10 +9,12 @@ rendered files are compared with the committed snapshots in tests/golden/.
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import json
 import os
 import shutil
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,24 @@ import pytest
 from tests.support.k8s_schema import validate_objects
 from voxplane.deploy.render import PLACEHOLDER_DIGEST, REDACTED, RenderResult, render, write
 
-from .support.repo import REPO
-
+from .support.repo import REPO, copy_manifests
 
 REGIONS = ["local", "us-east", "eu-west"]
 GOLDEN = Path(__file__).parent / "golden"
 
 
 @cache
+def _manifests() -> Path:
+    """A copy of the repository's manifests: what a checkout holds besides them (a record of
+    pushed image digests, `.voxplane/images/`, machine output) never reaches the goldens."""
+    folder = Path(tempfile.mkdtemp(prefix="voxplane-golden-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return copy_manifests(folder / "repo")
+
+
+@cache
 def rendered(region: str) -> RenderResult:
-    return render(region, REPO)
+    return render(region, _manifests())
 
 
 def objects(region: str, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ import click
 from .. import __version__
 from ..manifest.loader import UnknownRegion
 from ..manifest.problems import ManifestError
-from . import capacity, completion, dev, drift, livekit, new, plan, render, secrets, status, term, validate
+from . import capacity, completion, dev, drift, images, livekit, new, plan, render, secrets, status, term, validate
 from .common import print_problems
 
 
@@ -66,7 +66,7 @@ def main(no_color: bool, quiet: bool, verbose: int) -> None:
 
 
 for command in (validate.validate, render.render, plan.affected, plan.plan, capacity.capacity, secrets.secrets, new.new,
-                livekit.livekit, drift.drift, completion.completion, dev.dev, status.status):
+                livekit.livekit, drift.drift, completion.completion, dev.dev, status.status, images.images):
     main.add_command(command)
 
 

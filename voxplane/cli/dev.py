@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..manifest.loader import UnknownRegion, load_region
+from .dev_images import images as images_group
 
 
 @click.group()
@@ -180,3 +181,4 @@ def tenant_credentials(region: str, tenant: str, root: Path) -> None:
 
 
 dev.add_command(tenant_credentials, name="credentials")  # the name issue #9 asked for
+dev.add_command(images_group)

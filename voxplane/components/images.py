@@ -5,15 +5,18 @@ Each is tagged with its folder's content hash, so the same folder gives the same
 machine: an unchanged folder is not rebuilt and nothing rolls. A stack that builds images
 (`voxplane:buildImages`, the default) builds and pushes them, and pods run the pushed digest; one
 that does not (render-only, or no Docker engine) deploys the tag, for whoever applies the YAML
-to build and push from the same folder.
+to build and push from the same folder — or, when a pipeline built and pushed it outside Pulumi
+(`voxplane images push`), the digest it recorded for that very tag (`pushed_digests`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Iterator, Mapping, Optional
 
 import pulumi
 import pulumi_docker
@@ -27,6 +30,21 @@ PLATFORM = "linux/amd64"
 IMAGE_PLACEHOLDER = "voxplane.invalid/pending-image:0"
 #: Build-context entries that never change the image's meaning but differ between machines.
 _HASH_SKIP_DIRS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache"}
+#: `repository:tag` → digest pushed outside Pulumi (voxplane/images/record.py), for the program
+#: being run (`pushed_digests`): what a stack that does not build deploys instead of the tag.
+_PUSHED: ContextVar[Mapping[str, str]] = ContextVar("voxplane_pushed_digests", default={})
+
+
+@contextlib.contextmanager
+def pushed_digests(digests: Mapping[str, str]) -> Iterator[None]:
+    """Images declared inside this block that the stack does not build run `<name>@<digest>`
+    where `digests` has their name (the tag is the folder's content hash, so only an image built
+    from the very same folder matches)."""
+    token = _PUSHED.set(dict(digests))
+    try:
+        yield
+    finally:
+        _PUSHED.reset(token)
 
 
 @dataclass(frozen=True)
@@ -63,7 +81,8 @@ def folder_image(
     tag = build_context_hash(context, dockerfile, base=base_tag)
     name = f"{repository}:{tag}"
     if not build:
-        return FolderImage(tag, name, name, None)
+        digest = _PUSHED.get().get(name)
+        return FolderImage(tag, name, f"{name}@{digest}" if digest else name, None)
     image = pulumi_docker.Image(
         resource_name,
         build=pulumi_docker.DockerBuildArgs(

@@ -47,8 +47,12 @@ def run(settings: Optional[StackConfig] = None, project: Optional[Project] = Non
 
     `project` skips loading when the caller (render) has just validated the same manifests;
     `root` is the checkout holding the stack's manifests (stacks/__main__.py passes its own).
+    Images the stack does not build run the digests `voxplane images push` recorded under `root`
+    (voxplane/images/record.py) where it recorded one for their tag.
     """
+    from voxplane.components.images import pushed_digests
     from voxplane.components.region_stack import RegionStack, RegionStackArgs
+    from voxplane.images.record import RecordError, read_record, record_path
 
     settings = settings or StackConfig(root=root)
     if project is None:
@@ -63,20 +67,25 @@ def run(settings: Optional[StackConfig] = None, project: Optional[Project] = Non
         region = find_region(project, settings.region)
     except UnknownRegion as exc:
         raise pulumi.RunError(str(exc)) from None
+    try:
+        pushed = read_record(record_path(settings.root, region.name))
+    except RecordError as exc:
+        raise pulumi.RunError(str(exc)) from None
 
-    stack = RegionStack(
-        region.name,
-        RegionStackArgs(
-            region=region,
-            agents=project.agents_in(region.name),
-            repo_root=str(settings.root),
-            image_registry=settings.image_registry,
-            kube_context=settings.kube_context,
-            kubeconfig=settings.kubeconfig,
-            render_to=settings.render_to,
-            build_images=settings.build_images,
-        ),
-    )
+    with pushed_digests(pushed):
+        stack = RegionStack(
+            region.name,
+            RegionStackArgs(
+                region=region,
+                agents=project.agents_in(region.name),
+                repo_root=str(settings.root),
+                image_registry=settings.image_registry,
+                kube_context=settings.kube_context,
+                kubeconfig=settings.kubeconfig,
+                render_to=settings.render_to,
+                build_images=settings.build_images,
+            ),
+        )
     pulumi.export("region", region.name)
     pulumi.export("livekit_url", stack.livekit_url)
     pulumi.export("livekit_internal_url", stack.livekit_internal_url)

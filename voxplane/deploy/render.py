@@ -24,6 +24,7 @@ from pulumi.runtime import settings as pulumi_settings
 from ..manifest import crosscheck
 from . import output_dir
 from ..manifest.loader import load_region
+from ..manifest.model import Project
 
 REDACTED = "<redacted>"
 # Pulumi wraps secret values in maps tagged with these well-known signatures (sdk rpc.py).
@@ -79,12 +80,15 @@ class _RecordingMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
-def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[dict[str, str]] = None) -> RenderResult:
+def render(region_name: str, root: Path = Path("."), *, extra_config: Optional[dict[str, str]] = None,
+           project: Optional[Project] = None) -> RenderResult:
     """Run the program for `region_name` under mocks; raise `ManifestError` on invalid manifests,
-    `UnknownRegion` for a name that names no region."""
+    `UnknownRegion` for a name that names no region. `project`: the manifests as already loaded
+    from `root` (and possibly adjusted by the caller), instead of loading them again."""
     from .program import StackConfig, run
 
-    project = load_region(root, region_name).project
+    if project is None:
+        project = load_region(root, region_name).project
 
     config, secret_keys = _stack_config(root.resolve(), region_name, project)
     config.update(extra_config or {})

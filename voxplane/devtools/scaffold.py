@@ -355,6 +355,8 @@ livekit-plugins-silero=={LIVEKIT_AGENTS}
 """
 
 DOCKERFILE = """FROM python:3.11-slim
+# A package index mirror for `pip install`; unset: pip's default. Never the image's environment.
+ARG PIP_INDEX_URL
 
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -382,6 +384,8 @@ DOCKERFILE_ON_BASE = f"""# Starts from the platform's agent base image ({agent_b
 #   docker build -t {agent_base.IMAGE} {agent_base.FOLDER} && docker build agents/{{name}}
 ARG {agent_base.BUILD_ARG}={agent_base.IMAGE}
 FROM ${{{agent_base.BUILD_ARG}}}
+# A package index mirror for `pip install`; unset: pip's default (README, "Images").
+ARG PIP_INDEX_URL
 
 COPY requirements.txt .
 RUN pip install -r requirements.txt

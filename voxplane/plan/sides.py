@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
+from ..images.record import FOLDER as IMAGE_RECORDS
 from ..manifest.model import Project
 from .affected import GitError, git
 from .result import PlanError
@@ -35,7 +36,9 @@ def exported(root: Path, commit: str) -> Iterator[Path]:
 
     The package folders kept at the top (schemas/; components/ too, before it moved into the package)
     are linked into voxplane/ as the package maps them (pyproject's package-dir), so BASE's own code
-    can run from the export."""
+    can run from the export. The working tree's record of pushed image digests (voxplane/images/record.py,
+    not in git) is copied along: both sides read the same record, so an image whose folder did not
+    change shows no change."""
     prefix = git(root, "rev-parse", "--show-prefix").strip()
     tree = f"{commit}:{prefix}" if prefix else commit
     present = set(git(root, "ls-tree", "--name-only", tree).split("\n"))
@@ -46,6 +49,8 @@ def exported(root: Path, commit: str) -> Iterator[Path]:
             data = git(root, "archive", "--format=tar", tree, "--", *sorted(wanted), text=False)
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 tar.extractall(folder, filter="data")
+        if (root / IMAGE_RECORDS).is_dir():
+            shutil.copytree(root / IMAGE_RECORDS, folder / IMAGE_RECORDS)
         for package in ("components", "schemas"):
             if (folder / package).is_dir() and (folder / "voxplane").is_dir() and not (folder / "voxplane" / package).exists():
                 os.symlink(Path("..") / package, folder / "voxplane" / package)
