@@ -234,7 +234,7 @@ def test_agent_pools_scale_on_active_jobs_never_cpu(region):
         triggers = so["spec"]["triggers"]
         assert [t["type"] for t in triggers] == ["prometheus"]
         assert "lk_agents_active_job_count" in triggers[0]["metadata"]["query"]
-        assert triggers[0]["metadata"]["threshold"] == str(agent.scaling.sessions_per_worker)
+        assert triggers[0]["metadata"]["threshold"] == f"{agent.scaling.sessions_per_worker * agent.scaling.target_utilization / 100:g}"
         assert so["spec"]["minReplicaCount"] == agent.scaling.min_workers
         assert so["spec"]["maxReplicaCount"] == agent.scaling.max_workers
 
