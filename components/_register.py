@@ -33,6 +33,8 @@ _TYPED: dict[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
     ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
     ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
 }
 
 #: Apply order: namespaces, then what pods read, then workloads, then what watches workloads.
@@ -44,6 +46,8 @@ _ORDER = {
     "ResourceQuota": 1,
     "LimitRange": 1,
     "NetworkPolicy": 1,
+    "Role": 1,
+    "RoleBinding": 1,
     "PersistentVolumeClaim": 1,
     "Service": 2,
     "Deployment": 3,
@@ -165,6 +169,7 @@ _TOP_LEVEL = {
     "immutable": "immutable",
     "automountServiceAccountToken": "automount_service_account_token",
     "imagePullSecrets": "image_pull_secrets",
+    "roleRef": "role_ref",
 }
 
 

@@ -90,6 +90,8 @@ class KubernetesTarget:
     node_cidrs: tuple[str, ...]
     storage_class: Optional[str] = None
     monitoring_namespace: Optional[str] = None
+    #: Where the API server answers; unset: node_cidrs.
+    api_server_cidrs: Optional[tuple[str, ...]] = None
 
 
 @dataclass(frozen=True)

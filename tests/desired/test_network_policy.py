@@ -118,6 +118,8 @@ class Cluster:
                                                    labels_of(name, "Deployment", f"{prefix}-t-{a.tenant}", a.name),
                                                    self._next())
                            for a in self.agents}
+        self.deletion_cost = pod(self.system, labels_of(name, "Deployment", self.system, "pod-deletion-cost"),
+                                 self._next())
         self.monitoring = pod("monitoring", {"app.kubernetes.io/name": "prometheus"}, self._next())
         self.dns = pod("kube-system", {"k8s-app": "kube-dns"}, self._next())
         self.stranger = pod("default", {"app": "anything"}, self._next())
@@ -212,6 +214,33 @@ def test_metrics_ports_admit_only_the_monitoring_namespace(npeval, name):
         want.append((c.monitoring, target, "TCP", port, True, f"Prometheus scrapes the {what}"))
         for who in [c.stranger, c.system_stranger, CLIENT, *[a for a in c.agent_pods.values() if a != target]]:
             want.append((who, target, "TCP", port, False, f"{what} metrics are Prometheus' only"))
+    check(npeval, name, want)
+
+
+@pytest.mark.parametrize("name", REGIONS)
+def test_the_deletion_cost_controller_reaches_prometheus_and_the_api_server_only(npeval, name):
+    """It reads Prometheus and patches pods through the API server; no tenant pod is reachable from
+    it (it never reads a worker directly), and nothing but Prometheus reaches it."""
+    c = Cluster(name)
+    me = c.deletion_cost
+    k = c.region.kubernetes
+    first = (k.api_server_cidrs or k.node_cidrs)[0]
+    api_server = Peer(str(next(ipaddress.ip_network(first if "/" in first else f"{first}/32").hosts())))
+    want: list[tuple[Peer, Peer, str, int, bool, str]] = [
+        (me, c.dns, "UDP", 53, True, "it resolves Prometheus' Service name"),
+        (me, c.monitoring, "TCP", 9090, True, "it queries Prometheus"),
+        (me, api_server, "TCP", 443, True, "it lists and patches pods (the kubernetes Service's port)"),
+        (me, api_server, "TCP", 6443, True, "it lists and patches pods (kube-apiserver's own port)"),
+        (me, api_server, "TCP", 22, False, "the API server's ports only"),
+        (me, INTERNET_HOST, "TCP", 443, False, "nothing outside the cluster"),
+        (me, Peer("169.254.169.254"), "TCP", 80, False, "no cloud metadata"),
+        (me, c.gateway, "TCP", 8080, False, "it never talks to LiveKit"),
+        *[(me, a, "TCP", port, False, "it reads no worker directly") for a in c.agent_pods.values()
+          for port in (8081, 9100)],
+        (c.monitoring, me, "TCP", 9103, True, "Prometheus scrapes its metrics"),
+        *[(who, me, "TCP", 9103, False, "its metrics are Prometheus' only")
+          for who in [c.stranger, c.system_stranger, CLIENT, *c.agent_pods.values()]],
+    ]
     check(npeval, name, want)
 
 

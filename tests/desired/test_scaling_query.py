@@ -202,3 +202,24 @@ def test_the_old_target_never_scales_up_and_the_rendered_one_scales_with_a_sessi
                 assert now <= pool["min"], (pool["name"], workers, now)
             else:
                 assert now > workers, f"{pool['name']}: {workers} workers with {what} ask for {now}"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_deletion_cost_query_reads_each_workers_jobs_from_the_same_series(promqleval: Path, region: str) -> None:
+    """The deletion-cost controller's query (its rendered ConfigMap) gives one value per worker pod,
+    keyed by the namespace and pod prometheus-operator adds, from the pools' own series only."""
+    objs = render(region, REPO).kubernetes
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "pod-deletion-cost"]
+    query = json.loads(cm["data"]["config.json"])["query"]
+    series, want = [], {}
+    for n, pool in enumerate(pools(region)):
+        for w in range(2):
+            pod = f"{pool['name']}-w{w}"
+            series.append(job_series(pool["namespace"], pool["job"], pod, [(0, 1), (15, float(n + w))]))
+            want[(pool["namespace"], pod)] = float(n + w)
+    series.append(job_series(pools(region)[0]["namespace"], "elsewhere/other", "stranger-0", [(15, 9)]))
+    (answer,) = evaluate(promqleval, series, [(query, 30)])
+    assert answer["type"] == "vector"
+    got = {(r["labels"]["namespace"], r["labels"]["pod"]): float(r["value"]) for r in answer["result"]}
+    assert got == want
+    assert all(set(r["labels"]) == {"namespace", "pod"} for r in answer["result"])

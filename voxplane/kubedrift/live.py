@@ -58,6 +58,8 @@ KINDS: tuple[KindRef, ...] = (
     KindRef("apps/v1", "DaemonSet", "daemonsets"),
     KindRef("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     KindRef("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    KindRef("rbac.authorization.k8s.io/v1", "Role", "roles"),
+    KindRef("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
     KindRef("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
     KindRef("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
     KindRef("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),

@@ -45,6 +45,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from .. import drift_render as render
 from ..desired.common import ANNOTATION_SECRET_FINGERPRINT, inference_namespace, tenant_namespace
+from ..desired.deletion_cost import NAME as DELETION_COST
 from ..desired.inference import WORKLOAD_KIND
 from ..livekit.desired import Origin
 from ..model import Agent, Region
@@ -167,6 +168,8 @@ def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[str
     labels = (obj.get("metadata") or {}).get("labels") or {}
     if labels.get("app.kubernetes.io/component") == "gateway":
         return "voxplane/gateway"
+    if (labels.get("app.kubernetes.io/component"), labels.get("app.kubernetes.io/name")) == ("controller", DELETION_COST):
+        return "voxplane/controllers/deletion_cost"
     return None
 
 
