@@ -1,0 +1,232 @@
+"""The deletion-cost controller as its image runs it (the package laid out as in the image, an
+interpreter with only its locked requirements), with the config the render gives it and the
+ServiceAccount, Roles and RoleBindings the render deploys, against the dev cluster's real API
+server and ReplicaSet controller (kwok plays the kubelet) and a real Prometheus scraping workers'
+`lk_agents_active_job_count` as the pools' PodMonitors make prometheus-operator scrape it.
+
+What the test rewrites in the rendered config, and why: `prometheus_url` (the test's Prometheus on
+loopback, not the in-cluster Service), `metrics_port` (a free port), `interval_seconds` 1 (the
+test's scrape interval, not 15 s); the write budget in the test that exercises it. The pools and
+the query are the render's. The controller authenticates with a token of the rendered
+ServiceAccount, so its RBAC is the render's too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..kubedrift.conftest import Cluster
+from ._image import NAME, controller_image_python, stage_image_context
+from .conftest import Prometheus, WorkerMetrics, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+SYSTEM = "vox-system"
+ACCOUNT = "pod-deletion-cost"
+NS, POOL = "vox-t-northwind", "support"
+SELECTOR = "app.kubernetes.io/name=support,app.kubernetes.io/part-of=local"
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def pods(c: Cluster) -> dict[str, dict[str, Any]]:
+    """The support pool's pods that are not being deleted, by name."""
+    items = json.loads(c.kubectl("get", "pods", "-n", NS, "-l", SELECTOR, "-o", "json").stdout)["items"]
+    return {p["metadata"]["name"]: p for p in items if not p["metadata"].get("deletionTimestamp")}
+
+
+def costs(c: Cluster) -> dict[str, str | None]:
+    return {name: (p["metadata"].get("annotations") or {}).get(ANNOTATION) for name, p in pods(c).items()}
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = {x["type"]: x["status"] for x in (pod.get("status") or {}).get("conditions") or []}
+    return (pod.get("status") or {}).get("phase") == "Running" and conditions.get("Ready") == "True"
+
+
+def pool_of(c: Cluster, replicas: int) -> list[str]:
+    """Fresh pods: the pool's pods deleted and `replicas` new ones Running and Ready (kwok)."""
+    c.kubectl("scale", "deployment", POOL, "-n", NS, "--replicas=0")
+    wait_for("the pool emptied", lambda: not pods(c))
+    c.kubectl("scale", "deployment", POOL, "-n", NS, f"--replicas={replicas}")
+    found = wait_for(f"{replicas} pods ready",
+                     lambda: (lambda ps: ps if len(ps) == replicas and all(map(ready, ps.values())) else None)(pods(c)))
+    return sorted(found)
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"{name}{labels} not in the controller's /metrics:\n{text}")
+
+
+def account_kubeconfig(c: Cluster, folder: Path) -> Path:
+    """A kubeconfig holding a token of the rendered ServiceAccount (TokenRequest), no other credential."""
+    token = c.kubectl("create", "token", ACCOUNT, "-n", SYSTEM, "--duration", "1h").stdout.strip()
+    admin = yaml.safe_load(c.kubeconfig.read_text())
+    path = folder / "deletion-cost.kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "dev", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "dev", "user": ACCOUNT}}],
+    }))
+    path.chmod(0o600)
+    return path
+
+
+Start = Callable[..., int]
+
+
+@pytest.fixture
+def controller(cluster: Cluster, prometheus: Prometheus, tmp_path: Path) -> Iterator[Start]:
+    """Starts the controller with the rendered config (rewrites above); returns its metrics port."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**rewrites: Any) -> int:
+        (cm,) = [o for o in cluster.desired if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ACCOUNT]
+        config = json.loads(cm["data"]["config.json"])
+        port = free_port()
+        config.update({"prometheus_url": prometheus.url, "metrics_port": port, "interval_seconds": 1.0, **rewrites})
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        staged = stage_image_context(tmp_path / "opt-voxplane")
+        with (tmp_path / "controller.log").open("wb") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                [controller_image_python(), "-m", f"voxplane.controllers.{NAME}", "run", "--config",
+                 str(tmp_path / "config.json"), "--kubeconfig", str(account_kubeconfig(cluster, tmp_path)),
+                 "--listen-host", "127.0.0.1"],
+                cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                env={"PYTHONPATH": str(staged), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        started.append(process)
+
+        def serving() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"the controller exited {process.returncode}:\n"
+                                     f"{(tmp_path / 'controller.log').read_text()[-3000:]}")
+            try:
+                return metric(port, "voxplane_deletion_cost_rounds_total") >= 1
+            except OSError:
+                return False
+
+        wait_for("the controller's first round", serving, timeout=60)
+        return port
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=20)
+    log_file = tmp_path / "controller.log"
+    if log_file.exists():
+        print(log_file.read_text()[-4000:])
+
+
+# --- the tests ----------------------------------------------------------------------------------------
+
+
+def annotate(c: Cluster, **pod_costs: str) -> None:
+    for pod, cost in pod_costs.items():
+        c.kubectl("annotate", "--overwrite", "pod", "-n", NS, pod, f"{ANNOTATION}={cost}")
+
+
+def shrink_to(c: Cluster, replicas: int) -> set[str]:
+    """Scale the pool down; the pods the real ReplicaSet controller keeps."""
+    c.kubectl("scale", "deployment", POOL, "-n", NS, f"--replicas={replicas}")
+    return set(wait_for(f"{replicas} pods left", lambda: (lambda ps: ps if len(ps) == replicas else None)(pods(c))))
+
+
+def test_the_replicaset_controller_removes_the_lowest_cost_first(cluster: Cluster) -> None:
+    """The premise, without the controller: the dev cluster's kube-controller-manager (v1.34)
+    ranks a ReplicaSet's ready pods by the annotation when it scales down."""
+    c = cluster
+    a, b, d, e = pool_of(c, 4)
+    annotate(c, **{a: "7", b: "0", d: "2", e: "-1"})
+    assert shrink_to(c, 2) == {a, d}
+    assert shrink_to(c, 1) == {a}
+
+
+def test_idle_workers_are_removed_first_and_a_busy_one_only_when_none_is_idle(
+        cluster: Cluster, prometheus: Prometheus, worker_metrics: WorkerMetrics, controller: Start) -> None:
+    """Stale costs that would remove the two busy workers (as the test above shows the ReplicaSet
+    does) are corrected from the live jobs, so the idle ones go."""
+    c = cluster
+    a, b, d, e = pool_of(c, 4)
+    worker_metrics.jobs.update({a: 3, b: 0, d: 1, e: 0})
+    annotate(c, **{a: "0", b: "5", d: "0", e: "5"})
+    prometheus.scrape(worker_metrics, {p: (NS, POOL) for p in (a, b, d, e)})
+    port = controller()
+
+    wait_for("costs = active jobs", lambda: costs(c) == {a: "3", b: "0", d: "1", e: "0"})
+    assert metric(port, "voxplane_deletion_cost_writes_total") == 4
+
+    # Calls end and start: the costs follow, with no write for what did not change.
+    worker_metrics.jobs.update({a: 0, b: 2})
+    wait_for("costs follow the jobs", lambda: costs(c) == {a: "0", b: "2", d: "1", e: "0"})
+    assert metric(port, "voxplane_deletion_cost_writes_total") == 6
+    assert metric(port, "voxplane_deletion_cost_skipped_writes_total") == 0
+    assert metric(port, "voxplane_deletion_cost_errors_total", stage="patch") == 0
+
+    # The real ReplicaSet controller shrinks the pool: the two idle workers go, the busy stay.
+    assert shrink_to(c, 2) == {b, d}
+    # None idle any more: the worker with fewer calls goes before the one with more.
+    assert shrink_to(c, 1) == {b}
+
+    # Prometheus lost: the controller counts the failure and lowers no cost on missing data.
+    prometheus.stop()
+    wait_for("a failed read counted", lambda: metric(port, "voxplane_deletion_cost_errors_total", stage="prometheus") >= 2)
+    assert costs(c) == {b: "2"}
+
+
+def test_the_write_budget_writes_the_busiest_first_and_counts_what_it_skips(
+        cluster: Cluster, prometheus: Prometheus, worker_metrics: WorkerMetrics, controller: Start) -> None:
+    """A budget of one write (refilled once in 1000 s): of two busy workers marked idle, the one
+    with more calls is written, the other waits, and every round that leaves it is counted."""
+    c = cluster
+    a, b = pool_of(c, 2)
+    worker_metrics.jobs.update({a: 1, b: 5})
+    prometheus.scrape(worker_metrics, {p: (NS, POOL) for p in (a, b)})
+    port = controller(writes_per_second=0.001, burst=1)
+    wait_for("the busiest written", lambda: costs(c) == {a: None, b: "5"})
+    wait_for("rounds skipping the other counted", lambda: metric(port, "voxplane_deletion_cost_skipped_writes_total") >= 3)
+    assert metric(port, "voxplane_deletion_cost_writes_total") == 1
+    assert costs(c) == {a: None, b: "5"}
+
+
+@pytest.mark.parametrize("verb, resource, namespace, allowed", [
+    ("list", "pods", "vox-t-northwind", True),
+    ("patch", "pods", "vox-t-northwind", True),
+    ("patch", "pods", "vox-t-bellavista", True),
+    ("get", "pods", "vox-t-northwind", False),
+    ("watch", "pods", "vox-t-northwind", False),
+    ("delete", "pods", "vox-t-northwind", False),
+    ("create", "pods", "vox-t-northwind", False),
+    ("patch", "pods --subresource=status", "vox-t-northwind", False),
+    ("create", "pods --subresource=eviction", "vox-t-northwind", False),
+    ("get", "secrets", "vox-t-northwind", False),
+    ("patch", "deployments.apps", "vox-t-northwind", False),
+    ("patch", "pods", "vox-system", False),
+    ("list", "pods", "vox-inference", False),
+    ("list", "pods", "default", False),
+    ("list", "nodes", "", False),
+])
+def test_the_rendered_account_may_list_and_patch_tenant_pods_and_nothing_else(
+        cluster: Cluster, verb: str, resource: str, namespace: str, allowed: bool) -> None:
+    """Asked of the API server's own authorizer (RBAC), as the rendered ServiceAccount."""
+    args = ["auth", "can-i", verb, *resource.split(), "--as", f"system:serviceaccount:{SYSTEM}:{ACCOUNT}"]
+    args += ["-n", namespace] if namespace else []
+    answer = cluster.kubectl(*args, check=False)
+    assert answer.stdout.strip() == ("yes" if allowed else "no"), (answer.stdout, answer.stderr)
