@@ -77,8 +77,8 @@ def test_the_autoscaling_target_is_attributed_to_both_fields_it_is_built_from(ru
     lines = result.stdout.splitlines()
     at = lines.index("agents/support.yaml:22: scaling.target_utilization 60 (added)")
     assert lines[at + 1:at + 3] == [
-        "    local    ~ ScaledObject vox-t-northwind/support spec.triggers[0].metadata.threshold 7 → 6",
-        "    us-east  ~ ScaledObject vox-t-northwind/support spec.triggers[0].metadata.threshold 7 → 6",
+        "    local    ~ ScaledObject vox-t-northwind/support spec.triggers[prometheus].metadata.threshold 7 → 6",
+        "    us-east  ~ ScaledObject vox-t-northwind/support spec.triggers[prometheus].metadata.threshold 7 → 6",
     ]
     assert lines[-1] == "plan: 2 to change, 0 to add, 0 to remove in 2 regions, from 1 field change"
     # 40 workers × 7 → × 6 sessions at the target; the 400 the pool carries at max_workers stay.
@@ -91,12 +91,12 @@ def test_the_autoscaling_target_is_attributed_to_both_fields_it_is_built_from(ru
     edit(repo, "agents/support.yaml", "sessions_per_worker: 10", "sessions_per_worker: 20")
     lines = plan(run_cli, repo).stdout.splitlines()
     at = lines.index("agents/support.yaml:21: scaling.sessions_per_worker 10 → 20")
-    assert "    local    ~ ScaledObject vox-t-northwind/support spec.triggers[0].metadata.threshold 6 → 12" \
+    assert "    local    ~ ScaledObject vox-t-northwind/support spec.triggers[prometheus].metadata.threshold 6 → 12" \
         in lines[at + 1:], lines
     doc = json.loads(plan(run_cli, repo, "--format", "json", "local").stdout)
     (field,) = doc["fields"]
     assert field["field"] == "scaling.sessions_per_worker"
-    assert {t["path"]: t["via"] for t in field["objects"]}["spec.triggers[0].metadata.threshold"] == "field"
+    assert {t["path"]: t["via"] for t in field["objects"]}["spec.triggers[prometheus].metadata.threshold"] == "field"
     assert doc["unattributed"] == []
 
 

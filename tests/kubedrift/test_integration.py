@@ -89,7 +89,7 @@ def test_out_of_band_edits_are_reported_with_their_manifest_fields(fresh: Cluste
         assert (scaled.declared, scaled.live) == (40, 80)
         assert (scaled.source.file, scaled.source.field, scaled.source.line) == (
             "agents/support.yaml", "scaling.max_workers", c.line_of("agents/support.yaml", "max_workers:"))
-        target = changed(report, "ScaledObject", "support", "spec.triggers[0].metadata.threshold")
+        target = changed(report, "ScaledObject", "support", "spec.triggers[prometheus].metadata.threshold")
         assert (target.declared, target.live) == ("7", "10")
         # Not written in the file (the default 70): its nearest written parent, `scaling:`.
         assert (target.source.file, target.source.field, target.source.line) == (
