@@ -24,6 +24,10 @@ from .secrets import SecretResolver
 CONTROLLER_CONTEXT = os.path.dirname(os.path.abspath(voxplane.controllers.deletion_cost.__file__))
 
 
+#: Kinds that bound what the controller may do.
+_GUARD = ("Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
 @dataclass(frozen=True)
 class PodDeletionCostArgs:
     """Inputs of a `PodDeletionCost`.
@@ -47,8 +51,8 @@ class PodDeletionCostArgs:
 
 class PodDeletionCost(pulumi.ComponentResource):
     """Image, ConfigMap, ServiceAccount, a Role and RoleBinding per tenant namespace with agent
-    pools, Deployment, PDB, NetworkPolicy and PodMonitor; nothing when the region has no agent
-    pool. Output `image` (what the pod runs: the pushed digest when the stack builds images)."""
+    pools, a ValidatingAdmissionPolicy and its binding, Deployment, PDB, NetworkPolicy and
+    PodMonitor; nothing when the region has no agent pool. Output `image` (what the pod runs: the pushed digest when the stack builds images)."""
 
     image: pulumi.Output[str]
 
@@ -60,13 +64,17 @@ class PodDeletionCost(pulumi.ComponentResource):
         if objects:
             built = controller_image(name, args, self)
             child = pulumi.ResourceOptions(parent=self)
-            own = [o for o in objects if o["kind"] not in ("Role", "RoleBinding")]
-            deployment = next(o["metadata"]["name"] for o in own if o["kind"] == "Deployment")
-            self.children = register_all(name, own, args.secrets, child, images={("Deployment", deployment): built.ref})
-            # One Role and RoleBinding of the same name per tenant namespace: the namespace names them apart.
+            # What the controller may do, in place before it runs: the admission policy, and one Role
+            # and RoleBinding of the same name per tenant namespace (the namespace names them apart).
+            guard = [o for o in objects if o["kind"] in _GUARD and o["metadata"].get("namespace") is None]
+            self.children = register_all(name, guard, args.secrets, child)
             for ns in sorted({o["metadata"]["namespace"] for o in objects if o["kind"] in ("Role", "RoleBinding")}):
                 rbac = [o for o in objects if o["kind"] in ("Role", "RoleBinding") and o["metadata"]["namespace"] == ns]
                 self.children.update(register_all(f"{name}-{ns}", rbac, args.secrets, child))
+            rest = [o for o in objects if o["kind"] not in _GUARD]
+            deployment = next(o["metadata"]["name"] for o in rest if o["kind"] == "Deployment")
+            after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(self.children.values())))
+            self.children.update(register_all(name, rest, args.secrets, after, images={("Deployment", deployment): built.ref}))
             self.image = pulumi.Output.from_input(built.ref)
         self.register_outputs({"image": self.image})
 

@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import pytest
 import yaml
+from kubernetes import client as kube, config as kube_config
+from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..kubedrift.conftest import Cluster
@@ -88,6 +90,16 @@ def account_kubeconfig(c: Cluster, folder: Path) -> Path:
     }))
     path.chmod(0o600)
     return path
+
+
+def scraped(prometheus: Prometheus, worker_metrics: WorkerMetrics) -> None:
+    """Wait until Prometheus holds every worker's current jobs (a first reading must not be partial)."""
+    def seen() -> bool:
+        got = {r["metric"]["pod"]: float(r["value"][1])
+               for r in prometheus.query(f'lk_agents_active_job_count{{job="{NS}/{POOL}"}}')}
+        return got == {pod: float(n) for pod, n in worker_metrics.jobs.items()}
+
+    wait_for("Prometheus scraped every worker", seen)
 
 
 Start = Callable[..., int]
@@ -168,6 +180,7 @@ def test_idle_workers_are_removed_first_and_a_busy_one_only_when_none_is_idle(
     worker_metrics.jobs.update({a: 3, b: 0, d: 1, e: 0})
     annotate(c, **{a: "0", b: "5", d: "0", e: "5"})
     prometheus.scrape(worker_metrics, {p: (NS, POOL) for p in (a, b, d, e)})
+    scraped(prometheus, worker_metrics)
     port = controller()
 
     wait_for("costs = active jobs", lambda: costs(c) == {a: "3", b: "0", d: "1", e: "0"})
@@ -199,11 +212,45 @@ def test_the_write_budget_writes_the_busiest_first_and_counts_what_it_skips(
     a, b = pool_of(c, 2)
     worker_metrics.jobs.update({a: 1, b: 5})
     prometheus.scrape(worker_metrics, {p: (NS, POOL) for p in (a, b)})
+    scraped(prometheus, worker_metrics)
     port = controller(writes_per_second=0.001, burst=1)
     wait_for("the busiest written", lambda: costs(c) == {a: None, b: "5"})
     wait_for("rounds skipping the other counted", lambda: metric(port, "voxplane_deletion_cost_skipped_writes_total") >= 3)
     assert metric(port, "voxplane_deletion_cost_writes_total") == 1
     assert costs(c) == {a: None, b: "5"}
+
+
+@pytest.mark.parametrize("change, allowed", [
+    # Patches, as the controller sends them (the account may not even `get` a pod).
+    ({"metadata": {"annotations": {ANNOTATION: "4"}}}, True),
+    ({"metadata": {"annotations": {"example.com/other": "1"}}}, False),
+    ({"metadata": {"annotations": {ANNOTATION: "4", "example.com/other": "1"}}}, False),
+    ({"metadata": {"labels": {"app.kubernetes.io/name": "hijacked"}}}, False),
+    ({"metadata": {"finalizers": ["example.com/hold"]}}, False),
+    ([{"op": "replace", "path": "/spec/containers/0/image", "value": "registry.example/evil:1"}], False),
+], ids=["the-cost", "another-annotation", "the-cost-and-another", "a-label", "a-finalizer", "an-image"])
+def test_the_admission_policy_lets_its_account_change_the_annotation_only(
+        cluster: Cluster, tmp_path: Path, change: Any, allowed: bool) -> None:
+    """RBAC lets the account patch tenant pods; the rendered ValidatingAdmissionPolicy, evaluated
+    by the real API server, refuses every change of its but the deletion cost."""
+    c = cluster
+    (pod,) = pool_of(c, 1)
+    api = kube.CoreV1Api(kube_config.new_client_from_config(config_file=str(account_kubeconfig(c, tmp_path))))
+    kind = "application/json-patch+json" if isinstance(change, list) else "application/merge-patch+json"
+    try:
+        api.patch_namespaced_pod(pod, NS, change, _content_type=kind)
+        refused = None
+    except ApiException as e:
+        refused = e
+    if allowed:
+        assert refused is None, refused
+        assert costs(c) == {pod: "4"}
+    else:
+        assert refused is not None and "ValidatingAdmissionPolicy" in str(refused.body), refused
+        assert "pod-deletion-cost may" in str(refused.body), refused.body
+        assert costs(c) == {pod: None}
+    # The policy binds the controller's account only: the platform (admin here) still may.
+    c.kubectl("label", "--overwrite", "-n", NS, f"pod/{pod}", "example.com/checked=1")
 
 
 @pytest.mark.parametrize("verb, resource, namespace, allowed", [

@@ -135,3 +135,26 @@ def test_the_config_is_what_the_controller_reads() -> None:
     data = json.loads(cm["data"]["config.json"])
     assert data["version"] == 1 and data["interval_seconds"] == 15.0
     assert (data["writes_per_second"], data["burst"]) == (5.0, 10)
+
+
+@pytest.mark.parametrize("name", REGIONS)
+def test_an_admission_policy_narrows_its_patches_to_the_annotation(name: str) -> None:
+    """RBAC's finest grain is `patch pods`; the API server's CEL policy refuses anything else the
+    controller's account changes (checked against the real API server in tests/controllers/)."""
+    r = region(name)
+    prefix = r.kubernetes.namespace_prefix
+    objects = built(name)
+    policy, binding = one(objects, "ValidatingAdmissionPolicy"), one(objects, "ValidatingAdmissionPolicyBinding")
+    assert policy["metadata"]["name"] == binding["spec"]["policyName"] == f"{prefix}-pod-deletion-cost"
+    assert "namespace" not in policy["metadata"]
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods"]}]
+    assert [c["expression"] for c in spec["matchConditions"]] == [
+        f"request.userInfo.username == 'system:serviceaccount:{prefix}-system:pod-deletion-cost'"]
+    assert any("object.spec == oldObject.spec" in v["expression"] for v in spec["validations"])
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    (selector,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    roles = sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "Role")
+    assert selector == {"key": "kubernetes.io/metadata.name", "operator": "In", "values": roles}

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.engine]
 #: Kinds voxplane renders, as kubectl names them.
 KINDS = ("namespaces,deployments,statefulsets,services,serviceaccounts,configmaps,secrets,poddisruptionbudgets,networkpolicies,"
          "resourcequotas,limitranges,roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io,"
+         "validatingadmissionpolicies.admissionregistration.k8s.io,"
+         "validatingadmissionpolicybindings.admissionregistration.k8s.io,"
          "scaledobjects.keda.sh,podmonitors.monitoring.coreos.com,nodepools.karpenter.sh")
 
 

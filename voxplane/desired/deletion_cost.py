@@ -2,7 +2,8 @@
 pod's `controller.kubernetes.io/pod-deletion-cost` equal to its worker's active jobs, so a pool the
 autoscaler shrinks loses idle workers first. Its ConfigMap (the pools and the query; no secret),
 ServiceAccount, a Role and RoleBinding in each tenant namespace that has agent pools (list and
-patch pods, nothing else), Deployment, NetworkPolicy, PDB and PodMonitor.
+patch pods, nothing else), a ValidatingAdmissionPolicy that narrows its patches to the one
+annotation (RBAC cannot), Deployment, NetworkPolicy, PDB and PodMonitor.
 
 It runs in the system namespace on the SFU's media pool, like the gateway and Redis: its token can
 patch every tenant's pods, so it never shares a node with tenant code. It reads the active jobs
@@ -16,6 +17,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..controllers.deletion_cost.config import Config, Pool
+from ..controllers.deletion_cost.decide import ANNOTATION
 from ..model import Agent, Region
 from .agent_pool import ACTIVE_JOBS_METRIC
 from .common import (
@@ -36,7 +38,7 @@ from .common import (
     system_namespace,
     tenant_namespace,
 )
-from .network import cidr, dns_egress, monitoring_peer, network_policy, ports, rule
+from .network import NAMESPACE_NAME_LABEL, cidr, dns_egress, monitoring_peer, network_policy, ports, rule
 
 NAME = "pod-deletion-cost"
 COMPONENT = "controller"
@@ -111,12 +113,71 @@ def build_deletion_cost(region: Region, agents: Sequence[Agent], *, image: str) 
     ]
     for tenant_ns in config.namespaces:
         objects += _rbac(ns, tenant_ns, lab, src)
+    objects += _admission_policy(region, ns, config.namespaces, lab, src)
     disruption = pdb(NAME, ns, lab)
     disruption["metadata"]["annotations"] = dict(src)
     policy = _network_policy(region, ns, lab)
     policy["metadata"]["annotations"] = dict(src)
     objects += [_deployment(region, ns, lab, text, image), disruption, policy, pod_monitor(NAME, ns, lab, annotations=src)]
     return objects
+
+
+def admission_policy_name(region: Region) -> str:
+    """`<prefix>-pod-deletion-cost`: the policy is cluster-scoped, the prefix keeps regions apart."""
+    return f"{region.kubernetes.namespace_prefix}-{NAME}"
+
+
+def _admission_policy(region: Region, ns: str, namespaces: Sequence[str], lab: dict[str, str],
+                      src: dict[str, str]) -> list[K8sObject]:
+    """The API server refuses any change the controller's account makes to a pod but its
+    deletion-cost annotation: `patch` on pods (RBAC's finest grain) would let it change labels,
+    other annotations or a container's image. Evaluated by the API server (CEL), for that account's
+    requests in the tenant namespaces only."""
+    name = admission_policy_name(region)
+    account = f"system:serviceaccount:{ns}:{NAME}"
+    key = ANNOTATION
+
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": metadata(name, None, lab, src),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                                                    "resources": ["pods"]}]},
+            "matchConditions": [{"name": "deletion-cost-controller", "expression": f"request.userInfo.username == '{account}'"}],
+            "variables": [
+                {"name": "now", "expression": "has(object.metadata.annotations) ? object.metadata.annotations : {}"},
+                {"name": "was", "expression": "has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}"},
+            ],
+            "validations": [
+                {"expression": f"variables.now.all(k, k == '{key}' || (k in variables.was && variables.was[k] == variables.now[k]))"
+                               f" && variables.was.all(k, k == '{key}' || k in variables.now)",
+                 "message": f"{NAME} may change the annotation {key} only"},
+                {"expression": "object.spec == oldObject.spec", "message": f"{NAME} may not change a pod's spec"},
+                {"expression": "(has(object.metadata.labels) ? object.metadata.labels : {}) == "
+                               "(has(oldObject.metadata.labels) ? oldObject.metadata.labels : {})",
+                 "message": f"{NAME} may not change a pod's labels"},
+                {"expression": "(has(object.metadata.finalizers) ? object.metadata.finalizers : []) == "
+                               "(has(oldObject.metadata.finalizers) ? oldObject.metadata.finalizers : [])"
+                               " && (has(object.metadata.ownerReferences) ? object.metadata.ownerReferences : []) == "
+                               "(has(oldObject.metadata.ownerReferences) ? oldObject.metadata.ownerReferences : [])",
+                 "message": f"{NAME} may not change a pod's finalizers or owners"},
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": metadata(name, None, lab, src),
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchExpressions": [
+                {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": sorted(namespaces)}]}},
+        },
+    }
+    return [policy, binding]
 
 
 def _rbac(ns: str, tenant_ns: str, lab: dict[str, str], src: dict[str, str]) -> list[K8sObject]:
