@@ -136,8 +136,8 @@ def test_agent_pools_show_their_autoscaling_target_and_spare(run_cli, monkeypatc
                        "first_scale_up_at": 16, "spare_at_first_scale_up": 4}
     assert doc["agent_sessions_at_target"] == 420.0 and doc["agent_sessions_at_max_workers"] == 600
     text = run_cli("capacity", "us-east").stdout
-    assert "agent pools at max_workers: 600 sessions for 600 peak calls (ok); 420 at the autoscaling target, the " \
-           "rest kept spare" in text
+    assert "agent pools at max_workers: 600 sessions for 600 peak calls (ok)\nat the autoscaling target: 420 " \
+           "sessions (the rest kept spare for scale-ups)" in text
     assert any(line.split()[:7] == ["northwind-support", "2..40", "10", "7", "16", "sessions", "4"]
                for line in text.splitlines()), text
 

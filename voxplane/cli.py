@@ -349,8 +349,8 @@ def _print_capacity(report: Any, duty_cycle: float) -> None:
                      str(m.max_replicas), m.status])
     _print_table(["model", "kind", "gpus/replica", "kv GiB", "kv tokens", "streams", "calls", "replicas", "max", "status"], rows)
     agents_ok = "ok" if report.agent_sessions >= report.peak_calls else "short"
-    click.echo(f"\nagent pools at max_workers: {report.agent_sessions} sessions for {report.peak_calls} peak calls ({agents_ok}); "
-               f"{report.agent_sessions_at_target:g} at the autoscaling target, the rest kept spare")
+    click.echo(f"\nagent pools at max_workers: {report.agent_sessions} sessions for {report.peak_calls} peak calls ({agents_ok})")
+    click.echo(f"at the autoscaling target: {report.agent_sessions_at_target:g} sessions (the rest kept spare for scale-ups)")
     _print_table(
         ["agent pool", "workers", "sessions/worker", "target/worker", "first scale-up at", "spare then", "at max_workers"],
         [[a.agent, f"{a.min_workers}..{a.max_workers}", str(a.sessions_per_worker), f"{a.target_sessions_per_worker:g}",
