@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 # The engine (pulumi, language host, Kubernetes provider) and the local control plane (etcd,
 # kube-apiserver, controller-manager, scheduler, kwok, kubectl), built once from the Go module
-# proxy into ~/.cache/voxplane: ~25-35 min cold on 2 cores, seconds warm.
+# proxy into ~/.cache/voxplane, with KEDA's operator and adapter (and Prometheus from Debian):
+# ~35-40 min cold on 2 cores, seconds warm.
 toolchain:
 	bash scripts/ensure-toolchain.sh all
 
@@ -28,13 +29,13 @@ toolchain:
 demo: setup servers toolchain
 	$(VOX) validate
 	$(VOX) dev cluster up --region local >/dev/null
-	$(PY) -m voxplane.dev.servers up --region local >/dev/null
+	$(VOX) dev servers up --region local >/dev/null
 	$(VOX) dev pulumi local up --yes --refresh --skip-preview
-	@eval "$$($(VOX) dev cluster env)" && eval "$$($(PY) -m voxplane.dev.servers env)" && $(VOX) status local
+	@eval "$$($(VOX) dev cluster env)" && eval "$$($(VOX) dev servers env)" && $(VOX) status local
 	@echo
 	@echo "Running: the dev cluster and the dev LiveKit server. Reach them with"
 	@echo '  eval "$$(.venv/bin/voxplane dev cluster env)"   # kubectl: $$(bash scripts/ensure-toolchain.sh --print-bin-dir)/kubectl'
-	@echo '  eval "$$(.venv/bin/python -m voxplane.dev.servers env)"   # LIVEKIT_URL and the admin key'
+	@echo '  eval "$$(.venv/bin/voxplane dev servers env)"   # LIVEKIT_URL and the admin key'
 	@echo "Stop them with: make cluster-down livekit-down"
 
 cluster-up: setup toolchain
@@ -44,12 +45,15 @@ cluster-down:
 	@$(VOX) dev cluster down
 
 # Real servers for the integration tests, CRD schemas for custom-resource checks, the policy
-# scanners (checkov, kube-score) and the workflow linters (actionlint, ShellCheck, zizmor).
+# scanners (checkov, kube-score), the workflow linters (actionlint, ShellCheck, zizmor) and the
+# upstream checks' servers (vLLM's CPU build, livekit-server's config loader).
 servers:
 	bash scripts/ensure-servers.sh
 	bash scripts/ensure-tool.sh routeprobe
 	bash scripts/ensure-tool.sh promqleval
 	bash scripts/ensure-tool.sh npeval
+	bash scripts/ensure-tool.sh lkconfig
+	bash scripts/ensure-vllm-venv.sh
 	bash scripts/ensure-agents-venv.sh
 	bash scripts/ensure-gateway-venv.sh
 	bash scripts/ensure-controller-venv.sh deletion_cost
@@ -76,16 +80,17 @@ bench: setup servers toolchain
 	$(PY) bench/livekit_drift.py
 	$(PY) bench/livekit_route.py
 	$(PY) bench/gateway.py
+	$(PY) bench/gateway_load.py
 	$(PY) bench/dispatch.py
 	$(PY) bench/kube_drift.py
 	$(PY) bench/engine.py
 
 # eval "$(make -s livekit-up)" — Redis + livekit-server on loopback with the local region's config.
 livekit-up: setup servers
-	@$(PY) -m voxplane.dev.servers up --region local
+	@$(VOX) dev servers up --region local
 
 livekit-down:
-	@$(PY) -m voxplane.dev.servers down
+	@$(VOX) dev servers down
 
 docs: setup
 	$(PY) -m voxplane.docs > docs/manifest-reference.md

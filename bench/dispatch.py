@@ -72,6 +72,7 @@ from tests.agents.conftest import (  # noqa: E402
     start_platform,
 )
 from tests.agents.standin import StandIn  # noqa: E402
+from tests.support.stats import percentile  # noqa: E402
 
 NUMBER = "+13125550142"  # agents/reservations.yaml, admitted from 127.0.0.1
 TARGET_MS = 150.0  # LiveKit's documented max dispatch time
@@ -191,21 +192,13 @@ def server_events(log: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))
-    return s[k]
-
-
 def ratio(a: float, b: float) -> str:
     x = a / b if b else float("nan")
     return f"{x:.2f}x" if x >= 0.1 else f"{x:.3f}x"
 
 
 def stats(values: list[float]) -> str:
-    return (f"p50 {pct(values, 50):7.1f}  p95 {pct(values, 95):7.1f}  max {max(values):7.1f} ms"
+    return (f"p50 {percentile(values, 50):7.1f}  p95 {percentile(values, 95):7.1f}  max {max(values):7.1f} ms"
             if values else "(no samples)")
 
 
@@ -333,14 +326,14 @@ def report(calls: list[Call], configs: list[Config], server: dict[str, dict[str,
         print(f"      and: signal -> agent active (server)       {stats(r['signal_active'])}   (the join: WebSocket, ICE, DTLS)")
         lk = r["lk_dispatch"]
         print(f"  livekit-agents' dispatch latency (job request -> entrypoint) {stats(lk)}")
-        joined, b50 = r["joined"], pct(base, 50)
+        joined, b50 = r["joined"], percentile(base, 50)
         if joined:
-            print(f"  ratio agent joined / baseline: p50 {pct(joined, 50) / b50:.1f}x, p95 {pct(joined, 95) / pct(base, 95):.1f}x")
+            print(f"  ratio agent joined / baseline: p50 {percentile(joined, 50) / b50:.1f}x, p95 {percentile(joined, 95) / percentile(base, 95):.1f}x")
         if r["job"]:
             print(f"  against LiveKit's < {TARGET_MS:.0f} ms: room -> job request max {max(r['job']):.0f} ms "
                   f"({max(r['job']) / TARGET_MS:.1f}x), job request -> entrypoint max {max(lk):.0f} ms "
-                  f"({max(lk) / TARGET_MS:.1f}x), room -> agent joined p50 {pct(joined, 50):.0f} ms "
-                  f"({pct(joined, 50) / TARGET_MS:.1f}x)")
+                  f"({max(lk) / TARGET_MS:.1f}x), room -> agent joined p50 {percentile(joined, 50):.0f} ms "
+                  f"({percentile(joined, 50) / TARGET_MS:.1f}x)")
     pairs = [(c.name, "before") for c in configs if c.name != "before" and "before" in rows]
     for name, other in pairs:
         base_rows, r = rows[other], rows[name]
@@ -349,8 +342,8 @@ def report(calls: list[Call], configs: list[Config], server: dict[str, dict[str,
                            ("entrypoint", "the program's work to session"), ("connect", "session -> connected"),
                            ("lk_dispatch", "job -> entrypoint")):
             if r[key] and base_rows[key]:
-                parts.append(f"{label} p50 {ratio(pct(r[key], 50), pct(base_rows[key], 50))} "
-                             f"p95 {ratio(pct(r[key], 95), pct(base_rows[key], 95))}")
+                parts.append(f"{label} p50 {ratio(percentile(r[key], 50), percentile(base_rows[key], 50))} "
+                             f"p95 {ratio(percentile(r[key], 95), percentile(base_rows[key], 95))}")
         print(f"\nratio {name}/{other}: " + ", ".join(parts))
     s = rows[configs[0].name]["server"]
     if s:

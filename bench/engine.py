@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from render import make_repo  # noqa: E402  (bench/render.py)
+from tests.support.servers import livekit_with_redis  # noqa: E402
 
 BARE_PROGRAM = '''\
 import json
@@ -107,7 +108,6 @@ def main() -> int:
         os.environ["VOXPLANE_DEV_STATE"] = str(work / "dev")  # a cluster of its own
         from voxplane.dev import cluster
         from voxplane.dev.stack import prepare
-        from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
         from voxplane.loader import load
         from voxplane.render import render
 
@@ -129,13 +129,10 @@ def main() -> int:
         def servers() -> Iterator[dict[str, str]]:
             """A control plane with the region's nodes and a dev livekit-server, torn down after."""
             cluster.up(project.regions["bench"], project.agents_in("bench"), lambda line: print(f"  {line}", file=sys.stderr))
-            redis = RedisServer().start()
-            livekit = LiveKitServer(region_config("bench", root), redis=redis).start()
             try:
-                yield {"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": livekit.http_url}
+                with livekit_with_redis(region="bench", root=root) as lk:
+                    yield {"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": lk.url}
             finally:
-                livekit.stop()
-                redis.stop()
                 cluster.down(lambda _line: None, quiet=True, purge=True)  # the next side starts from an empty etcd
 
         phases = ("preview", "up") + (("destroy",) if args.destroy else ())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -33,17 +32,16 @@ from livekit.protocol import room as room_pb  # noqa: E402
 
 from tests.gateway._image import gateway_image_python, stage_image_context  # noqa: E402
 from tests.gateway._lk import Worker, join, token, twirp  # noqa: E402
+from tests.support.servers import livekit_with_redis  # noqa: E402
+from tests.support.stats import percentile  # noqa: E402
 from voxplane.desired.common import ADMIN_KEY, tenant_api_key  # noqa: E402
 from voxplane.dev.stack import dev_root_secret  # noqa: E402
-from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway  # noqa: E402
+from voxplane.dev.gateway import GatewayServer  # noqa: E402
+from voxplane.dev.livekit import LiveKitServer  # noqa: E402
+from voxplane.dev.region import region_gateway  # noqa: E402
 from voxplane.keys import derive_api_secret  # noqa: E402
 
 REGION, TENANT, AGENT = "local", "northwind", "northwind-support"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 async def timed(n: int, direct: Callable[[int], Awaitable[None]], gated: Callable[[int], Awaitable[None]]
@@ -59,9 +57,9 @@ async def timed(n: int, direct: Callable[[int], Awaitable[None]], gated: Callabl
 
 
 def report(name: str, d: list[float], g: list[float]) -> None:
-    dp50, gp50 = statistics.median(d), statistics.median(g)
-    print(f"{name:<20} direct p50 {dp50:7.2f} ms p95 {pct(d, 0.95):7.2f} ms | gateway p50 {gp50:7.2f} ms "
-          f"p95 {pct(g, 0.95):7.2f} ms | added p50 {gp50 - dp50:+6.2f} ms ({gp50 / dp50:.2f}x)")
+    dp50, gp50 = percentile(d, 50), percentile(g, 50)
+    print(f"{name:<20} direct p50 {dp50:7.2f} ms p95 {percentile(d, 95):7.2f} ms | gateway p50 {gp50:7.2f} ms "
+          f"p95 {percentile(g, 95):7.2f} ms | added p50 {gp50 - dp50:+6.2f} ms ({gp50 / dp50:.2f}x)")
 
 
 async def bench(lk: LiveKitServer, gw: GatewayServer, joins: int, calls: int, registrations: int) -> None:
@@ -114,13 +112,12 @@ def main() -> int:
     parser.add_argument("--registrations", type=int, default=40)
     args = parser.parse_args()
     python = gateway_image_python()
-    with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis, \
-            LiveKitServer(region_config(REGION, REPO), redis=redis) as lk:
+    with tempfile.TemporaryDirectory() as tmp, livekit_with_redis(region=REGION) as lk:
         context = stage_image_context(Path(tmp) / "opt-voxplane")
-        config, keys = region_gateway(REGION, REPO, upstream=lk.http_url)
+        config, keys = region_gateway(REGION, REPO, upstream=lk.url)
         with GatewayServer(config, keys, python=python, pythonpath=context) as gw:
-            print(f"livekit-server {lk.http_url}, gateway {gw.http_url} (its own process), loopback")
-            asyncio.run(bench(lk, gw, args.joins, args.calls, args.registrations))
+            print(f"livekit-server {lk.url}, gateway {gw.http_url} (its own process), loopback")
+            asyncio.run(bench(lk.livekit, gw, args.joins, args.calls, args.registrations))
     return 0
 
 

@@ -32,6 +32,9 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.kubedrift.conftest import counting  # noqa: E402
+from tests.support.stats import best_of  # noqa: E402
+
 NAMESPACE = "vox-bench"
 LABELS = {"app.kubernetes.io/managed-by": "voxplane", "app.kubernetes.io/part-of": "local",
           "app.kubernetes.io/name": "bench", "app.kubernetes.io/component": "bench"}
@@ -50,18 +53,6 @@ def config_maps(count: int) -> list[dict[str, Any]]:
             "data": {"config.yaml": f"index: {i}\nlevel: info\n", "owner": "bench"},
         })
     return objects
-
-
-def counted(api_client: Any) -> Callable[[], int]:
-    calls = [0]
-    original = api_client.call_api
-
-    def call_api(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return original(*args, **kwargs)
-
-    api_client.call_api = call_api
-    return lambda: calls[0]
 
 
 def per_object_check(api_client: Any, desired: list[dict[str, Any]]) -> int:
@@ -85,15 +76,6 @@ def per_object_check(api_client: Any, desired: list[dict[str, Any]]) -> int:
             continue
         drifted += len(diff_object(obj, json.loads(body)))
     return drifted
-
-
-def best(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> int:
@@ -132,20 +114,20 @@ def main() -> int:
         print(f"created {len(desired)} objects in {time.perf_counter() - start:.1f}s", file=sys.stderr)
 
         api = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig_path()))
-        count = counted(api)
+        count = counting(api)
 
         def drift(objects: list[dict[str, Any]]) -> Callable[[], Any]:
             return lambda: detect(region, agents, objects, LiveReader(api))
 
         tenth = desired[: max(2, len(desired) // 10)]
         c0 = count()
-        t_small, rep_small = best(drift(tenth), args.rounds)
+        t_small, rep_small = best_of(args.rounds, drift(tenth))
         calls_small = (count() - c0) // args.rounds
         c0 = count()
-        t_drift, rep = best(drift(desired), args.rounds)
+        t_drift, rep = best_of(args.rounds, drift(desired))
         calls_drift = (count() - c0) // args.rounds
         c0 = count()
-        t_base, base_drifted = best(lambda: per_object_check(api, desired), args.rounds)
+        t_base, base_drifted = best_of(args.rounds, lambda: per_object_check(api, desired))
         calls_base = (count() - c0) // args.rounds
 
         assert not rep.changed and not rep.missing, "the benchmark objects should be in sync"

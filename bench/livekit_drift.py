@@ -1,6 +1,6 @@
 """Benchmark: LiveKit drift over 1,000 owned SIP objects on a real livekit-server.
 
-Starts its own Redis + livekit-server (voxplane.dev.servers) on loopback, generates N agent
+Starts its own Redis + livekit-server (voxplane.dev) on loopback, generates N agent
 manifests (default 500 -> 500 trunks + 500 dispatch rules), creates the objects with the
 reconciler (`sync`), then times:
 
@@ -22,12 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from voxplane.dev.servers import LiveKitServer, RedisServer  # noqa: E402
+from tests.support.servers import livekit_with_redis  # noqa: E402
+from tests.support.stats import best_of  # noqa: E402
 from voxplane.livekit.client import LiveKitAdmin  # noqa: E402
 from voxplane.livekit.desired import TRUNK_KIND, DesiredRule, desired_objects  # noqa: E402
 from voxplane.livekit.drift import detect  # noqa: E402
@@ -89,29 +90,20 @@ def naive_drift(client: LiveKitAdmin, desired: list[Any], ids: dict[Any, str]) -
     return drifted
 
 
-def timed(rounds: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=500, help="agents to generate (2 objects each)")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds; best is reported")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="voxplane-bench-") as tmp, RedisServer() as redis, LiveKitServer(redis=redis) as lk:
+    with tempfile.TemporaryDirectory(prefix="voxplane-bench-") as tmp, livekit_with_redis() as lk:
         root = Path(tmp) / "repo"
         rows = []
         small = max(1, args.agents // 10)
         for count in (small, args.agents):
             generate(root, count)
             region, agents = project(root)
-            with LiveKitAdmin(lk.http_url, lk.api_key, lk.api_secret) as client:
+            with lk.client() as client:
                 start = time.perf_counter()
                 result = sync(region, agents, client, NoSecrets())
                 sync_s = time.perf_counter() - start
@@ -119,19 +111,19 @@ def main() -> int:
                       f"({client.write_calls} write calls, {client.total_calls - client.write_calls} reads)", file=sys.stderr)
 
             desired = desired_objects(region, agents)
-            with LiveKitAdmin(lk.http_url, lk.api_key, lk.api_secret) as client:
+            with lk.client() as client:
                 live = read_live(client)
             ids = {o.owner: o.id for o in live.objects if o.owner is not None}
             objects = len(live.objects)
 
-            with LiveKitAdmin(lk.http_url, lk.api_key, lk.api_secret) as client:
-                fast_s, report = timed(args.rounds, lambda: detect(region, agents, client, NoSecrets()))
+            with lk.client() as client:
+                fast_s, report = best_of(args.rounds, lambda: detect(region, agents, client, NoSecrets()))
                 fast_calls = client.total_calls // args.rounds
             if report.drift:
                 raise SystemExit(f"unexpected drift after sync: {report.summary()}")
 
-            with LiveKitAdmin(lk.http_url, lk.api_key, lk.api_secret) as client:
-                naive_s, drifted = timed(args.rounds, lambda: naive_drift(client, desired, ids))
+            with lk.client() as client:
+                naive_s, drifted = best_of(args.rounds, lambda: naive_drift(client, desired, ids))
                 naive_calls = client.total_calls // args.rounds
             if drifted:
                 raise SystemExit(f"naive check saw {drifted} drifted objects after sync")

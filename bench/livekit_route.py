@@ -1,6 +1,6 @@
 """Benchmark: routing-decision latency of a real livekit-server, asked as livekit-sip asks.
 
-Starts its own Redis + livekit-server (voxplane.dev.servers) with the `local` region's config,
+Starts its own Redis + livekit-server (voxplane.dev) with the `local` region's config,
 syncs the region's trunks and rules, then sends N calls (default 200, cycling over every
 declared number and a foreign address) through one `tools/routeprobe` process and reports
 p50/p95/p99 of the trunk lookup (GetSIPTrunkAuthentication), the dispatch evaluation
@@ -21,10 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from voxplane.dev.servers import LiveKitServer, RedisServer, region_config  # noqa: E402
-from voxplane.livekit.client import LiveKitAdmin  # noqa: E402
+from tests.support.servers import livekit_with_redis  # noqa: E402
+from tests.support.stats import percentile  # noqa: E402
 from voxplane.livekit.reconcile import sync  # noqa: E402
-from voxplane.livekit.route import Call, RouteProbe, decide, percentile  # noqa: E402
+from voxplane.livekit.route import Call, RouteProbe, decide  # noqa: E402
 from voxplane.livekit.secrets import StaticSecrets  # noqa: E402
 from voxplane.loader import load  # noqa: E402
 
@@ -48,11 +48,11 @@ def main() -> int:
         address = "192.76.120.10" if tel.allowed_addresses else "127.0.0.1"
         calls += [Call(to=n, address=address) for n in tel.numbers] + [Call(to=n, address="203.0.113.7") for n in tel.numbers]
 
-    with RedisServer() as redis, LiveKitServer(region_config("local", REPO), redis=redis) as lk:
-        with LiveKitAdmin(lk.http_url, lk.api_key, lk.api_secret) as client:
+    with livekit_with_redis(region="local") as lk:
+        with lk.client() as client:
             sync(region, agents, client, StaticSecrets({"northwindTrunkPassword": "bench-password"}))
             start = time.perf_counter()
-            with RouteProbe(redis.address) as probe:
+            with RouteProbe(lk.redis.address) as probe:
                 ready_s = time.perf_counter() - start
                 for call in calls:  # warm-up
                     decide(probe, call)

@@ -32,7 +32,7 @@ USAGE
 first_build_hint() {
     case "$1" in
         promqleval) echo "first build: ~2 min on 2 cores (Prometheus' engine)" ;;
-        routeprobe) echo "first build: under a minute when livekit-server's build is cached" ;;
+        routeprobe | lkconfig) echo "first build: under a minute when livekit-server's build is cached" ;;
         *) echo "first build: a few minutes" ;;
     esac
 }

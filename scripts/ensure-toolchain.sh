@@ -3,7 +3,9 @@
 #   engine         pulumi CLI, pulumi-language-python (+ its exec script), the dynamic-provider
 #                  shim pulumi-resource-pulumi-python, pulumi-resource-kubernetes
 #   control plane  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
-#                  (+ kwok's Stage objects, which standalone kwok needs to move nodes and pods)
+#                  (+ kwok's Stage objects, which standalone kwok needs to move nodes and pods),
+#                  and the autoscaling stack the dev cluster runs beside it: KEDA's operator and
+#                  metrics adapter (+ KEDA's CRDs and RBAC manifests) and Prometheus (a Debian package)
 #
 # Everything comes from the Go module proxy; most modules carry `replace` directives, so each is
 # built through a wrapper module (scripts/lib.sh). Binaries land in $VOXPLANE_CACHE/bin with the
@@ -11,10 +13,11 @@
 # folder goes first on PATH for pulumi and for the tests. A binary already on PATH is used when it
 # reports the pinned version. Concurrent runs wait on one lock per binary.
 #
-# Cold, on 2 cores: about 25-35 min in all (the Kubernetes provider alone ~15 min and 5.5 GB of
-# memory). Warm: a few seconds (every binary is version-checked).
+# Cold, on 2 cores: about 35-40 min in all (the Kubernetes provider alone ~15 min and 5.5 GB of
+# memory; KEDA ~10 min and 2.9 GB). Warm: a few seconds (every binary is version-checked).
 #
-# usage: ensure-toolchain.sh [engine|control-plane|all] [--print-bin-dir]
+# usage: ensure-toolchain.sh [engine|control-plane|autoscaling|all] [--print-bin-dir]
+#   control-plane includes autoscaling (KEDA and Prometheus), which the dev cluster runs too
 #   VOXPLANE_CACHE   cache root (default: $HOME/.cache/voxplane)
 set -euo pipefail
 
@@ -29,11 +32,16 @@ readonly K8S_PROVIDER_PULUMI_VERSION="v3.229.0" # pkg/sdk the provider code comp
 readonly KUBERNETES_VERSION="v1.34.4"
 readonly ETCD_VERSION="v3.6.8"
 readonly KWOK_VERSION="v0.8.0"
+# v2.21.1 declares a newer Go than the one this project builds with (GOTOOLCHAIN=local).
+readonly KEDA_VERSION="v2.21.0"
+readonly KEDA_MODULE="github.com/kedacore/keda/v2"
+readonly PROMETHEUS_VERSION="2.42.0" # Debian bookworm's package
 
 CACHE_DIR="${VOXPLANE_CACHE:-$HOME/.cache/voxplane}"
 BIN_DIR="$CACHE_DIR/bin"
 LINK_DIR="$CACHE_DIR/toolchain/bin"
 KWOK_STAGES_DIR="$CACHE_DIR/toolchain/kwok-stages-$KWOK_VERSION"
+KEDA_MANIFESTS_DIR="$CACHE_DIR/toolchain/keda-$KEDA_VERSION"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -44,10 +52,10 @@ what="all"
 print_bin_dir=0
 while (($#)); do
     case "$1" in
-        engine | control-plane | all) what="$1" ;;
+        engine | control-plane | autoscaling | all) what="$1" ;;
         --print-bin-dir) print_bin_dir=1 ;;
         -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
-        *) die "unknown argument: $1 (engine, control-plane, all, --print-bin-dir)" ;;
+        *) die "unknown argument: $1 (engine, control-plane, autoscaling, all, --print-bin-dir)" ;;
     esac
     shift
 done
@@ -199,6 +207,128 @@ ensure_kwok() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Autoscaling: KEDA's operator and metrics adapter, and Prometheus.
+KEDA_BINS=(keda-operator keda-adapter)
+
+# KEDA's go.mod has a `replace` and an `exclude`, so `go install` refuses it: a wrapper module
+# repeats both (read from that go.mod, so a version bump carries its own) and builds the two
+# commands. cmd/webhooks (the admission webhooks) is not needed outside a cluster.
+build_keda() {
+    local work start=$SECONDS gomod directives ldflags
+    work="$(mktemp -d "$CACHE_DIR/build-keda.XXXXXX")"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" EXIT
+    log "building keda-operator, keda-adapter $KEDA_VERSION (cold: ~10 min, 2.9 GB; warm Go caches: ~20 s)"
+    # SC2086: $directives is split on purpose, one go mod edit flag per word (none holds a space).
+    # shellcheck disable=SC2086
+    (
+        cd "$work" && go mod init voxplane.local/keda >/dev/null 2>&1 &&
+            gomod="$(go mod download -json "$KEDA_MODULE@$KEDA_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')" &&
+            # One `go mod edit` flag per replace/exclude of KEDA's go.mod; local-path targets
+            # (./ ../ /) cannot resolve outside KEDA's repository (it has none today).
+            directives="$(go mod edit -json "$gomod" | python3 -c '
+import json, sys
+mod = json.load(sys.stdin)
+def at(m):
+    return m["Path"] + ("@" + m["Version"] if m.get("Version") else "")
+for r in mod.get("Replace") or []:
+    if r["New"]["Path"].startswith(("./", "../", "/")):
+        continue
+    print("-replace=" + at(r["Old"]) + "=" + at(r["New"]))
+for e in mod.get("Exclude") or []:
+    print("-exclude=" + at(e))
+')" &&
+            go mod edit -require "$KEDA_MODULE@$KEDA_VERSION" $directives &&
+            printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "%s/cmd/operator"\n\t_ "%s/cmd/adapter"\n)\n' \
+                "$KEDA_MODULE" "$KEDA_MODULE" >tools.go &&
+            go mod tidy
+    ) >"$work/build.log" 2>&1 || { explain_go_failure "$work/build.log"; die "keda wrapper module: $FAIL_REASON"; }
+    # As KEDA's Makefile stamps it (GO_LDFLAGS): the operator logs this version at start.
+    ldflags="-s -w -X $KEDA_MODULE/version.Version=${KEDA_VERSION#v} -X $KEDA_MODULE/version.GitCommit=$KEDA_VERSION"
+    log "  go build keda-operator"
+    (cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$work/keda-operator" "$KEDA_MODULE/cmd/operator") >>"$work/build.log" 2>&1 ||
+        { explain_go_failure "$work/build.log"; die "building keda-operator: $FAIL_REASON"; }
+    log "  go build keda-adapter"
+    (cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$work/keda-adapter" "$KEDA_MODULE/cmd/adapter") >>"$work/build.log" 2>&1 ||
+        { explain_go_failure "$work/build.log"; die "building keda-adapter: $FAIL_REASON"; }
+    local b
+    for b in "${KEDA_BINS[@]}"; do mv -f "$work/$b" "$BIN_DIR/$b-$KEDA_VERSION"; done
+    rm -rf "$work"
+    trap - EXIT
+    log "built KEDA $KEDA_VERSION in $((SECONDS - start)) s"
+}
+
+# keda_on_path NAME: a NAME on PATH (outside our link folder) whose Go build info names KEDA at
+# the pinned version (the binaries print no version without a cluster to talk to).
+keda_on_path() {
+    local name="$1" path
+    path="$(PATH="$(tr ':' '\n' <<<"$PATH" | grep -vxF "$LINK_DIR" | paste -sd: -)" command -v "$name" 2>/dev/null)" || return 1
+    awk -v m="$KEDA_MODULE" -v v="$KEDA_VERSION" '($1 == "mod" || $1 == "dep") && $2 == m && $3 == v { ok = 1 } END { exit !ok }' \
+        <<<"$(go version -m "$path" 2>/dev/null)" || return 1
+    printf '%s\n' "$path"
+}
+
+ensure_keda() {
+    local missing=0 b found dir
+    for b in "${KEDA_BINS[@]}"; do
+        if found="$(keda_on_path "$b")"; then
+            log "$b $KEDA_VERSION on PATH: $found"
+            link_binary "$b" "$found"
+        elif [[ -x "$BIN_DIR/$b-$KEDA_VERSION" ]]; then
+            link_binary "$b" "$BIN_DIR/$b-$KEDA_VERSION"
+        else
+            missing=1
+        fi
+    done
+    if ((missing)); then
+        with_build_lock keda "$BIN_DIR/keda-adapter-$KEDA_VERSION" build_keda
+        for b in "${KEDA_BINS[@]}"; do
+            verify_module_version "$BIN_DIR/$b-$KEDA_VERSION" "$KEDA_MODULE" "$KEDA_VERSION"
+            link_binary "$b" "$BIN_DIR/$b-$KEDA_VERSION"
+        done
+    fi
+    # The manifests KEDA installs with (its CRDs, its RBAC, the metrics API's APIService) ship in
+    # the module's config/: the dev cluster applies them as they are.
+    if [[ ! -d "$KEDA_MANIFESTS_DIR" ]]; then
+        dir="$(cd "$CACHE_DIR" && GOFLAGS=-mod=mod go mod download -json "$KEDA_MODULE@$KEDA_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" ||
+            die "go mod download $KEDA_MODULE@$KEDA_VERSION failed"
+        rm -rf "$KEDA_MANIFESTS_DIR.tmp"
+        mkdir -p "$KEDA_MANIFESTS_DIR.tmp"
+        cp -r "$dir/config/crd/bases" "$KEDA_MANIFESTS_DIR.tmp/crd"
+        for b in rbac metrics-server service_account general; do
+            mkdir -p "$KEDA_MANIFESTS_DIR.tmp/$b"
+            find "$dir/config/$b" -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml -exec cp {} "$KEDA_MANIFESTS_DIR.tmp/$b/" \;
+        done
+        chmod -R u+w "$KEDA_MANIFESTS_DIR.tmp"
+        mv "$KEDA_MANIFESTS_DIR.tmp" "$KEDA_MANIFESTS_DIR"
+    fi
+    ln -sfn "$KEDA_MANIFESTS_DIR" "$CACHE_DIR/toolchain/keda"
+    log "keda $KEDA_VERSION ready ($(find "$KEDA_MANIFESTS_DIR/crd" -name '*.yaml' | wc -l) CRDs)"
+}
+
+# Prometheus from Debian's package; the dev cluster runs it as a plain process on loopback.
+ensure_prometheus() {
+    local found
+    if ! found="$(on_path_at_version prometheus "version $PROMETHEUS_VERSION" --version)"; then
+        if [[ -x /usr/bin/prometheus ]]; then
+            die "/usr/bin/prometheus is not $PROMETHEUS_VERSION: $(/usr/bin/prometheus --version 2>&1 | head -n 1)"
+        fi
+        apt_install_packages prometheus
+        # The package starts a system instance on :9090 where init allows it; the dev cluster
+        # runs its own on a free loopback port.
+        if [[ -d /run/systemd/system ]]; then
+            as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+        elif command -v service >/dev/null 2>&1; then
+            as_root service prometheus stop >/dev/null 2>&1 || true
+        fi
+        found="$(on_path_at_version prometheus "version $PROMETHEUS_VERSION" --version)" ||
+            die "prometheus $PROMETHEUS_VERSION not on PATH after apt-get install: $(prometheus --version 2>&1 | head -n 1)"
+    fi
+    link_binary prometheus "$found"
+    log "prometheus $PROMETHEUS_VERSION ready: $found"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Engine.
 build_pulumi_cli() {
     local work start=$SECONDS bin="$1"
@@ -305,7 +435,8 @@ ensure_kubernetes_provider() {
 
 start=$SECONDS
 case "$what" in
-    control-plane) ensure_etcd; ensure_kwok; ensure_kubernetes ;;
+    control-plane) ensure_etcd; ensure_kwok; ensure_kubernetes; ensure_keda; ensure_prometheus ;;
+    autoscaling) ensure_keda; ensure_prometheus ;;
     engine) ensure_language_python; ensure_pulumi_cli; ensure_kubernetes_provider ;;
     all)
         # Two lanes at once: peak memory ~2 GB + 5.5 GB, and one lane's downloads overlap the

@@ -1,12 +1,16 @@
-"""Shared fixtures: the repository root, a CLI runner, and manifest trees built in tmp dirs."""
+"""Shared fixtures: a CLI runner, manifest trees built in tmp dirs, and the real Redis +
+livekit-server pair (tests/support holds the helpers behind them).
+
+A test that starts a real server carries the `integration` mark (`make unit` leaves those out):
+a test without it that starts one (itself or through a function-scoped fixture) fails, saying so."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
-
-import os
 
 import pytest
 from click.testing import CliRunner, Result
@@ -18,20 +22,26 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-from voxplane.cli import main
+from voxplane.cli import main  # noqa: E402
+from voxplane.desired.common import ADMIN_KEY  # noqa: E402
+from voxplane.dev.process import ServerProcess  # noqa: E402
+from voxplane.dev.redis import RedisServer  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-MANIFESTS = Path(__file__).resolve().parent / "manifests"
+from .support.repo import MANIFESTS  # noqa: E402
+from .support.servers import DevLiveKit, livekit_with_redis  # noqa: E402
 
 
-def copy_manifests(root: Path) -> Path:
-    """`root` made to hold a copy of this repository's manifests, agent programs and stack files."""
-    root.mkdir()
-    for folder in ("regions", "agents"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copy(stack, root / stack.name)
-    return root
+@pytest.fixture(autouse=True)
+def _real_servers_need_the_integration_mark(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a test that starts a dev server (Redis, livekit-server, the gateway, livekit-sip) but
+    is not marked `integration`: `make unit` would run it without the servers being built."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+
+    def refuse(self: ServerProcess, *args: object, **kwargs: object) -> None:
+        pytest.fail(f"{request.node.nodeid} starts a real {self.name} server: mark it `integration`")
+
+    monkeypatch.setattr(ServerProcess, "_spawn", refuse)
 
 
 @pytest.fixture
@@ -64,3 +74,19 @@ def manifest_tree(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return build
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway redis-server on loopback."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def livekit_local() -> Iterator[DevLiveKit]:
+    """Redis + livekit-server running the config voxplane renders for the `local` region (only
+    addresses and ports moved to loopback), so every test using it also proves the server takes it."""
+    with livekit_with_redis(region="local") as lk:
+        assert lk.livekit.api_key == ADMIN_KEY  # the admin key comes first in the rendered keys
+        yield lk

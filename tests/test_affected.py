@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from functools import cache
 
@@ -13,7 +12,7 @@ import dataclasses
 from voxplane.affected import affected_regions, explain_regions
 from voxplane.loader import load_project
 
-from .conftest import REPO
+from .support.repo import REPO, copy_manifests
 
 
 @cache
@@ -54,11 +53,7 @@ def test_an_agent_leaving_a_region_still_previews_it():
 
 def test_cli_compares_with_a_git_base(tmp_path, run_cli):
     """In a real git repository: an agent moved from eu-west to us-east affects both, as JSON."""
-    repo = tmp_path / "repo"
-    for folder in ("regions", "agents", "schemas"):
-        shutil.copytree(REPO / folder, repo / folder)
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copy(stack, repo / stack.name)
+    repo = copy_manifests(tmp_path / "repo")
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)

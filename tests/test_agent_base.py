@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from voxplane import agent_base
-from voxplane.render import render
+from voxplane.render import PLACEHOLDER_DIGEST, render
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 IMAGE = "docker:index/image:Image"
 
@@ -31,7 +32,7 @@ def test_a_region_stack_builds_the_base_once_and_each_agent_from_its_digest():
     assert len(agents) == 2, sorted(images)
     for name, inputs in agents.items():
         ref = inputs["build"]["args"][agent_base.BUILD_ARG]
-        assert ref.startswith("registry.voice.example.com/agents/voxplane-agent-base@sha256:"), (name, ref)
+        assert ref == f"{base['imageName']}@{PLACEHOLDER_DIGEST}", (name, ref)  # the base's repoDigest, in a render
 
 
 def test_renders_in_one_process_never_share_a_base_image():

@@ -19,7 +19,8 @@ import yaml
 
 from voxplane import agent_base
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 HEALTH_PORT = "8081"
 #: The platform's agent base image (voxplane-agent-base) and the glue in it, which every program imports.

@@ -14,7 +14,7 @@ from voxplane.loader import load_project
 from voxplane.model import Project
 from voxplane.quantity import parse_quantity
 
-from .conftest import REPO
+from .support.repo import REPO
 
 
 @cache

@@ -12,7 +12,7 @@ import pytest
 from voxplane import __version__
 from voxplane.cli import main
 
-from .conftest import REPO
+from .support.repo import REPO
 
 
 def _commands(group=main, prefix=()):

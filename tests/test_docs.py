@@ -2,7 +2,7 @@
 
 from voxplane.docs import reference
 
-from .conftest import REPO
+from .support.repo import REPO
 
 
 def test_manifest_reference_is_up_to_date():

@@ -9,7 +9,8 @@ import pytest
 from voxplane.loader import load, load_project
 from voxplane.sourcemap import parse
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 EXAMPLES = sorted((REPO / "regions").glob("*.yaml")) + sorted((REPO / "agents").glob("*.yaml"))
 

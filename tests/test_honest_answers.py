@@ -15,7 +15,8 @@ import pytest
 
 from voxplane.loader import load
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 CASES = Path(__file__).parent / "manifests" / "invalid"
 BUILD_AGENT = "name: echo\ntenant: acme\nregions: [test]\ncode:\n  build: agents/echo\n"
@@ -42,13 +43,6 @@ def test_one_file_is_checked_against_every_other_agent(manifest_tree, run_cli, m
         "(agents/echo.yaml:8:13) in region 'test'",
     ]
     assert result.stderr.strip() == "invalid: 2 problems in 2 of 2 files"
-
-
-def test_the_full_run_states_a_problem_between_files_once(manifest_tree, run_cli, monkeypatch):
-    """Without paths, the same problem is one line, where it is stated."""
-    monkeypatch.chdir(manifest_tree(overlay=CASES / "phone-number-claimed-twice"))
-    result = run_cli("validate")
-    assert len(_lines(result)) == 1 and _lines(result)[0].startswith("agents/other.yaml:7:29:")
 
 
 def test_a_quota_problem_shows_at_the_agent_that_pushed_it_over(manifest_tree, run_cli, monkeypatch):

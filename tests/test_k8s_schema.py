@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from voxplane.desired.common import SecretValue
+
+from .support.repo import REPO
 from voxplane.k8s_schema import (
     CRD_SCRIPT,
     KUBERNETES_VERSION,
@@ -21,7 +23,6 @@ from voxplane.k8s_schema import (
     validate_object,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / CRD_SCRIPT
 
 # The CRDs the platform renders, by file name in crd_dir().

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from voxplane.loader import load
 
-from .conftest import REPO
+from .support.repo import REPO, copy_manifests
+
 
 EXAMPLES = {
     "regions/local.yaml": (REPO / "regions/local.yaml").read_bytes(),
@@ -31,8 +32,7 @@ def _repo(tmp: Path, rel: str, content: bytes) -> Path:
     root = tmp / "repo"
     if root.exists():
         shutil.rmtree(root)
-    for folder in ("regions", "agents"):
-        shutil.copytree(REPO / folder, root / folder)
+    copy_manifests(root)
     (root / rel).write_bytes(content)
     return root
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,13 +11,12 @@ import pytest
 from voxplane import output_dir
 from voxplane.output_dir import MARKER, OutputDirError
 
-from .conftest import REPO
+from .support.repo import REPO, copy_checkout
 
 
 def _copy_of_repo(tmp_path: Path) -> Path:
     """A git clone of the working tree's files (manifests, stacks), with a .git of its own."""
-    clone = tmp_path / "clone"
-    shutil.copytree(REPO, clone, ignore=shutil.ignore_patterns(".git", ".venv", "out", "*.egg-info", "__pycache__", ".*cache"))
+    clone = copy_checkout(tmp_path / "clone")
     subprocess.run(["git", "init", "-q", str(clone)], check=True)
     return clone
 

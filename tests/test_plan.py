@@ -15,7 +15,7 @@ from voxplane.affected import explain_regions, affected_regions
 from voxplane.kubedrift.compare import UNSET, Keyed
 from voxplane.loader import load_project
 
-from .conftest import REPO, copy_manifests
+from .support.repo import REPO, copy_manifests
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "-c", "commit.gpgsign=false"]
 

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from voxplane import plan as pl
 from voxplane.loader import load
 
-from .conftest import REPO
+from .support.repo import copy_manifests
+
 
 REGION = "local"
 Edit = tuple[str, Callable[[dict[str, Any]], None]]
@@ -113,12 +114,7 @@ def _apply(head: Path, chosen: list[Edit]) -> set[str]:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's manifests, unedited (the plan's base; rendered once, see _cached)."""
-    root = tmp_path_factory.mktemp("plan-base")
-    for folder in ("regions", "agents"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copy(stack, root / stack.name)
-    return root
+    return copy_manifests(tmp_path_factory.mktemp("plan-base"))
 
 
 _real_render = pl.render_here

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from .support.repo import REPO
+
 from voxplane.scan import (
     EXCEPTIONS_FILE,
     ExceptionEntry,
@@ -42,7 +44,6 @@ from voxplane.scan import (
     scan,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 REGIONS = example_regions(REPO)
 ENSURE = REPO / "scripts" / "ensure-scanners.sh"
 # A cold install (checkov's venv, kube-score's build) takes a few minutes on 2 cores; the module

@@ -17,7 +17,7 @@ import pytest
 
 from voxplane.loader import load
 
-from .conftest import REPO, copy_manifests
+from .support.repo import REPO, copy_manifests
 from .test_scaffold import fill_in
 
 README = (REPO / "README.md").read_text()
@@ -107,3 +107,30 @@ def test_the_plan_in_the_readme_is_real(checkout):
         return re.sub(r"against [0-9a-f]{12} ", "against BASE ", out).strip()
 
     assert normal(done.stdout) == normal(shown.group(1))
+
+
+def test_the_first_screen_is_the_offline_path(checkout):
+    """Issue #17 item 10: the first commands the README gives are `make setup` and the offline ones
+    (validate, render, plan on the example manifests), before the heavy `make demo` / `make test`;
+    run as written (the venv is this one), each exits as its comment says."""
+    first = bash_blocks(README)[0]
+    assert README.index("make setup") < README.index("make demo") and README.index("```bash") < README.index("make demo")
+    assert first[0].split("#")[0].strip() == "make setup"
+    assert first[1].split("#")[0].strip() == ". .venv/bin/activate"
+    commands = [line.split("#")[0].split()[1] for line in first[2:]]
+    assert commands[:3] == ["validate", "render", "plan"], commands
+    run_block(first[2:], checkout)
+    assert (checkout / "out/us-east/kubernetes").is_dir()
+
+
+def test_the_readme_names_the_command_one_way():
+    """`voxplane` in every command line; `.venv/bin/voxplane` only where the README says where it is
+    and in what `make demo` prints (the Makefile's own words)."""
+    demo = re.search(r"```\n\$ make demo\n(.*?)```", README, re.S)
+    assert demo
+    rest = README.replace(demo.group(0), "")
+    mentions = [line for line in rest.splitlines() if ".venv/bin/voxplane" in line]
+    assert len(mentions) == 2 and mentions[0].startswith(". .venv/bin/activate"), mentions
+    for block in bash_blocks(rest):
+        for line in block:
+            assert ".venv/bin/" not in line.split("#")[0] or line.startswith(". .venv/bin/activate"), line

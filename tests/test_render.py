@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from voxplane.k8s_schema import validate_objects
-from voxplane.render import REDACTED, RenderResult, render, write
+from voxplane.render import PLACEHOLDER_DIGEST, REDACTED, RenderResult, render, write
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 REGIONS = ["local", "us-east", "eu-west"]
 GOLDEN = Path(__file__).parent / "golden"
@@ -336,6 +337,29 @@ def test_render_of_invalid_manifests_deploys_nothing(manifest_tree, run_cli, tmp
     assert result.exit_code == 1
     assert "agents/echo.yaml:1:1: regions: required field is missing" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_image_the_stack_builds_shows_a_placeholder_digest_and_says_so(tmp_path):
+    """Issue #17 item 4: render cannot know the digest a registry returns on push. Images built
+    from source (agents with code.build, the gateway, the deletion-cost controller) carry the pushed tag and an all-zero digest,
+    and the file says it is a placeholder; every other digest in the render is a pinned one."""
+    result = rendered("us-east")
+    files = dict(zip(map(id, result.kubernetes), write(result, tmp_path / "out")))
+    built = {"support", "reservations", "livekit-gateway", "pod-deletion-cost"}
+    seen = set()
+    for obj in result.kubernetes:
+        for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            image = container["image"]
+            name = obj["metadata"]["name"]
+            if name in built and obj["kind"] == "Deployment":
+                seen.add(name)
+                tag = image.rsplit("@", 1)[0]
+                assert image == f"{tag}@{PLACEHOLDER_DIGEST}" and ":" in tag.rsplit("/", 1)[1], image
+                first = files[id(obj)].read_text().splitlines()[0]
+                assert first.startswith(f"# placeholder: the digest of {tag} below") and "pulumi up" in first, first
+            else:
+                assert PLACEHOLDER_DIGEST not in image, (name, image)
+    assert seen == built
 
 
 @pytest.mark.parametrize("region", REGIONS)

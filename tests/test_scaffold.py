@@ -4,6 +4,7 @@ a program that keeps the platform's contract, and nothing ever overwritten."""
 from __future__ import annotations
 
 import ast
+import re
 import inspect
 import shutil
 from pathlib import Path
@@ -14,8 +15,8 @@ import yaml
 from voxplane import scaffold
 from voxplane.loader import load
 
+from .support.repo import REPO, copy_manifests
 from . import test_agent_programs as contract
-from .conftest import REPO, copy_manifests
 
 
 @pytest.fixture
@@ -88,6 +89,39 @@ def test_without_a_platform_glue_the_program_stands_alone(run_cli, repo):
     assert load((), repo).ok
 
 
+def _help(run_cli) -> str:
+    return " ".join(run_cli("new", "agent", "--help").stdout.split())
+
+
+@pytest.mark.parametrize("glue", [True, False], ids=["with-the-platform-base", "standalone"])
+def test_new_agent_help_says_what_the_command_writes(run_cli, repo, glue):
+    """Issue #17 item 10: `new agent --help` describes the files written, in either kind of repository
+    (it said "requirements.txt pinning livekit-agents" where the base image pins it and the file must not)."""
+    if not glue:
+        shutil.rmtree(repo / "agents/_platform")
+    result = run_cli("new", "agent", "helper", "--tenant", "bellavista", "--region", "local", "--root", str(repo))
+    assert result.exit_code == 0, result.output
+    text = _help(run_cli)
+    folder = repo / "agents/helper"
+    for name in ["agents/NAME.yaml", *sorted(p.name for p in folder.iterdir())]:
+        assert name in text, name
+    requirements = (folder / "requirements.txt").read_text()
+    dockerfile = (folder / "Dockerfile").read_text()
+    program = (folder / "agent.py").read_text()
+    if glue:
+        assert "requirements.txt lists only the agent's own packages" in text
+        assert not re.search(r"^livekit-agents", requirements, re.M)
+        assert "Dockerfile builds FROM the platform's agent base image" in text and "FROM ${VOXPLANE_AGENT_BASE}" in dockerfile
+        assert "agent.py imports the platform glue (voxplane_agent)" in text and "import voxplane_agent" in program
+    else:
+        assert "requirements.txt pins livekit-agents" in text and re.search(r"^livekit-agents==", requirements, re.M)
+        assert "Dockerfile starts from python:3.11-slim" in text and dockerfile.startswith("FROM python:3.11-slim")
+        assert "registers under LIVEKIT_AGENT_NAME" in text and "LIVEKIT_AGENT_NAME" in program
+    assert "telephony and secrets are commented examples" in text
+    manifest = (repo / "agents/helper.yaml").read_text()
+    assert "# telephony:" in manifest and "# secrets:" in manifest
+
+
 def test_new_agent_with_a_prebuilt_image(run_cli, repo):
     result = run_cli("new", "agent", "intake", "--tenant", "northwind", "--region", "eu-west", "--code", "image",
                      "--root", str(repo))
@@ -149,6 +183,7 @@ def test_never_overwrites_a_file(run_cli, repo):
 #: What a user fills in for each placeholder, by field.
 FILLED = {
     "description": "Asia Pacific. Mumbai.",
+    "kubernetes.node_cidrs[0]": "10.50.0.0/20",
     "livekit.public_url": "wss://rtc.ap-south.voice.example.com",
     "livekit.turn.domain": "turn.ap-south.voice.example.com",
     "livekit.turn.tls_secret": "turn-ap-south-tls",
@@ -187,8 +222,9 @@ def test_new_region_from_another_marks_what_must_differ(run_cli, repo):
     assert checked.exit_code == 1
     problems = load((), repo).problems
     marked = {p.field for p in problems if p.message.startswith("to fill in:")}
-    assert marked == {"description", "livekit.public_url", "livekit.turn.domain", "livekit.turn.tls_secret",
-                      "sip.public_host", "sip.carrier_addresses[0]", "voxplane:kubeContext", "voxplane:livekitApiUrl"}
+    assert marked == {"description", "kubernetes.node_cidrs[0]", "livekit.public_url", "livekit.turn.domain",
+                      "livekit.turn.tls_secret", "sip.public_host", "sip.carrier_addresses[0]", "voxplane:kubeContext",
+                      "voxplane:livekitApiUrl"}
     others = [p for p in problems if not p.message.startswith("to fill in:")]
     assert [str(p) for p in others] == ["Pulumi.ap-south.yaml:5:20: voxplane:region: region 'ap-south' is invalid (see above)"]
     # The copy keeps the source's layout and comments; only the name and the marked values differ.
@@ -198,6 +234,27 @@ def test_new_region_from_another_marks_what_must_differ(run_cli, repo):
     fill_in(repo, [p for p in problems if p.message.startswith("to fill in:")])
     assert load((), repo).ok, [str(p) for p in load((), repo).problems]
     assert "voxplane:imageRegistry: registry.voice.example.com/agents" in (repo / "Pulumi.ap-south.yaml").read_text()
+
+
+def test_new_region_counts_only_the_values_to_fill_in(run_cli, repo):
+    """Issue #17 item 7: the stack's "region is invalid (see above)" follows from the placeholders;
+    it is not one more value to fill in. The source's node CIDRs are one (they must differ)."""
+    result = run_cli("new", "region", "ap-south", "--from", "us-east", "--root", str(repo))
+    listed = [line.strip() for line in result.stdout.splitlines() if ": to fill in: " in line]
+    assert "to fill in (9 values; `voxplane validate` lists them until done):" in result.stdout
+    assert len(listed) == 9 and "is invalid" not in result.stdout and "also (" not in result.stdout
+    assert any(line.startswith("regions/ap-south.yaml:14:16: kubernetes.node_cidrs[0]: to fill in: ") for line in listed)
+    assert "10.40.0.0/20" not in (repo / "regions/ap-south.yaml").read_text().split("node_cidrs:", 1)[1].split("\n")[0]
+
+
+def test_secrets_of_a_region_still_to_fill_in_says_so(run_cli, repo):
+    """Not "no region 'ap-south' loaded": the file is there, with values still to fill in."""
+    run_cli("new", "region", "ap-south", "--from", "us-east", "--root", str(repo))
+    for command in ("secrets", "capacity"):
+        result = run_cli(command, "ap-south", "--root", str(repo))
+        assert result.exit_code == 1
+        assert result.stderr.splitlines()[-1] == ("error: region 'ap-south' (regions/ap-south.yaml) does not load: "
+                                                  "7 values still to fill in (above); fix them and run this again")
 
 
 def test_new_blank_region(run_cli, repo):

@@ -24,7 +24,8 @@ from voxplane.status.kube import Autoscaler, Workload, autoscaler_state
 from voxplane.status.report import DriftSummary, RegionStatus, assemble
 from voxplane.status.rooms import AgentKey, LiveRoom, RoomRoute, agent_names, attribute, routes
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 BELLA = AgentKey("bellavista", "reservations")
 SUPPORT = AgentKey("northwind", "support")

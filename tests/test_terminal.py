@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from voxplane import term
 from voxplane.cli import main
 
-from .conftest import REPO
+from .support.repo import REPO
+
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -330,7 +330,8 @@ def _region_model(root: Path, region: str) -> LoadedRegion:
     result = load((), root)
     print_problems(result.problems)
     project = result.project or result.partial
-    loaded = LoadedRegion(project, find_region(project, region, result.problems), tuple(result.problems))
+    loaded = LoadedRegion(project, find_region(project, region, result.problems, result.invalid_regions),
+                          tuple(result.problems))
     if loaded.problems:
         click.echo(f"note: the manifests have {plural(len(loaded.problems), 'problem')} (above); this answer uses "
                    f"the files that loaded, and the command exits 1", err=True)
@@ -449,11 +450,17 @@ def _scaffolded(out: Any) -> None:
 def new_agent(name: str, tenant: str, regions: Sequence[str], code: str, root: Path) -> None:
     """Write agents/NAME.yaml and a minimal livekit-agents program in agents/NAME/.
 
-    The manifest validates as written: its pool fits the tenant's quota headroom in each region,
-    and inference uses the regions' own models. The program (agent.py, requirements.txt pinning
-    livekit-agents, Dockerfile) keeps the platform's contract: it registers under
-    LIVEKIT_AGENT_NAME and takes its metrics port and drain timeout from VOXPLANE_METRICS_PORT and
-    VOXPLANE_DRAIN_TIMEOUT. Exit 0, or 1 with nothing written (or the problems of what was).
+    The manifest validates as written: its pool (max_workers) fits the tenant's quota headroom in
+    each region, inference uses the regions' own models, and telephony and secrets are commented
+    examples. The program is agent.py, requirements.txt and a Dockerfile. In a repository with the
+    platform's agent base image (agents/_platform, as voxplane's own): agent.py imports the
+    platform glue (voxplane_agent), requirements.txt lists only the agent's own packages, and the
+    Dockerfile builds FROM the platform's agent base image. Elsewhere: agent.py is a standalone
+    worker that registers under LIVEKIT_AGENT_NAME and takes its metrics port and drain timeout
+    from VOXPLANE_METRICS_PORT and VOXPLANE_DRAIN_TIMEOUT, requirements.txt pins livekit-agents,
+    and the Dockerfile starts from python:3.11-slim. --code image names an image your pipeline
+    builds instead of code.build. Never overwrites: when any of these files exists, nothing is
+    written. Exit 0, or 1 with nothing written (or the problems of what was).
     """
     from .scaffold import ScaffoldError, new_agent as scaffold_agent
 
@@ -478,6 +485,7 @@ def new_region(name: str, source: str | None, root: Path) -> None:
     `voxplane validate` reports each at its line until it is filled in; they are printed here too.
     Exit 0, or 1 with nothing written.
     """
+    from .placeholders import is_fill_in
     from .scaffold import ScaffoldError, new_region as scaffold_region
 
     try:
@@ -488,9 +496,15 @@ def new_region(name: str, source: str | None, root: Path) -> None:
         click.echo(f"wrote {path}")
     for note in out.notes:
         term.info(f"note: {note}")
-    if out.problems:
-        click.echo(f"\nto fill in ({plural(len(out.problems), 'value')}; `voxplane validate` lists them until done):")
-        for problem in out.problems:
+    marked = [p for p in out.problems if is_fill_in(p)]
+    if marked:
+        click.echo(f"\nto fill in ({plural(len(marked), 'value')}; `voxplane validate` lists them until done):")
+        for problem in marked:
+            click.echo(f"  {_problem_text(str(problem))}")
+    others = [p for p in out.problems if not is_fill_in(p)]
+    if others:
+        click.echo(f"\nalso ({plural(len(others), 'problem')}):")
+        for problem in others:
             click.echo(f"  {_problem_text(str(problem))}")
     click.echo("\nthen set the secrets:")
     for line in out.next:

@@ -6,7 +6,6 @@ Each rule reports at the field a person has to change, and its message names the
 from __future__ import annotations
 
 import difflib
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -14,23 +13,24 @@ from typing import Iterator, Mapping, Sequence
 import yaml
 
 from . import hpa, stackfile
-from .model import Agent, PortRange, Region, SecretRef, Source
+from .model import Agent, Model, PortRange, Region, SecretRef, Source
 from .problems import Problem, format_path, plural
+from .providers import GENERIC, OPENAI_COMPATIBLE
 from .quantity import parse_quantity
+from .secret_fields import SECRET_LIKE_ENV
+from .servers import SERVERS
 from .stackfile import StackFile
 
 #: Set by the platform on every agent pod; a manifest must not override them.
 RESERVED_ENV = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_AGENT_NAME")
 RESERVED_ENV_PREFIX = "VOXPLANE_"
-#: Plain `env` entries whose names say they hold a secret.
-SECRET_LIKE_ENV = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)($|_)")
 
 
 def _at(source: Source | None, path: tuple[str | int, ...], message: str, *, key: bool = False,
-        ends: tuple[Problem, ...] = (), see: tuple[str, ...] = ()) -> Problem:
+        ends: tuple[Problem, ...] = (), see: tuple[str, ...] = (), mutual: bool = False) -> Problem:
     assert source is not None
     line, col = source.map.key(path) if key else source.map.value(path)
-    return Problem(source.file, line, col, format_path(path), message, ends=ends, see=see)
+    return Problem(source.file, line, col, format_path(path), message, ends=ends, see=see, mutual=mutual)
 
 
 def _where(source: Source | None, path: tuple[str | int, ...], *, key: bool = False) -> str:
@@ -53,10 +53,14 @@ def check(
     *,
     stacks: Sequence[StackFile] | None = None,
     invalid_regions: Mapping[str, str] | None = None,
+    changed: set[str] | None = None,
 ) -> list[Problem]:
     """Every rule between files. `stacks` are the parsed stack files (None: read Pulumi.<region>.yaml
     for secrets only, as before stack files were checked); `invalid_regions` maps the name of each
-    region file that did not load to that file, so references to it say so instead of "no region"."""
+    region file that did not load to that file, so references to it say so instead of "no region".
+    `changed` are the files the working tree changes (voxplane.changes; None: unknown): of two agents
+    in conflict, the changed one (else a copy, not named after its agent) is where it is stated, and
+    a conflict between two files neither of which tells is marked `mutual`, to be stated at both."""
     invalid = dict(invalid_regions or {})
     problems: list[Problem] = []
     by_name: dict[str, Region] = {}
@@ -75,7 +79,7 @@ def check(
     for name in list(invalid):
         if name in by_name:
             del invalid[name]  # a valid region of that name exists; references resolve to it
-    problems.extend(_agent_rules(by_name, invalid, agents, root, stacks))
+    problems.extend(_agent_rules(by_name, invalid, _in_claim_order(agents, changed), root, stacks, changed))
     if stacks is not None:
         keys = stackfile.project_keys(root)
         deployed = {s.region for s in stacks}
@@ -94,8 +98,29 @@ def check(
     return problems
 
 
-def _named_after(region: Region) -> bool:
+def _named_after(region: Region | Agent) -> bool:
     return region.source is not None and Path(region.source.file).stem == region.name
+
+
+def _in_claim_order(agents: Sequence[Agent], changed: set[str] | None) -> list[Agent]:
+    """Agents as they claim names and numbers: the ones the working tree leaves alone first, then
+    those named after their file (an original before its copy), then by file."""
+    def key(agent: Agent) -> tuple[bool, bool, str]:
+        file = agent.source.file if agent.source else ""
+        return (changed is not None and file in changed, not _named_after(agent), file)
+
+    return sorted(agents, key=key)
+
+
+def _told_apart(first: Agent, later: Agent, changed: set[str] | None) -> bool:
+    """Whether the later claimant is known to be the newer one: it alone changed, or it alone is
+    a copy (not named after its agent). Otherwise a conflict between them is mutual."""
+    def file(agent: Agent) -> str:
+        return agent.source.file if agent.source else ""
+
+    if changed is not None and (file(first) in changed) != (file(later) in changed):
+        return True
+    return _named_after(first) and not _named_after(later)
 
 
 # --- regions -----------------------------------------------------------------------------------
@@ -162,11 +187,32 @@ def _region_rules(region: Region, root: Path, stacks: Sequence[StackFile] | None
                 yield _at(src, base + ("writable_paths", i),
                           f"{writable} is {'under ' if writable.rstrip('/') != taken else ''}{taken}, which is writable already "
                           f"({_MODEL_MOUNTS[taken]}); list only paths elsewhere in the image")
+        yield from _server_rules(src, base, model)
         if name.endswith("-headless") and name[: -len("-headless")] in region.models:
             yield _at(src, base, f"model name {name!r} is the name of model {name[: -len('-headless')]!r}'s headless "
                                  f"Service; choose another name", key=True)
     if lk.redis.password is not None:
         yield from _stack_secret(region.name, lk.redis.password, src, ("livekit", "redis", "password", "config"), root, stacks)
+
+
+def _server_rules(src: Source | None, base: tuple[str | int, ...], model: Model) -> Iterator[Problem]:
+    """What the model's server (voxplane/servers.py) accepts at its pinned release."""
+    server = SERVERS[model.server_name]
+    named = model.server is not None
+    if model.kind not in server.kinds:
+        fitting = sorted(s.name for s in SERVERS.values() if model.kind in s.kinds)
+        yield _at(src, base + (("server",) if named else ("kind",)),
+                  f"{server.project} serves {'/'.join(server.kinds)} models, not {model.kind}"
+                  f"{'' if named else ' (the default server of a ' + model.kind + ' is ' + server.name + ')'}; "
+                  f"{model.kind} models run on: {', '.join(fitting)}")
+        return
+    if server.fixed_port is not None and model.port != server.fixed_port:
+        yield _at(src, base + ("port",),
+                  f"{server.project} {server.version} listens on {server.fixed_port} whatever is configured "
+                  f"(its image's entrypoint binds it); set port: {server.fixed_port}", key=True)
+    if server.model_names is not None and model.model_id not in server.model_names:
+        yield _at(src, base + ("model_id",),
+                  f"{server.project} {server.version} answers 400 to any model but {', '.join(server.model_names)}")
 
 
 #: Paths a model server's pod mounts itself (inference.py), with what they are.
@@ -213,7 +259,7 @@ def _overlaps(src: Source | None, claims: list[tuple[tuple[str | int, ...], Port
 
 
 def _agent_rules(regions: dict[str, Region], invalid: dict[str, str], agents: Sequence[Agent], root: Path,
-                 stacks: Sequence[StackFile] | None) -> Iterator[Problem]:
+                 stacks: Sequence[StackFile] | None, changed: set[str] | None = None) -> Iterator[Problem]:
     owners: dict[tuple[str, str], Agent] = {}
     numbers: dict[tuple[str, str], tuple[Agent, int]] = {}
     for agent in agents:
@@ -225,7 +271,8 @@ def _agent_rules(regions: dict[str, Region], invalid: dict[str, str], agents: Se
             end = _at(first.source, ("name",), f"tenant {agent.tenant!r} has another agent {agent.name!r} "
                                                f"({_where(src, ('name',))})")
             yield _at(src, ("name",), f"tenant {agent.tenant!r} already has an agent {agent.name!r} "
-                                      f"({_where(first.source, ('name',))})", ends=(end,))
+                                      f"({_where(first.source, ('name',))})", ends=(end,),
+                      mutual=not _told_apart(first, agent, changed))
             continue
         owners[key] = agent
         yield from _agent_fields(agent, root)
@@ -276,6 +323,7 @@ def _agent_rules(regions: dict[str, Region], invalid: dict[str, str], agents: Se
             if agent.telephony is not None:
                 if region.sip is None:
                     yield _at(src, ("telephony",), f"region {region_name!r} has no SIP bridge; add `sip:` to it or remove telephony", key=True)
+
                 for n, number in enumerate(agent.telephony.numbers):
                     claimed = numbers.get((region_name, number))
                     if claimed is not None and claimed[0] is not agent:
@@ -285,16 +333,30 @@ def _agent_rules(regions: dict[str, Region], invalid: dict[str, str], agents: Se
                                                        f"({_where(src, here)}) in region {region_name!r}")
                         yield _at(src, here,
                                   f"{number} is already routed to agent {other.scoped_name!r} ({_where(other.source, there)}) "
-                                  f"in region {region_name!r}", ends=(end,))
+                                  f"in region {region_name!r}", ends=(end,), mutual=not _told_apart(other, agent, changed))
                     elif claimed is None:
                         numbers[(region_name, number)] = (agent, n)
             for ref, path in agent.secret_refs():
                 yield from _stack_secret(region_name, ref, src, path, root, stacks)
+        yield from _noise_cancellation(regions, agent)
     yield from _quotas(regions, agents)
-    yield from _room_scopes(regions, [a for a in agents if owners.get((a.tenant, a.name)) is a])
+    yield from _room_scopes(regions, [a for a in agents if owners.get((a.tenant, a.name)) is a], changed)
 
 
-def _room_scopes(regions: dict[str, Region], agents: Sequence[Agent]) -> Iterator[Problem]:
+def _noise_cancellation(regions: dict[str, Region], agent: Agent) -> Iterator[Problem]:
+    """Refused, not warned about: it would do nothing. livekit-sip's GetMediaProcessor
+    (pkg/service/service.go) returns nil, so the trunk's Krisp flag is honoured by LiveKit Cloud's
+    SIP service only, and every voxplane region runs livekit-sip itself."""
+    if agent.telephony is None or not agent.telephony.noise_cancellation:
+        return
+    sips = {f"livekit-sip {r.sip.version}" for n in agent.regions if (r := regions.get(n)) is not None and r.sip}
+    if sips:
+        yield _at(agent.source, ("telephony", "noise_cancellation"),
+                  f"the self-hosted SIP bridge of voxplane's regions ({', '.join(sorted(sips))}) applies no noise "
+                  f"cancellation to calls (Krisp on SIP is a LiveKit Cloud feature); remove it")
+
+
+def _room_scopes(regions: dict[str, Region], agents: Sequence[Agent], changed: set[str] | None) -> Iterator[Problem]:
     """The gateway tells whose a room is by its name (voxplane/gateway/scope.py): a tenant owns
     `<tenant>_...`, its rules' `<room_prefix>_...` and `room_name`s. Two tenants' claims that
     one room name can satisfy would let one reach the other's calls."""
@@ -327,9 +389,16 @@ def _room_scopes(regions: dict[str, Region], agents: Sequence[Agent]) -> Iterato
                     else _where(src1, path1)
                 example = next((v for k, v in ((k1, v1), (k2, v2)) if k == "room"), None) \
                     or max(v1, v2, key=len) + ROOM_SEPARATOR + "1"
+                # Between two agents, stated at both unless the later one is known to be new.
+                ends = () if src1 is region.source else (_at(
+                    src1, path1, f"{'room prefix' if k1 == 'prefix' else 'room'} {v1!r} overlaps the {what} {v2!r} of "
+                                 f"tenant {t2!r} ({_where(src2, path2)}) in region {region.name!r}"),)
+                first_agent = next((a for a in agents if a.source is src1), None)
+                later_agent = next((a for a in agents if a.source is src2), None)
+                mutual = bool(ends) and not (first_agent and later_agent and _told_apart(first_agent, later_agent, changed))
                 yield _at(src2, path2, f"{what} {v2!r} overlaps the rooms of tenant {t1!r} in region {region.name!r} "
                                        f"({other}): a room such as {example!r} would be both tenants', and the "
-                                       f"gateway could not tell whose it is; choose another {what}")
+                                       f"gateway could not tell whose it is; choose another {what}", ends=ends, mutual=mutual)
 
 
 def _rooms_overlap(k1: str, v1: str, k2: str, v2: str, sep: str) -> bool:
@@ -383,9 +452,11 @@ def _quotas(regions: dict[str, Region], agents: Sequence[Agent]) -> Iterator[Pro
                     for a in pools
                 )
                 written = region.source is not None and path in region.source.map.values
+                # Mutual: the quota or any pool's max_workers may be what changed.
                 yield _at(region.source, path,
                           f"quota {quota}{'' if written else ' (the default)'} is below what the agent pools of tenant "
-                          f"{name!r} request at max_workers ({wanted}: {sums}); raise it or lower max_workers", ends=ends)
+                          f"{name!r} request at max_workers ({wanted}: {sums}); raise it or lower max_workers", ends=ends,
+                          mutual=True)
 
 
 def _per_pod(agent: Agent, field: str) -> str:
@@ -443,6 +514,15 @@ def _agent_fields(agent: Agent, root: Path) -> Iterator[Problem]:
     for name in agent.secrets:
         if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
             yield _at(src, ("secrets", name), "set by the platform; remove it", key=True)
+    for role, spec in agent.inference.roles().items():
+        if spec.provider is not None and spec.provider.name not in OPENAI_COMPATIBLE[role]:
+            names = OPENAI_COMPATIBLE[role]
+            named = ", ".join(n for n in names if n != GENERIC)
+            yield _at(src, ("inference", role, "provider", "name"),
+                      f"{spec.provider.name!r} is not an OpenAI-compatible {role} provider, and the platform glue reaches "
+                      f"every provider through the OpenAI API: {named}, or {GENERIC} for another endpoint that serves "
+                      f"it; a provider with an API of its own needs its own livekit plugin in the agent's program"
+                      + did_you_mean(spec.provider.name, names))
     if agent.telephony is not None:
         # Trunk passwords and PINs are written into LiveKit by the deployer, which cannot read a
         # Secret inside the cluster: they must be stack config secrets.

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from . import crosscheck, placeholders, schema, stackfile
+import yaml
+
+from . import changes, crosscheck, placeholders, schema, secret_fields, stackfile
 from .model import Agent, Project, Region, Source, from_data
-from .problems import ManifestError, Problem, format_path
-from .sourcemap import SourceMap, YamlProblem, parse
+from .problems import ManifestError, Problem, format_path, plural
+from .sourcemap import MAX_BYTES, SourceMap, YamlProblem, parse
 from .stackfile import StackFile
 
 Kind = Literal["region", "agent", "stack"]
@@ -47,6 +49,8 @@ class LoadResult:
     partial: Project = field(default_factory=lambda: Project(regions={}, agents=()))
     elsewhere: int = 0
     whole: bool = True
+    #: Regions whose file exists but does not load: name -> file.
+    invalid_regions: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -68,10 +72,12 @@ def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[
         if not path.is_absolute():
             path = root / path
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            every = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
             # Agent code folders (agents/<name>/) hold no manifests; stack files sit at the top.
-            files = [p for p in files if (p.parent.name in MANIFEST_DIRS)
+            files = [p for p in every if (p.parent.name in MANIFEST_DIRS)
                      or (p.parent == path and stackfile.stack_name(p) is not None)]
+            # ... but a manifest put in a sub-folder would be ignored: say so instead.
+            problems.extend(p for p in (_misplaced(f, root) for f in every if f not in files) if p is not None)
         elif path.exists():
             files = [path]
         else:
@@ -80,7 +86,7 @@ def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[
         for file in files:
             kind = _kind_of(file, root)
             if kind is None:
-                problems.append(
+                problems.append(_misplaced(file, root) or
                     Problem(_display(file, root), 1, 1, "",
                             "cannot tell the manifest kind; put regions in regions/ and agents in agents/ "
                             "(stack files are named Pulumi.<stack>.yaml)")
@@ -88,6 +94,30 @@ def discover(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[list[
             else:
                 found.append((file, kind))
     return found, problems
+
+
+#: Top-level keys that only a manifest of that kind has together (its required fields).
+_MANIFEST_KEYS: dict[str, set[str]] = {"agent": {"name", "tenant", "regions"}, "region": {"name", "livekit"}}
+
+
+def _misplaced(file: Path, root: Path) -> Problem | None:
+    """A manifest in a sub-folder of regions/ or agents/ (read by nothing there), as one problem
+    that says where it belongs; None for any other file (an agent's own YAML, say)."""
+    folder = next((p for p in file.parents if p.name in MANIFEST_DIRS and p.parent.resolve() == root.resolve()), None)
+    if folder is None or file.parent == folder:
+        return None
+    try:
+        text = file.read_text(errors="replace") if file.stat().st_size <= MAX_BYTES else ""
+        data = yaml.safe_load(text) if text else None
+    except (OSError, yaml.YAMLError):
+        data = None
+    kind = MANIFEST_DIRS[folder.name]
+    header = f"{kind}.schema.json" in text.split("\n", 1)[0] if text else False
+    if not header and not (isinstance(data, dict) and _MANIFEST_KEYS[kind] <= set(map(str, data))):
+        return None
+    return Problem(_display(file, root), 1, 1, "",
+                   f"{kind} manifest in a sub-folder, which nothing reads: manifests belong directly in "
+                   f"{folder.name}/ ({folder.name}/{file.name}){'; sub-folders of agents/ hold agent code' if kind == 'agent' else ''}")
 
 
 def _kind_of(file: Path, root: Path) -> Kind | None:
@@ -117,9 +147,9 @@ def _read(file: Path, kind: Kind, root: Path) -> tuple[Document | None, list[Pro
     except OSError as exc:
         return None, [Problem(name, 1, 1, "", f"cannot read: {exc.strerror or exc}")], None
     try:
-        data, smap = parse(raw)
+        data, smap = parse(raw, lambda path: schema.field_names(kind, path))
     except YamlProblem as exc:
-        return None, [Problem(name, exc.line, exc.column, format_path(exc.path), exc.message)], None
+        return None, [Problem(name, exc.line, exc.column, format_path(secret_fields.shown(exc.path)), exc.message)], None
     problems = schema.check(kind, data, smap, name)
     marks = placeholders.find(data, smap, name)
     if marks:  # a value left to fill in (`voxplane new region`) is said as such, not as a schema error
@@ -185,15 +215,29 @@ def load(paths: Sequence[str | os.PathLike[str]] = (), root: str | os.PathLike[s
             invalid_regions.setdefault(name if isinstance(name, str) and name else file.stem, _display(file, root_path))
 
     regions, agents = build_model(documents)
-    problems.extend(crosscheck.check(regions, agents, root_path, stacks=stacks, invalid_regions=invalid_regions))
+    changed = changes.changed_files(root_path)
+    problems.extend(crosscheck.check(regions, agents, root_path, stacks=stacks, invalid_regions=invalid_regions,
+                                     changed=changed))
     everything = sorted(set(problems), key=problem_order)
-    result = LoadResult(files=list(dict.fromkeys(files)), whole=named is None)
+    result = LoadResult(files=list(dict.fromkeys(files)), whole=named is None, invalid_regions=invalid_regions)
     result.partial = Project(regions={r.name: r for r in regions}, agents=tuple(agents))
     if not everything:
         result.project = result.partial
-    result.problems = everything if named is None else touching(everything, named)
+    result.problems = stated(everything, changed) if named is None else touching(everything, named)
     result.elsewhere = len(set(everything) - set(result.problems))
     return result
+
+
+def stated(problems: Sequence[Problem], changed: set[str] | None) -> list[Problem]:
+    """The whole repository's problems, each once where it is stated, and a problem between files
+    also at its other ends in files the working tree changes (a quota at the agent whose max_workers
+    was raised), or at all of them when it is mutual and no end is known to have changed."""
+    shown: list[Problem] = []
+    for problem in problems:
+        shown.append(problem)
+        touched = {problem.file, *(e.file for e in problem.ends)} & (changed or set())
+        shown.extend(e for e in problem.ends if e.file in touched or (problem.mutual and not touched))
+    return sorted(set(shown), key=problem_order)
 
 
 def touching(problems: Sequence[Problem], files: set[str]) -> list[Problem]:
@@ -236,12 +280,12 @@ def load_project(root: str | os.PathLike[str] = ".") -> Project:
 class UnknownRegion(ValueError):
     """A region name that names no loaded region, in one line: the regions there are and the
     closest name (as `validate` says it of a manifest's `regions:`), or the file whose problems
-    kept the region from loading."""
+    kept the region from loading and how many of them are values still to fill in."""
 
-    def __init__(self, name: str, known: Iterable[str], broken: str | None = None):
+    def __init__(self, name: str, known: Iterable[str], broken: str | None = None, why: str = "problems"):
         self.name, self.known = name, sorted(known)
         if broken:
-            message = f"region {name!r} does not load: {broken} has problems (`voxplane validate {broken}`)"
+            message = f"region {name!r} ({broken}) does not load: {why} (above); fix them and run this again"
         else:
             message = (f"no region {name!r} (regions: {', '.join(self.known) or 'none'})"
                        + crosscheck.did_you_mean(name, self.known))
@@ -262,14 +306,26 @@ class LoadedRegion:
         return self.project.agents_in(self.region.name)
 
 
-def find_region(project: Project, name: str, problems: Sequence[Problem] = ()) -> Region:
-    """Region `name` of `project`, or `UnknownRegion` (naming its file when `problems` show that
-    it did not load)."""
+def find_region(project: Project, name: str, problems: Sequence[Problem] = (),
+                invalid_regions: Mapping[str, str] | None = None) -> Region:
+    """Region `name` of `project`, or `UnknownRegion` (naming its file, and how many of its
+    problems are values still to fill in, when `problems` show that it did not load)."""
     region = project.regions.get(name)
     if region is None:
-        broken = next((p.file for p in problems if Path(p.file).parent.name == "regions" and Path(p.file).stem == name), None)
-        raise UnknownRegion(name, project.regions, broken)
+        broken = (invalid_regions or {}).get(name) or next(
+            (p.file for p in problems if Path(p.file).parent.name == "regions" and Path(p.file).stem == name), None)
+        raise UnknownRegion(name, project.regions, broken, _why_not_loaded(broken, problems) if broken else "")
     return region
+
+
+def _why_not_loaded(file: str, problems: Sequence[Problem]) -> str:
+    own = [p for p in problems if p.file == file]
+    marked = sum(map(placeholders.is_fill_in, own))
+    if own and marked == len(own):
+        return plural(marked, "value") + " still to fill in"
+    if marked:
+        return f"{plural(len(own), 'problem')}, {marked} of them values still to fill in"
+    return plural(len(own), "problem")
 
 
 def load_region(root: str | os.PathLike[str], name: str) -> LoadedRegion:

@@ -22,6 +22,10 @@ from .sourcemap import SourceMap
 T = TypeVar("T")
 
 ModelKind = Literal["llm", "tts", "stt"]
+#: The server program a model's image runs (voxplane/servers.py holds what each one reads).
+ServerName = Literal["vllm", "kokoro-fastapi", "speaches"]
+#: The server of a model that names none: its kind's usual one.
+DEFAULT_SERVER: dict[str, ServerName] = {"llm": "vllm", "tts": "kokoro-fastapi", "stt": "speaches"}
 ROLES: tuple[ModelKind, ...] = ("stt", "tts", "llm")
 
 
@@ -167,10 +171,27 @@ class Quotas:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    """A tenant's limits at each gateway replica (schema: `tenants.<name>.limits`)."""
+
+    joins: RateLimit
+    api_calls: RateLimit
+    worker_registrations: RateLimit
+    connections: int
+
+
+@dataclass(frozen=True)
 class Tenant:
     name: str
     isolation: Literal["namespace", "dedicated-nodes"]
     quotas: Quotas
+    limits: GatewayLimits
     description: Optional[str] = None
     node_pool: Optional[NodePool] = None
 
@@ -244,6 +265,12 @@ class Model:
     queue_metric: Optional[str] = None
     hf_token: Optional[SecretRef] = None
     profile: Optional[ModelProfile] = None
+    server: Optional[ServerName] = None
+
+    @property
+    def server_name(self) -> ServerName:
+        """The declared server, else the kind's default (DEFAULT_SERVER)."""
+        return self.server or DEFAULT_SERVER[self.kind]
 
     @property
     def scaling_metric(self) -> str:
@@ -324,9 +351,9 @@ class Telephony:
 @dataclass(frozen=True)
 class Provider:
     name: str
+    model: str
     endpoint: str
     api_key: SecretRef
-    model: Optional[str] = None
 
     @property
     def host(self) -> str:

@@ -23,6 +23,11 @@ def is_placeholder(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(MARK)
 
 
+def is_fill_in(problem: Problem) -> bool:
+    """Whether `problem` is a placeholder still to fill in (as `find` and `in_stack` report it)."""
+    return problem.message.startswith("to fill in:")
+
+
 def _walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
     if isinstance(value, dict):
         for key, item in value.items():

@@ -31,8 +31,10 @@ class Problem:
 
     `field` is empty when the mistake is the file as a whole (empty, not YAML, missing). A problem
     between files has its other `ends`: the same problem stated at the other file's line, so that
-    validating either file shows it there. `see` names files whose own problems explain this one
-    (an agent that names an invalid region). Neither takes part in comparison or ordering.
+    validating either file shows it there. `mutual`: a conflict between files none of which is
+    known to be the one that changed (two agents claiming one number), stated at every end.
+    `see` names files whose own problems explain this one (an agent that names an invalid region).
+    None of these takes part in comparison or ordering.
     """
 
     file: str
@@ -42,6 +44,7 @@ class Problem:
     message: str
     ends: tuple["Problem", ...] = dataclasses.field(default=(), compare=False, repr=False)
     see: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    mutual: bool = dataclasses.field(default=False, compare=False, repr=False)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import pulumi
 import yaml
@@ -31,6 +30,10 @@ _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _K8S_PREFIX = "kubernetes:"
 _LIVEKIT_TYPES = ("pulumi-python:dynamic",)
+#: The digest an image the stack builds gets in a render: only `pulumi up` learns the real one,
+#: from the registry it pushes to. All zeros, after the pushed tag (the build context's content
+#: hash, so a code change still changes the pod template), and said so in each file that has one.
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 
 
 @dataclass
@@ -58,15 +61,14 @@ class RenderResult:
 
 
 class _RecordingMocks(pulumi.runtime.Mocks):
-    """Answers every registration with its own inputs; docker images get a digest derived from
-    their name (which carries the build context's content hash), so renders are reproducible."""
+    """Answers every registration with its own inputs; docker images get the placeholder digest
+    after their name (`<repository>:<content hash>@sha256:000…`), so renders are reproducible and
+    never show a digest no registry returned."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
         if args.typ.startswith("docker:"):
-            image = str(state.get("imageName", args.name))
-            digest = hashlib.sha256(image.encode()).hexdigest()
-            state["repoDigest"] = f"{image.split(':')[0]}@sha256:{digest}"
+            state["repoDigest"] = f"{state.get('imageName', args.name)}@{PLACEHOLDER_DIGEST}"
         if args.typ.startswith(_LIVEKIT_TYPES):
             # LiveKit assigns IDs on create; a render can only name the object they will belong to.
             return f"<id of {state.get('name', args.name)}>", state
@@ -123,18 +125,27 @@ def run_mocked(
     program: Callable[[], Any], *, stack: str, config: dict[str, str], secret_keys: list[str]
 ) -> dict[str, Any]:
     """Run `program` under the SDK's mock engine with `_RecordingMocks`; return the registered
-    resources by URN. Settings, the root stack and the event loop are restored afterwards, so
-    runs can repeat in one process (tests, benchmarks)."""
-    mocks = _RecordingMocks()
-    monitor = pulumi_mocks.MockMonitor(mocks)
+    resources by URN (see `mocked_engine`)."""
+    with mocked_engine(pulumi_mocks.MockMonitor(_RecordingMocks()), stack=stack, config=config,
+                       secret_keys=secret_keys) as monitor:
+        pulumi_mocks.test(program)()
+        return dict(monitor.get_registered_resources())
+
+
+@contextlib.contextmanager
+def mocked_engine(monitor: pulumi_mocks.MockMonitor, *, stack: str, config: Mapping[str, str],
+                  secret_keys: Sequence[str]) -> Iterator[pulumi_mocks.MockMonitor]:
+    """Pulumi set to run against the mock `monitor` (and its mocks) as project `voxplane`, stack
+    `stack`, with `config` (`secret_keys` of it secret), on an event loop of its own and a fresh
+    root stack. Settings, the root stack and the event loop are restored afterwards, so runs can
+    repeat in one process (render, tests, benchmarks)."""
     saved = pulumi_settings.SETTINGS
     token = pulumi_settings.ROOT.set(None)  # a fresh root stack per run
     with _private_event_loop():
         try:
-            pulumi.runtime.set_mocks(mocks, project="voxplane", stack=stack, preview=False, monitor=monitor)
-            pulumi.runtime.set_all_config(config, secret_keys)
-            pulumi_mocks.test(program)()
-            return monitor.get_registered_resources()
+            pulumi.runtime.set_mocks(monitor.mocks, project="voxplane", stack=stack, preview=False, monitor=monitor)
+            pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+            yield monitor
         finally:
             pulumi_settings.configure(saved)
             pulumi_settings.ROOT.reset(token)
@@ -213,14 +224,32 @@ def canonical(obj: dict[str, Any]) -> dict[str, Any]:
 
 def to_yaml_stream(objects: list[dict[str, Any]]) -> str:
     """The objects as one YAML stream (`---` between documents), each as its file holds it."""
-    return yaml.safe_dump_all([canonical(o) for o in objects], sort_keys=False, default_flow_style=False, width=120,
-                              explicit_start=True)
+    return "".join("---\n" + placeholder_notes(o) + yaml.safe_dump(canonical(o), sort_keys=False,
+                                                                   default_flow_style=False, width=120)
+                   for o in objects)
 
 
 def _dump(path: Path, obj: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(canonical(obj), sort_keys=False, default_flow_style=False, width=120))
+    path.write_text(placeholder_notes(obj) + yaml.safe_dump(canonical(obj), sort_keys=False, default_flow_style=False,
+                                                            width=120))
     return path
+
+
+def placeholder_notes(obj: dict[str, Any]) -> str:
+    """Comment lines saying which image digests in `obj` are placeholders (images the stack builds)."""
+    return "".join(f"# placeholder: the digest of {image.rsplit('@', 1)[0]} below ({PLACEHOLDER_DIGEST[:12]}…); "
+                   f"pulumi up runs the one the registry returns when it pushes that tag\n"
+                   for image in placeholder_images(obj))
+
+
+def placeholder_images(obj: Any) -> list[str]:
+    """The images in `obj` that carry the placeholder digest (built by the stack), in order."""
+    if isinstance(obj, dict):
+        return list(dict.fromkeys(i for v in obj.values() for i in placeholder_images(v)))
+    if isinstance(obj, list):
+        return list(dict.fromkeys(i for v in obj for i in placeholder_images(v)))
+    return [obj] if isinstance(obj, str) and obj.endswith("@" + PLACEHOLDER_DIGEST) else []
 
 
 def _sorted(value: Any) -> Any:
@@ -244,14 +273,16 @@ def _stack_config(root: Path, region: str, project: Any) -> tuple[dict[str, str]
         # No registry to push to (a region no stack deploys yet): name the content-hash tags.
         config.setdefault("voxplane:buildImages", "false")
     secret_keys = []
-    for key in _secret_config_keys(project, region):
+    for key in secret_config_keys(project, region):
         full = f"voxplane:{key}"
         config.setdefault(full, f"render-placeholder-{key}")
         secret_keys.append(full)
     return config, secret_keys
 
 
-def _secret_config_keys(project: Any, region: str) -> set[str]:
+def secret_config_keys(project: Any, region: str) -> set[str]:
+    """Stack config keys (without `voxplane:`) whose secret values region `region` reads: the root
+    secret, model tokens, the Redis password and the agents' `{config: KEY}` references."""
     from .keys import ROOT_SECRET_CONFIG
 
     keys = {ROOT_SECRET_CONFIG}

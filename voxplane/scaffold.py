@@ -48,7 +48,9 @@ class ScaffoldError(Exception):
 @dataclass
 class Scaffolded:
     written: list[str] = field(default_factory=list)
-    #: problems of the new files (placeholders to fill in, for a region)
+    #: problems of the new files: for a region, the values to fill in (placeholders) and any other
+    #: problem of its own (not those that only follow from a placeholder, such as a stack whose
+    #: region "is invalid (see above)")
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: commands to run next (secrets to set, checks)
@@ -190,7 +192,8 @@ def _agent_manifest(name: str, tenant: str, regions: Sequence[str], code: str, w
     roles = "\n".join(f"  {role}: {{ model: {model} }}" for role, model in inference.items())
     inference_block = f"inference:\n{roles}\n" if roles else (
         "# inference:   (no model of each kind in every region above; name one, or an external provider)\n"
-        "#   llm: { provider: { name: openai, model: gpt-4o-mini, api_key: { config: myOpenaiKey } } }\n")
+        "#   llm: { provider: { name: openai, model: gpt-4o-mini, endpoint: https://api.openai.com/v1,\n"
+        "#          api_key: { config: myOpenaiKey } } }\n")
     prefix = (name[:12].rstrip("-_") or "call")
     return f"""# yaml-language-server: $schema=../schemas/agent.schema.json
 # Written by `voxplane new agent`; the program is in agents/{name}/. Reference: docs/manifest-reference.md
@@ -397,6 +400,7 @@ CMD ["python", "agent.py", "start"]
 #: Fields that must differ between regions, with what to put there.
 PER_REGION: list[tuple[tuple[str, ...], str]] = [
     (("description",), "what this region is: where its cluster runs, where carriers hand calls over"),
+    (("kubernetes", "node_cidrs"), "address range (CIDR) of this region's cluster nodes, not its pods"),
     (("livekit", "public_url"), "wss:// URL clients reach this region's LiveKit at (behind your TLS load balancer)"),
     (("livekit", "turn", "domain"), "DNS name on this region's TURN certificate"),
     (("livekit", "turn", "tls_secret"), "Kubernetes Secret holding this region's TURN certificate"),
@@ -436,7 +440,8 @@ def new_region(root: Path, name: str, source: Optional[str] = None) -> Scaffolde
     out = Scaffolded()
     out.written = _write(root, {files[0]: region_text, files[1]: stack_text})
     result = load((), root)
-    out.problems = [p for p in touching(result.problems, set(out.written)) if p.file in out.written]
+    mine = [p for p in touching(result.problems, set(out.written)) if p.file in out.written]
+    out.problems = [p for p in mine if not set(p.see) & set(out.written)]
     if copied:
         out.notes.append(f"copied from Pulumi.{source}.yaml: {', '.join(copied)}")
     if src_region is not None:

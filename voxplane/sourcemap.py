@@ -16,7 +16,10 @@ import yaml
 import yaml.reader
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .indentation import (FieldNames, content_above, has_inline_value, indent_of, is_content,
+                          odd_line, open_levels, over_indented, placed, spaces)
 from .problems import Path
+from .secret_fields import looks_like_credential
 
 #: Manifests are small; anything larger is a mistake (or an attack), not a manifest.
 MAX_BYTES = 1_000_000
@@ -38,8 +41,6 @@ _SCALAR_TAGS = {
 }
 
 Position = tuple[int, int]
-
-
 @dataclass
 class SourceMap:
     """Where each path of a document was written: 1-based (line, column) of key and value."""
@@ -76,8 +77,9 @@ class YamlProblem(Exception):
         self.path = path
 
 
-def parse(raw: bytes) -> tuple[Any, SourceMap]:
-    """Parse manifest bytes into (data, source map); raise `YamlProblem` with a position."""
+def parse(raw: bytes, fields: FieldNames | None = None) -> tuple[Any, SourceMap]:
+    """Parse manifest bytes into (data, source map); raise `YamlProblem` with a position. `fields`
+    (the schema's keys per path) sharpens the hint for a key indented wrongly."""
     if len(raw) > MAX_BYTES:
         raise YamlProblem(f"file is {len(raw):,} bytes; manifests are limited to {MAX_BYTES:,}")
     if b"\x00" in raw:
@@ -102,7 +104,7 @@ def parse(raw: bytes) -> tuple[Any, SourceMap]:
         data = builder.build(node, (), 0)
         return data, smap
     except yaml.MarkedYAMLError as exc:
-        detail, line, col = explain_yaml_error(exc, text)
+        detail, line, col = explain_yaml_error(exc, text, fields)
         raise YamlProblem(f"invalid YAML: {detail}", line, col) from None
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
@@ -116,11 +118,12 @@ def parse(raw: bytes) -> tuple[Any, SourceMap]:
         loader.dispose()
 
 
-def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int, int]:
+def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str, fields: FieldNames | None = None) -> tuple[str, int, int]:
     """The parser's complaint in words a manifest author acts on, and the (line, column) to fix.
 
     libyaml reports where it gave up ("did not find expected key"); the mistake is usually the
-    indentation of that line or of the one above, so the text around the mark is read to say which.
+    indentation of that line or of the one above, so the text around the mark is read to say which,
+    and `fields` (the schema) confirms which mapping a key belongs under.
     """
     problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
     mark, context = exc.problem_mark, exc.context_mark
@@ -131,22 +134,34 @@ def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int, 
     if "tab character" in problem or (problem.startswith("found character") and _char_at(lines, line, col) == "\t"):
         return "tab character; YAML indents with spaces only", line, col
     if problem.startswith("mapping values are not allowed"):
-        above = _content_above(lines, line)
-        own = _indent(lines, line)
-        if above is not None and own > _indent(lines, above) and _has_inline_value(lines[above - 1]):
+        above = content_above(lines, line)
+        own = indent_of(lines, line)
+        odd = odd_line(lines, line, fields)
+        if odd is not None:
+            return odd
+        if above is not None and own > indent_of(lines, above) and has_inline_value(lines[above - 1]):
             key = lines[above - 1].strip().split(":", 1)[0]
+            under = over_indented(lines, line, above, fields)
+            if under is not None:
+                return under, line, own + 1
             return (f"line {line} is indented more than `{key}:` on line {above}, which already has a value, so it "
-                    f"reads as part of that value; indent it like `{key}:` ({_spaces(_indent(lines, above))}), or remove "
+                    f"reads as part of that value; indent it like `{key}:` ({spaces(indent_of(lines, above))}), or remove "
                     f"the value after `{key}:` to nest it there"), line, own + 1
         return "a second ': ' on this line; quote a value that contains ': ' (e.g. \"a: b\")", line, col
     if problem.startswith("did not find expected key") or problem.startswith("did not find expected '-' indicator"):
-        own = _indent(lines, line)
-        levels = _open_levels(lines, line)
+        own = indent_of(lines, line)
+        levels = open_levels(lines, line)
         if context is not None and "block collection" in str(exc.context) and own == context.column:
             return (f"line {line} is not a list item but sits at the indentation of the list items above it "
                     f"(line {context.line + 1}); start it with '- ', or indent it under an item"), line, col
-        shown = " and ".join(f"{_spaces(n)} on line {at}" for n, at in levels) or "none"
-        return (f"line {line} is indented {_spaces(own)}, which lines up with nothing above it (blocks above "
+        odd = odd_line(lines, line, fields)
+        if odd is not None:
+            return odd
+        where = placed(lines, line, levels, fields)
+        if where is not None:
+            return where, line, own + 1
+        shown = " and ".join(f"{spaces(n)} on line {at}" for n, at in levels) or "none"
+        return (f"line {line} is indented {spaces(own)}, which lines up with nothing above it (blocks above "
                 f"start at {shown}); indent it like the lines it belongs with"), line, own + 1
     if problem.startswith("could not find expected ':'"):
         at = (context.line + 1, context.column + 1) if context else (line, col)
@@ -164,10 +179,10 @@ def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int, 
         opened = (context.line + 1, context.column + 1) if context else (line, col)
         return f"the quote on line {opened[0]} is never closed; add the closing quote", opened[0], opened[1]
     if problem.startswith("did not find expected <document start>"):
-        first = next((at for at in range(1, len(lines) + 1) if _is_content(lines[at - 1])), line)
-        if _indent(lines, first) > _indent(lines, line):
+        first = next((at for at in range(1, len(lines) + 1) if is_content(lines[at - 1])), line)
+        if indent_of(lines, first) > indent_of(lines, line):
             return (f"line {line} is indented less than the first line of the document (line {first}, "
-                    f"{_spaces(_indent(lines, first))}); start every top-level key at column 1"), first, 1
+                    f"{spaces(indent_of(lines, first))}); start every top-level key at column 1"), first, 1
         return (f"line {line} follows a document that already ended; the manifest must be one mapping "
                 f"of `key: value` lines from the top"), line, col
     if problem.startswith("found undefined alias"):
@@ -180,55 +195,10 @@ def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int, 
     return problem, line, col
 
 
-def _indent(lines: list[str], line: int) -> int:
-    if not 1 <= line <= len(lines):
-        return 0
-    text = lines[line - 1]
-    return len(text) - len(text.lstrip(" "))
-
-
 def _char_at(lines: list[str], line: int, col: int) -> str:
     if 1 <= line <= len(lines) and 1 <= col <= len(lines[line - 1]):
         return lines[line - 1][col - 1]
     return ""
-
-
-def _is_content(text: str) -> bool:
-    stripped = text.strip()
-    return bool(stripped) and not stripped.startswith("#")
-
-
-def _content_above(lines: list[str], line: int) -> int | None:
-    """The nearest line above `line` that holds YAML (not blank, not a comment)."""
-    for at in range(min(line, len(lines) + 1) - 1, 0, -1):
-        if _is_content(lines[at - 1]):
-            return at
-    return None
-
-
-def _has_inline_value(text: str) -> bool:
-    """`key: value` (a scalar right after the colon), as opposed to `key:` opening a block."""
-    key, sep, rest = text.strip().partition(": ")
-    rest = rest.split(" #", 1)[0].strip()
-    return bool(sep) and bool(rest) and rest not in ("|", ">", "|-", ">-", "|+", ">+")
-
-
-def _open_levels(lines: list[str], line: int) -> list[tuple[int, int]]:
-    """(indentation, line) of the blocks still open above `line`, outermost first."""
-    levels: list[tuple[int, int]] = []
-    for at in range(1, min(line, len(lines) + 1)):
-        if not _is_content(lines[at - 1]):
-            continue
-        own = _indent(lines, at)
-        while levels and levels[-1][0] > own:
-            levels.pop()
-        if not levels or levels[-1][0] < own:
-            levels.append((own, at))
-    return levels
-
-
-def _spaces(count: int) -> str:
-    return "1 space" if count == 1 else f"{count} spaces"
 
 
 def _pos(node: Node) -> Position:
@@ -284,7 +254,8 @@ class _Builder:
             where = _pos(key_node)
             if key in first_seen:
                 raise YamlProblem(
-                    f"duplicate key {key!r} (first defined on line {first_seen[key][0]})",
+                    f"duplicate key {'(not shown: it may be a secret)' if looks_like_credential(key) else repr(key)} "
+                    f"(first defined on line {first_seen[key][0]})",
                     where[0],
                     where[1],
                     path + (key,),

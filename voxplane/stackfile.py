@@ -22,6 +22,7 @@ import yaml
 from .keys import ROOT_SECRET_CONFIG
 from .model import Agent, Region, SecretRef, Source
 from .problems import Problem, format_path
+from .indentation import AnyField
 from .sourcemap import SourceMap, YamlProblem, parse
 
 PROJECT_FILE = "Pulumi.yaml"
@@ -138,7 +139,7 @@ def read(file: Path, display: str) -> tuple[StackFile | None, list[Problem]]:
     """Parse one stack file; the problems are those of its shape (YAML, `config:` a mapping)."""
     stack = stack_name(file) or file.stem
     try:
-        data, smap = parse(file.read_bytes())
+        data, smap = parse(file.read_bytes(), _stack_fields)
     except OSError as exc:
         return None, [Problem(display, 1, 1, "", f"cannot read: {exc.strerror or exc}")]
     except YamlProblem as exc:
@@ -153,12 +154,36 @@ def read(file: Path, display: str) -> tuple[StackFile | None, list[Problem]]:
         return None, [Problem(display, line, col, "config", "expected a mapping of config keys")]
     own: dict[str, Any] = {}
     written: dict[str, str] = {}
+    problems: list[Problem] = []
     for name, value in config.items():
         key = _own_key(name)
         if key is not None:
             own[key] = value
             written[key] = name
-    return StackFile(display, stack, own, written, smap), []
+        elif _misspelt_namespace(name):
+            # Another provider's namespace is left alone, but one a letter away from ours is a typo
+            # that would silently drop the setting.
+            line, col = smap.key(("config", name))
+            problems.append(Problem(display, line, col, name,
+                                    f"unknown config namespace {name.partition(':')[0]!r}; did you mean "
+                                    f"'{NAMESPACE}:{name.partition(':')[2]}'? (voxplane reads only {NAMESPACE}: keys)"))
+    return StackFile(display, stack, own, written, smap), problems
+
+
+def _misspelt_namespace(written: str) -> bool:
+    """`voxplan:kubeContext`, `Voxplane:region`: a namespace that is nearly ours."""
+    namespace, sep, _ = written.partition(":")
+    return bool(sep) and namespace != NAMESPACE and (
+        namespace.lower() == NAMESPACE or difflib.SequenceMatcher(None, namespace.lower(), NAMESPACE).ratio() >= 0.8)
+
+
+#: Top-level keys of a Pulumi stack file (Pulumi's project-stack settings).
+STACK_FILE_KEYS = frozenset({"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"})
+
+
+def _stack_fields(path: tuple[str | int, ...]) -> frozenset[str] | None:
+    """The keys a stack file's mapping at `path` holds, for indentation hints (config: any)."""
+    return STACK_FILE_KEYS if not path else AnyField() if path == ("config",) else frozenset()
 
 
 # --- what a region needs -------------------------------------------------------------------

@@ -47,15 +47,17 @@ import pytest
 from livekit import api
 
 from voxplane import agent_base
-from voxplane.dev.servers import LiveKitServer, RedisServer, free_port, free_ports, region_config
-from voxplane.livekit.client import LiveKitAdmin
+from voxplane.dev.ports import free_port, free_ports
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide
 from voxplane.livekit.secrets import StaticSecrets
 from voxplane.loader import load
 from voxplane.render import render
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.repo import REPO
+from ..support.servers import DevLiveKit, livekit_with_redis
+from ..support.wait import wait_until
+
 ENSURE = REPO / "scripts" / "ensure-agents-venv.sh"
 CALLER = Path(__file__).resolve().parent / "caller.py"
 #: The platform glue's folder (voxplane.agent_base.FOLDER): the base image's PYTHONPATH.
@@ -73,10 +75,6 @@ AGENT_SECRETS = {
 #: What the image's Dockerfile sets (ENV) or a container always has.
 IMAGE_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_CACHE_DIR": "1",
              "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "integration: talks to real servers (livekit-server, Redis) started by the test")
 
 
 # --- the agents' Python ----------------------------------------------------------------------------
@@ -138,15 +136,10 @@ def rendered_agents() -> dict[str, Rendered]:
 
 
 @dataclass
-class Platform:
-    redis: RedisServer
-    livekit: LiveKitServer
+class Platform(DevLiveKit):
     probe: RouteProbe
     region: Any
     agents: tuple[Any, ...]
-
-    def client(self) -> LiveKitAdmin:
-        return LiveKitAdmin(self.livekit.http_url, self.livekit.api_key, self.livekit.api_secret)
 
     def route(self, to: str, address: str = "127.0.0.1", caller: str = "+15550100199", **kw: Any) -> Decision:
         host = self.region.sip.public_host if self.region.sip else "localhost"
@@ -194,11 +187,10 @@ def start_platform() -> Iterator[Platform]:
     assert not result.problems, "\n".join(map(str, result.problems))
     project = result.require_project()
     region, agents = project.regions[REGION], project.agents_in(REGION)
-    with RedisServer() as redis, LiveKitServer(region_config(REGION, REPO), redis=redis) as lk, \
-            RouteProbe(redis.address) as probe:
-        with LiveKitAdmin(lk.http_url, lk.api_key, lk.api_secret) as client:
+    with livekit_with_redis(region=REGION) as lk, RouteProbe(lk.redis.address) as probe:
+        with lk.client() as client:
             sync(region, agents, client, SECRETS)  # what `voxplane livekit sync local` does
-        yield Platform(redis, lk, probe, region, agents)
+        yield Platform(lk.redis, lk.livekit, probe, region, agents)
 
 
 @pytest.fixture(scope="module")
@@ -282,16 +274,11 @@ class Worker:
         return sum(values) if values else None
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            if not self.alive():
-                pytest.fail(f"{self.agent.name} worker exited ({self.proc.returncode if self.proc else '?'}) "
-                            f"while waiting for {what}; its log:\n{self.log_tail()}")
-            time.sleep(interval)
-        pytest.fail(f"{self.agent.name} worker: no {what} within {timeout:.0f}s; its log:\n{self.log_tail()}")
+        """`check()`'s first true value; the test fails when the worker exits first or `timeout` passes."""
+        return wait_until(f"{what} of the {self.agent.name} worker", check, timeout=timeout, interval=interval,
+                          unless=lambda: None if self.alive() else
+                          f"{self.agent.name} worker exited ({self.proc.returncode if self.proc else '?'})",
+                          details=lambda: f"its log:\n{self.log_tail()}")
 
     def wait_registered(self, timeout: float = 90) -> dict[str, Any]:
         state = self.wait("registration (/ready 200)", lambda: self.status("/ready") == 200 and self.state(), timeout)
@@ -510,11 +497,5 @@ def callers(tmp_path: Path) -> Iterator[Callable[..., Caller]]:
         c.close()
 
 
-def percentile(values: list[float], p: float) -> float:
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
-    return s[k]
-
-
-__all__ = ["Caller", "Platform", "Rendered", "Worker", "agents_python", "join_caller", "launch_worker", "percentile",
+__all__ = ["Caller", "Platform", "Rendered", "Worker", "agents_python", "join_caller", "launch_worker",
            "ready_caller", "rendered_agents", "start_platform", "unreachable_url"]

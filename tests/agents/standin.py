@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from voxplane.dev.servers import free_port
+from voxplane.dev.ports import free_port
 
 REPLY = "Hello, this is the stand-in model."
 #: 24 kHz 16-bit mono silence (the openai plugin's PCM format), 0.4 s per answer.

@@ -1,7 +1,10 @@
 """Real servers for the controllers' integration tests: the dev cluster (etcd, kube-apiserver,
-controller-manager, scheduler, kwok) with the `local` region applied as `pulumi up` applies it, and
-a Prometheus (Debian's package, the one the dev cluster's autoscaling stack runs) scraping what a
-test serves on loopback, labelled as prometheus-operator labels a PodMonitor's targets.
+controller-manager, scheduler, kwok, and its autoscaling stack: Prometheus, KEDA) with the `local`
+region applied as `pulumi up` applies it, and workers' metrics a test serves on loopback, which the
+dev Prometheus scrapes labelled as prometheus-operator labels a PodMonitor's targets.
+
+The region's `prometheus_url` is a loopback address, as a region run by the dev cluster sets it:
+the dev Prometheus listens there, so the controller's rendered config reaches it unchanged.
 
 Nothing here skips: a binary that is missing, or a server that cannot start, fails the test.
 """
@@ -10,78 +13,82 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pytest
-import yaml
 
-from ..kubedrift.conftest import Cluster, copy_tree, secret_env
+from voxplane.dev import autoscaling
+from voxplane.dev.ports import free_port
+
+from ..kubedrift.conftest import Cluster, secret_env
+from ..support.repo import copy_manifests
+from ..support.wait import wait_until
 
 REGION = "local"
-#: Prometheus scrapes (and the tests read) this often; the workers' PodMonitors say 15s.
-SCRAPE_SECONDS = 1
+T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def poll(what: str, check: Callable[[], T], timeout: float = 120) -> T:
+    """`check()` until it returns something true (tests.support.wait_until)."""
+    return wait_until(what, check, timeout=timeout, interval=0.25)
 
 
-def wait_for(what: str, check: Any, timeout: float = 90.0, every: float = 0.25) -> Any:
-    """Poll `check()` until it returns something truthy; fail saying `what` when it never does."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not reached in {timeout:.0f} s (last: {last!r})")
+@dataclass
+class DevCluster(Cluster):
+    """The dev cluster with `local` applied, and its Prometheus."""
+
+    prometheus_url: str = ""
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The session's dev cluster for `local` in its own VOXPLANE_DEV_STATE, the region applied."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    """The module's dev cluster for `local` in its own VOXPLANE_DEV_STATE (set for the module, so
+    the dev Prometheus' scrape targets land in it), the region applied."""
     from voxplane.dev import cluster as dev_cluster
     from voxplane.loader import load
     from voxplane.render import render
 
-    state = tmp_path_factory.mktemp("controllers-dev-state")
-    root = copy_tree(tmp_path_factory.mktemp("controllers-repo") / "repo")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("VOXPLANE_DEV_STATE", str(tmp_path_factory.mktemp("controllers-dev-state")))
+    root = copy_manifests(tmp_path_factory.mktemp("controllers-repo") / "repo")
+    manifest = root / "regions" / "local.yaml"
+    text = manifest.read_text()
+    assert "\nkubernetes:\n" in text
+    manifest.write_text(text.replace("\nkubernetes:\n", f"\nkubernetes:\n  prometheus_url: http://127.0.0.1:{free_port()}\n", 1))
     project = load((), root).require_project()
     region, agents = project.regions[REGION], project.agents_in(REGION)
     bins = dev_cluster.toolchain_bin_dir()
-    for binary in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"):
+    for binary in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl", "prometheus"):
         assert (bins / binary).is_file(), f"{binary} missing in {bins}"
     try:
-        with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
-            patch.setenv("VOXPLANE_DEV_STATE", str(state))
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)  # the control plane outlives its Popen objects
-            dev_cluster.up(region, agents, lambda _line: None)
-            kubeconfig = dev_cluster.kubeconfig_path()
+            state = dev_cluster.up(region, agents, lambda _line: None)
             gc.collect()
-        c = Cluster(root, bins, kubeconfig, region, agents, secret_env(region, agents))
+        c = DevCluster(root, bins, dev_cluster.kubeconfig_path(), region, agents, secret_env(region, agents),
+                       prometheus_url=autoscaling.prometheus_url(state))
+        assert c.prometheus_url == region.kubernetes.prometheus_url
         c.desired = render(REGION, root).kubernetes
         c.apply()
         yield c
     finally:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("VOXPLANE_DEV_STATE", str(state))
-            dev_cluster.down(lambda _line: None, quiet=True)
+        dev_cluster.down(lambda _line: None, quiet=True)
+        patch.undo()
 
 
 # --- workers' metrics, as a test sets them ---------------------------------------------------------
@@ -90,10 +97,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @dataclass
 class WorkerMetrics:
     """A loopback server answering `/metrics/<pod>` with that pod's `lk_agents_active_job_count`
-    (the gauge livekit-agents exports, with its own `nodename` label)."""
+    (the gauge livekit-agents exports, with its own `nodename` label), and the dev Prometheus'
+    scrape targets for it."""
 
     port: int
     jobs: dict[str, int] = field(default_factory=dict)
+    targets: list[str] = field(default_factory=list)
 
     def text(self, pod: str) -> str | None:
         if pod not in self.jobs:
@@ -101,9 +110,25 @@ class WorkerMetrics:
         return ("# HELP lk_agents_active_job_count Active jobs\n# TYPE lk_agents_active_job_count gauge\n"
                 f'lk_agents_active_job_count{{nodename="{pod}"}} {self.jobs[pod]}\n')
 
+    def scrape(self, pods: dict[str, tuple[str, str]]) -> None:
+        """Have the dev Prometheus scrape each pod (name -> (namespace, pool)) as its pool's
+        PodMonitor makes prometheus-operator scrape it: `job="<namespace>/<pool>"`, `namespace`,
+        `pod` target labels."""
+        for pod, (ns, pool) in sorted(pods.items()):
+            name = f"deletion-cost-test-{pod}"
+            autoscaling.write_scrape_target(name, [f"127.0.0.1:{self.port}"], {
+                "__metrics_path__": f"/metrics/{pod}", "job": f"{ns}/{pool}", "namespace": ns, "pod": pod,
+                "container": "agent", "endpoint": "metrics"})
+            self.targets.append(name)
+
+    def unscrape(self) -> None:
+        for name in self.targets:
+            autoscaling.remove_scrape_target(name)
+        self.targets.clear()
+
 
 @pytest.fixture
-def worker_metrics() -> Iterator[WorkerMetrics]:
+def worker_metrics(cluster: DevCluster) -> Iterator[WorkerMetrics]:
     metrics = WorkerMetrics(free_port())
 
     class Handler(BaseHTTPRequestHandler):
@@ -121,88 +146,6 @@ def worker_metrics() -> Iterator[WorkerMetrics]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield metrics
+    metrics.unscrape()
     server.shutdown()
     server.server_close()
-
-
-# --- Prometheus ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Prometheus:
-    url: str
-    targets_file: Path
-    process: subprocess.Popen[bytes]
-
-    def scrape(self, metrics: WorkerMetrics, pods: dict[str, tuple[str, str]]) -> None:
-        """Scrape each pod (name -> (namespace, pool)) as its pool's PodMonitor makes
-        prometheus-operator scrape it: `job="<namespace>/<pool>"`, `namespace`, `pod` target labels."""
-        groups = [{"targets": [f"127.0.0.1:{metrics.port}"],
-                   "labels": {"__metrics_path__": f"/metrics/{pod}", "job": f"{ns}/{pool}", "namespace": ns,
-                              "pod": pod, "container": "agent", "endpoint": "metrics"}}
-                  for pod, (ns, pool) in sorted(pods.items())]
-        tmp = self.targets_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups))
-        tmp.replace(self.targets_file)  # Prometheus never reads a half-written file
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def prometheus_binary() -> str:
-    """Debian's prometheus (bookworm 2.42), on PATH or where the toolchain links it."""
-    from voxplane.dev.cluster import toolchain_bin_dir
-
-    for candidate in (shutil.which("prometheus"), str(toolchain_bin_dir() / "prometheus")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail("prometheus is not installed: `apt-get install prometheus` (Debian bookworm's 2.42), as the dev "
-                "cluster's autoscaling stack installs it")
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
-    folder = tmp_path / "prometheus"
-    (folder / "data").mkdir(parents=True)
-    targets = folder / "workers.json"
-    targets.write_text("[]")
-    (folder / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
-        "scrape_configs": [{"job_name": "workers", "honor_labels": False,
-                            "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}]}],
-    }))
-    port = free_port()
-    with (folder / "prometheus.log").open("wb") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen([prometheus_binary(), "--config.file", str(folder / "prometheus.yml"),
-                                    "--storage.tsdb.path", str(folder / "data"), "--web.listen-address",
-                                    f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Prometheus(f"http://127.0.0.1:{port}", targets, process)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"prometheus exited {process.returncode}: {(folder / 'prometheus.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_for("prometheus ready", ready, timeout=60)
-        yield server
-    finally:
-        server.stop()

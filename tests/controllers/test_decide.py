@@ -1,12 +1,13 @@
 """The deletion-cost controller's decisions (voxplane/controllers/deletion_cost/decide.py): which
-pods get a new cost, in what order, within what write budget, and its config's round trip."""
+pods get a new cost and in what order (the budget that cuts the list is token-bucket's Limiter,
+exercised in the integration test), and its config's round trip."""
 
 from __future__ import annotations
 
 import pytest
 
 from voxplane.controllers.deletion_cost.config import Config, Pool
-from voxplane.controllers.deletion_cost.decide import ANNOTATION, PodState, TokenBucket, Write, writes
+from voxplane.controllers.deletion_cost.decide import ANNOTATION, PodState, Write, writes
 
 NS = "vox-t-acme"
 
@@ -45,20 +46,6 @@ def test_an_unreadable_cost_is_rewritten_and_values_are_whole_and_bounded() -> N
     jobs = {(NS, "junk"): 0.0, (NS, "neg"): -2.0, (NS, "huge"): 1e12, (NS, "float"): 2.6}
     assert writes(pods, jobs) == [Write(NS, "huge", 2**31 - 1, None), Write(NS, "float", 3, None),
                                   Write(NS, "junk", 0, "lots")]
-
-
-def test_the_write_budget_is_a_token_bucket() -> None:
-    now = [0.0]
-    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])
-    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
-    now[0] += 0.4  # 0.8 of a token
-    assert not bucket.take()
-    now[0] += 0.1
-    assert bucket.take() and not bucket.take()
-    now[0] += 100.0  # refills to the burst, never beyond
-    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
-    with pytest.raises(ValueError):
-        TokenBucket(rate=0, burst=1)
 
 
 def test_the_config_round_trips_and_refuses_what_it_does_not_know() -> None:

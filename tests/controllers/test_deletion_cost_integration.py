@@ -1,20 +1,25 @@
 """The deletion-cost controller as its image runs it (the package laid out as in the image, an
 interpreter with only its locked requirements), with the config the render gives it and the
-ServiceAccount, Roles and RoleBindings the render deploys, against the dev cluster's real API
-server and ReplicaSet controller (kwok plays the kubelet) and a real Prometheus scraping workers'
-`lk_agents_active_job_count` as the pools' PodMonitors make prometheus-operator scrape it.
+ServiceAccount, Roles, RoleBindings and admission policy the render deploys, against the dev
+cluster's real API server and ReplicaSet controller (kwok plays the kubelet) and its Prometheus,
+scraping workers' `lk_agents_active_job_count` as the pools' PodMonitors make prometheus-operator
+scrape it.
 
-What the test rewrites in the rendered config, and why: `prometheus_url` (the test's Prometheus on
-loopback, not the in-cluster Service), `metrics_port` (a free port), `interval_seconds` 1 (the
-test's scrape interval, not 15 s); the write budget in the test that exercises it. The pools and
-the query are the render's. The controller authenticates with a token of the rendered
-ServiceAccount, so its RBAC is the render's too.
+What the tests rewrite in the rendered config, and why: `metrics_port` (a free port) and
+`interval_seconds` 1 (not 15 s, so a test waits seconds); the write budget in the test that
+exercises it; `prometheus_url` only in the test of an unreachable Prometheus. The pools, the query
+and the Prometheus address are the render's. The controller authenticates with a token of the
+rendered ServiceAccount, so its RBAC is the render's too.
+
+The support pool's replicas are the tests' to set, as the HPA would set them: its ScaledObject is
+removed first, so KEDA's HPA (which the dev cluster runs) does not move them underneath.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +31,11 @@ from kubernetes import client as kube, config as kube_config
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
+from voxplane.dev.ports import free_port
+
 from ..kubedrift.conftest import Cluster
 from ._image import NAME, controller_image_python, stage_image_context
-from .conftest import Prometheus, WorkerMetrics, free_port, wait_for
+from .conftest import DevCluster, WorkerMetrics, poll
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +67,9 @@ def ready(pod: dict[str, Any]) -> bool:
 def pool_of(c: Cluster, replicas: int) -> list[str]:
     """Fresh pods: the pool's pods deleted and `replicas` new ones Running and Ready (kwok)."""
     c.kubectl("scale", "deployment", POOL, "-n", NS, "--replicas=0")
-    wait_for("the pool emptied", lambda: not pods(c))
+    poll("the pool emptied", lambda: not pods(c))
     c.kubectl("scale", "deployment", POOL, "-n", NS, f"--replicas={replicas}")
-    found = wait_for(f"{replicas} pods ready",
+    found = poll(f"{replicas} pods ready",
                      lambda: (lambda ps: ps if len(ps) == replicas and all(map(ready, ps.values())) else None)(pods(c)))
     return sorted(found)
 
@@ -92,21 +99,28 @@ def account_kubeconfig(c: Cluster, folder: Path) -> Path:
     return path
 
 
-def scraped(prometheus: Prometheus, worker_metrics: WorkerMetrics) -> None:
+def scraped(c: DevCluster, worker_metrics: WorkerMetrics) -> None:
     """Wait until Prometheus holds every worker's current jobs (a first reading must not be partial)."""
     def seen() -> bool:
         got = {r["metric"]["pod"]: float(r["value"][1])
-               for r in prometheus.query(f'lk_agents_active_job_count{{job="{NS}/{POOL}"}}')}
+               for r in c.query(f'lk_agents_active_job_count{{job="{NS}/{POOL}"}}')}
         return got == {pod: float(n) for pod, n in worker_metrics.jobs.items()}
 
-    wait_for("Prometheus scraped every worker", seen)
+    poll("Prometheus scraped every worker", seen)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pool_without_autoscaler(cluster: DevCluster) -> None:
+    cluster.kubectl("delete", "scaledobject", POOL, "-n", NS, "--wait=true")
+    poll("KEDA removed the pool's HPA",
+         lambda: cluster.kubectl("get", "hpa", f"keda-hpa-{POOL}", "-n", NS, check=False).returncode != 0)
 
 
 Start = Callable[..., int]
 
 
 @pytest.fixture
-def controller(cluster: Cluster, prometheus: Prometheus, tmp_path: Path) -> Iterator[Start]:
+def controller(cluster: DevCluster, tmp_path: Path) -> Iterator[Start]:
     """Starts the controller with the rendered config (rewrites above); returns its metrics port."""
     started: list[subprocess.Popen[bytes]] = []
 
@@ -114,7 +128,8 @@ def controller(cluster: Cluster, prometheus: Prometheus, tmp_path: Path) -> Iter
         (cm,) = [o for o in cluster.desired if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ACCOUNT]
         config = json.loads(cm["data"]["config.json"])
         port = free_port()
-        config.update({"prometheus_url": prometheus.url, "metrics_port": port, "interval_seconds": 1.0, **rewrites})
+        assert config["prometheus_url"] == cluster.prometheus_url, "the render sends it to the dev Prometheus"
+        config.update({"metrics_port": port, "interval_seconds": 1.0, **rewrites})
         (tmp_path / "config.json").write_text(json.dumps(config))
         staged = stage_image_context(tmp_path / "opt-voxplane")
         with (tmp_path / "controller.log").open("wb") as log:  # the child keeps its own descriptor
@@ -131,11 +146,13 @@ def controller(cluster: Cluster, prometheus: Prometheus, tmp_path: Path) -> Iter
                 raise AssertionError(f"the controller exited {process.returncode}:\n"
                                      f"{(tmp_path / 'controller.log').read_text()[-3000:]}")
             try:
-                return metric(port, "voxplane_deletion_cost_rounds_total") >= 1
+                # A first round done, read or not.
+                return sum(metric(port, "voxplane_deletion_cost_errors_total", stage=stage)
+                           for stage in ("prometheus", "list")) + metric(port, "voxplane_deletion_cost_rounds_total") >= 1
             except OSError:
                 return False
 
-        wait_for("the controller's first round", serving, timeout=60)
+        poll("the controller's first round", serving, timeout=60)
         return port
 
     yield start
@@ -158,7 +175,7 @@ def annotate(c: Cluster, **pod_costs: str) -> None:
 def shrink_to(c: Cluster, replicas: int) -> set[str]:
     """Scale the pool down; the pods the real ReplicaSet controller keeps."""
     c.kubectl("scale", "deployment", POOL, "-n", NS, f"--replicas={replicas}")
-    return set(wait_for(f"{replicas} pods left", lambda: (lambda ps: ps if len(ps) == replicas else None)(pods(c))))
+    return set(poll(f"{replicas} pods left", lambda: (lambda ps: ps if len(ps) == replicas else None)(pods(c))))
 
 
 def test_the_replicaset_controller_removes_the_lowest_cost_first(cluster: Cluster) -> None:
@@ -172,23 +189,23 @@ def test_the_replicaset_controller_removes_the_lowest_cost_first(cluster: Cluste
 
 
 def test_idle_workers_are_removed_first_and_a_busy_one_only_when_none_is_idle(
-        cluster: Cluster, prometheus: Prometheus, worker_metrics: WorkerMetrics, controller: Start) -> None:
+        cluster: DevCluster, worker_metrics: WorkerMetrics, controller: Start) -> None:
     """Stale costs that would remove the two busy workers (as the test above shows the ReplicaSet
     does) are corrected from the live jobs, so the idle ones go."""
     c = cluster
     a, b, d, e = pool_of(c, 4)
     worker_metrics.jobs.update({a: 3, b: 0, d: 1, e: 0})
     annotate(c, **{a: "0", b: "5", d: "0", e: "5"})
-    prometheus.scrape(worker_metrics, {p: (NS, POOL) for p in (a, b, d, e)})
-    scraped(prometheus, worker_metrics)
+    worker_metrics.scrape({p: (NS, POOL) for p in (a, b, d, e)})
+    scraped(c, worker_metrics)
     port = controller()
 
-    wait_for("costs = active jobs", lambda: costs(c) == {a: "3", b: "0", d: "1", e: "0"})
+    poll("costs = active jobs", lambda: costs(c) == {a: "3", b: "0", d: "1", e: "0"})
     assert metric(port, "voxplane_deletion_cost_writes_total") == 4
 
     # Calls end and start: the costs follow, with no write for what did not change.
     worker_metrics.jobs.update({a: 0, b: 2})
-    wait_for("costs follow the jobs", lambda: costs(c) == {a: "0", b: "2", d: "1", e: "0"})
+    poll("costs follow the jobs", lambda: costs(c) == {a: "0", b: "2", d: "1", e: "0"})
     assert metric(port, "voxplane_deletion_cost_writes_total") == 6
     assert metric(port, "voxplane_deletion_cost_skipped_writes_total") == 0
     assert metric(port, "voxplane_deletion_cost_errors_total", stage="patch") == 0
@@ -198,26 +215,46 @@ def test_idle_workers_are_removed_first_and_a_busy_one_only_when_none_is_idle(
     # None idle any more: the worker with fewer calls goes before the one with more.
     assert shrink_to(c, 1) == {b}
 
-    # Prometheus lost: the controller counts the failure and lowers no cost on missing data.
-    prometheus.stop()
-    wait_for("a failed read counted", lambda: metric(port, "voxplane_deletion_cost_errors_total", stage="prometheus") >= 2)
-    assert costs(c) == {b: "2"}
+    # The worker's samples gone (a missed scrape, a Prometheus restart): its cost stays.
+    worker_metrics.unscrape()
+    poll("no sample left", lambda: not c.query(f'lk_agents_active_job_count{{job="{NS}/{POOL}"}}'))
+    rounds = metric(port, "voxplane_deletion_cost_rounds_total")
+    poll("three more rounds", lambda: metric(port, "voxplane_deletion_cost_rounds_total") >= rounds + 3)
+    assert costs(c) == {b: "2"} and metric(port, "voxplane_deletion_cost_writes_total") == 6
 
 
 def test_the_write_budget_writes_the_busiest_first_and_counts_what_it_skips(
-        cluster: Cluster, prometheus: Prometheus, worker_metrics: WorkerMetrics, controller: Start) -> None:
+        cluster: DevCluster, worker_metrics: WorkerMetrics, controller: Start) -> None:
     """A budget of one write (refilled once in 1000 s): of two busy workers marked idle, the one
     with more calls is written, the other waits, and every round that leaves it is counted."""
     c = cluster
     a, b = pool_of(c, 2)
     worker_metrics.jobs.update({a: 1, b: 5})
-    prometheus.scrape(worker_metrics, {p: (NS, POOL) for p in (a, b)})
-    scraped(prometheus, worker_metrics)
+    worker_metrics.scrape({p: (NS, POOL) for p in (a, b)})
+    scraped(c, worker_metrics)
     port = controller(writes_per_second=0.001, burst=1)
-    wait_for("the busiest written", lambda: costs(c) == {a: None, b: "5"})
-    wait_for("rounds skipping the other counted", lambda: metric(port, "voxplane_deletion_cost_skipped_writes_total") >= 3)
+    poll("the busiest written", lambda: costs(c) == {a: None, b: "5"})
+    poll("rounds skipping the other counted", lambda: metric(port, "voxplane_deletion_cost_skipped_writes_total") >= 3)
     assert metric(port, "voxplane_deletion_cost_writes_total") == 1
     assert costs(c) == {a: None, b: "5"}
+
+
+def test_an_unreachable_prometheus_is_counted_and_writes_nothing(cluster: DevCluster, controller: Start) -> None:
+    """Nothing to read: every round fails at Prometheus, counted; no cost is touched and the
+    controller is alive but not ready."""
+    c = cluster
+    (a,) = pool_of(c, 1)
+    annotate(c, **{a: "3"})
+    port = controller(prometheus_url=f"http://127.0.0.1:{free_port()}", request_timeout_seconds=2.0)
+    poll("failed reads counted", lambda: metric(port, "voxplane_deletion_cost_errors_total", stage="prometheus") >= 3)
+    assert metric(port, "voxplane_deletion_cost_writes_total") == 0 and costs(c) == {a: "3"}
+    for path, status in (("/healthz", 200), ("/readyz", 503)):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                got = response.status
+        except urllib.error.HTTPError as e:
+            got = e.code
+        assert got == status, path
 
 
 @pytest.mark.parametrize("change, allowed", [

@@ -18,7 +18,7 @@ from ._image import CONTEXT, NAME, REPO, controller_image_python, stage_image_co
 
 #: Import names of the locked requirements' top-level packages (requirements.txt's header).
 REQUIREMENT_MODULES = {"kubernetes": "kubernetes", "requests": "requests", "prometheus-client": "prometheus_client",
-                       "click": "click"}
+                       "token-bucket": "token_bucket", "click": "click"}
 
 
 def _modules() -> list[Path]:

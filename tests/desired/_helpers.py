@@ -13,7 +13,7 @@ from voxplane.desired.common import SecretFingerprint, SecretValue
 from voxplane.loader import load_project
 from voxplane.model import Project, Region
 
-from ..conftest import REPO
+from ..support.repo import REPO
 
 #: The example regions (regions/*.yaml).
 REGIONS = ["local", "us-east", "eu-west"]
@@ -84,11 +84,6 @@ def validate_strict(obj: dict[str, Any]) -> None:
 
 
 # --- mocked Pulumi runs ----------------------------------------------------------------------------
-
-
-def mock_digest(image_name: str) -> str:
-    """The repoDigest the mocks give a docker Image named `image_name`."""
-    return image_name.split(":", 1)[0] + "@sha256:" + "d" * 64
 
 
 def secret_wrapping(request: Any, secret: str) -> list[bool]:

@@ -27,13 +27,13 @@ from voxplane.desired.common import (
 )
 from voxplane.model import Agent, Region
 
+from ..support.pulumi_mocks import mock_digest
+from ..support.repo import REPO
 from ._helpers import (
     LIVEKIT_ROOT_SECRET,
-    REPO,
     SECRET_SIG,
     by_kind,
     by_name,
-    mock_digest,
     plain,
     project,
     region,

@@ -9,17 +9,18 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from functools import cache
 from pathlib import Path
 from typing import Any, Iterator
 
+import psutil
 import pytest
 
 from voxplane.loader import load
 from voxplane.render import render
 
-from ..conftest import REPO
+from ..support.repo import REPO
+from ..support.wait import wait_until
 from ._helpers import REGIONS, region
 
 
@@ -129,7 +130,7 @@ def test_an_ephemeral_storage_quota_below_the_pools_is_reported(manifest_tree):
 def test_writable_paths_elsewhere_than_the_pods_own_mounts(manifest_tree):
     root = manifest_tree()
     text = (root / "regions/test.yaml").read_text().replace(
-        "    model_id: kokoro-82m\n", "    model_id: kokoro-82m\n    writable_paths: [/app/api/temp_files, /tmp/kokoro]\n")
+        "    model_id: kokoro\n", "    model_id: kokoro\n    writable_paths: [/app/api/temp_files, /tmp/kokoro]\n")
     (root / "regions/test.yaml").write_text(text)
     problems = [str(p) for p in load((), root).problems]
     assert [p for p in problems if "writable_paths" in p] == [
@@ -225,17 +226,14 @@ def test_the_start_script_gives_redis_its_password_without_exposing_it(tmp_path)
             return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
                                   env={**env, **extra}, timeout=10).stdout.strip()
 
-        for _ in range(100):
-            if subprocess.run(["sh", "-c", probe], env=env).returncode == 0:
-                break
-            time.sleep(0.05)
-        assert subprocess.run(["sh", "-c", probe], env=env).returncode == 0, "the readiness probe fails"
+        wait_until("a passing readiness probe", lambda: subprocess.run(["sh", "-c", probe], env=env).returncode == 0,
+                   timeout=10, interval=0.05, unless=lambda: None if proc.poll() is None else "redis exited")
         assert cli("ping", REDISCLI_AUTH=password) == "PONG"
         assert "NOAUTH" in cli("ping")
         assert "NOAUTH" in cli("ping", REDISCLI_AUTH="wrong")  # AUTH refused, so the ping is too
         # exec: the shell became redis-server, with the password in neither argv nor environment.
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().decode()
+        redis = psutil.Process(proc.pid)
+        cmdline, environ = " ".join(redis.cmdline()), " ".join(f"{k}={v}" for k, v in redis.environ().items())
         assert "redis-server" in cmdline and 'pa"ss' not in cmdline and 'pa"ss' not in environ
         assert oct((tmp_path / "auth.conf").stat().st_mode & 0o777) == "0o600"
     finally:
@@ -268,7 +266,7 @@ def test_platform_images_may_be_pinned_by_digest(manifest_tree):
     text = text.replace("livekit:\n", f"livekit:\n  digest: {DIGEST}\n  redis: {{ image: 'redis:7.4@{DIGEST}' }}\n", 1)
     text = text.replace("sip:\n", f"sip:\n  digest: {DIGEST}\n", 1)
     text = text.replace("image: vllm/vllm-openai:v0.11.0", f"image: vllm/vllm-openai@{DIGEST}")
-    text = text.replace("image: remsky/kokoro-fastapi-gpu:v0.2.4", f"image: remsky/kokoro-fastapi-gpu:v0.2.4@{DIGEST}")
+    text = text.replace("image: ghcr.io/remsky/kokoro-fastapi-gpu:v0.2.4", f"image: ghcr.io/remsky/kokoro-fastapi-gpu:v0.2.4@{DIGEST}")
     (root / "regions/test.yaml").write_text(text)
     result = load((), root)
     assert result.problems == []
@@ -279,7 +277,7 @@ def test_platform_images_may_be_pinned_by_digest(manifest_tree):
     assert images["livekit-sip"] == f"livekit/sip:v1.11.0@{DIGEST}"
     assert images["livekit-redis"] == f"redis:7.4@{DIGEST}"
     assert images["chat"] == f"vllm/vllm-openai@{DIGEST}"
-    assert images["voice"] == f"remsky/kokoro-fastapi-gpu:v0.2.4@{DIGEST}"
+    assert images["voice"] == f"ghcr.io/remsky/kokoro-fastapi-gpu:v0.2.4@{DIGEST}"
 
     (root / "regions/test.yaml").write_text(text.replace(f"  digest: {DIGEST}\n", "  digest: sha256:abc\n", 1))
     problems = [str(p) for p in load((), root).problems]
@@ -289,7 +287,7 @@ def test_platform_images_may_be_pinned_by_digest(manifest_tree):
 def test_a_model_cannot_take_another_models_headless_service_name(manifest_tree):
     root = manifest_tree()
     text = (root / "regions/test.yaml").read_text() + (
-        "  chat-headless:\n    kind: stt\n    image: speaches/speaches:0.8.3-cuda\n    model_id: Systran/x\n    node_group: l4\n")
+        "  chat-headless:\n    kind: stt\n    image: ghcr.io/speaches-ai/speaches:0.8.3-cuda\n    model_id: Systran/x\n    node_group: l4\n")
     (root / "regions/test.yaml").write_text(text)
     problems = [str(p) for p in load((), root).problems]
     assert any("models.chat-headless: model name 'chat-headless' is the name of model 'chat''s headless Service" in p

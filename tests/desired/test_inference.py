@@ -154,14 +154,20 @@ def test_workload_requests_gpus_and_lands_on_its_group(region_name, model_name):
 
 @pytest.mark.parametrize("region_name,model_name", PAIRS)
 def test_probes_are_sized_for_model_load(region_name, model_name):
-    """startupProbe on /health covers startup_seconds (failureThreshold*periodSeconds); readiness and liveness on /health."""
+    """startupProbe on /health covers startup_seconds (failureThreshold*periodSeconds); liveness on
+    /health; readiness on /health where it means "model loaded" (vLLM, Kokoro-FastAPI), else (speaches)
+    on the loaded-model list."""
     _, model, objs = _build(region_name, model_name)
     c = _container(objs)
     startup = c["startupProbe"]
     budget = startup["failureThreshold"] * startup["periodSeconds"]
     assert model.startup_seconds <= budget < model.startup_seconds + startup["periodSeconds"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    if model.server_name == "speaches":
+        assert "httpGet" not in c["readinessProbe"] and "/api/ps" in c["readinessProbe"]["exec"]["command"][2]
+    else:
+        assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert c["livenessProbe"]["failureThreshold"] * c["livenessProbe"]["periodSeconds"] >= 60
 
 
@@ -302,18 +308,21 @@ def test_llm_pod_has_memory_backed_shm_and_runs_non_root(region_name, model_name
     env = _env(objs)
     assert env["HOME"]["value"] == "/tmp"
     assert env["VLLM_NO_USAGE_STATS"]["value"] == "1"
+    # The uid has no passwd entry: torch's getpass.getuser() must find USER (tests/upstream runs it).
+    assert env["USER"]["value"] == "vllm"
 
 
 @pytest.mark.parametrize("region_name,model_name", SPEECH)
-def test_speech_servers_keep_their_image_command_and_get_model_id(region_name, model_name):
-    """TTS/STT: the image's command and CMD stay (no args declared), MODEL_ID carries the model id, no
+def test_speech_servers_keep_their_image_command_and_get_only_settings_they_read(region_name, model_name):
+    """TTS/STT: the image's command and CMD stay (no args declared), no MODEL_ID (neither speaches
+    nor Kokoro-FastAPI reads one: tests/upstream holds each variable against their settings), no
     /dev/shm; they run as the model's uid (`run_as_user`)."""
     _, model, objs = _build(region_name, model_name)
     c = _container(objs)
     assert c["image"] == model.image
     assert "command" not in c
     assert model.args == () and "args" not in c
-    assert _env(objs)["MODEL_ID"] == {"name": "MODEL_ID", "value": model.model_id}
+    assert "MODEL_ID" not in _env(objs)
     assert "dshm" not in {v["name"] for v in _pod(objs)["volumes"]}
     assert _pod(objs)["securityContext"]["runAsUser"] == model.run_as_user
 
@@ -506,3 +515,34 @@ def test_component_without_token_registers_no_secret(mocked):
 
     urns = [pool.urn, *(c.urn for c in pool.children.values())]
     return pulumi.Output.all(pulumi.Output.all(pool.service_url, pool.model_id), *urns).apply(lambda v: check(v[0]))
+
+
+@pytest.mark.parametrize("region_name,model_name", [(r, m) for r, m in SPEECH if project().regions[r].models[m].server_name == "speaches"])
+def test_speaches_installs_and_loads_its_model_before_it_turns_ready(region_name, model_name):
+    """speaches 0.8.3 reads no model setting: a postStart hook installs the model through its API
+    (`POST /v1/models/{id}`, into the replica's cache volume) and loads it (`POST /api/ps/{id}`);
+    readiness asks whether it is loaded (`GET /api/ps`), not whether the process is up; it never
+    unloads it (WHISPER__TTL=-1), and listens on the model's port (UVICORN_PORT)."""
+    _, model, objs = _build(region_name, model_name)
+    c = _container(objs)
+    hook = c["lifecycle"]["postStart"]["exec"]["command"]
+    assert hook[:2] == ["sh", "-c"]
+    assert f"base=http://127.0.0.1:{model.port} model={model.model_id} budget={model.startup_seconds}" in hook[2]
+    for route in ('-X POST "$base/v1/models/$model"', '"$base/v1/models/$model"', '-X POST "$base/api/ps/$model"'):
+        assert route in hook[2]
+    ready = c["readinessProbe"]["exec"]["command"]
+    assert ready == ["sh", "-c", f"curl -fsS --max-time 4 http://127.0.0.1:{model.port}/api/ps | grep -qF '\"{model.model_id}\"'"]
+    env = _env(objs)
+    assert env["UVICORN_PORT"]["value"] == str(model.port) and env["WHISPER__TTL"]["value"] == "-1"
+    assert env["HF_HOME"]["value"] == CACHE_MOUNT
+
+
+@pytest.mark.parametrize("region_name,model_name", [(r, m) for r, m in SPEECH if project().regions[r].models[m].server_name == "kokoro-fastapi"])
+def test_kokoro_is_ready_when_its_health_answers(region_name, model_name):
+    """Kokoro-FastAPI loads and warms its model before uvicorn opens the port: /health is the
+    readiness, on 8880, and nothing is installed at start (the model is in the image)."""
+    _, model, objs = _build(region_name, model_name)
+    c = _container(objs)
+    assert "lifecycle" not in c and model.port == 8880
+    assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["ports"] == [{"name": "http", "containerPort": 8880, "protocol": "TCP"}]

@@ -30,7 +30,7 @@ import pytest
 
 from voxplane.render import render
 
-from ..conftest import REPO
+from ..support.repo import REPO
 from ._helpers import REGIONS, project, region
 
 ENSURE = REPO / "scripts" / "ensure-tool.sh"

@@ -5,12 +5,10 @@ annotation that reveals nothing (issue #8, item 10). The real program under the 
 
 from __future__ import annotations
 
-import copy
 import json
 from functools import cache
 from typing import Any, Iterator
 
-import pulumi
 import pytest
 
 from components.secrets import FINGERPRINT_LENGTH, fingerprint
@@ -18,7 +16,8 @@ from voxplane.desired.common import ADMIN_KEY, ANNOTATION_SECRET_FINGERPRINT, pl
 from voxplane.keys import derive_api_secret, keys_file
 from voxplane.render import render
 
-from ..conftest import REPO
+from ..support.pulumi_mocks import mocked
+from ..support.repo import REPO
 from ._helpers import REGIONS, region
 
 ROOTS = ("first-root-secret-0123456789abcdef0123", "second-root-secret-fedcba9876543210fedc")
@@ -149,35 +148,15 @@ def test_a_new_config_secret_rolls_only_the_agent_that_reads_it():
 
 def registration_requests(config: dict[str, str], secret_keys: list[str]) -> list[Any]:
     """Every RegisterResource request the real program sends under the mocks (options included:
-    the dependencies), on a private event loop as `voxplane.render.run_mocked` uses."""
+    the dependencies)."""
     from pulumi.runtime import mocks as pulumi_mocks
-    from pulumi.runtime import settings as pulumi_settings
 
     from voxplane.program import StackConfig, run
-    from voxplane.render import _private_event_loop, _RecordingMocks
 
-    class Wire(pulumi_mocks.MockMonitor):
-        def __init__(self, mocks: Any) -> None:
-            super().__init__(mocks)
-            self.requests: list[Any] = []
-
-        def RegisterResource(self, request: Any) -> Any:
-            self.requests.append(copy.deepcopy(request))
-            return super().RegisterResource(request)
-
-    mocks = _RecordingMocks()
-    monitor = Wire(mocks)
-    saved = pulumi_settings.SETTINGS
-    token = pulumi_settings.ROOT.set(None)
-    with _private_event_loop():
-        try:
-            pulumi.runtime.set_mocks(mocks, project="voxplane", stack="us-east", preview=False, monitor=monitor)
-            pulumi.runtime.set_all_config(config, secret_keys)
-            pulumi_mocks.test(lambda: run(StackConfig()))()
-        finally:
-            pulumi_settings.configure(saved)
-            pulumi_settings.ROOT.reset(token)
-    return monitor.requests
+    plain = {k: v for k, v in config.items() if k not in secret_keys}
+    with mocked(stack="us-east", config=plain, secrets={k: config[k] for k in secret_keys}) as recorder:
+        pulumi_mocks.test(lambda: run(StackConfig()))()
+    return recorder.requests
 
 
 def test_workloads_wait_for_the_secrets_their_pods_read():

@@ -30,7 +30,8 @@ from voxplane import hpa
 from voxplane.desired.agent_pool import ACTIVE_JOBS_METRIC
 from voxplane.render import render
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.repo import REPO
+
 ENSURE = REPO / "scripts" / "ensure-tool.sh"
 REGIONS = ("local", "us-east", "eu-west")
 

@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from voxplane.dev.servers import ensure_livekit_binary
+from voxplane.dev.livekit import ensure_livekit_binary
 import yaml
 
 from components.secrets import SecretResolver
@@ -422,7 +422,7 @@ def test_real_server_authenticates_to_a_password_protected_redis(tmp_path):
     import time
     import urllib.request
 
-    from voxplane.dev.servers import free_port
+    from voxplane.dev.ports import free_port
 
     binary = str(ensure_livekit_binary())
     r = region("us-east")

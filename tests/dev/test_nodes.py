@@ -9,7 +9,7 @@ import pytest
 from voxplane.dev.nodes import KWOK_ANNOTATION, node_objects, plan_pools
 from voxplane.loader import load
 
-from ..conftest import REPO
+from ..support.repo import REPO
 
 
 @cache

@@ -20,25 +20,23 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.dev.servers import LiveKitServer, RedisServer, cache_dir, region_config
+from voxplane.dev.paths import cache_dir
 from voxplane.dev.sip import BINARY_ENV, SipServer
-from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.secrets import StaticSecrets
 from voxplane.loader import load
 
+from ..support.repo import REPO
+from ..support.servers import DevLiveKit, livekit_with_redis
 from ..agents.conftest import Worker, launch_worker
 
-REPO = Path(__file__).resolve().parents[2]
 ENSURE_SIP = REPO / "scripts" / "ensure-sip.sh"
 #: The support agent's trunk password is `{config: northwindTrunkPassword}`: a test value.
 SECRETS = StaticSecrets({"northwindTrunkPassword": "nw-trunk-password-e2e"})
 
 
 @dataclass
-class Platform:
-    redis: RedisServer
-    livekit: LiveKitServer
+class Platform(DevLiveKit):
     sip: SipServer
 
 
@@ -75,13 +73,13 @@ def platform() -> Iterator[Platform]:
     assert not result.problems, "\n".join(map(str, result.problems))
     project = result.require_project()
     region, agents = project.regions["local"], project.agents_in("local")
-    with RedisServer() as redis, LiveKitServer(region_config("local", REPO), redis=redis) as lk:
-        assert lk.api_key == "vx-admin"  # the admin key comes first in the rendered keys
-        with LiveKitAdmin(lk.http_url, lk.api_key, lk.api_secret) as client:
+    with livekit_with_redis(region="local") as lk:
+        assert lk.livekit.api_key == "vx-admin"  # the admin key comes first in the rendered keys
+        with lk.client() as client:
             synced = sync(region, agents, client, SECRETS)
         assert synced.plan.counts()["create"] == 2 * sum(1 for a in agents if a.telephony is not None)
-        with SipServer(region, redis=redis, livekit=lk, binary=binary) as sip:
-            yield Platform(redis, lk, sip)
+        with SipServer(region, redis=lk.redis, livekit=lk.livekit, binary=binary) as sip:
+            yield Platform(lk.redis, lk.livekit, sip)
 
 
 @pytest.fixture

@@ -32,10 +32,11 @@ from typing import Any
 import pytest
 from livekit import api
 
-from voxplane.dev.servers import LOOPBACK, free_port
+from voxplane.dev.ports import LOOPBACK, free_port
 
 from ..agents.conftest import Worker
 from ..agents.standin import StandIn
+from ..support.wait import wait_until
 from .conftest import Platform
 
 # Opt-in (`make e2e`): livekit-sip is not served by the Go module proxy, so `make test` cannot
@@ -246,34 +247,25 @@ def room_names(platform: Platform) -> list[str]:
     return sorted(r.name for r in lk(platform, lambda c: c.room.list_rooms(api.ListRoomsRequest())).rooms)
 
 
-def wait_for(what: str, probe: Any, timeout: float = 6.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_call_to_reservations_number_reaches_bellavista_agent(platform: Platform, tmp_path: Path) -> None:
     """An INVITE to +13125550142 from the carrier address opens a bv-call_ room that dispatches
     bellavista-reservations; with no worker registered, nobody answers (the caller cancels)."""
     assert room_names(platform) == []
     call = Sipp(tmp_path / "call", CALL_SCENARIO, RESERVATIONS_NUMBER, platform.sip.sip_address)
     try:
-        rooms = wait_for("the call's room", lambda: room_names(platform))
+        rooms = wait_until("the call's room", lambda: room_names(platform), timeout=6, interval=0.2)
         assert len(rooms) == 1 and rooms[0].startswith("bv-call_"), rooms
         room = rooms[0]
 
-        dispatches = wait_for("the room's agent dispatch", lambda: lk(platform, lambda c: c.agent_dispatch.list_dispatch(room)))
+        dispatches = wait_until("the room's agent dispatch", lambda: lk(platform, lambda c: c.agent_dispatch.list_dispatch(room)),
+                                timeout=6, interval=0.2)
         assert [d.agent_name for d in dispatches] == ["bellavista-reservations"]
         assert dispatches[0].room == room
 
-        participants = wait_for(
+        participants = wait_until(
             "the SIP participant",
             lambda: lk(platform, lambda c: c.room.list_participants(api.ListParticipantsRequest(room=room))).participants,
+            timeout=6, interval=0.2,
         )
         (caller,) = participants
         assert caller.kind == api.ParticipantInfo.Kind.SIP
@@ -312,12 +304,13 @@ def test_a_call_to_reservations_is_answered_by_the_bellavista_agent_worker(
         assert room_names(platform) == []
         call = Sipp(tmp_path / "call", ANSWER_SCENARIO, RESERVATIONS_NUMBER, platform.sip.sip_address)
         try:
-            rooms = wait_for("the call's room", lambda: room_names(platform), 15)
+            rooms = wait_until("the call's room", lambda: room_names(platform), timeout=15, interval=0.2)
             assert len(rooms) == 1 and rooms[0].startswith("bv-call_"), rooms
             room = rooms[0]
             bella.wait("the call's job", lambda: (s := bella.state()) and s["active_jobs"] == 1, 30)
-            agents = wait_for("the agent in the room", lambda: [p for p in participants(platform, room)
-                                                                if p.kind == api.ParticipantInfo.Kind.AGENT], 30)
+            agents = wait_until("the agent in the room", lambda: [p for p in participants(platform, room)
+                                                                if p.kind == api.ParticipantInfo.Kind.AGENT],
+                                timeout=30, interval=0.2)
             # livekit-agents tags its participant with the name it registered under (lk.agent.name).
             assert [a.attributes.get("lk.agent.name") for a in agents] == [bella.env["LIVEKIT_AGENT_NAME"]], agents
             (sip,) = [p for p in participants(platform, room) if p.kind == api.ParticipantInfo.Kind.SIP]

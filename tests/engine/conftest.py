@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.repo import REPO, copy_checkout
+from ..support.servers import livekit_with_redis
+
 REGIONS = ["local", "us-east", "eu-west"]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "engine: runs the real Pulumi engine against the local control plane")
 
 
 @pytest.fixture(scope="session")
@@ -50,18 +47,6 @@ def bins() -> Path:
     return Path(proc.stdout.strip())
 
 
-def _copy_repo(dest: Path) -> Path:
-    skip = shutil.ignore_patterns("out", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache")
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        top = {".git", ".venv", "tests"} if Path(folder) == REPO else set()
-        return set(skip(folder, names)) | (top & set(names))
-
-    shutil.copytree(REPO, dest, symlinks=True, ignore=ignore)  # stacks/.venv stays a link to ../.venv
-    os.symlink(REPO / ".venv", dest / ".venv")
-    return dest
-
-
 @dataclass
 class Deployment:
     """A region stack applied by the real engine to the dev cluster and a dev livekit-server."""
@@ -69,7 +54,7 @@ class Deployment:
     region: str
     root: Path
     stack: Any  # voxplane.dev.stack.StackEnv
-    livekit: Any  # voxplane.dev.servers.LiveKitServer
+    livekit: Any  # voxplane.dev.livekit.LiveKitServer
     bins: Path
     kubeconfig: Path
 
@@ -102,19 +87,13 @@ class Deployment:
 
 def stop_strays(root: Path) -> None:
     """Language hosts and dynamic providers a killed `pulumi` left behind (they hold no lock, but
-    would keep writing LiveKit objects)."""
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit():
-            continue
-        try:
-            cmd = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(proc_dir / "cwd")
-        except OSError:
-            continue
-        if "pulumi" in cmd and cwd.startswith(str(root)):
+    would keep writing LiveKit objects): pulumi's processes working in the copy at `root`."""
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline, cwd = proc.info["cmdline"] or [], proc.info["cwd"] or ""
+        if any("pulumi" in arg for arg in cmdline) and Path(cwd).is_relative_to(root):
             try:
-                os.kill(int(proc_dir.name), signal.SIGKILL)
-            except ProcessLookupError:
+                proc.kill()
+            except psutil.NoSuchProcess:
                 pass
 
 
@@ -122,26 +101,22 @@ def stop_strays(root: Path) -> None:
 def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     from voxplane.dev import cluster
     from voxplane.dev.stack import prepare
-    from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
     from voxplane.loader import load
 
     region: str = request.param
-    root = _copy_repo(tmp_path_factory.mktemp(f"repo-{region}") / "repo")
+    root = copy_checkout(tmp_path_factory.mktemp(f"repo-{region}") / "repo", tests=False, link_venv=True)
     project = load((), root).require_project()
     cluster.up(project.regions[region], project.agents_in(region), lambda _line: None)
-    redis = RedisServer().start()
-    livekit = LiveKitServer(region_config(region, root), redis=redis).start()
     overrides = {} if region == "local" else {"voxplane:kubeContext": cluster.CONTEXT, "voxplane:buildImages": "false"}
-    stack = None
-    try:
-        stack = prepare(root, region, overrides=overrides, drop=["voxplane:livekitApiUrl"], bin_dir=bins,
-                        extra_env={"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": livekit.http_url})
-        dep = Deployment(region, root, stack, livekit, bins, cluster.kubeconfig_path())
-        dep.up()
-        yield dep
-    finally:
-        stop_strays(root)
-        if stack is not None:  # leave the cluster empty for the next region, whatever the tests did
-            stack.pulumi("destroy", "--yes", "--skip-preview", capture=True, timeout=600)
-        livekit.stop()
-        redis.stop()
+    with livekit_with_redis(region=region, root=root) as lk:
+        stack = None
+        try:
+            stack = prepare(root, region, overrides=overrides, drop=["voxplane:livekitApiUrl"], bin_dir=bins,
+                            extra_env={"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": lk.url})
+            dep = Deployment(region, root, stack, lk.livekit, bins, cluster.kubeconfig_path())
+            dep.up()
+            yield dep
+        finally:
+            stop_strays(root)
+            if stack is not None:  # leave the cluster empty for the next region, whatever the tests did
+                stack.pulumi("destroy", "--yes", "--skip-preview", capture=True, timeout=600)

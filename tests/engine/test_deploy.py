@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections import Counter
 
 import pytest
@@ -21,6 +20,7 @@ from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.desired import parse_owner
 from voxplane.loader import load
 
+from ..support.wait import wait_until
 from .conftest import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
@@ -254,32 +254,42 @@ def test_an_agent_change_rolls_with_max_unavailable_zero(deployment: Deployment)
     text = path.read_text()
     assert "\nenv:\n" in text
     path.write_text(text.replace("\nenv:\n", "\nenv:\n  ROLLOUT_CHECK: \"1\"\n", 1))
-    # Watch ready replicas while the engine rolls the Deployment: never below the desired count.
+    # Watch available replicas while the engine rolls the Deployment: never below the desired count.
     ns, name = deploy["metadata"]["namespace"], deploy["metadata"]["name"]
+    # Comma-separated: a field the API server leaves out (no updated replicas yet) prints as "".
+    fields = ("{.spec.replicas},{.status.availableReplicas},{.status.updatedReplicas},{.metadata.generation},"
+              "{.status.observedGeneration}")
     watch = subprocess.Popen([str(dep.bins / "kubectl"), "get", "deployment", name, "-n", ns, "--watch", "-o",
-                              "jsonpath={.spec.replicas} {.status.availableReplicas} {.metadata.generation}{\"\\n\"}"],
+                              f"jsonpath={fields}{{\"\\n\"}}"],
                              stdout=subprocess.PIPE, text=True, env={**os.environ, "KUBECONFIG": str(dep.kubeconfig)})
+    assert watch.stdout is not None
     try:
+        # A watch prints the object as it is first: once that line is here, it sees every change.
+        events = [watch.stdout.readline().rstrip("\n").split(",")]
+        assert len(events[0]) == 5 and events[0][3] == str(generation), events
         dep.up()
-        time.sleep(1.0)
+        (after,) = dep.objects("deployments", sel)
+        spec, status = after["spec"], after["status"]
+        done = ["" if v is None else str(v) for v in (spec["replicas"], status.get("availableReplicas"),
+                status.get("updatedReplicas"), after["metadata"]["generation"], status.get("observedGeneration"))]
+        # Every change up to the rolled-out state the engine waited for (its line can come after up returns).
+        while events[-1] != done and (line := watch.stdout.readline()):
+            events.append(line.rstrip("\n").split(","))
     finally:
         watch.terminate()
-        lines = watch.communicate(timeout=10)[0].split()
-    (after,) = dep.objects("deployments", sel)
+        watch.communicate(timeout=10)
     assert after["metadata"]["generation"] > generation, "the pod template did not change"
-    assert after["status"].get("updatedReplicas") == after["spec"]["replicas"] == after["status"].get("readyReplicas")
-    triples = [lines[i:i + 3] for i in range(0, len(lines) - 2, 3)]
-    assert triples, "no watch events"
-    for desired, available, _gen in triples:
-        assert int(available or 0) >= int(desired), f"availability dropped during the rollout: {triples}"
+    assert status.get("updatedReplicas") == spec["replicas"] == status.get("readyReplicas")
+    assert events[-1] == done, f"the watch ended before the rolled-out state: {events}"
+    for desired, available, *_ in events:
+        assert int(available or 0) >= int(desired), f"availability dropped during the rollout: {events}"
 
 
 def test_destroy_leaves_no_voxplane_object(deployment: Deployment):
     dep = deployment
     proc = dep.pulumi("destroy", "--yes", "--skip-preview")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    deadline = time.monotonic() + 90
-    while (left := live_keys(dep)) and time.monotonic() < deadline:
-        time.sleep(1)  # namespaces finalize asynchronously (the namespace controller empties them)
-    assert not left, f"left after destroy: {sorted(left)}"
+    # Namespaces finalize asynchronously (the namespace controller empties them).
+    wait_until("empty cluster after destroy", lambda: not live_keys(dep), timeout=90, interval=1,
+               details=lambda: f"left: {sorted(live_keys(dep))}")
     assert _owned_livekit(dep) == []

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from ..support.wait import wait_until
 from .conftest import Deployment, stop_strays
 from .test_deploy import live_keys, rendered
 
@@ -26,10 +26,8 @@ def test_kill_9_half_way_then_the_documented_recovery_converges(deployment: Depl
     proc = subprocess.Popen(argv, cwd=dep.root, env=dep.stack.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     # Kill once the engine has created some objects but not all.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(live_keys(dep)) < 8:
-        time.sleep(0.2)
-    assert proc.poll() is None, "pulumi up finished before it could be killed"
+    wait_until("8 objects created by `pulumi up`", lambda: len(live_keys(dep)) >= 8, timeout=120, interval=0.2,
+               unless=lambda: None if proc.poll() is None else "pulumi up finished before it could be killed")
     proc.kill()
     proc.wait()
     stop_strays(dep.root)

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import termios
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from voxplane.livekit.client import LiveKitAdmin
 
 from ..agents.conftest import Caller, join_caller, launch_worker
 from ..agents.standin import StandIn
+from ..support.wait import wait_until
 from .conftest import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
@@ -99,17 +99,6 @@ def status_json(dep: Deployment) -> dict[str, Any]:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr}\n{proc.stdout[-3000:]}"
     doc: dict[str, Any] = json.loads(proc.stdout)
     return doc
-
-
-def poll(what: str, check: Callable[[], Any], timeout: float = 90, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"no {what} within {timeout:.0f}s")
 
 
 def room_name(prefix: str, number: str) -> str:
@@ -253,7 +242,7 @@ def test_where_an_hpa_exists_its_target_is_reported(deployment: Deployment) -> N
             a = next(r for r in doc["agents"] if r["agent"] == "support")["autoscaler"]
             return a if a["hpa"] == "keda-hpa-support" and a["state"] == "not-scaling" else None
 
-        a = poll("HPA target in status", reported)
+        a = wait_until("HPA target in status", reported, timeout=90, interval=0.5)
         live = json.loads(dep.kubectl("get", "hpa", "keda-hpa-support", "-n", "vox-t-northwind", "-o", "json").stdout)
         assert a["target"] == live["status"]["desiredReplicas"] == 2
         assert a["current"] == live["status"]["currentReplicas"]
@@ -298,17 +287,17 @@ def test_watch_redraws_in_place_on_a_terminal_until_ctrl_c(deployment: Deploymen
         return look
 
     try:
-        first = poll("a first frame", frame_with(lambda f: bella_counts(f) == (0, 0, 0)), interval=0)
+        first = wait_until("a first frame", frame_with(lambda f: bella_counts(f) == (0, 0, 0)), timeout=90, interval=0)
         n_first = len(frames())
         room = room_name("bv-call", "+15550100166")
         server.create_room(room, BELLA)
-        poll("a frame with the new room", frame_with(lambda f: bella_counts(f) == (1, 0, 0)), interval=0)
+        wait_until("a frame with the new room", frame_with(lambda f: bella_counts(f) == (1, 0, 0)), timeout=90, interval=0)
         assert re.search(r"^drift: \d+ kubernetes, \d+ livekit", first, re.M)
         assert len(frames()) > n_first
         # In place: rich moves the cursor back up over the last frame before drawing the next.
         assert b"\x1b[1A" in raw and b"\x1b[2K" in raw
         proc.send_signal(signal.SIGINT)
-        poll("exit after Ctrl-C", lambda: (read_some(), proc.poll() is not None)[1], timeout=120, interval=0)  # a frame mid-render finishes first; slow under load
+        wait_until("exit after Ctrl-C", lambda: (read_some(), proc.poll() is not None)[1], timeout=120, interval=0)  # a frame mid-render finishes first; slow under load
         assert proc.returncode == 0
         read_some()
         tail = ANSI.sub("", raw.decode("utf-8", "replace"))
@@ -340,13 +329,13 @@ def test_watch_as_json_streams_a_frame_per_line_and_sees_drift(deployment: Deplo
         return look
 
     try:
-        before = poll("a frame with LiveKit compared", frame_with(lambda d: d["drift"]["livekit"] == 0), interval=0)
+        before = wait_until("a frame with LiveKit compared", frame_with(lambda d: d["drift"]["livekit"] == 0), timeout=90, interval=0)
         kube = before["drift"]["kubernetes"]
         # Out-of-band: the scheduler's dispatch rule deleted on the server.
         with server.admin() as c:
             (rule,) = [r for r in c.list_rules() if r.name == "vx-northwind-scheduler"]
             c.delete_rule(rule.sip_dispatch_rule_id)
-        doc = poll("a frame with the drift", frame_with(lambda d: d["drift"]["livekit"] == 1), interval=0)
+        doc = wait_until("a frame with the drift", frame_with(lambda d: d["drift"]["livekit"] == 1), timeout=90, interval=0)
         assert doc["drift"]["summary"] == f"drift: {kube} kubernetes, 1 livekit (voxplane drift local for details)"
         assert "vx-northwind-scheduler" not in {o["name"] for o in doc["livekit_objects"] if o["kind"] == "SIPDispatchRule"}
         proc.send_signal(signal.SIGINT)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from voxplane.components.gateway import GATEWAY_CONTEXT
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.repo import REPO
 
 
 def gateway_image_python() -> str:

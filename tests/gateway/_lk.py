@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from livekit.protocol import agent as agent_pb
 from livekit.protocol import models as models_pb
 from livekit.protocol import rtc as rtc_pb
+from prometheus_client.parser import text_string_to_metric_families
 
 TIMEOUT = aiohttp.ClientTimeout(total=15)
 
@@ -43,6 +44,19 @@ async def twirp(base: str, service: str, method: str, request: Message, tok: str
                 return r.status, await r.json(content_type=None)
             except ValueError:
                 return r.status, body.decode(errors="replace")
+
+
+async def metric(metrics_url: str, name: str, **labels: str) -> float:
+    """The value of sample `name` with exactly `labels` on the gateway's /metrics (0 when absent)."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+        async with s.get(f"{metrics_url}/metrics") as r:
+            assert r.status == 200, r.status
+            text = await r.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
 
 
 def _ws_url(base: str, path: str) -> str:

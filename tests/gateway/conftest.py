@@ -9,30 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from voxplane.desired.common import ADMIN_KEY, tenant_api_key
 from voxplane.dev.stack import dev_root_secret
-from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway
+from voxplane.dev.gateway import GatewayServer
+from voxplane.dev.region import region_gateway
 from voxplane.keys import derive_api_secret
 
+from ..support.repo import REPO
+from ..support.servers import DevLiveKit, livekit_with_redis
 from ._image import gateway_image_python, stage_image_context
 
-REPO = Path(__file__).resolve().parents[2]
 REGION = "local"
 #: Tenant A is the attacker in these tests, B the victim.
 A, B = "northwind", "bellavista"
 A_AGENT, B_AGENT = "northwind-support", "bellavista-reservations"
 #: A room of each, by their dispatch rules' prefixes (nw-support_..., bv-call_...).
 A_ROOM, B_ROOM = "nw-support_+15550001_a", "bv-call_+15550002_b"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "integration: talks to real servers (livekit-server, Redis) started by the test"
-    )
 
 
 @dataclass(frozen=True)
@@ -42,9 +37,7 @@ class Creds:
 
 
 @dataclass
-class Stack:
-    redis: RedisServer
-    livekit: LiveKitServer
+class Stack(DevLiveKit):
     gateway: GatewayServer
 
     @property
@@ -70,8 +63,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run as its image runs it."""
     python = gateway_image_python()
     context = stage_image_context(tmp_path_factory.mktemp("gateway-image") / "opt-voxplane")
-    with RedisServer() as redis, LiveKitServer(region_config(REGION, REPO), redis=redis) as lk:
-        assert lk.api_key == ADMIN_KEY
-        config, keys = region_gateway(REGION, REPO, upstream=lk.http_url)
+    with livekit_with_redis(region=REGION) as lk:
+        assert lk.livekit.api_key == ADMIN_KEY
+        config, keys = region_gateway(REGION, REPO, upstream=lk.url)
         with GatewayServer(config, keys, python=python, pythonpath=context) as gw:
-            yield Stack(redis, lk, gw)
+            yield Stack(lk.redis, lk.livekit, gw)

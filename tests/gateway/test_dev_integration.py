@@ -1,4 +1,4 @@
-"""Local use (issue #9, item 4): `devservers up --region` starts the gateway next to the dev
+"""Local use (issue #9, item 4): `voxplane dev servers up --region` starts the gateway next to the dev
 server and prints VOXPLANE_LIVEKIT_TENANT_URL; `voxplane dev credentials` prints a
 dev region's tenant key, which works there and not at the server. Runs in a private cache and dev
 state (the livekit-server binary linked in), so a developer's own dev servers are left alone."""
@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 from livekit.protocol import room as room_pb
 
-from voxplane.dev.servers import ensure_livekit_binary
+from voxplane.dev.livekit import ensure_livekit_binary
 from voxplane.dev.credentials import tenant_credentials
 
+from ..support.repo import REPO
 from ._lk import token, twirp
-from .conftest import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +46,13 @@ def test_up_runs_the_gateway_and_tenant_credentials_work_only_there(tmp_path: Pa
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
 
-    up = run("-m", "voxplane.dev.servers", "up", "--region", "local", "--root", str(REPO))
+    up = run("-m", "voxplane.cli", "dev", "servers", "up", "--region", "local", "--root", str(REPO))
     try:
         assert up.returncode == 0, up.stderr
         server = _exports(up.stdout)
         assert server["VOXPLANE_LIVEKIT_TENANT_URL"].startswith("ws://127.0.0.1:")
         assert server["LIVEKIT_API_KEY"] == "vx-admin"
-        assert _exports(run("-m", "voxplane.dev.servers", "env").stdout) == server
+        assert _exports(run("-m", "voxplane.cli", "dev", "servers", "env").stdout) == server
 
         creds = run("-m", "voxplane.cli", "dev", "credentials", "local", "northwind")
         assert creds.returncode == 0, creds.stderr
@@ -69,9 +69,9 @@ def test_up_runs_the_gateway_and_tenant_credentials_work_only_there(tmp_path: Pa
                                              room_pb.ListRoomsRequest(), tok))
         assert (gateway_status, server_status) == (200, 401)
     finally:
-        down = run("-m", "voxplane.dev.servers", "down")
+        down = run("-m", "voxplane.cli", "dev", "servers", "down")
         assert down.returncode == 0, down.stderr
-    assert run("-m", "voxplane.dev.servers", "env").returncode == 1
+    assert run("-m", "voxplane.cli", "dev", "servers", "env").returncode == 1
 
 
 def test_credentials_refuse_a_region_that_is_not_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

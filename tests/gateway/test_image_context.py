@@ -17,12 +17,13 @@ import pytest
 
 from voxplane.components.gateway import GATEWAY_CONTEXT
 
-from ._image import REPO, gateway_image_python, stage_image_context
+from ..support.repo import REPO
+from ._image import gateway_image_python, stage_image_context
 
 CONTEXT = Path(GATEWAY_CONTEXT)
 #: Import names of the locked requirements' top-level packages (requirements.txt's header).
 REQUIREMENT_MODULES = {"aiohttp": "aiohttp", "pyjwt": "jwt", "livekit-protocol": "livekit", "protobuf": "google",
-                       "click": "click"}
+                       "click": "click", "prometheus-client": "prometheus_client", "token-bucket": "token_bucket"}
 
 
 def _modules() -> list[Path]:

@@ -20,7 +20,8 @@ from voxplane.gateway.policy import Denied, KeyRing, authenticate, authorize_joi
 from voxplane.gateway.scope import GatewayConfig, TenantScope, conflicts
 from voxplane.loader import load
 
-from .conftest import A, A_AGENT, A_ROOM, B, B_AGENT, B_ROOM, REPO
+from ..support.repo import REPO
+from .conftest import A, A_AGENT, A_ROOM, B, B_AGENT, B_ROOM
 
 SECRETS = {"vx-gateway": "g" * 64, "vxt-northwind": "a" * 64, "vxt-bellavista": "b" * 64}
 
@@ -57,7 +58,8 @@ def test_config_round_trips_and_refuses_ambiguous_scopes() -> None:
     a = TenantScope("a", "vxt-a", frozenset(), frozenset({"call"}))
     b = TenantScope("b", "vxt-b", frozenset(), frozenset({"call_b"}))
     assert conflicts([a, b]) and conflicts([a, TenantScope("c", "vxt-c", frozenset(), frozenset(), frozenset({"call_1"}))])
-    broken = GatewayConfig("http://x", "vx-gateway", "/k", {"a": a, "b": b})
+    limits = CONFIG.limits[A]
+    broken = GatewayConfig("http://x", "vx-gateway", "/k", {"a": a, "b": b}, limits={"a": limits, "b": limits})
     with pytest.raises(ValueError, match="can name the same room"):
         GatewayConfig.from_json(broken.to_json())
 

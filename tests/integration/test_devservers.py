@@ -1,4 +1,4 @@
-"""Real Redis + livekit-server on loopback (voxplane.dev.servers), exercised through livekit-api.
+"""Real Redis + livekit-server on loopback (voxplane.dev: `redis`, `livekit`, `voxplane dev servers`), exercised through livekit-api.
 
 These tests never skip: if the servers cannot be built or started, they fail with the reason
 (the build script's or the server's own output).
@@ -14,20 +14,19 @@ import stat
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from livekit import api
 
-from voxplane.dev.servers import (
-    LiveKitServer,
-    RedisServer,
-    ServerStartError,
-    ensure_livekit_binary,
-    loopback_config,
-)
+from voxplane.dev.livekit import LiveKitServer, ensure_livekit_binary, loopback_config
+from voxplane.dev.process import ServerStartError
+from voxplane.dev.redis import RedisServer
+from voxplane.dev.region import region_config as dev_region_config
+
+from ..support.repo import REPO
+from ..support.servers import DevLiveKit
 
 API_KEY = "vox-local"
 API_SECRET = "local-only-secret-0123456789abcdefghij"  # livekit wants >= 32 characters
@@ -61,12 +60,6 @@ def livekit_binary() -> Path:
     return ensure_livekit_binary()
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
 async def _sip_trunk_round_trip(lk: LiveKitServer) -> None:
     client = api.LiveKitAPI(url=lk.http_url, api_key=lk.api_key, api_secret=lk.api_secret)
     try:
@@ -91,8 +84,8 @@ async def _sip_trunk_round_trip(lk: LiveKitServer) -> None:
 
 
 @pytest.mark.integration
-def test_sip_inbound_trunk_create_list_delete(redis: RedisServer, livekit_binary: Path) -> None:
-    with LiveKitServer(region_config(), redis=redis, binary=livekit_binary) as lk:
+def test_sip_inbound_trunk_create_list_delete(redis_server: RedisServer, livekit_binary: Path) -> None:
+    with LiveKitServer(region_config(), redis=redis_server, binary=livekit_binary) as lk:
         # Keys come from the config, and the written config (it holds them) is private.
         assert (lk.api_key, lk.api_secret) == (API_KEY, API_SECRET)
         assert stat.S_IMODE(os.stat(lk.config_path).st_mode) == 0o600
@@ -138,10 +131,10 @@ def test_sip_api_needs_redis(livekit_binary: Path) -> None:
     ids=["unknown-top-level-key", "wrong-type", "no-keys"],
 )
 def test_bad_config_raises_with_server_message(
-    redis: RedisServer, livekit_binary: Path, change: dict[str, Any], server_says: str
+    redis_server: RedisServer, livekit_binary: Path, change: dict[str, Any], server_says: str
 ) -> None:
     config = {**region_config(), **change}
-    lk = LiveKitServer(config, redis=redis, binary=livekit_binary)
+    lk = LiveKitServer(config, redis=redis_server, binary=livekit_binary)
     with pytest.raises(ServerStartError, match=server_says):
         lk.start()
     assert not lk.running
@@ -186,7 +179,7 @@ def test_cli_up_prints_exports_and_down_stops(tmp_path: Path, livekit_binary: Pa
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "voxplane.dev.servers", *args],
+            [sys.executable, "-m", "voxplane.cli", "dev", "servers", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -214,13 +207,11 @@ def test_cli_up_prints_exports_and_down_stops(tmp_path: Path, livekit_binary: Pa
         urllib.request.urlopen(http_url + "/", timeout=2)
 
 
-def test_the_rendered_local_region_config_runs(livekit_binary):
+@pytest.mark.integration
+def test_the_rendered_local_region_config_runs(livekit_local: DevLiveKit) -> None:
     """`make livekit-up` runs exactly what voxplane renders for the local region (keys added, addresses
     moved to loopback): the real server accepts it and answers the SIP API with the admin key."""
-    from voxplane.dev.servers import region_config
-
-    config = region_config("local", Path(__file__).resolve().parents[2])
+    config = dev_region_config("local", REPO)
     assert config["region"] == "local" and config["rtc"]["port_range_start"] == 50000
-    with RedisServer() as redis, LiveKitServer(config, redis=redis, binary=livekit_binary) as lk:
-        assert lk.api_key == "vx-admin"
-        asyncio.run(_sip_trunk_round_trip(lk))
+    assert livekit_local.livekit.config["region"] == "local" and livekit_local.livekit.api_key == "vx-admin"
+    asyncio.run(_sip_trunk_round_trip(livekit_local.livekit))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shutil
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -22,19 +21,10 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.repo import copy_manifests
+
 REGION = "local"
 FIELD_MANAGER = "pulumi-kubernetes"
-
-
-def copy_tree(dest: Path) -> Path:
-    """regions/, agents/ (with code, for the image content hash) and the stack files."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "regions", dest / "regions")
-    shutil.copytree(REPO / "agents", dest / "agents", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copyfile(stack, dest / stack.name)
-    return dest
 
 
 def secret_env(region: Any, agents: Any) -> dict[str, str]:
@@ -111,7 +101,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     from voxplane.render import render
 
     state = tmp_path_factory.mktemp("kubedrift-dev-state")
-    root = copy_tree(tmp_path_factory.mktemp("kubedrift-repo") / "repo")
+    root = copy_manifests(tmp_path_factory.mktemp("kubedrift-repo") / "repo")
     project = load((), root).require_project()
     region, agents = project.regions[REGION], project.agents_in(REGION)
     bins = dev_cluster.toolchain_bin_dir()  # fails (never skips) when a binary cannot be built

@@ -15,6 +15,7 @@ from voxplane.kubedrift.live import LiveReader
 from voxplane.kubedrift.report import KubeDriftReport, detect, names
 from voxplane.kubedrift.secrets import env_lookup
 
+from ..support.servers import livekit_with_redis
 from .conftest import REGION, Cluster, counting
 
 pytestmark = pytest.mark.integration
@@ -211,12 +212,9 @@ def test_context_option_and_unreachable_cluster_fail_in_one_line(fresh: Cluster)
 
 def test_both_targets_one_report_one_exit_code(fresh: Cluster) -> None:
     """Default: Kubernetes and LiveKit together, against a real livekit-server on loopback."""
-    from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
-
     c = fresh
-    with RedisServer() as redis, LiveKitServer(region_config(REGION, c.root), redis=redis) as lk:
-        env = {"LIVEKIT_URL": lk.http_url, "LIVEKIT_API_KEY": lk.api_key, "LIVEKIT_API_SECRET": lk.api_secret,
-               "VOXPLANE_SECRET_northwindTrunkPassword": "kubedrift-test-trunk"}
+    with livekit_with_redis(region=REGION, root=c.root) as lk:
+        env = {**lk.env, "LIVEKIT_URL": lk.url, "VOXPLANE_SECRET_northwindTrunkPassword": "kubedrift-test-trunk"}
         environ = {"KUBECONFIG": str(c.kubeconfig), **c.env, **env}
         sync = CliRunner().invoke(main, ["livekit", "sync", REGION, "--root", str(c.root)], env=environ,
                                   catch_exceptions=False)

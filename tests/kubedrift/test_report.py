@@ -17,7 +17,8 @@ from voxplane.kubedrift.attribution import Attribution
 from voxplane.kubedrift.compare import Keyed, format_path
 from voxplane.kubedrift.live import KindRef, LiveReader, NotServed, kind_ref
 
-from .conftest import REGION, copy_tree
+from ..support.repo import copy_manifests
+from .conftest import REGION
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any, 
     from voxplane.loader import load
     from voxplane.render import render
 
-    root = copy_tree(tmp_path_factory.mktemp("kubedrift-unit") / "repo")
+    root = copy_manifests(tmp_path_factory.mktemp("kubedrift-unit") / "repo")
     project = load((), root).require_project()
     return root, project.regions[REGION], project.agents_in(REGION), render(REGION, root).kubernetes
 

@@ -1,14 +1,11 @@
 """Fixtures for the LiveKit control-plane tests: a manifest tree in tmp (a copy of the repo's
-regions/, agents/ and stack files, edited there) and, for integration tests, a real Redis +
-livekit-server per test on free loopback ports. Server fixtures never skip: a server that cannot
-start fails the test with its reason."""
+regions/, agents/ and stack files, edited there). Integration tests take a real Redis +
+livekit-server per test from tests/conftest.py (`livekit_local`)."""
 
 from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,21 +13,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from voxplane.cli import main
-from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
-from voxplane.livekit.client import LiveKitAdmin
 from voxplane.loader import load
 from voxplane.model import Agent, Region
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.repo import REPO, copy_manifests
+
 #: The support agent's digest password is `{config: northwindTrunkPassword}`.
 TRUNK_PASSWORD = "nw-trunk-password-1"
 SECRET_ENV = {"VOXPLANE_SECRET_northwindTrunkPassword": TRUNK_PASSWORD}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "integration: talks to real servers (livekit-server, Redis) started by the test"
-    )
 
 
 class Tree:
@@ -58,18 +48,10 @@ class Tree:
         return project.regions[region], project.agents_in(region)
 
 
-def copy_repo_tree(dest: Path) -> Tree:
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "regions", dest / "regions")
-    shutil.copytree(REPO / "agents", dest / "agents")
-    for stack in REPO.glob("Pulumi*.yaml"):
-        shutil.copyfile(stack, dest / stack.name)
-    return Tree(dest)
-
-
 @pytest.fixture
 def tree(tmp_path: Path) -> Tree:
-    return copy_repo_tree(tmp_path / "repo")
+    """A copy of the repository's manifests to edit (tests/support/repo.py)."""
+    return Tree(copy_manifests(tmp_path / "repo"))
 
 
 AGENT_TEMPLATE = """\
@@ -106,36 +88,6 @@ def generated_tree(dest: Path, count: int) -> Tree:
         (dest / "agents" / f"gen{i:04d}.yaml").write_text(
             AGENT_TEMPLATE.format(name=f"gen{i:04d}", tenant=tenant, number=f"+1555{i:07d}", prefix=f"g{i}"))
     return Tree(dest)
-
-
-@dataclass
-class Server:
-    redis: RedisServer
-    livekit: LiveKitServer
-
-    @property
-    def url(self) -> str:
-        return self.livekit.http_url
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "LIVEKIT_URL": self.livekit.url,  # ws://: the CLI must turn it into http://
-            "LIVEKIT_API_KEY": self.livekit.api_key,
-            "LIVEKIT_API_SECRET": self.livekit.api_secret,
-        }
-
-    def client(self) -> LiveKitAdmin:
-        return LiveKitAdmin(self.livekit.http_url, self.livekit.api_key, self.livekit.api_secret)
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    """Redis + livekit-server running the config voxplane renders for the `local` region (only
-    addresses and ports moved to loopback), so every test here also proves the server takes it."""
-    with RedisServer() as redis, LiveKitServer(region_config("local", REPO), redis=redis) as lk:
-        assert lk.api_key == "vx-admin"  # the admin key comes first in the rendered keys
-        yield Server(redis, lk)
 
 
 @pytest.fixture

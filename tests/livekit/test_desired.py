@@ -65,7 +65,8 @@ def test_allowed_addresses_fall_back_to_region_carriers(tree: Tree) -> None:
 
 
 def test_trunk_fields_krisp_auth_reference_not_value(tree: Tree) -> None:
-    """noise_cancellation -> krisp_enabled; the digest password stays a reference in the model."""
+    """krisp_enabled is false (validate refuses noise_cancellation on self-hosted SIP); the digest password
+    stays a reference in the model."""
     region, agents = tree.project()
     objs = desired_objects(region, agents)
     support = _by(objs, TRUNK_KIND, "support")
@@ -75,7 +76,7 @@ def test_trunk_fields_krisp_auth_reference_not_value(tree: Tree) -> None:
     assert support.secret_refs() == {"auth_password": SecretRef(config="northwindTrunkPassword")}
     assert support.spec()["auth_password"] is None  # unknown until resolved, never invented
     assert support.spec({"auth_password": "pw"})["auth_password"] == "pw"
-    assert _by(objs, TRUNK_KIND, "reservations").krisp_enabled is True
+    assert _by(objs, TRUNK_KIND, "reservations").krisp_enabled is False
     assert support.krisp_enabled is False
     assert _by(objs, TRUNK_KIND, "reservations").spec()["auth_password"] == ""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pytest
@@ -13,7 +13,6 @@ from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
-from pulumi.runtime import settings as pulumi_settings
 
 from voxplane.desired.common import ADMIN_KEY
 from voxplane.components.livekit_objects import (
@@ -22,12 +21,13 @@ from voxplane.components.livekit_objects import (
     LiveKitSIPProvider,
 )
 from voxplane.components.secrets import SecretResolver
-from voxplane.dev.servers import DEFAULT_CONFIG, LiveKitServer, RedisServer
+from voxplane.dev.livekit import DEFAULT_CONFIG, LiveKitServer
 from voxplane.keys import derive_api_secret
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.desired import RULE_KIND, TRUNK_KIND, desired_objects
-from voxplane.render import _private_event_loop
 
+from ..support.pulumi_mocks import mocked
+from ..support.servers import livekit_with_redis
 from .conftest import Tree
 
 ROOT_SECRET = "provider-test-root-secret-0123456789"
@@ -38,8 +38,8 @@ PASSWORD = "trunk-password-in-config"
 def admin_server() -> Iterator[LiveKitServer]:
     """A server whose only key is vx-admin with the secret derived from ROOT_SECRET for `local`."""
     config = {**DEFAULT_CONFIG, "keys": {ADMIN_KEY: derive_api_secret(ROOT_SECRET, "local", ADMIN_KEY)}}
-    with RedisServer() as redis, LiveKitServer(config, redis=redis) as lk:
-        yield lk
+    with livekit_with_redis(config) as lk:
+        yield lk.livekit
 
 
 def provider(lk: LiveKitServer) -> LiveKitSIPProvider:
@@ -105,15 +105,15 @@ def test_provider_read_sees_out_of_band_change_so_refresh_then_up_repairs(tree: 
         info = c.get_trunk(made.id)
         assert info is not None
         info.allowed_numbers.append("+15550000000")
-        info.krisp_enabled = False
+        info.krisp_enabled = True
         c.update_trunk(made.id, info)
     read = p.read(made.id, made.outs)
     assert read.inputs is not None
-    assert read.inputs["krisp_enabled"] is False and read.inputs["extra"] == {"allowed_numbers": ["+15550000000"]}
+    assert read.inputs["krisp_enabled"] is True and read.inputs["extra"] == {"allowed_numbers": ["+15550000000"]}
     assert p.diff(made.id, read.inputs, spec).changes is True
     p.update(made.id, read.inputs, spec)
     again = p.read(made.id, made.outs)
-    assert again.inputs is not None and "extra" not in again.inputs and again.inputs["krisp_enabled"] is True
+    assert again.inputs is not None and "extra" not in again.inputs and again.inputs["krisp_enabled"] is False
 
 
 @pytest.mark.integration
@@ -164,54 +164,23 @@ def test_pickled_provider_holds_no_credentials() -> None:
 # --- registration under mocks ---------------------------------------------------------------------
 
 
-class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """Also records each RegisterResource request (dependencies are not in get_registered_resources)."""
-
-    def __init__(self, mocks: pulumi.runtime.Mocks):
-        super().__init__(mocks)
-        self.requests: dict[str, Any] = {}
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        self.requests[self.make_urn(request.parent, request.type, request.name)] = request
-        return response
-
-
-class EchoMocks(pulumi.runtime.Mocks):
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
-        return {}, None
-
-
 def test_control_plane_registration_under_mocks(tree: Tree) -> None:
     """One trunk + one rule per telephony agent; rule depends on (and lists) its trunk; the trunk
     password is a secret input; no credential anywhere in the inputs."""
     region, agents = tree.project()
-    mocks = EchoMocks()
-    monitor = RecordingMonitor(mocks)
-    saved = pulumi_settings.SETTINGS
-    token = pulumi_settings.ROOT.set(None)
     outputs: dict[str, Any] = {}
-    with _private_event_loop():  # closes the loops the mock monitor's threads get
-        try:
-            pulumi.runtime.set_mocks(mocks, project="voxplane", stack="local", preview=False, monitor=monitor)
-            pulumi.runtime.set_all_config(
-                {"voxplane:northwindTrunkPassword": PASSWORD, "voxplane:livekitRootSecret": ROOT_SECRET},
-                ["voxplane:northwindTrunkPassword", "voxplane:livekitRootSecret"])
+    secrets = {"voxplane:northwindTrunkPassword": PASSWORD, "voxplane:livekitRootSecret": ROOT_SECRET}
+    with mocked(stack="local", secrets=secrets) as recorder:
 
-            @pulumi_mocks.test
-            def program() -> Any:
-                cp = LiveKitControlPlane("local-livekit", LiveKitControlPlaneArgs(
-                    region=region, agents=agents, secrets=SecretResolver("local", [ADMIN_KEY])))
-                return pulumi.Output.all(cp.trunk_ids, cp.rule_ids).apply(lambda ids: outputs.update(trunks=ids[0], rules=ids[1]))
+        @pulumi_mocks.test
+        def program() -> Any:
+            cp = LiveKitControlPlane("local-livekit", LiveKitControlPlaneArgs(
+                region=region, agents=agents, secrets=SecretResolver("local", [ADMIN_KEY])))
+            return pulumi.Output.all(cp.trunk_ids, cp.rule_ids).apply(lambda ids: outputs.update(trunks=ids[0], rules=ids[1]))
 
-            program()
-            registered = monitor.get_registered_resources()
-        finally:
-            pulumi_settings.configure(saved)
-            pulumi_settings.ROOT.reset(token)
+        program()
+        registered = recorder.registered()
+    requests = recorder.request_by_urn()
 
     by_name = {urn.rsplit("::", 1)[1]: (urn, reg) for urn, reg in registered.items()}
     component = by_name["local-livekit"][0]
@@ -228,7 +197,7 @@ def test_control_plane_registration_under_mocks(tree: Tree) -> None:
         trunk_urn = trunks[trunk_name][0]
         assert reg.state["kind"] == "SIPDispatchRule" and reg.state["name"].startswith("vx-")
         assert reg.state["trunk_ids"] == [f"{trunk_name}-id"]
-        request = monitor.requests[urn]
+        request = requests[urn]
         assert trunk_urn in request.dependencies
         assert trunk_urn in request.propertyDependencies["trunk_ids"].urns
         assert "LiveKitControlPlane$pulumi-python:dynamic/livekit:SIPDispatchRule" in urn  # child of the component
@@ -236,7 +205,7 @@ def test_control_plane_registration_under_mocks(tree: Tree) -> None:
     support = trunks["local-livekit-trunk-northwind-support"][1].state
     assert support["kind"] == "SIPInboundTrunk" and support["auth_username"] == "northwind-trunk"
     assert rpc.is_rpc_secret(support["auth_password"]) and rpc.unwrap_rpc_secret(support["auth_password"]) == PASSWORD
-    assert set(monitor.requests[trunks["local-livekit-trunk-northwind-support"][0]].additionalSecretOutputs) >= {"auth_password", "pin"}
+    assert set(requests[trunks["local-livekit-trunk-northwind-support"][0]].additionalSecretOutputs) >= {"auth_password", "pin"}
     for _name, (_urn, reg) in {**trunks, **rules}.items():
         plain = {k: v for k, v in reg.state.items() if not rpc.is_rpc_secret(v)}
         text = json.dumps(plain)

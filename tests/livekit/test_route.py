@@ -14,7 +14,8 @@ import pytest
 
 from voxplane.livekit import route as rt
 
-from .conftest import REPO, Tree
+from ..support.repo import REPO
+from .conftest import Tree
 
 PROBE = REPO / "tools" / "routeprobe"
 
@@ -143,12 +144,6 @@ def test_trunk_password_never_appears_in_the_output() -> None:
         d = rt.decide(Recorded(auth, [ACCEPT]), rt.Call(to="+15550100001"), **given)
         assert "s3cret-trunk-pw" not in repr(d.as_dict()) + "\n".join(rt.text_lines(d, "x"))
     assert d.accepted and d.credentials == {"required": True, "username": "u", "given": "match"}
-
-
-def test_percentile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert (rt.percentile(values, 50), rt.percentile(values, 95), rt.percentile(values, 100)) == (50.0, 95.0, 100.0)
-    assert rt.percentile([3.0], 95) == 3.0
 
 
 def test_probe_binary_env_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

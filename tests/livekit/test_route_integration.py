@@ -19,14 +19,14 @@ from livekit import api
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from voxplane.dev.servers import LiveKitServer, RedisServer, region_config
-from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide, ensure_probe_binary, expected_route
 from voxplane.livekit.secrets import StaticSecrets
 from voxplane.model import Agent, Region
 
-from .conftest import REPO, TRUNK_PASSWORD, Tree, copy_repo_tree
+from ..support.repo import copy_manifests
+from ..support.servers import DevLiveKit, livekit_with_redis
+from .conftest import TRUNK_PASSWORD, Tree
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +39,12 @@ ALL_NUMBERS = ("+13125550142", "+13125550143", "+442079460123", "+16175550188")
 
 
 @dataclass
-class Routed:
+class Routed(DevLiveKit):
     """A region synced onto its own livekit-server + Redis, and a probe on that Redis."""
 
     region: Region
     agents: tuple[Agent, ...]
-    redis: RedisServer
-    livekit: LiveKitServer
     probe: RouteProbe
-
-    def client(self) -> LiveKitAdmin:
-        return LiveKitAdmin(self.livekit.http_url, self.livekit.api_key, self.livekit.api_secret)
 
     def sync(self, tree: Tree) -> None:
         self.region, self.agents = tree.project(self.region.name)
@@ -63,9 +58,8 @@ class Routed:
 
 def start(tree: Tree, region: str) -> Iterator[Routed]:
     reg, agents = tree.project(region)
-    with RedisServer() as redis, LiveKitServer(region_config(region, REPO), redis=redis) as lk, \
-            RouteProbe(redis.address) as probe:
-        routed = Routed(reg, agents, redis, lk, probe)
+    with livekit_with_redis(region=region) as lk, RouteProbe(lk.redis.address) as probe:
+        routed = Routed(lk.redis, lk.livekit, reg, agents, probe)
         routed.sync(tree)
         yield routed
 
@@ -73,7 +67,7 @@ def start(tree: Tree, region: str) -> Iterator[Routed]:
 @pytest.fixture(scope="module", params=REGIONS)
 def synced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
     """Each example region as the repository declares it (read only: tests must not edit it)."""
-    tree = copy_repo_tree(tmp_path_factory.mktemp("repo"))
+    tree = Tree(copy_manifests(tmp_path_factory.mktemp("repo")))
     yield from start(tree, request.param)
 
 
@@ -353,7 +347,7 @@ def test_route_command_without_redis_is_one_line(cli: Callable[..., Any], tree: 
 
 
 def test_route_command_with_unreachable_redis_is_one_line(cli: Callable[..., Any], tree: Tree) -> None:
-    from voxplane.dev.servers import free_port
+    from voxplane.dev.ports import free_port
 
     env = {"VOXPLANE_LIVEKIT_REDIS": f"127.0.0.1:{free_port()}"}
     r = cli("livekit", "route", "local", "--to", "+13125550142", "--root", str(tree.root), env=env)
@@ -365,15 +359,18 @@ def test_route_command_with_unreachable_redis_is_one_line(cli: Callable[..., Any
 def test_route_command_finds_the_redis_of_the_running_dev_servers(local: Routed, cli: Callable[..., Any], tree: Tree,
                                                                   tmp_path: Path) -> None:
     """Without --redis or VOXPLANE_LIVEKIT_REDIS, the Redis recorded by `make livekit-up`
-    (voxplane.dev.servers' state file) is used, but only while both recorded servers run."""
-    state = {"redis": {"pid": local.redis.pid, "address": local.redis.address},
-             "livekit": {"pid": local.livekit.pid, "binary": "livekit-server"}}
+    (`voxplane dev servers`' state file) is used, but only while both recorded servers run: the same
+    processes, by pid and create time, so a pid handed to another process since is not taken for them."""
+    assert local.redis.record is not None and local.livekit.record is not None
+    state = {"redis": {**local.redis.record.as_json(), "address": local.redis.address},
+             "livekit": {**local.livekit.record.as_json(), "binary": "livekit-server"}}
     (tmp_path / "devservers.json").write_text(json.dumps(state))
     env = {"VOXPLANE_LIVEKIT_REDIS": None, "VOXPLANE_CACHE": str(tmp_path),
            "VOXPLANE_ROUTEPROBE_BIN": str(ensure_probe_binary())}
     r = cli("livekit", "route", "local", "--to", "+442079460123", "--root", str(tree.root), env=env)
     assert r.exit_code == 0 and r.stdout.startswith("ACCEPTED: trunk vx-northwind-scheduler"), r.output
-    state["redis"]["pid"] = 2**22 + 1  # not running: the stale record is not used
-    (tmp_path / "devservers.json").write_text(json.dumps(state))
-    stale = cli("livekit", "route", "local", "--to", "+442079460123", "--root", str(tree.root), env=env)
-    assert stale.exit_code == 1 and "no Redis address" in stale.stderr
+    for stale_redis in ({"pid": 2**22 + 1},  # not running
+                        {"started": state["redis"]["started"] - 1}):  # running, but not the process recorded
+        (tmp_path / "devservers.json").write_text(json.dumps({**state, "redis": {**state["redis"], **stale_redis}}))
+        stale = cli("livekit", "route", "local", "--to", "+442079460123", "--root", str(tree.root), env=env)
+        assert stale.exit_code == 1 and "no Redis address" in stale.stderr, stale_redis

@@ -156,10 +156,8 @@ def _env(region: Region, agent: Agent) -> tuple[list[dict[str, Any]], dict[str, 
             ]
         elif spec.provider is not None:
             p = spec.provider
-            env += [env_value(f"{prefix}_PROVIDER", p.name), env_value(f"{prefix}_BASE_URL", p.endpoint)]
-            if p.model:
-                env.append(env_value(f"{prefix}_MODEL", p.model))
-            env.append(from_ref(f"{prefix}_API_KEY", p.api_key))
+            env += [env_value(f"{prefix}_PROVIDER", p.name), env_value(f"{prefix}_BASE_URL", p.endpoint),
+                    env_value(f"{prefix}_MODEL", p.model), from_ref(f"{prefix}_API_KEY", p.api_key)]
     # livekit-agents reads neither setting from the environment; the platform glue passes them to
     # AgentServer(prometheus_port=..., drain_timeout=...) (agents/*/voxplane_agent.py). The drain
     # bound must stay inside the pod's grace period, so the platform, not the code, decides it.

@@ -1,5 +1,6 @@
 """The authorizing LiveKit gateway of a region (voxplane/gateway): its config (tenant scopes from
-the manifests), keys Secret, Deployment, Service, PDB, NetworkPolicy and PodMonitor.
+the manifests, each tenant's limits from the region's `tenants.<name>.limits`), keys Secret,
+Deployment, Service, PDB, NetworkPolicy and PodMonitor.
 
 Tenants hold keys only the gateway knows; the gateway checks each request against the tenant's
 scope and forwards it to livekit-server signed with the platform's gateway key. The tenant
@@ -12,8 +13,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .. import __version__
+from ..gateway.limits import Rate, TenantLimits
 from ..gateway.scope import GatewayConfig, TenantScope
-from ..model import Agent, Region
+from ..model import Agent, GatewayLimits, RateLimit, Region
 from .common import (
     ANNOTATION_CONFIG_CHECKSUM,
     GATEWAY_KEY,
@@ -101,14 +103,26 @@ def tenant_scopes(region: Region, agents: Sequence[Agent]) -> dict[str, TenantSc
 
 
 
+def tenant_limits(limits: GatewayLimits) -> TenantLimits:
+    """A tenant's manifest `limits` as the gateway reads them."""
+
+    def rate(r: RateLimit) -> Rate:
+        return Rate(r.per_second, r.burst)
+
+    return TenantLimits(joins=rate(limits.joins), api_calls=rate(limits.api_calls),
+                        worker_registrations=rate(limits.worker_registrations), connections=limits.connections)
+
+
 def gateway_config(region: Region, agents: Sequence[Agent]) -> GatewayConfig:
-    """What the ConfigMap holds: the upstream, the platform key's name and every tenant's scope."""
+    """What the ConfigMap holds: the upstream, the platform key's name, every tenant's scope and
+    its limits."""
     upstream = "http://" + livekit_internal_url(region).split("://", 1)[1]
     return GatewayConfig(
         upstream=upstream,
         platform_key=GATEWAY_KEY,
         keys_dir=KEYS_DIR,
         tenants=tenant_scopes(region, agents),
+        limits={name: tenant_limits(t.limits) for name, t in region.tenants.items()},
         listen_port=GATEWAY_LISTEN_PORT,
         metrics_port=GATEWAY_METRICS_PORT,
     )

@@ -2,23 +2,31 @@
 OpenAI-compatible speech server for `tts`/`stt`), its Service, PDB, PodMonitor, KEDA ScaledObject
 and, where the Hugging Face token comes from stack config, a Secret.
 
-Facts (reference/inference.md §1, §2.3, §5.3, §6):
-- vLLM images run `vllm serve`, which takes the model as its positional argument; `--model` with
-  `vllm serve` was rejected in some releases and is deprecated in current ones. Boolean engine
+Facts, each held against the pinned release by tests/upstream (voxplane/servers.py lists the
+releases):
+- vLLM images run `vllm serve`, which takes the model as its positional argument. Boolean engine
   flags come in pairs (`--enable-prefix-caching` / `--no-enable-prefix-caching`).
-- vLLM serves `/health` and Prometheus `/metrics` on its API port; the queue gauge
-  `vllm:num_requests_waiting` is the autoscaling signal (production-stack's default, threshold 5).
+- vLLM serves `/health` and Prometheus `/metrics` on its API port; `/health` answers only once
+  the engine has loaded the model and is up. The queue gauge `vllm:num_requests_waiting` is the
+  autoscaling signal (production-stack's default, threshold 5).
+- vLLM's model loading imports `torch._inductor`, whose cache path asks `getpass.getuser()`
+  for the user's name: with no `USER`/`LOGNAME` that is a passwd lookup, which fails for a uid
+  without an account (the default `run_as_user`; vLLM's image creates none) and kills the
+  server at start. `USER` is set.
 - KEDA's prometheus trigger: `serverAddress`, `query` (one sample), `threshold` per replica
   (AverageValue); `metricName` is gone since KEDA 2.12.
 - prometheus-operator labels PodMonitor targets `namespace=<pod namespace>` and
   `job=<podmonitor namespace>/<podmonitor name>` when the PodMonitor sets no jobLabel.
-- Kokoro-FastAPI and speaches serve `/health` and the OpenAI audio API on their own ports (8880,
-  8000); their images start the server from CMD, so container `args` replace it.
+- Kokoro-FastAPI (v0.2.4) loads and warms its model in the app's lifespan, which uvicorn runs
+  before it opens its socket: `/health` on 8880 answers once it can serve. Its image's
+  entrypoint starts the server from CMD, so container `args` replace it.
+- speaches (0.8.3) must be told to install and load its model: see speaches.py.
 
 Server convention for `tts`/`stt`: the container keeps the image's command; `args` from the
-manifest are passed only when given (they replace the image's CMD); the model id is in the
-`MODEL_ID` environment variable and `HF_HOME` points at the cache volume, so servers that
-download from Hugging Face (speaches) cache there.
+manifest are passed only when given (they replace the image's CMD). `HF_HOME` points at the cache
+volume, so servers that download from Hugging Face (vLLM, speaches) cache there. The model id
+reaches a speech server only where it reads one (speaches' install hook); agents send it as the
+request's `model`.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import math
 from typing import Any, Sequence
 
 from ..model import Agent, Model, Region
+from . import speaches
 from .common import (
     GPU_RESOURCE,
     K8sObject,
@@ -78,6 +87,8 @@ STARTUP_PERIOD_SECONDS = 10
 SCALE_DOWN_WINDOW_SECONDS = 600
 #: The StatefulSet's governing (headless) Service is `<model>-headless`.
 HEADLESS_SUFFIX = "-headless"
+#: vLLM's USER: any name does (it only names torch's cache folder under /tmp).
+VLLM_USER = "vllm"
 #: Group of every cache volume (fsGroup makes it writable whatever uid the server runs as): no
 #: group of a host, as the default `run_as_user` is no host account.
 INFERENCE_FS_GROUP = 10001
@@ -210,11 +221,15 @@ def _env(model: Model) -> list[dict[str, Any]]:
         # pip for the speech servers) persist next to the weights, so a restart skips the work.
         env_value("XDG_CACHE_HOME", f"{CACHE_MOUNT}/.cache"),
     ]
-    if model.kind == "llm":
+    server = model.server_name
+    if server == "vllm":
         # No usage reports leave a private inference region.
         env.append(env_value("VLLM_NO_USAGE_STATS", "1"))
-    else:
-        env.append(env_value("MODEL_ID", model.model_id))
+        # getpass.getuser() (torch._inductor's cache path) reads USER before it looks the uid up
+        # in /etc/passwd, where run_as_user has no entry: without it vLLM dies loading the model.
+        env.append(env_value("USER", VLLM_USER))
+    elif server == "speaches":
+        env += [env_value(speaches.PORT_ENV, str(model.port)), env_value(*speaches.TTL_ENV)]
     return env
 
 
@@ -254,7 +269,7 @@ def _container(model: Model) -> dict[str, Any]:
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     container: dict[str, Any] = {"name": "server", "image": model.image}
-    if model.kind == "llm":
+    if model.server_name == "vllm":
         # Explicit, so the positional model argument holds whatever the image's entrypoint is.
         container["command"] = ["vllm", "serve"]
         container["args"] = vllm_args(model)
@@ -263,7 +278,13 @@ def _container(model: Model) -> dict[str, Any]:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     elif model.args:
         container["args"] = list(model.args)
-    probe = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT_NAME}}
+    probe: dict[str, Any] = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT_NAME}}
+    # Ready means "can serve a request": vLLM's and Kokoro-FastAPI's /health answer only once the
+    # model is loaded (and, for Kokoro, warmed up); speaches' always does, so its readiness asks
+    # whether the model is loaded, which the install hook makes true before anything else can.
+    ready = speaches.loaded_probe(model.model_id, model.port) if model.server_name == "speaches" else probe
+    if model.server_name == "speaches":
+        container["lifecycle"] = {"postStart": speaches.install_hook(model.model_id, model.port, model.startup_seconds)}
     container.update(
         {
             "ports": [{"name": HTTP_PORT_NAME, "containerPort": model.port, "protocol": "TCP"}],
@@ -277,7 +298,7 @@ def _container(model: Model) -> dict[str, Any]:
                 "timeoutSeconds": 5,
                 "failureThreshold": math.ceil(model.startup_seconds / STARTUP_PERIOD_SECONDS),
             },
-            "readinessProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3},
+            "readinessProbe": {**ready, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3},
             # Modest: a replica busy with long prefills may answer slowly; restarting it costs a
             # full model load.
             "livenessProbe": {**probe, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 4},
@@ -314,7 +335,7 @@ def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], an
     scratch = model.resources.ephemeral_storage
     volumes = [scratch_volume(TMP_VOLUME, scratch)]
     volumes += [scratch_volume(name, scratch) for name, _ in _writable_volumes(model)]
-    if model.kind == "llm":
+    if model.server_name == "vllm":
         volumes.append(scratch_volume("dshm", model.shm_size, memory=True))
     if model.hf_token is not None:
         volumes.append(_hf_token_volume(model))

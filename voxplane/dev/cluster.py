@@ -1,5 +1,6 @@
 """A local Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok, with simulated nodes derived from a region manifest.
+kube-scheduler and kwok, with simulated nodes derived from a region manifest, and the autoscaling
+stack beside it (Prometheus, KEDA's operator and metrics adapter: `autoscaling.py`).
 
 The real API server validates and admits every object (CRDs and their CEL rules included), the
 real scheduler places pods, and kwok plays the kubelet: nodes stay Ready and scheduled pods are
@@ -32,9 +33,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
-from .servers import LOOPBACK, _alive, _owned, _terminate, cache_dir, free_ports
+from . import autoscaling
 from ..model import Agent, Region
 from .nodes import LABEL_SIMULATED, node_objects, plan_pools
+from .paths import SCRIPTS, cache_dir, dev_dir, write_private
+from .ports import LOOPBACK, free_ports, port_free
+from .process import ProcessRecord, launch, log_tail
 
 #: The kubeconfig context (and cluster and user) name; the local stack pins it in Pulumi.local.yaml.
 CONTEXT = "voxplane-local"
@@ -43,9 +47,8 @@ DEFAULT_STORAGE_CLASS = "kwok-volume"
 #: kwok's Stage objects standalone kwok needs (kwokctl's defaults): nodes, pods, volumes.
 STAGES = ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete",
           "pvc-provision", "pv-bind", "pvc-delete", "pv-delete")
-_REPO = Path(__file__).resolve().parents[2]
-_ENSURE_TOOLCHAIN = _REPO / "scripts" / "ensure-toolchain.sh"
-_FETCH_CRDS = _REPO / "scripts" / "fetch-crds.sh"
+_ENSURE_TOOLCHAIN = SCRIPTS / "ensure-toolchain.sh"
+_FETCH_CRDS = SCRIPTS / "fetch-crds.sh"
 
 
 class ClusterError(RuntimeError):
@@ -53,8 +56,6 @@ class ClusterError(RuntimeError):
 
 
 def state_dir() -> Path:
-    from .stack import dev_dir
-
     return dev_dir() / "cluster"
 
 
@@ -80,27 +81,20 @@ class Ports:
     apiserver: int
     scheduler: int
     kwok: int
+    prometheus: int
+    keda_metrics: int
+    keda_health: int
+    keda_grpc: int
+    keda_adapter: int
+    keda_adapter_metrics: int
 
     @classmethod
     def pick(cls, previous: dict[str, int] | None) -> "Ports":
         """The previous run's ports when all are still free (a restarted cluster keeps its URL)."""
-        names = ["etcd_client", "etcd_peer", "apiserver", "scheduler", "kwok"]
-        if previous and all(_port_free(previous.get(n, 0)) for n in names):
+        names = list(cls.__dataclass_fields__)
+        if previous and all(port_free(previous.get(n, 0)) for n in names):
             return cls(**{n: int(previous[n]) for n in names})
         return cls(*free_ports(len(names)))
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    if not port:
-        return False
-    with socket.socket() as s:
-        try:
-            s.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
 
 
 # --------------------------------------------------------------------------- processes
@@ -112,6 +106,7 @@ class _Component:
     argv: list[str]
     ready_url: str
     needs_token: bool = False
+    env: dict[str, str] | None = None
 
 
 def _components(bins: Path, d: Path, ports: Ports, token: str) -> list[_Component]:
@@ -142,6 +137,7 @@ def _components(bins: Path, d: Path, ports: Ports, token: str) -> list[_Componen
             "--service-account-signing-key-file", str(d / "pki" / "sa.key"),
             "--service-cluster-ip-range", "10.96.0.0/16",
             "--allow-privileged=true",
+            *autoscaling.apiserver_flags(d),
         ], f"{api}/readyz", needs_token=True),
         _Component("kube-controller-manager", [
             str(bins / "kube-controller-manager"), "--kubeconfig", kubeconfig,
@@ -186,21 +182,21 @@ def _get(url: str, token: str | None, timeout: float = 1.0) -> int:
 _STARTED: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def _spawn(component: _Component, d: Path) -> int:
-    log = (d / "logs" / f"{component.name}.log").open("ab")
-    proc = subprocess.Popen(component.argv, cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # outlives `up`, never gets the terminal's Ctrl-C
-    log.close()
+def _spawn(component: _Component, d: Path) -> ProcessRecord:
+    # Detached: outlives `up`, never gets the terminal's Ctrl-C.
+    env = {**os.environ, **component.env} if component.env is not None else None
+    proc = launch(component.argv, log=d / "logs" / f"{component.name}.log", cwd=d, env=env, detached=True,
+                  append=True)
     _STARTED[proc.pid] = proc
-    return proc.pid
+    return ProcessRecord.of(proc.pid)
 
 
-def _wait_ready(component: _Component, pid: int, d: Path, token: str, timeout: float = 60.0) -> None:
+def _wait_ready(component: _Component, record: ProcessRecord, d: Path, token: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        if not _alive(pid):
+        if not record.running:
             raise ClusterError(f"{component.name} exited during start; last lines of {d / 'logs' / (component.name + '.log')}:\n"
-                               + _tail(d / "logs" / f"{component.name}.log"))
+                               + log_tail(d / "logs" / f"{component.name}.log", 15))
         if not component.ready_url or _get(component.ready_url, token if component.needs_token else None) == 200:
             return
         if time.monotonic() > deadline:
@@ -209,21 +205,7 @@ def _wait_ready(component: _Component, pid: int, d: Path, token: str, timeout: f
         time.sleep(0.1)
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 # --------------------------------------------------------------------------- files
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
 
 
 def _prepare_files(d: Path, ports: Ports, storage_classes: Sequence[str]) -> str:
@@ -240,8 +222,8 @@ def _prepare_files(d: Path, ports: Ports, storage_classes: Sequence[str]) -> str
         token = token_file.read_text().split(",", 1)[0]
     else:
         token = secrets.token_hex(24)
-        _write_private(token_file, f"{token},voxplane-admin,voxplane-admin,system:masters\n")
-    _write_private(d / "kubeconfig", yaml.safe_dump({
+        write_private(token_file, f"{token},voxplane-admin,voxplane-admin,system:masters\n")
+    write_private(d / "kubeconfig", yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": CONTEXT,
         "clusters": [{"name": CONTEXT, "cluster": {"server": f"https://{LOOPBACK}:{ports.apiserver}",
                                                    "certificate-authority": str(d / "pki" / "apiserver.crt")}}],
@@ -249,6 +231,10 @@ def _prepare_files(d: Path, ports: Ports, storage_classes: Sequence[str]) -> str
         "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT}}],
     }, sort_keys=False))
     (d / "kwok.yaml").write_text(_kwok_config(storage_classes))
+    try:
+        autoscaling.prepare_files(d, ports.prometheus)
+    except autoscaling.AutoscalingError as exc:
+        raise ClusterError(str(exc)) from None
     return token
 
 
@@ -299,7 +285,7 @@ def running() -> dict[str, Any] | None:
     if not state:
         return None
     procs = state.get("processes", {})
-    if procs and all(_owned(p["pid"], p["binary"]) for p in procs.values()):
+    if procs and all((r := ProcessRecord.from_json(p)) is not None and r.running for p in procs.values()):
         return state
     return None
 
@@ -318,26 +304,49 @@ def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None])
     storage_classes = sorted({DEFAULT_STORAGE_CLASS} | ({region.kubernetes.storage_class} if region.kubernetes.storage_class else set()))
     state = running()
     bins = toolchain_bin_dir(progress)
-    if state is None or state.get("storage_classes") != storage_classes:
+    kubectl = str(bins / "kubectl")
+    prometheus_port = autoscaling.region_prometheus_port(region.kubernetes.prometheus_url)
+    # A cluster started before the autoscaling stack existed is restarted with it, and one whose
+    # Prometheus is not where the region's ScaledObjects look for it.
+    if state is None or state.get("storage_classes") != storage_classes or \
+            not set(autoscaling.PROCESS_NAMES) <= set(state.get("processes", {})) or \
+            prometheus_port not in (None, state["ports"].get("prometheus")):
         down(progress, quiet=True)
         previous = _read_state() or {}
         ports = Ports.pick(previous.get("ports"))
+        if prometheus_port is not None and prometheus_port != ports.prometheus:
+            if not port_free(prometheus_port) or prometheus_port in ports.__dict__.values():
+                raise ClusterError(f"port {prometheus_port} of region {region.name!r}'s kubernetes.prometheus_url "
+                                   f"({region.kubernetes.prometheus_url}) is in use: the dev Prometheus must listen there")
+            ports.prometheus = prometheus_port
         token = _prepare_files(d, ports, storage_classes)
         procs: dict[str, Any] = {}
         start = time.monotonic()
+
+        def start_component(component: _Component) -> None:
+            record = _spawn(component, d)
+            procs[component.name] = {**record.as_json(), "binary": component.argv[0]}
+            _write_state(d, ports, procs, storage_classes, region.name)
+            _wait_ready(component, record, d, token)
+            progress(f"{component.name} ready (pid {record.pid})")
+
         try:
             for component in _components(bins, d, ports, token):
-                pid = _spawn(component, d)
-                procs[component.name] = {"pid": pid, "binary": component.argv[0]}
-                _write_state(d, ports, procs, storage_classes, region.name)
-                _wait_ready(component, pid, d, token)
-                progress(f"{component.name} ready (pid {pid})")
-        except ClusterError:
+                start_component(component)
+            progress(f"control plane up in {time.monotonic() - start:.1f}s at https://{LOOPBACK}:{ports.apiserver}")
+            # KEDA's CRDs, RBAC and token before KEDA starts; the APIService is Available once
+            # the aggregator reaches the adapter.
+            start = time.monotonic()
+            autoscaling.install(kubectl, d, ports.apiserver, ports.keda_adapter, _apply, progress)
+            for spec in autoscaling.process_specs(bins, d, ports):
+                start_component(_Component(spec.name, spec.argv, spec.ready_url, env=spec.env))
+            autoscaling.wait_external_metrics_available(kubectl, d)
+            progress(f"autoscaling up in {time.monotonic() - start:.1f}s: Prometheus at "
+                     f"http://{LOOPBACK}:{ports.prometheus}, external metrics served by KEDA")
+        except (ClusterError, autoscaling.AutoscalingError) as exc:
             down(progress, quiet=True)
-            raise
-        progress(f"control plane up in {time.monotonic() - start:.1f}s at https://{LOOPBACK}:{ports.apiserver}")
+            raise ClusterError(str(exc)) from None
         state = _read_state() or {}
-    kubectl = str(bins / "kubectl")
     _apply_cluster_objects(kubectl, storage_classes, progress)
     _sync_nodes(kubectl, region, agents, progress)
     state["region"] = region.name
@@ -346,7 +355,7 @@ def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None])
 
 
 def _write_state(d: Path, ports: Ports, procs: dict[str, Any], storage_classes: Sequence[str], region: str) -> None:
-    _write_private(d / "state.json", json.dumps({
+    write_private(d / "state.json", json.dumps({
         "ports": ports.__dict__, "processes": procs, "storage_classes": list(storage_classes),
         "region": region, "kubeconfig": str(d / "kubeconfig"),
     }, indent=2))
@@ -358,14 +367,14 @@ def down(progress: Callable[[str], None], quiet: bool = False, purge: bool = Fal
     stopped = []
     if state:
         for name, proc in reversed(list(state.get("processes", {}).items())):
-            if _owned(proc["pid"], proc["binary"]):
-                _terminate(proc["pid"], timeout=10.0)
+            record = ProcessRecord.from_json(proc)
+            if record is not None and record.stop(timeout=10.0):
                 stopped.append(name)
-            child = _STARTED.pop(proc["pid"], None)
+            child = _STARTED.pop(proc.get("pid"), None)
             if child is not None:
                 child.wait()
         state["processes"] = {}
-        _write_private(_state_file(), json.dumps(state, indent=2))
+        write_private(_state_file(), json.dumps(state, indent=2))
     if purge and state_dir().exists():
         shutil.rmtree(state_dir())
     if not quiet:

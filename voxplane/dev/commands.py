@@ -18,8 +18,9 @@ def dev() -> None:
 @dev.group()
 def cluster() -> None:
     """A local Kubernetes control plane with simulated nodes (etcd, kube-apiserver,
-    controller-manager, scheduler, kwok). The real API server admits and the real scheduler places
-    every object; pods become Ready, but nothing inside them runs."""
+    controller-manager, scheduler, kwok) and its autoscaling stack (Prometheus, KEDA's operator and
+    metrics adapter). The real API server admits and the real scheduler places every object, KEDA
+    and the HPA controller scale workloads; pods become Ready, but nothing inside them runs."""
 
 
 @cluster.command("up")
@@ -30,7 +31,8 @@ def cluster_up(region: str, root: Path) -> None:
     """Start (or reuse) the control plane; make its simulated nodes exactly REGION's.
 
     Prints `export KUBECONFIG=...` on stdout for `eval "$(voxplane dev cluster up)"`; progress goes
-    to stderr. The first run builds the control plane from the Go module proxy (~15 min on 2 cores).
+    to stderr. The first run builds the control plane and KEDA from the Go module proxy
+    (~25-30 min on 2 cores) and installs Prometheus from Debian's packages.
     """
     from ..cli import print_problems
     from ..livekit.commands import CommandError, load_region
@@ -72,6 +74,62 @@ def cluster_env() -> None:
     click.echo(exports())
 
 
+@dev.group()
+def servers() -> None:
+    """Redis + livekit-server (and a region's gateway) on loopback, in the background until `down`."""
+
+
+def _servers_progress(line: str) -> None:
+    click.echo(f"devservers: {line}", err=True)
+
+
+@servers.command("up")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="livekit-server config (YAML or JSON).")
+@click.option("--region", metavar="NAME", help="Use the config voxplane renders for this region, and run its gateway too.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Repository root for --region.")
+def servers_up(config_file: Path | None, region: str | None, root: Path) -> None:
+    """Start; prints `export LIVEKIT_URL=... LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=...` for eval
+    (with --region also VOXPLANE_LIVEKIT_TENANT_URL, the gateway's). Progress goes to stderr. Without
+    --config or --region the server runs a minimal built-in config with a random key."""
+    from .servers import ServersError, exports, load_config_file, up
+
+    if config_file is not None and region is not None:
+        raise click.UsageError("--config and --region are mutually exclusive")
+    try:
+        config = load_config_file(config_file) if config_file is not None else None
+    except ServersError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    try:
+        state = up(config, region=region, root=root, progress=_servers_progress)
+    except ServersError as exc:
+        _servers_progress(str(exc))
+        sys.exit(1)
+    click.echo(exports(state))
+
+
+@servers.command("down")
+def servers_down() -> None:
+    """Stop what `up` started."""
+    from .servers import down
+
+    down(_servers_progress)
+
+
+@servers.command("env")
+def servers_env() -> None:
+    """Print the `export LIVEKIT_URL=...` line of the running servers; exit 1 when none run."""
+    from .servers import exports, running_state
+
+    state = running_state()
+    if state is None:
+        _servers_progress("not running (`make livekit-up`)")
+        sys.exit(1)
+    click.echo(exports(state))
+
+
 @dev.command("pulumi", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("region")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -98,13 +156,13 @@ def dev_pulumi(region: str, args: tuple[str, ...], root: Path) -> None:
 
 def _dev_endpoints() -> dict[str, str]:
     """KUBECONFIG of the dev cluster and LIVEKIT_URL of the dev LiveKit server, when running."""
-    from .servers import _running_state
     from .cluster import kubeconfig_path, running
+    from .servers import running_state
 
     env: dict[str, str] = {}
     if running() is not None:
         env["KUBECONFIG"] = str(kubeconfig_path())
-    state = _running_state()
+    state = running_state()
     if state is not None:
         env["LIVEKIT_URL"] = state["livekit"]["http_url"]
     return env

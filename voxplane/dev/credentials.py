@@ -25,7 +25,7 @@ def dev_tenant_credentials(root: Path, region_name: str, tenant: str) -> tuple[s
     from ..crosscheck import stack_config
     from .cluster import CONTEXT
     from .stack import dev_root_secret
-    from .servers import load_region
+    from .region import load_region
 
     _, region = load_region(region_name, root)
     if tenant not in region.tenants:

@@ -1,6 +1,6 @@
-"""A real livekit-sip bridge on loopback, next to `voxplane.dev.servers`' Redis and livekit-server.
+"""A real livekit-sip bridge on loopback, next to the dev Redis and livekit-server.
 
-The config is the one voxplane renders for the region (`build.livekit_config.sip_config`), with
+The config is the one voxplane renders for the region (`desired.livekit_config.sip_config`), with
 only addresses and ports changed (see `loopback_sip_config`): livekit-sip decodes its config
 strictly too, so a rendered key it does not know fails here as it would in the cluster.
 
@@ -19,35 +19,23 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from .servers import (
-    LOOPBACK,
-    LiveKitServer,
-    RedisServer,
-    ServerStartError,
-    _child_env,
-    _Process,
-    free_ports,
-)
 from ..model import Region
+from .livekit import LiveKitServer
+from .paths import SCRIPTS
+from .ports import LOOPBACK, free_port, free_port_range
+from .process import ServerProcess, ServerStartError, answers_ok, installed_binary
+from .redis import REMOTE_ONLY_KEYS, RedisServer
 
-_ENSURE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-sip.sh"
+__all__ = ["BINARY_ENV", "RTP_PORTS", "SipServer", "ensure_sip_binary", "loopback_sip_config"]
+
 #: A prebuilt livekit-sip to use instead of the cached build.
 BINARY_ENV = "VOXPLANE_LIVEKIT_SIP_BIN"
 #: RTP ports per bridge: two calls' worth is plenty for tests.
 RTP_PORTS = 8
-_REDIS_REMOTE_KEYS = frozenset({
-    "username", "password", "use_tls", "sentinel_master_name", "sentinel_username",
-    "sentinel_password", "sentinel_addresses", "cluster_addresses", "tls",
-})
 
 
 def loopback_sip_config(
@@ -63,7 +51,7 @@ def loopback_sip_config(
     cfg: dict[str, Any] = copy.deepcopy(dict(config))
     cfg["ws_url"] = ws_url
     # A plain local Redis: no password reference (`$(REDIS_PASSWORD)` is expanded by the kubelet).
-    redis = {k: v for k, v in (cfg.get("redis") or {}).items() if k not in _REDIS_REMOTE_KEYS}
+    redis = {k: v for k, v in (cfg.get("redis") or {}).items() if k not in REMOTE_ONLY_KEYS}
     redis["address"] = redis_address
     cfg["redis"] = redis
     cfg["sip_port"] = sip_port  # UDP and TCP listen on the same port
@@ -78,44 +66,11 @@ def loopback_sip_config(
     return cfg
 
 
-def _free_udp_range(count: int) -> tuple[int, int]:
-    """`count` consecutive ports free for UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
-        start = free_ports(1, "udp")[0]
-        if start + count > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(start, start + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((LOOPBACK, p))
-            return start, start + count - 1
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise ServerStartError(f"no {count} consecutive free UDP ports on {LOOPBACK}")
-
-
-def _free_sip_port() -> int:
-    """A port free for both UDP and TCP (livekit-sip listens on both)."""
-    for _ in range(50):
-        port = free_ports(1, "udp")[0]
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((LOOPBACK, port))
-            except OSError:
-                continue
-        return port
-    raise ServerStartError(f"no port free for UDP and TCP on {LOOPBACK}")
-
-
-class SipServer(_Process):
+class SipServer(ServerProcess):
     """livekit-sip on loopback, run with `--config FILE`, talking to `livekit` through `redis`."""
 
     name = "livekit-sip"
+    installer = "scripts/ensure-sip.sh"
 
     def __init__(
         self,
@@ -134,9 +89,12 @@ class SipServer(_Process):
         super().__init__(workdir, detached=False)
         redis_address = redis.address if isinstance(redis, RedisServer) else redis
         rendered = sip_config(region, redis_address=redis_address, ws_url=livekit.url)
-        self.sip_port = _free_sip_port()
-        self.health_port = free_ports(1, "tcp")[0]
-        self.rtp_ports = _free_udp_range(RTP_PORTS)
+        try:
+            self.sip_port = free_port("both")  # livekit-sip listens on UDP and TCP
+            self.health_port = free_port("tcp")
+            self.rtp_ports = free_port_range(RTP_PORTS)
+        except OSError as e:
+            raise ServerStartError(f"{self.name}: {e}") from e
         self.config = loopback_sip_config(
             rendered,
             redis_address=redis_address,
@@ -161,42 +119,21 @@ class SipServer(_Process):
     def config_path(self) -> Path:
         return self.workdir / "sip.yaml"
 
-    def _spawn_env(self) -> dict[str, str]:
-        env = _child_env()
-        # livekit-sip reads these when the config has no api_key/api_secret (the rendered one never has).
-        env["LIVEKIT_API_KEY"] = self.api_key
-        env["LIVEKIT_API_SECRET"] = self.api_secret
-        return env
-
     def start(self) -> Self:
         binary = self.binary or ensure_sip_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.config_path, "w") as f:
             json.dump(self.config, f, indent=2)  # JSON is YAML; no secret in it
             f.write("\n")
-        self._log = self.log_path.open("wb")
-        try:
-            self._proc = subprocess.Popen(
-                [str(binary), "--config", str(self.config_path)],
-                cwd=self.workdir,
-                env=self._spawn_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-        except OSError as e:
-            self._cleanup()
-            raise ServerStartError(f"{self.name}: cannot run {binary}: {e}") from e
+        # livekit-sip reads the key from these when the config has none (the rendered one never has).
+        self._spawn([str(binary), "--config", str(self.config_path)],
+                    env={"LIVEKIT_API_KEY": self.api_key, "LIVEKIT_API_SECRET": self.api_secret})
         self._await_start(self.healthy, f"not healthy at {self.health_url}", 0.1, self.startup_timeout)
         return self
 
     def healthy(self) -> bool:
         """True when the health port answers 200 (it answers 503 while the bridge is not ready)."""
-        try:
-            with urllib.request.urlopen(self.health_url, timeout=1.0) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers_ok(self.health_url)
 
 
 def ensure_sip_binary() -> Path:
@@ -208,19 +145,4 @@ def ensure_sip_binary() -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise ServerStartError(f"{BINARY_ENV}={given}: not an executable file")
         return path
-    if not _ENSURE_SCRIPT.is_file():
-        raise ServerStartError(f"{_ENSURE_SCRIPT} not found (voxplane not run from its checkout?)")
-    proc = subprocess.run(
-        ["bash", str(_ENSURE_SCRIPT), "--print-path"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
-    )
-    sys.stderr.write(proc.stderr)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        raise ServerStartError(
-            f"{_ENSURE_SCRIPT.name} failed (exit {proc.returncode}): " + (lines[-1] if lines else "no output")
-        )
-    path = Path(proc.stdout.strip())
-    if not path.is_file():
-        raise ServerStartError(f"{_ENSURE_SCRIPT.name} printed {proc.stdout.strip()!r}: not a file")
-    return path
+    return installed_binary(SCRIPTS / "ensure-sip.sh")

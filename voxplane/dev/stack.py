@@ -31,39 +31,23 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from .servers import cache_dir
 from ..keys import ROOT_SECRET_CONFIG
+from .paths import SCRIPTS, VENV, dev_dir, write_private
 
-_REPO = Path(__file__).resolve().parents[2]
-_ENSURE_TOOLCHAIN = _REPO / "scripts" / "ensure-toolchain.sh"
+_ENSURE_TOOLCHAIN = SCRIPTS / "ensure-toolchain.sh"
 
 
 class StackError(RuntimeError):
     """Setting up or running the engine failed; the message says why."""
 
 
-def dev_dir() -> Path:
-    """`$VOXPLANE_DEV_STATE`, else ~/.cache/voxplane/dev: the dev cluster, state backend,
-    passphrase and dev secrets (tests point it at a temporary folder)."""
-    env = os.environ.get("VOXPLANE_DEV_STATE")
-    return Path(env) if env else cache_dir() / "dev"
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
 def needed_secret_keys(root: Path, region: str) -> list[str]:
     """Stack config keys (without `voxplane:`) that hold secrets the region reads."""
     from ..loader import load
-    from ..render import _secret_config_keys
+    from ..render import secret_config_keys
 
     project = load((), root).require_project()
-    return sorted(_secret_config_keys(project, region))
+    return sorted(secret_config_keys(project, region))
 
 
 def dev_secrets(region: str, keys: Sequence[str]) -> dict[str, str]:
@@ -77,7 +61,7 @@ def dev_secrets(region: str, keys: Sequence[str]) -> dict[str, str]:
     for key in missing:
         values[key] = "dev-" + secrets.token_urlsafe(24)
     if missing or not path.exists():
-        _write_private(path, json.dumps(values, indent=1, sort_keys=True) + "\n")
+        write_private(path, json.dumps(values, indent=1, sort_keys=True) + "\n")
     return {k: values[k] for k in keys}
 
 
@@ -137,8 +121,8 @@ def prepare(root: Path, region: str, *, state_dir: Path | None = None, overrides
     state.mkdir(parents=True, exist_ok=True)
     passphrase = dev_dir() / "passphrase"
     if not passphrase.exists():
-        _write_private(passphrase, secrets.token_urlsafe(32) + "\n")
-    venv_bin = _REPO / ".venv" / "bin"
+        write_private(passphrase, secrets.token_urlsafe(32) + "\n")
+    venv_bin = VENV / "bin"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
     env.update({
         # Our engine and plugins first, then the project's Python (the language host runs `python`).
@@ -148,7 +132,7 @@ def prepare(root: Path, region: str, *, state_dir: Path | None = None, overrides
         "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "VIRTUAL_ENV": str(_REPO / ".venv"),
+        "VIRTUAL_ENV": str(VENV),
         **(extra_env or {}),
     })
     config_file = _config_copy(root, region, stack_file, state, overrides or {}, drop)
@@ -189,7 +173,7 @@ def _config_copy(root: Path, region: str, stack_file: Path, state: Path, overrid
     if "encryptionsalt" in previous:
         doc["encryptionsalt"] = previous["encryptionsalt"]
     doc["config"] = config
-    _write_private(copy, yaml.safe_dump(doc, sort_keys=False))
+    write_private(copy, yaml.safe_dump(doc, sort_keys=False))
     return copy
 
 

@@ -6,8 +6,9 @@ join and administer every room, register as any agent and manage SIP. So tenants
 the server knows. Each tenant gets its own key, derived from the region's root secret and known
 only to the gateway; the gateway checks every token and request against the tenant's scope
 (`scope.TenantScope`: its agents, its rooms) and forwards what passes with a token it mints for
-that request with the platform key (`policy`). `server.Gateway` is the process; `python -m
-voxplane.gateway serve --config FILE` runs it.
+that request with the platform key (`policy`), within the tenant's limits (`limits`: rates of
+joins, API calls and worker registrations, open connections; issue #19). `server.Gateway` is the
+process, `metrics` its Prometheus metrics; `python -m voxplane.gateway serve --config FILE` runs it.
 """
 
 from .policy import Denied, KeyRing, Principal, authenticate

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
+from .limits import TenantLimits
 #: Separator livekit-server puts after a dispatch rule's room prefix.
 ROOM_SEPARATOR = "_"
-#: Config format version; the gateway refuses a config it does not know.
-CONFIG_VERSION = 1
+#: Config format version; the gateway refuses a config it does not know (2: per-tenant `limits`).
+CONFIG_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class GatewayConfig:
         listen_host, listen_port: The API and signalling listener.
         metrics_port: Prometheus `/metrics`, `/healthz`, `/readyz`.
         tenants: Tenant name -> scope.
+        limits: Tenant name -> its limits at each replica (`limits.TenantLimits`); every tenant
+            has them.
     """
 
     upstream: str
@@ -87,7 +90,14 @@ class GatewayConfig:
     listen_port: int = 8080
     metrics_port: int = 9102
     token_ttl_seconds: int = 300
+    limits: Mapping[str, TenantLimits] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if set(self.limits) != set(self.tenants):
+            odd = sorted(set(self.limits) ^ set(self.tenants))[0]
+            which = "has no limits" if odd in self.tenants else "has limits but is no tenant"
+            raise ValueError(f"gateway config: {odd!r} {which}")
 
     def to_json(self) -> str:
         data = {
@@ -99,7 +109,8 @@ class GatewayConfig:
             "listen_port": self.listen_port,
             "metrics_port": self.metrics_port,
             "token_ttl_seconds": self.token_ttl_seconds,
-            "tenants": {name: self.tenants[name].as_dict() for name in sorted(self.tenants)},
+            "tenants": {name: {**self.tenants[name].as_dict(), "limits": self.limits[name].as_dict()}
+                        for name in sorted(self.tenants)},
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
@@ -108,7 +119,12 @@ class GatewayConfig:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("version") != CONFIG_VERSION:
             raise ValueError(f"gateway config: expected an object with \"version\": {CONFIG_VERSION}")
-        tenants = {str(n): TenantScope.from_dict(str(n), t) for n, t in (data.get("tenants") or {}).items()}
+        raw_tenants = data.get("tenants") or {}
+        tenants = {str(n): TenantScope.from_dict(str(n), t) for n, t in raw_tenants.items()}
+        try:
+            limits = {str(n): TenantLimits.from_dict(str(n), t.get("limits")) for n, t in raw_tenants.items()}
+        except ValueError as e:
+            raise ValueError(f"gateway config: {e}") from e
         config = cls(
             upstream=str(data["upstream"]).rstrip("/"),
             platform_key=str(data["platform_key"]),
@@ -118,6 +134,7 @@ class GatewayConfig:
             listen_port=int(data.get("listen_port", 8080)),
             metrics_port=int(data.get("metrics_port", 9102)),
             token_ttl_seconds=int(data.get("token_ttl_seconds", 300)),
+            limits=limits,
         )
         problems = conflicts(config.tenants.values())
         if problems:
@@ -132,7 +149,12 @@ class GatewayConfig:
         """The same scopes with other addresses (loopback runs of the rendered config)."""
         return GatewayConfig(upstream=upstream.rstrip("/"), platform_key=self.platform_key, keys_dir=keys_dir,
                              tenants=self.tenants, listen_host=listen_host, listen_port=listen_port,
-                             metrics_port=metrics_port, token_ttl_seconds=self.token_ttl_seconds)
+                             metrics_port=metrics_port, token_ttl_seconds=self.token_ttl_seconds,
+                             limits=self.limits)
+
+    def room_owner(self, room: str) -> Optional[TenantScope]:
+        """The tenant whose room `room` is (`conflicts` keeps it to one), or None."""
+        return next((t for t in self.tenants.values() if t.owns_room(room)), None)
 
 
 def conflicts(scopes: Iterable[TenantScope]) -> list[str]:

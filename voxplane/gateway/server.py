@@ -11,7 +11,12 @@ Routes (everything else answers 404):
   (`policy.check_worker_message`) before it goes on.
 - `GET /`: "OK" (the listener is up), for load balancers.
 
-On the metrics port: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
+Every call, join and registration a tenant makes first passes its limits (`limits.Limits`): API
+calls, joins and registrations spend a token of their rate; a WebSocket holds one of the tenant's
+connections while it is open. Server-issued tokens (an agent's job, a signalling refresh) count
+against the tenant whose room they name.
+
+On the metrics port: `/metrics` (`metrics.Metrics`), `/healthz`, `/readyz`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import logging
 import os
 import signal
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlencode
@@ -29,6 +33,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from .limits import Limited, Limits, RateName
+from .metrics import CONTENT_TYPE, Metrics
 from .policy import Denied, KeyRing, Principal, authenticate, authorize_join, authorize_twirp, authorize_worker, \
     check_worker_message
 from .scope import GatewayConfig, TenantScope
@@ -67,44 +73,6 @@ def load_keys(config: GatewayConfig) -> KeyRing:
     )
 
 
-class Metrics:
-    """Counters and gauges in Prometheus text format (no client library needed for a handful)."""
-
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.denied: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.open: dict[str, int] = defaultdict(int)
-        self.upstream_seconds: dict[str, float] = defaultdict(float)
-        self.upstream_count: dict[str, int] = defaultdict(int)
-
-    def request(self, route: str, tenant: str, outcome: str) -> None:
-        self.requests[(route, tenant, outcome)] += 1
-
-    def deny(self, route: str, tenant: str, reason: str) -> None:
-        self.denied[(route, tenant, reason)] += 1
-        self.request(route, tenant, "denied")
-
-    def render(self) -> str:
-        lines = [
-            "# HELP voxplane_gateway_requests_total Requests and WebSocket sessions by route, tenant and outcome.",
-            "# TYPE voxplane_gateway_requests_total counter",
-        ]
-        lines += [f'voxplane_gateway_requests_total{{route="{r}",tenant="{t}",outcome="{o}"}} {n}'
-                  for (r, t, o), n in sorted(self.requests.items())]
-        lines += ["# HELP voxplane_gateway_denied_total Refused requests and messages by reason.",
-                  "# TYPE voxplane_gateway_denied_total counter"]
-        lines += [f'voxplane_gateway_denied_total{{route="{r}",tenant="{t}",reason="{x}"}} {n}'
-                  for (r, t, x), n in sorted(self.denied.items())]
-        lines += ["# HELP voxplane_gateway_websockets Open proxied WebSockets.", "# TYPE voxplane_gateway_websockets gauge"]
-        lines += [f'voxplane_gateway_websockets{{route="{r}"}} {n}' for r, n in sorted(self.open.items())]
-        lines += ["# HELP voxplane_gateway_upstream_seconds Time livekit-server took to answer API calls.",
-                  "# TYPE voxplane_gateway_upstream_seconds summary"]
-        for r in sorted(self.upstream_count):
-            lines.append(f'voxplane_gateway_upstream_seconds_sum{{route="{r}"}} {self.upstream_seconds[r]:.6f}')
-            lines.append(f'voxplane_gateway_upstream_seconds_count{{route="{r}"}} {self.upstream_count[r]}')
-        return "\n".join(lines) + "\n"
-
-
 def _token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     if header:
@@ -116,12 +84,25 @@ def _twirp_error(denied: Denied) -> web.Response:
     return web.json_response({"code": denied.code, "msg": denied.message}, status=denied.status)
 
 
+def _twirp_limited(limited: Limited) -> web.Response:
+    """Twirp's error body with code `resource_exhausted` (HTTP 429), as livekit-server answers."""
+    return web.json_response({"code": limited.code, "msg": limited.message}, status=limited.status,
+                             headers={"Retry-After": str(limited.retry_after)})
+
+
+def _http_limited(limited: Limited) -> web.Response:
+    """A refused upgrade or /rtc/validate: the status and the reason as text, as livekit-server's
+    HandleError writes them."""
+    return web.Response(status=limited.status, text=limited.message, headers={"Retry-After": str(limited.retry_after)})
+
+
 class Gateway:
     """One gateway: `await start()`, `await stop()`; or `run()` to serve until SIGTERM."""
 
     def __init__(self, config: GatewayConfig, keys: Optional[KeyRing] = None):
         self.config = config
         self.keys = keys or load_keys(config)
+        self.limits = Limits(config.limits)
         self.metrics = Metrics()
         self.ready = False
         self._session: Optional[aiohttp.ClientSession] = None
@@ -207,7 +188,7 @@ class Gateway:
         return web.Response(text="OK")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.metrics.render(), content_type="text/plain")
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="OK")
@@ -226,6 +207,9 @@ class Gateway:
         except Denied as d:
             self.metrics.deny(route, "", d.reason)
             return _twirp_error(d)
+        limited = self._spend(route, principal, "api_calls")
+        if limited is not None:
+            return _twirp_limited(limited)
         try:
             if request.content_type not in ("application/json", "application/protobuf"):
                 raise Denied("bad_route", f"unexpected Content-Type {request.content_type!r}", "request")
@@ -242,30 +226,73 @@ class Gateway:
             headers={"Authorization": f"Bearer {token}", "Content-Type": request.content_type},
         ) as resp:
             data = await resp.read()
-            self.metrics.upstream_seconds[route] += time.perf_counter() - started
-            self.metrics.upstream_count[route] += 1
+            self.metrics.upstream(route, time.perf_counter() - started)
             if resp.status == 200 and decision.filter_response is not None:
                 data = decision.filter_response(data, json_body)
             self.metrics.request(route, principal.label, "forwarded")
             return web.Response(status=resp.status, body=data,
                                 headers={"Content-Type": resp.headers.get("Content-Type", request.content_type)})
 
+    # --- limits ---
+
+    def _tenant_of(self, principal: Principal) -> Optional[str]:
+        """The tenant a request counts against: the token's own; for a server-issued token, the
+        tenant whose room it names (None: no tenant's, no tenant limit)."""
+        if principal.tenant is not None:
+            return principal.tenant.name
+        room = principal.video.get("room")
+        owner = self.config.room_owner(room) if isinstance(room, str) else None
+        return owner.name if owner is not None else None
+
+    def _spend(self, route: str, principal: Principal, rate: RateName,
+               check: Optional[RateName] = None) -> Optional[Limited]:
+        """Spend a token of the principal's tenant's `rate` (and see that `check` has one left);
+        the refusal, counted, when over. Every authenticated request counts, whatever the policy
+        says of it next: refusing costs the gateway too."""
+        tenant = self._tenant_of(principal)
+        if tenant is None:
+            return None
+        try:
+            self.limits.take(tenant, rate)
+            if check is not None:
+                self.limits.check(tenant, check)
+        except Limited as limited:
+            self.metrics.limit(route, tenant, limited.limit)
+            # Debug: a flood of refusals must not become a flood of log lines.
+            log.debug("gateway: limited %s of %s: %s", route, tenant, limited.message)
+            return limited
+        return None
+
     # --- signalling ---
 
-    def _join(self, request: web.Request, route: str) -> tuple[Principal, str]:
-        principal = authenticate(_token(request), self.keys)
+    def _authenticate(self, request: web.Request, route: str) -> Principal | web.Response:
+        try:
+            return authenticate(_token(request), self.keys)
+        except Denied as d:
+            self.metrics.deny(route, "", d.reason)
+            return web.Response(status=d.status, text=d.message)
+
+    def _join_token(self, principal: Principal, route: str) -> str | web.Response:
         try:
             claims = authorize_join(principal)
         except Denied as d:
             self.metrics.deny(route, principal.label, d.reason)
-            raise
-        return principal, self.keys.mint(claims, ttl=self.config.token_ttl_seconds, not_after=principal.expires)
+            return web.Response(status=d.status, text=d.message)
+        return self.keys.mint(claims, ttl=self.config.token_ttl_seconds, not_after=principal.expires)
 
     async def _rtc_validate(self, request: web.Request) -> web.StreamResponse:
-        try:
-            _, token = self._join(request, "rtc")
-        except Denied as d:
-            return web.Response(status=d.status, text=d.message)
+        route = "rtc"
+        principal = self._authenticate(request, route)
+        if isinstance(principal, web.Response):
+            return principal
+        # An SDK asks here why its upgrade failed: the join limit answers as the upgrade did,
+        # without spending a join; the request itself is an API call.
+        limited = self._spend(route, principal, "api_calls", check="joins")
+        if limited is not None:
+            return _http_limited(limited)
+        token = self._join_token(principal, route)
+        if isinstance(token, web.Response):
+            return token
         query = [(k, v) for k, v in request.query.items() if k != "access_token"]
         async with self.session.get(f"{self.config.upstream}{request.path}?{urlencode(query)}",
                                     headers={"Authorization": f"Bearer {token}"}) as resp:
@@ -273,21 +300,26 @@ class Gateway:
                                 headers={"Access-Control-Allow-Origin": "*"})
 
     async def _rtc(self, request: web.Request) -> web.StreamResponse:
-        try:
-            principal, token = self._join(request, "rtc")
-        except Denied as d:
-            if d.reason == "unauthenticated":
-                self.metrics.deny("rtc", "", d.reason)
-            return web.Response(status=d.status, text=d.message)
-        return await self._proxy_ws(request, "rtc", principal, token)
+        route = "rtc"
+        principal = self._authenticate(request, route)
+        if isinstance(principal, web.Response):
+            return principal
+        limited = self._spend(route, principal, "joins")
+        if limited is not None:
+            return _http_limited(limited)
+        token = self._join_token(principal, route)
+        if isinstance(token, web.Response):
+            return token
+        return await self._proxy_ws(request, route, principal, token)
 
     async def _agent(self, request: web.Request) -> web.StreamResponse:
         route = "agent"
-        try:
-            principal = authenticate(_token(request), self.keys)
-        except Denied as d:
-            self.metrics.deny(route, "", d.reason)
-            return web.Response(status=d.status, text=d.message)
+        principal = self._authenticate(request, route)
+        if isinstance(principal, web.Response):
+            return principal
+        limited = self._spend(route, principal, "worker_registrations")
+        if limited is not None:
+            return _http_limited(limited)
         try:
             claims = authorize_worker(principal)
         except Denied as d:
@@ -296,10 +328,30 @@ class Gateway:
         token = self.keys.mint(claims, ttl=self.config.token_ttl_seconds, not_after=principal.expires)
         return await self._proxy_ws(request, route, principal, token)
 
-    async def _proxy_ws(self, request: web.Request, route: str, principal: Principal, token: str) -> web.StreamResponse:
+    async def _proxy_ws(self, request: web.Request, route: str, principal: Principal,
+                        token: str) -> web.StreamResponse:
+        """Forward the upgrade; the socket holds one of its tenant's connections while open
+        (refused with 429 at the tenant's cap)."""
         client = web.WebSocketResponse(max_msg_size=MAX_SIGNAL_MESSAGE, autoping=True)
         if not client.can_prepare(request).ok:
             return web.Response(status=404, text="expected a WebSocket upgrade")
+        tenant = self._tenant_of(principal)
+        if tenant is None:
+            return await self._forward_ws(request, client, route, principal, principal.label, token)
+        try:
+            self.limits.open(tenant)
+        except Limited as limited:
+            self.metrics.limit(route, tenant, limited.limit)
+            # Debug: a flood of refusals must not become a flood of log lines.
+            log.debug("gateway: limited %s of %s: %s", route, tenant, limited.message)
+            return _http_limited(limited)
+        try:
+            return await self._forward_ws(request, client, route, principal, tenant, token)
+        finally:
+            self.limits.close(tenant)
+
+    async def _forward_ws(self, request: web.Request, client: web.WebSocketResponse, route: str,
+                          principal: Principal, label: str, token: str) -> web.StreamResponse:
         query = [(k, v) for k, v in request.query.items() if k != "access_token"]
         url = f"{self._ws_upstream}{request.path}" + (f"?{urlencode(query)}" if query else "")
         forwarded = ", ".join(x for x in (request.headers.get("X-Forwarded-For"), request.remote) if x)
@@ -311,10 +363,10 @@ class Gateway:
                                                      autoping=True)
         except aiohttp.WSServerHandshakeError as e:
             # The server's own refusal (401, 404, ...), passed on as it gave it.
-            self.metrics.request(route, principal.label, f"upstream_{e.status}")
+            self.metrics.request(route, label, f"upstream_{e.status}")
             return web.Response(status=e.status, text=e.message or "refused by livekit-server")
         except aiohttp.ClientError as e:
-            self.metrics.request(route, principal.label, "upstream_error")
+            self.metrics.request(route, label, "upstream_error")
             return web.Response(status=502, text=f"livekit-server unreachable: {e}")
 
         try:
@@ -323,18 +375,19 @@ class Gateway:
             await upstream.close()
             raise
         self._sockets.add(client)
-        self.metrics.request(route, principal.label, "forwarded")
-        self.metrics.open[route] += 1
+        self.metrics.request(route, label, "forwarded")
+        self.metrics.opened(route, label)
         scope = principal.tenant if route == "agent" else None
         try:
             await self._pump(client, upstream, route, principal, scope)
         finally:
-            self.metrics.open[route] -= 1
             self._sockets.discard(client)
             if not upstream.closed:
                 await upstream.close()
             if not client.closed:
                 await client.close()
+            # Last, with no await after it: the caller frees the tenant's connection in the same step.
+            self.metrics.closed(route, label)
         return client
 
     async def _pump(self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, route: str,

@@ -93,11 +93,11 @@ def redis_address(option: Optional[str]) -> tuple[str, str]:
     env = os.environ.get(REDIS_ENV)
     if env:
         return env, REDIS_ENV
-    from ..dev import servers as devservers
+    from ..dev.servers import running_state, state_path
 
-    state = devservers._running_state()  # verifies both recorded processes are still alive
+    state = running_state()  # verifies that the recorded processes still run
     if state is not None:
-        return str(state["redis"]["address"]), f"dev servers ({devservers._state_path()})"
+        return str(state["redis"]["address"]), f"dev servers ({state_path()})"
     raise RouteError(
         f"no Redis address for livekit-server: pass --redis HOST:PORT, set {REDIS_ENV}, or start the dev "
         'servers with `eval "$(make -s livekit-up)"`')
@@ -602,15 +602,8 @@ def text_lines(d: Decision, region: str) -> list[str]:
     return lines
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
 __all__ = [
     "Answer", "Call", "Decision", "Expected", "RouteError", "RouteProbe", "address_allowed",
     "check_address", "check_against_manifests", "decide", "default_address", "ensure_probe_binary",
-    "expected_route", "percentile", "redis_address", "text_lines",
+    "expected_route", "redis_address", "text_lines",
 ]

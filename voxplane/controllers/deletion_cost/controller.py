@@ -11,13 +11,14 @@ from typing import Any, Callable, Optional
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import requests
+import token_bucket
 from kubernetes import client as kube
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .config import Config
-from .decide import ANNOTATION, PodState, TokenBucket, Write, writes
+from .decide import ANNOTATION, PodState, Write, writes
 
 log = logging.getLogger("voxplane.deletion_cost")
 
@@ -61,7 +62,8 @@ class Controller:
         self.api = api
         self.http = http or requests.Session()
         self.metrics = Metrics()
-        self.budget = TokenBucket(config.writes_per_second, config.burst, clock)
+        # The write budget: `burst` writes, refilled at writes_per_second (starts full).
+        self.budget = token_bucket.Limiter(config.writes_per_second, config.burst, token_bucket.MemoryStorage())
         self._clock = clock
         self.last_ok: Optional[float] = None
         self.last_round: Optional[float] = None
@@ -136,7 +138,7 @@ class Controller:
             return result
         result.pods = len(pods)
         for w in writes(pods, jobs):
-            if not self.budget.take():
+            if not self.budget.consume(b"writes"):
                 result.skipped += 1
                 continue
             if self.write(w):

@@ -13,9 +13,8 @@ round, when the difference is still there.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 #: The annotation the ReplicaSet controller ranks pods by when it scales down (lowest goes first).
 ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
@@ -69,23 +68,3 @@ def writes(pods: Iterable[PodState], jobs: Mapping[tuple[str, str], float]) -> l
             continue
         out.append(Write(pod.namespace, pod.name, want, pod.cost))
     return sorted(out, key=lambda w: (not w.protects, -abs(w.cost - (parse_cost(w.was) or 0)), w.namespace, w.name))
-
-
-class TokenBucket:
-    """`burst` tokens, refilled at `rate` per second; each write takes one."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        if rate <= 0 or burst < 1:
-            raise ValueError("a write budget needs a positive rate and a burst of at least 1")
-        self.rate, self.burst, self._clock = rate, burst, clock
-        self._tokens = float(burst)
-        self._last = clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False

@@ -1,0 +1,52 @@
+"""tests/support and the rules tests/conftest.py keeps: one percentile, one way to wait, and no real
+server started by a test that is not marked `integration`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from voxplane.dev.redis import RedisServer
+
+from .support.repo import REPO, copy_checkout
+from .support.stats import percentile
+from .support.wait import wait_until
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert [percentile(values, q) for q in (0, 50, 95, 99, 100)] == [1.0, 50.0, 95.0, 99.0, 100.0]
+    assert percentile([3.0], 95) == 3.0
+    # Where nearest rank and rounding an interpolation index part: p50 of four is the second value.
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_wait_until_returns_the_first_true_value() -> None:
+    answers = iter([None, 0, [], "ready"])
+    assert wait_until("an answer", lambda: next(answers), timeout=10, interval=0) == "ready"
+
+
+def test_wait_until_fails_naming_what_it_waited_for() -> None:
+    with pytest.raises(pytest.fail.Exception, match=r"^no green light within 0s\nlast log line$"):
+        wait_until("green light", lambda: False, timeout=0, interval=0, details=lambda: "last log line")
+    calls = []
+    with pytest.raises(pytest.fail.Exception, match=r"^server exited while waiting for green light$"):
+        wait_until("green light", lambda: calls.append(1), timeout=60, interval=0, unless=lambda: "server exited")
+    assert len(calls) == 1, "a reason to stop waiting ends the wait at once"
+
+
+def test_a_test_not_marked_integration_cannot_start_a_server(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="starts a real redis server: mark it `integration`"):
+        RedisServer(workdir=tmp_path).start()
+
+
+def test_a_checkout_copy_leaves_out_what_a_checkout_does_not_hold(tmp_path: Path) -> None:
+    copy = copy_checkout(tmp_path / "copy", tests=False, link_venv=True)
+    assert (copy / "Pulumi.yaml").is_file() and (copy / "voxplane" / "cli.py").is_file()
+    assert not (copy / ".git").exists() and not (copy / "tests").exists()
+    assert not list(copy.rglob("__pycache__"))
+    assert (copy / ".venv").resolve() == (REPO / ".venv").resolve()
+    assert (copy / "stacks" / ".venv").is_symlink()  # still the link to ../.venv, now the copy's
