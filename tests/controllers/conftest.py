@@ -60,8 +60,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     """The module's dev cluster for `local` in its own VOXPLANE_DEV_STATE (set for the module, so
     the dev Prometheus' scrape targets land in it), the region applied."""
     from voxplane.dev import cluster as dev_cluster
-    from voxplane.loader import load
-    from voxplane.render import render
+    from voxplane.deploy.render import render
+    from voxplane.manifest.loader import load
 
     patch = pytest.MonkeyPatch()
     patch.setenv("VOXPLANE_DEV_STATE", str(tmp_path_factory.mktemp("controllers-dev-state")))

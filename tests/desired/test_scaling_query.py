@@ -28,7 +28,7 @@ import pytest
 
 from voxplane import hpa
 from voxplane.desired.agent_pool import ACTIVE_JOBS_METRIC
-from voxplane.render import render
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO
 

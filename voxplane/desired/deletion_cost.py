@@ -18,7 +18,7 @@ from typing import Sequence
 from .. import __version__
 from ..controllers.deletion_cost.config import Config, Pool
 from ..controllers.deletion_cost.decide import ANNOTATION
-from ..model import Agent, Region
+from ..manifest.model import Agent, Region
 from .agent_pool import ACTIVE_JOBS_METRIC
 from .common import (
     ANNOTATION_CONFIG_CHECKSUM,
@@ -43,7 +43,7 @@ from .network import NAMESPACE_NAME_LABEL, cidr, dns_egress, monitoring_peer, ne
 NAME = "pod-deletion-cost"
 COMPONENT = "controller"
 #: The image's repository under the stack's `voxplane:imageRegistry`; the stack builds it from the
-#: controller package (components/deletion_cost.py).
+#: controller package (voxplane/components/deletion_cost.py).
 REPOSITORY = "voxplane-deletion-cost"
 METRICS_PORT = 9103
 CONFIG_DIR = "/etc/voxplane-deletion-cost"
