@@ -2,7 +2,8 @@
 
 Each module builds one concept (`sfu`, `sip`, `redis`, `media` for what the SFU and SIP bridge
 share, `gateway`, `tenant`, `agent_pool`, `inference` and `speaches`, `gpu`, `network`,
-`livekit_config` for the servers' own config files, `common` for labels and object shapes);
+`deletion_cost` for the controller that ranks agent pods for scale-down, `livekit_config` for the
+servers' own config files, `common` for labels and object shapes);
 `region.build_region()` gathers them into the desired state of a region, which the components
 register, `voxplane render` writes and drift compares.
 """
