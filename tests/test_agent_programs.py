@@ -276,6 +276,14 @@ def test_dockerfile_starts_a_production_worker(folder: Path, dockerfile: str):
     assert re.search(r"agent\.py\W+start\b", cmds[-1]), f"{folder.name}/{dockerfile}: CMD {cmds[-1]}"
 
 
+def test_the_base_pins_the_livekit_agents_release_the_glue_names():
+    """One release, `agent_base.LIVEKIT_AGENTS`: the base image installs its line, and the scaffold's
+    standalone agent pins it (voxplane/devtools/scaffold.py reads the same constant)."""
+    base = (BASE / "requirements.txt").read_text()
+    for package in ("livekit-agents", "livekit-plugins-openai", "livekit-plugins-silero"):
+        assert re.search(rf"^{package}~={re.escape(agent_base.LIVEKIT_AGENTS)}$", base, re.MULTILINE), (package, base)
+
+
 @pytest.mark.parametrize("folder, dockerfile", PROGRAMS)
 def test_requirements_pin_livekit_agents(folder: Path, dockerfile: str):
     """livekit-agents is pinned to a release line where the image installs it, so a rebuild gets the

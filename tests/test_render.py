@@ -1,8 +1,8 @@
 """The real program under the SDK's mock engine, for every example region (issue #3).
 
 `voxplane.deploy.render.render()` runs `voxplane.deploy.program.run()` — the same code `pulumi up` runs — under
-`pulumi.runtime.set_mocks` and records every registration. The facts of design.md ("What the
-rendered platform must get right") are asserted on those recorded inputs; every Kubernetes object
+`pulumi.runtime.set_mocks` and records every registration. What the rendered platform must get
+right is asserted on those recorded inputs; every Kubernetes object
 passes strict schema validation (built-in kinds and custom resources against their CRDs); and the
 rendered files are compared with the committed snapshots in tests/golden/.
 """

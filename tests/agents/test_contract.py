@@ -63,7 +63,7 @@ def test_readiness_and_liveness_follow_the_livekit_connection_not_the_process(
     """/ready is 503 until the worker registered and as soon as LiveKit is gone; /live stays 200
     through a short outage and turns 503 once LiveKit has been lost for
     VOXPLANE_LIVEKIT_LOST_TIMEOUT (overridden from 60 s to 6 s); the worker registers again when
-    LiveKit is back. livekit-agents' own `/` said 200 throughout (reference/callpath.md)."""
+    LiveKit is back. livekit-agents' own `/` said 200 throughout."""
     platform_iter = start_platform()
     platform = next(platform_iter)
     try:

@@ -42,6 +42,9 @@ def deployment(**container: Any) -> dict[str, Any]:
     (60, "60", ("spec", "hard", "pods")),
     ("1Gi", "1024Mi", ("resources", "limits", "memory")),
     ("20Gi", "20Gi", ("spec", "resources", "requests", "storage")),
+    ("1e3", "1k", ("resources", "requests", "memory")),      # exponent forms are quantities too
+    ("12e6", "12M", ("resources", "limits", "memory")),
+    ("1.5Gi", "1536Mi", ("resources", "limits", "memory")),
 ])
 def test_quantities_equal_as_kubernetes_normalises_them(declared: Any, live: Any, path: tuple[str, ...]) -> None:
     assert scalars_equal(declared, live, path)

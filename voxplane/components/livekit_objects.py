@@ -5,7 +5,7 @@ The provider is a thin shell over `voxplane.livekit.reconcile`'s per-object oper
 `pulumi up`, `voxplane livekit sync` and `voxplane drift` read, compare and write objects the
 same way (same specs, same ownership metadata, same replace-in-place updates).
 
-Dynamic-provider rules followed (reference/pulumi.md §3):
+Dynamic-provider rules followed (from the Pulumi Python SDK's pulumi.dynamic):
 - Credentials never travel as resource inputs: `configure()` reads stack config
   (`voxplane:livekitApiUrl`, and `voxplane:livekitRootSecret` from which the admin key's secret is
   derived; `voxplane:livekitApiKey`/`voxplane:livekitApiSecret` override for servers with their
@@ -259,7 +259,9 @@ class LiveKitControlPlane(pulumi.ComponentResource):
 def _secret(resolver: SecretResolver, ref: SecretRef, origin: Any) -> pulumi.Output[str]:
     if ref.config:
         return pulumi.Output.secret(resolver.resolve(SecretValue("config", ref.config)))
-    raise ValueError(
+    # `validate` refuses this first. The Python SDK has no ResourceError: RunError ends `pulumi up`
+    # with this message and no traceback.
+    raise pulumi.RunError(
         f"{origin}: {ref.describe()} is a Kubernetes Secret; LiveKit trunk passwords and PINs are "
         "written by the deployer, which cannot read it: use a stack config secret ({config: KEY})"
     )

@@ -10,13 +10,13 @@ those pins, the glue on PYTHONPATH, the non-root user). An agent image built fro
     FROM ${VOXPLANE_AGENT_BASE}
 
 so each agent's build context stays its own folder (no shared build context trick): `pulumi up`
-builds the base first and passes its pushed digest as that argument (components/agent_pool.py);
+builds the base first and passes its pushed digest as that argument (voxplane/components/agent_pool.py);
 a local `docker build` uses the `voxplane-agent-base` tag; a team's own pipeline passes whatever
 base it published. Tests and local runs put the folder on PYTHONPATH instead.
 
 Who counts a change of the folder as a change of every agent built from source: the image tag
-(components/agent_pool.py hashes the base into the tag of each Dockerfile that uses it),
-`voxplane affected` and `voxplane plan` (voxplane/plan/affected.py, voxplane/plan/plan.py).
+(voxplane/components/agent_pool.py hashes the base into the tag of each Dockerfile that uses it),
+`voxplane affected` and `voxplane plan` (voxplane/plan/affected.py, voxplane/plan/manifests.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ GLUE = "voxplane_agent.py"
 IMAGE = "voxplane-agent-base"
 #: The build argument an agent's Dockerfile takes the base image reference from.
 BUILD_ARG = "VOXPLANE_AGENT_BASE"
+#: The livekit-agents release the glue is written against: the base's requirements.txt pins its line
+#: (`~=`), a scaffolded agent that does not build on the base pins it exactly; tests hold them together.
+LIVEKIT_AGENTS = "1.8.9"
 
 _FROM_ARG = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\$\{?" + BUILD_ARG + r"\}?(?:\s|$)", re.IGNORECASE | re.MULTILINE)
 

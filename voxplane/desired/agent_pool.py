@@ -2,7 +2,7 @@
 Secret its config-held secrets land in, a PDB, a PodMonitor and the KEDA ScaledObject that scales
 it on active jobs (never on CPU).
 
-Facts (reference/livekit.md §3, reference/callpath.md): workers register over a WebSocket to
+Facts (livekit-agents' worker and livekit-server's routing, as the worker tests run them): workers register over a WebSocket to
 `LIVEKIT_URL` and need no inbound ports; `LIVEKIT_AGENT_NAME` set ⇒ explicit dispatch only; SIGTERM
 drains for up to `drain_timeout` seconds; `lk_agents_active_job_count` is the worker's job gauge,
 with no sample before a worker's first job. livekit-agents 1.8's own health `GET /` answers 200

@@ -1,6 +1,6 @@
 """Names, labels and small helpers every builder shares.
 
-Object metadata contract (design.md): every object carries `app.kubernetes.io/managed-by: voxplane`
+Object metadata contract (what drift and `status` select on, README "Kubernetes drift"): every object carries `app.kubernetes.io/managed-by: voxplane`
 and `app.kubernetes.io/part-of: <region>`; objects an agent or tenant owns also carry
 `voxplane.io/agent` / `voxplane.io/tenant` and the annotation `voxplane.io/source`.
 """

@@ -1,7 +1,7 @@
 """A GPU node group: the Karpenter NodePool that provisions it, or (preprovisioned) the labels and
 taints its existing nodes must carry, plus the placement every inference pod on it uses.
 
-Facts (reference/inference.md §0.7, §4): the NVIDIA device plugin exposes the extended resource
+Facts (the NVIDIA device plugin's and GPU operator's sources): the NVIDIA device plugin exposes the extended resource
 `nvidia.com/gpu`; GPU Feature Discovery labels nodes `nvidia.com/gpu.product`, the portable GPU
 selector across clouds. GPU pools are tainted `nvidia.com/gpu:NoSchedule`; GKE's
 ExtendedResourceToleration plugin tolerates that for pods requesting GPUs, AKS has no such plugin

@@ -1,7 +1,7 @@
 """A region's whole desired state: `build_region`.
 
 `build_region` is the one place a region's objects are gathered: the region stack registers its
-parts (components/region_stack.py, each part to the component named after it), drift reads the
+parts (voxplane/components/region_stack.py, each part to the component named after it), drift reads the
 Secrets it declares (drift/kubernetes/secrets.py), and the dev servers run the gateway config it
 holds (dev/region.py). LiveKit's own objects (trunks, dispatch rules) are livekit/desired.py's.
 """

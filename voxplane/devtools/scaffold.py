@@ -34,7 +34,7 @@ from ..manifest.sourcemap import parse
 NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 #: What a new agent's pool requests per worker, and at most how many workers it starts with.
 WORKER_CPU, WORKER_MEMORY, MAX_WORKERS = "1", "2Gi", 10
-LIVEKIT_AGENTS = "1.8.9"
+LIVEKIT_AGENTS = agent_base.LIVEKIT_AGENTS
 #: The platform glue, in the agent base image's folder (voxplane.deploy.agent_base), when present.
 GLUE = agent_base.GLUE
 

@@ -1,7 +1,7 @@
 """The authorizing gateway in front of livekit-server (issue #9: tenant isolation that holds
 against a tenant's own code).
 
-livekit-server scopes nothing per API key (reference/livekit.md §1.7): any key it knows can list,
+livekit-server scopes nothing per API key (its auth checks a token's grants, never which key signed it): any key it knows can list,
 join and administer every room, register as any agent and manage SIP. So tenants never hold a key
 the server knows. Each tenant gets its own key, derived from the region's root secret and known
 only to the gateway; the gateway checks every token and request against the tenant's scope

@@ -5,7 +5,7 @@ reconciler resolves it only when it writes).
 
 Why the shape:
 - OSS livekit-server scopes nothing per API key: trunks and rules are global to the deployment
-  (reference/livekit.md §1.7). Tenant isolation is ours to build: names carry the tenant, every
+  (livekit-server checks a token's grants, not its key). Tenant isolation is ours to build: names carry the tenant, every
   rule lists exactly its own trunk in `trunk_ids` (an empty list would match every trunk, i.e.
   every tenant's numbers), and the agent dispatched is the tenant-scoped `Agent.scoped_name`.
 - Identity is the ownership key (region, tenant, agent, role) written into each object's

@@ -5,7 +5,6 @@ Each rule reports at the field a person has to change, and its message names the
 
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -21,6 +20,7 @@ from .quantity import parse_quantity
 from .secret_fields import SECRET_LIKE_ENV
 from .servers import SERVERS
 from .stackfile import StackFile
+from .suggest import did_you_mean
 
 #: Set by the platform on every agent pod; a manifest must not override them.
 RESERVED_ENV = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_AGENT_NAME")
@@ -41,10 +41,6 @@ def _where(source: Source | None, path: tuple[str | int, ...], *, key: bool = Fa
     line, col = source.map.key(path) if key else source.map.value(path)
     return f"{source.file}:{line}:{col}"
 
-
-def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def check(

@@ -18,6 +18,7 @@ from .model import Agent, Project, Region, Source, from_data
 from .problems import ManifestError, Problem, format_path, plural
 from .sourcemap import MAX_BYTES, SourceMap, YamlProblem, parse
 from .stackfile import StackFile
+from .suggest import did_you_mean
 
 Kind = Literal["region", "agent", "stack"]
 MANIFEST_DIRS: dict[str, Literal["region", "agent"]] = {"regions": "region", "agents": "agent"}
@@ -298,7 +299,7 @@ class UnknownRegion(ValueError):
             message = f"region {name!r} ({broken}) does not load: {why} (above); fix them and run this again"
         else:
             message = (f"no region {name!r} (regions: {', '.join(self.known) or 'none'})"
-                       + crosscheck.did_you_mean(name, self.known))
+                       + did_you_mean(name, self.known))
         super().__init__(message)
 
 

@@ -8,7 +8,6 @@ fills in the documented `default`s so the typed model never invents its own.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from . import secret_fields
 from .schema_files import SCHEMA_FILES, raw_schemas
 from .problems import Path, Problem, format_path
 from .sourcemap import SourceMap
+from .suggest import did_you_mean
 
 @cache
 def validator(kind: str) -> Draft202012Validator:
@@ -112,7 +112,7 @@ def _explain(error: ValidationError, doc_kind: str) -> Iterator[Located]:
                 yield Located(path + (extra,), f"unknown field (not shown: it may be the secret){fix}", at_key=True,
                               field=path)
             else:
-                hint = _did_you_mean(extra, known) or _belongs_under(doc_kind, path, extra, known, instance)
+                hint = did_you_mean(extra, known) or _belongs_under(doc_kind, path, extra, known, instance)
                 yield Located(path + (extra,), "unknown field" + hint, at_key=True)
         return
     if kind == "required" and isinstance(instance, dict):
@@ -142,7 +142,7 @@ def _explain(error: ValidationError, doc_kind: str) -> Iterator[Located]:
         return
     if kind == "enum":
         allowed = [str(v) for v in value]
-        hint = _did_you_mean(str(instance), allowed) if isinstance(instance, str) else ""
+        hint = did_you_mean(str(instance), allowed) if isinstance(instance, str) else ""
         yield Located(path, f"{instance!r} is not one of {', '.join(allowed)}{hint}")
         return
     if kind == "pattern":
@@ -283,10 +283,6 @@ def _json_type(value: Any) -> str:
         return "string"
     return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else ""
 
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # --- field names, for hints ------------------------------------------------------------------

@@ -24,6 +24,7 @@ from .model import Agent, Region, SecretRef, Source
 from .problems import Problem, format_path
 from .indentation import AnyField
 from .sourcemap import SourceMap, YamlProblem, parse
+from .suggest import did_you_mean
 
 PROJECT_FILE = "Pulumi.yaml"
 NAMESPACE = "voxplane"
@@ -363,7 +364,4 @@ def _at_agent(agent: Agent, path: tuple[str | int, ...], message: str) -> Proble
 
 
 def _hint(word: str, choices: Sequence[str], *, listed: bool = False) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return "" if listed else f" (known: {', '.join(choices)})"
+    return did_you_mean(word, choices) or ("" if listed else f" (known: {', '.join(choices)})")

@@ -116,7 +116,7 @@ WHOLE_MAPS: dict[str, frozenset[str]] = {"ConfigMap": frozenset({"data", "binary
 #: Annotation prefixes that belong to tools, not to the manifests.
 IGNORED_ANNOTATION_PREFIXES = ("pulumi.com/",)
 #: Per kind, the paths an autoscaler owns on objects the caller marks (components tell Pulumi to
-#: ignore them: components/agent_pool.py and components/inference.py `ignore_changes`).
+#: ignore them: voxplane/components/agent_pool.py and inference.py `ignore_changes`).
 IGNORED: dict[str, tuple[Path, ...]] = {
     "Deployment": (("spec", "replicas"),),
     "StatefulSet": (("spec", "replicas"),),
