@@ -226,7 +226,7 @@ def test_control_plane_refuses_kubernetes_secret_refs(tree: Tree) -> None:
     [problem] = load((), tree.root).problems
     assert (problem.file, problem.field) == ("agents/support.yaml", "telephony.auth.password.secret")
     assert "is written into LiveKit, not the cluster" in problem.message
-    with pytest.raises(ValueError, match=r"agents/support.yaml:28:15 \(telephony.auth.password\): secret:nw-trunk/password is a Kubernetes Secret"):
+    with pytest.raises(pulumi.RunError, match=r"agents/support.yaml:28:15 \(telephony.auth.password\): secret:nw-trunk/password is a Kubernetes Secret"):
         _secret(SecretResolver("local", []), SecretRef(secret="nw-trunk", key="password"),
                 "agents/support.yaml:28:15 (telephony.auth.password)")
 
