@@ -57,6 +57,7 @@ servers:
 	bash scripts/ensure-agents-venv.sh
 	bash scripts/ensure-gateway-venv.sh
 	bash scripts/ensure-router-venv.sh
+	bash scripts/ensure-controller-venv.sh deletion_cost
 	bash scripts/fetch-crds.sh
 	bash scripts/ensure-scanners.sh
 	bash scripts/ensure-ci-linters.sh

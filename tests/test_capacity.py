@@ -124,6 +124,25 @@ def test_cli_text_and_json(run_cli, monkeypatch):
     assert missing.exit_code == 1 and "no region 'mars'" in missing.stderr
 
 
+def test_agent_pools_show_their_autoscaling_target_and_spare(run_cli, monkeypatch):
+    """Each pool's target is target_utilization percent of what a worker carries; the first
+    scale-up from min_workers starts while sessions are still free (voxplane/hpa.py)."""
+    monkeypatch.chdir(REPO)
+    doc = json.loads(run_cli("capacity", "us-east", "--format", "json").stdout)
+    support = next(a for a in doc["agents"] if a["agent"] == "northwind-support")
+    # 2..40 workers of 10 sessions at the default 70%: target 7 per worker; two workers (20
+    # sessions, target 14) ask for a third at 16 active (16/14 > 1.1), with 4 sessions free.
+    assert support == {"agent": "northwind-support", "max_sessions": 400, "min_workers": 2, "max_workers": 40,
+                       "sessions_per_worker": 10, "target_sessions_per_worker": 7.0, "sessions_at_target": 280.0,
+                       "first_scale_up_at": 16, "spare_at_first_scale_up": 4}
+    assert doc["agent_sessions_at_target"] == 420.0 and doc["agent_sessions_at_max_workers"] == 600
+    text = run_cli("capacity", "us-east").stdout
+    assert "agent pools at max_workers: 600 sessions for 600 peak calls (ok)\nat the autoscaling target: 420 " \
+           "sessions (the rest kept spare for scale-ups)" in text
+    assert any(line.split()[:7] == ["northwind-support", "2..40", "10", "7", "16", "sessions", "4"]
+               for line in text.splitlines()), text
+
+
 @pytest.mark.parametrize("text, value", [("500m", "0.5"), ("2", "2"), ("4Gi", str(4 * 2**30)), ("1.5G", "1500000000")])
 def test_parse_quantity(text, value):
     """Kubernetes quantities parse to exact numbers (decimal and binary suffixes)."""

@@ -68,7 +68,40 @@ def test_a_field_change_names_the_objects_it_touches(run_cli, repo):
     assert "regions: local, us-east" in lines[0]  # the regions the agent runs in, as `affected` says
     assert not any("the tool itself changed" in line or line.startswith("(tool)") for line in lines), lines
     assert lines[-1] == "plan: 2 to change, 0 to add, 0 to remove in 2 regions, from 1 field change"
-    assert "    us-east  agent pools at max_workers: 600 → 630 sessions for 600 peak calls" in lines
+    assert "    us-east  agent pools at max_workers: 600 → 630 sessions (420 → 441 at the autoscaling target) for 600 " \
+           "peak calls" in lines
+
+
+def test_the_autoscaling_target_is_attributed_to_both_fields_it_is_built_from(run_cli, repo):
+    """The ScaledObject's threshold is sessions_per_worker × target_utilization: a new
+    target_utilization and a new sessions_per_worker each name it, at their own line."""
+    edit(repo, "agents/support.yaml", "  sessions_per_worker: 10\n", "  sessions_per_worker: 10\n  target_utilization: 60\n")
+    result = plan(run_cli, repo)
+    assert result.exit_code == 2, result.output
+    lines = result.stdout.splitlines()
+    at = lines.index("agents/support.yaml:22: scaling.target_utilization 60 (added)")
+    assert lines[at + 1:at + 3] == [
+        "    local    ~ ScaledObject vox-t-northwind/support spec.triggers[prometheus].metadata.threshold 7 → 6",
+        "    us-east  ~ ScaledObject vox-t-northwind/support spec.triggers[prometheus].metadata.threshold 7 → 6",
+    ]
+    assert lines[-1] == "plan: 2 to change, 0 to add, 0 to remove in 2 regions, from 1 field change"
+    # 40 workers × 7 → × 6 sessions at the target; the 400 the pool carries at max_workers stay.
+    assert "    us-east  agent pools at max_workers: 600 sessions (420 → 380 at the autoscaling target) for 600 peak " \
+           "calls" in lines
+    (field,) = json.loads(plan(run_cli, repo, "--format", "json", "local").stdout)["fields"]
+    assert field["field"] == "scaling.target_utilization"
+    assert [t["via"] for t in field["objects"]] == ["field"], "found at the field, not by a fallback to its file"
+    git(repo, "commit", "-qam", "target 60")
+    edit(repo, "agents/support.yaml", "sessions_per_worker: 10", "sessions_per_worker: 20")
+    lines = plan(run_cli, repo).stdout.splitlines()
+    at = lines.index("agents/support.yaml:21: scaling.sessions_per_worker 10 → 20")
+    assert "    local    ~ ScaledObject vox-t-northwind/support spec.triggers[prometheus].metadata.threshold 6 → 12" \
+        in lines[at + 1:], lines
+    doc = json.loads(plan(run_cli, repo, "--format", "json", "local").stdout)
+    (field,) = doc["fields"]
+    assert field["field"] == "scaling.sessions_per_worker"
+    assert {t["path"]: t["via"] for t in field["objects"]}["spec.triggers[prometheus].metadata.threshold"] == "field"
+    assert doc["unattributed"] == []
 
 
 def test_no_change_exits_0(run_cli, repo):
@@ -520,7 +553,7 @@ def test_a_new_region_is_listed_once_with_its_capacity(run_cli, repo):
     assert "    ap-south  + Deployment vox-system/livekit" in lines
     capacity = lines[lines.index("capacity:") + 1:lines.index("routing:" if "routing:" in lines else "routing: unchanged")]
     assert capacity[0] == "    ap-south  new region: peak 600 concurrent calls"
-    assert "    ap-south  agent pools at max_workers: 0 sessions for 600 peak calls" in capacity
+    assert "    ap-south  agent pools at max_workers: 0 sessions (0 at the autoscaling target) for 600 peak calls" in capacity
     assert "    ap-south  short: agent pools at max_workers carry 0 sessions for 600 peak calls" in capacity
     assert any(line.startswith("    ap-south  model chat (llm): ") for line in capacity)
 

@@ -54,7 +54,7 @@ AGENTS = {"support": "agents/support.yaml", "reservations": "agents/reservations
 def edits(draw: st.DrawFn) -> Edit:
     agent = draw(st.sampled_from(sorted(AGENTS)))
     file = AGENTS[agent]
-    choice = draw(st.sampled_from(["max_workers", "min_workers", "sessions", "env_set", "env_drop", "memory",
+    choice = draw(st.sampled_from(["max_workers", "min_workers", "sessions", "utilization", "env_set", "env_drop", "memory",
                                    "number", "room_prefix", "drain", "quota_pods", "model_replicas",
                                    "log_level", "carrier", "leave_region", "nodes_selector", "code"]))
     if choice == "max_workers":
@@ -63,6 +63,8 @@ def edits(draw: st.DrawFn) -> Edit:
         return file, _set("scaling", "min_workers", value=draw(st.integers(1, 3)))
     if choice == "sessions":
         return file, _set("scaling", "sessions_per_worker", value=draw(st.integers(1, 20)))
+    if choice == "utilization":
+        return file, _set("scaling", "target_utilization", value=draw(st.integers(40, 80)))
     if choice == "env_set":
         name = draw(st.sampled_from(["LOG_LEVEL", "FEATURE_FLAG", "GREETING"]))
         return file, _set("env", name, value=draw(st.sampled_from(["debug", "on", "hello there"])))
@@ -154,6 +156,6 @@ def test_every_changed_object_is_attributed_to_an_edited_field(base: Path, chose
                 assert touch.via in ("field", "file", "region"), touch
         # An edit of a field the attribution maps is found at that field, not by a fallback.
         for change in result.changes:
-            if change.field in ("scaling.max_workers", "scaling.sessions_per_worker", "resources.memory",
-                                "telephony.numbers", "scaling.drain_timeout"):
+            if change.field in ("scaling.max_workers", "scaling.sessions_per_worker", "scaling.target_utilization",
+                                "resources.memory", "telephony.numbers", "scaling.drain_timeout"):
                 assert all(t.via == "field" for t in change.touches), (change.field, [t.via for t in change.touches])

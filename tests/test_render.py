@@ -245,7 +245,7 @@ def test_agent_pools_scale_on_active_jobs_never_cpu(region):
         triggers = so["spec"]["triggers"]
         assert [t["type"] for t in triggers] == ["prometheus"]
         assert "lk_agents_active_job_count" in triggers[0]["metadata"]["query"]
-        assert triggers[0]["metadata"]["threshold"] == str(agent.scaling.sessions_per_worker)
+        assert triggers[0]["metadata"]["threshold"] == f"{agent.scaling.sessions_per_worker * agent.scaling.target_utilization / 100:g}"
         assert so["spec"]["minReplicaCount"] == agent.scaling.min_workers
         assert so["spec"]["maxReplicaCount"] == agent.scaling.max_workers
 
@@ -351,12 +351,12 @@ def test_render_of_invalid_manifests_deploys_nothing(manifest_tree, run_cli, tmp
 
 def test_an_image_the_stack_builds_shows_a_placeholder_digest_and_says_so(tmp_path):
     """Issue #17 item 4: render cannot know the digest a registry returns on push. Images built
-    from source (agents with code.build, the gateway, the LLM router) carry the pushed tag and an
-    all-zero digest, and the file says it is a placeholder; every other digest in the render is a
-    pinned one."""
+    from source (agents with code.build, the gateway, the LLM router, the deletion-cost controller)
+    carry the pushed tag and an all-zero digest, and the file says it is a placeholder; every other
+    digest in the render is a pinned one."""
     result = rendered("us-east")
     files = dict(zip(map(id, result.kubernetes), write(result, tmp_path / "out")))
-    built = {"support", "reservations", "livekit-gateway", "chat-router"}
+    built = {"support", "reservations", "livekit-gateway", "chat-router", "pod-deletion-cost"}
     seen = set()
     for obj in result.kubernetes:
         for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):

@@ -21,6 +21,8 @@ TYPE_TOKENS = {
     "voxplane:agents:AgentPool", "voxplane:index:RegionStack", "voxplane:inference:GPUNodeGroup",
     "voxplane:inference:InferencePool", "voxplane:livekit:LiveKitControlPlane", "voxplane:livekit:LiveKitGateway",
     "voxplane:livekit:LiveKitSFU", "voxplane:livekit:SIPBridge", "voxplane:tenant:Tenant",
+    # since the deletion-cost controller landed (issue #21 item 4)
+    "voxplane:controllers:PodDeletionCost",
 }
 PICKLED_PROVIDER = b"voxplane.components.livekit_objects"
 

@@ -264,7 +264,8 @@ def test_keda_scales_on_active_jobs_from_this_pools_podmonitor(agent_name, regio
         "serverAddress": region.kubernetes.prometheus_url,
         # `or vector(0)`: a pool without samples yet reads 0 (tests/desired/test_scaling_query.py).
         "query": f'sum(lk_agents_active_job_count{{namespace="{ns}",job="{job}"}}) or vector(0)',
-        "threshold": str(agent.scaling.sessions_per_worker),
+        # Below what a worker carries (tests/desired/test_scaling_query.py shows why it must be).
+        "threshold": f"{agent.scaling.sessions_per_worker * agent.scaling.target_utilization / 100:g}",
         "activationThreshold": "0",
     }
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
@@ -286,7 +287,8 @@ def test_reservations_uses_existing_secret_in_place_and_creates_none():
         "valueFrom": {"secretKeyRef": {"name": "bellavista-booking", "key": "token"}},
     }
     assert objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 1830
-    assert objs["ScaledObject"]["spec"]["triggers"][0]["metadata"]["threshold"] == "8"
+    # 8 sessions per worker at the default 70%: KEDA aims at 5.6 active jobs per worker.
+    assert objs["ScaledObject"]["spec"]["triggers"][0]["metadata"]["threshold"] == "5.6"
     assert objs["ScaledObject"]["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
         "stabilizationWindowSeconds"
     ] == 900

@@ -161,8 +161,9 @@ def test_sfu_sip_and_redis_run_under_their_own_service_account_without_a_token(n
         assert pod["serviceAccountName"] == account and pod["automountServiceAccountToken"] is False, obj_name
         sa = find(name, "ServiceAccount", "vox-system", account)
         assert sa["automountServiceAccountToken"] is False
-    # Nothing of the platform mounts an API token, but an LLM router: it finds its model's replicas
-    # through the API, with a Role that reads pods in the inference namespace and nothing else.
+    # Nothing of the platform mounts an API token but two: an LLM router finds its model's replicas
+    # through the API, with a Role that reads pods in the inference namespace and nothing else; the
+    # deletion-cost controller lists and patches pods in the tenant namespaces with an account of its own.
     for obj in workloads(name):
         pod = obj["spec"]["template"]["spec"]
         if obj["metadata"]["labels"]["app.kubernetes.io/component"] == "llm-router":
@@ -172,8 +173,10 @@ def test_sfu_sip_and_redis_run_under_their_own_service_account_without_a_token(n
             binding = find(name, "RoleBinding", "vox-inference", account)
             assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "vox-inference"}]
             assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account}
-            continue
-        assert pod.get("automountServiceAccountToken") is False, where(obj)
+        elif (obj["metadata"]["namespace"], obj["metadata"]["name"]) == ("vox-system", "pod-deletion-cost"):
+            assert pod["serviceAccountName"] == "pod-deletion-cost" and pod["automountServiceAccountToken"] is True
+        else:
+            assert pod.get("automountServiceAccountToken") is False, where(obj)
 
 
 @pytest.mark.parametrize("name", REGIONS)

@@ -29,6 +29,7 @@ from typing import Any, Optional
 import pytest
 
 from voxplane.deploy.render import render
+from voxplane.desired.llm_router import has_router
 
 from ..support.repo import REPO
 from ._helpers import REGIONS, project, region
@@ -118,6 +119,11 @@ class Cluster:
                                                    labels_of(name, "Deployment", f"{prefix}-t-{a.tenant}", a.name),
                                                    self._next())
                            for a in self.agents}
+        self.deletion_cost = pod(self.system, labels_of(name, "Deployment", self.system, "pod-deletion-cost"),
+                                 self._next())
+        # An LLM with more than one replica is reached through its router (desired/llm_router.py).
+        self.routers = {m: pod(self.inference, labels_of(name, "Deployment", self.inference, f"{m}-router"), self._next())
+                        for m, model in self.region.models.items() if has_router(model)}
         self.monitoring = pod("monitoring", {"app.kubernetes.io/name": "prometheus"}, self._next())
         self.dns = pod("kube-system", {"k8s-app": "kube-dns"}, self._next())
         self.stranger = pod("default", {"app": "anything"}, self._next())
@@ -178,10 +184,19 @@ def test_a_model_admits_only_the_agents_that_use_it_and_prometheus(npeval, name)
     want: list[tuple[Peer, Peer, str, int, bool, str]] = []
     for model_name, model_pod in c.models.items():
         port = c.region.models[model_name].port
+        router = c.routers.get(model_name)
         for agent in c.agents:
             uses = any(spec.model == model_name for spec in agent.inference.roles().values())
-            want.append((c.agent_pods[(agent.tenant, agent.name)], model_pod, "TCP", port, uses,
-                         f"{agent.scoped_name} {'uses' if uses else 'does not use'} {model_name}"))
+            me = c.agent_pods[(agent.tenant, agent.name)]
+            if router is None:
+                want.append((me, model_pod, "TCP", port, uses,
+                             f"{agent.scoped_name} {'uses' if uses else 'does not use'} {model_name}"))
+            else:
+                want.append((me, router, "TCP", port, uses,
+                             f"{agent.scoped_name} {'uses' if uses else 'does not use'} {model_name}, through its router"))
+                want.append((me, model_pod, "TCP", port, False, f"{agent.scoped_name} reaches {model_name} only through its router"))
+        if router is not None:
+            want.append((router, model_pod, "TCP", port, True, f"the router calls {model_name}'s replicas"))
         want.append((c.monitoring, model_pod, "TCP", port, True, "Prometheus scrapes the model"))
         for who in [*c.host_network("sfu"), *(c.host_network("sip") if c.sip_pod else []), c.gateway, c.stranger,
                     c.inference_stranger, CLIENT]:
@@ -212,6 +227,33 @@ def test_metrics_ports_admit_only_the_monitoring_namespace(npeval, name):
         want.append((c.monitoring, target, "TCP", port, True, f"Prometheus scrapes the {what}"))
         for who in [c.stranger, c.system_stranger, CLIENT, *[a for a in c.agent_pods.values() if a != target]]:
             want.append((who, target, "TCP", port, False, f"{what} metrics are Prometheus' only"))
+    check(npeval, name, want)
+
+
+@pytest.mark.parametrize("name", REGIONS)
+def test_the_deletion_cost_controller_reaches_prometheus_and_the_api_server_only(npeval, name):
+    """It reads Prometheus and patches pods through the API server; no tenant pod is reachable from
+    it (it never reads a worker directly), and nothing but Prometheus reaches it."""
+    c = Cluster(name)
+    me = c.deletion_cost
+    k = c.region.kubernetes
+    first = (k.api_server_cidrs or k.node_cidrs)[0]
+    api_server = Peer(str(next(ipaddress.ip_network(first if "/" in first else f"{first}/32").hosts())))
+    want: list[tuple[Peer, Peer, str, int, bool, str]] = [
+        (me, c.dns, "UDP", 53, True, "it resolves Prometheus' Service name"),
+        (me, c.monitoring, "TCP", 9090, True, "it queries Prometheus"),
+        (me, api_server, "TCP", 443, True, "it lists and patches pods (the kubernetes Service's port)"),
+        (me, api_server, "TCP", 6443, True, "it lists and patches pods (kube-apiserver's own port)"),
+        (me, api_server, "TCP", 22, False, "the API server's ports only"),
+        (me, INTERNET_HOST, "TCP", 443, False, "nothing outside the cluster"),
+        (me, Peer("169.254.169.254"), "TCP", 80, False, "no cloud metadata"),
+        (me, c.gateway, "TCP", 8080, False, "it never talks to LiveKit"),
+        *[(me, a, "TCP", port, False, "it reads no worker directly") for a in c.agent_pods.values()
+          for port in (8081, 9100)],
+        (c.monitoring, me, "TCP", 9103, True, "Prometheus scrapes its metrics"),
+        *[(who, me, "TCP", 9103, False, "its metrics are Prometheus' only")
+          for who in [c.stranger, c.system_stranger, CLIENT, *c.agent_pods.values()]],
+    ]
     check(npeval, name, want)
 
 

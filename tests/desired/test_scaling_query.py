@@ -9,6 +9,10 @@ only from a worker's first job on; before the first scrape there is nothing at a
 not "no data": `sum()` of nothing is an empty vector, which KEDA reports as an error or, with
 `ignoreNullValues`, silently as 0.
 
+The last test follows the query's value into the HPA's replica arithmetic (voxplane/hpa.py) at
+every pool size: with the target voxplane used to render (sessions_per_worker) no pool could ever
+scale up; with `target_utilization` every pool asks for a worker while a session is still free.
+
 Never skipped: without Go or the module proxy the build fails the test with its reason.
 """
 
@@ -16,11 +20,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from voxplane import hpa
 from voxplane.desired.agent_pool import ACTIVE_JOBS_METRIC
 from voxplane.deploy.render import render
 
@@ -124,3 +130,97 @@ def test_a_pool_whose_workers_went_away_reads_zero_after_the_lookback(promqleval
     soon, later = evaluate(promqleval, series, [(pool["query"], 60), (pool["query"], 15 + 301)])
     assert value(soon) == 4.0
     assert value(later) == 0.0
+
+
+# --- the target: does the loop scale up? ---------------------------------------------------------
+
+#: Scenarios are this far apart in the evaluated store: more than the 5 min lookback, so no
+#: sample of one is seen by another.
+APART = 600
+
+
+def scaling_pools(region: str) -> list[dict[str, Any]]:
+    """Each agent pool's query, target and bounds as rendered, and what one of its workers carries
+    (its `VOXPLANE_SESSIONS_PER_WORKER`: the worker refuses calls at that many, load threshold 1.0)."""
+    objs = render(region, REPO).kubernetes
+    out = []
+    for pool in pools(region):
+        (so,) = [o for o in objs if o["kind"] == "ScaledObject" and o["metadata"]["namespace"] == pool["namespace"]
+                 and o["metadata"]["name"] == pool["name"]]
+        (dep,) = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["namespace"] == pool["namespace"]
+                  and o["metadata"]["name"] == so["spec"]["scaleTargetRef"]["name"]]
+        env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["VOXPLANE_LOAD_THRESHOLD"] == "1.0", "a worker is full at exactly its sessions per worker"
+        (trigger,) = so["spec"]["triggers"]
+        out.append({**pool, "threshold": trigger["metadata"]["threshold"], "min": so["spec"]["minReplicaCount"],
+                    "max": so["spec"]["maxReplicaCount"], "spw": int(env["VOXPLANE_SESSIONS_PER_WORKER"]),
+                    "metric_type": trigger["metricType"]})
+    return out
+
+
+def loads_of(pool: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[int, int, str, float]]]:
+    """Series and (workers, active sessions, what, time) for each pool size from min to max-1:
+    idle, one session short of full, and full (every worker at what it accepts)."""
+    spw = pool["spw"]
+    samples: dict[int, list[tuple[float, float]]] = {}
+    cases = []
+    for workers in range(pool["min"], pool["max"]):
+        for what, free in (("idle", workers * spw), ("one session free", 1), ("full", 0)):
+            at = float(len(cases) * APART)
+            active = workers * spw - free
+            cases.append((workers, active, what, at))
+            left = active
+            for w in range(workers):
+                jobs = min(spw, left)
+                left -= jobs
+                samples.setdefault(w, []).append((at, float(jobs)))
+    series = [job_series(pool["namespace"], pool["job"], f"{pool['name']}-w{w}", s) for w, s in samples.items()]
+    return series, cases
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_old_target_never_scales_up_and_the_rendered_one_scales_with_a_session_free(promqleval: Path,
+                                                                                         region: str) -> None:
+    """The query's value as Prometheus computes it, through KEDA's milli conversion, into the HPA's
+    arithmetic (voxplane/hpa.py: replica_calculator.go, 10% tolerance), at every pool size.
+
+    Before target_utilization the threshold was sessions_per_worker: the active jobs can never
+    exceed the target (workers refuse beyond it), so the HPA never asked for a worker and every
+    call beyond the pool's present capacity was refused. Rendered now, every pool asks for a
+    worker while one session is still free, and an idle pool asks for no more than its minimum."""
+    for pool in scaling_pools(region):
+        assert pool["metric_type"] == "AverageValue"
+        old_target, target = hpa.milli(Decimal(pool["spw"])), hpa.milli(Decimal(pool["threshold"]))
+        series, cases = loads_of(pool)
+        answers = evaluate(promqleval, series, [(pool["query"], at) for *_, at in cases])
+        for (workers, active, what, _), answer in zip(cases, answers, strict=True):
+            usage = hpa.milli(Decimal(str(value(answer))))
+            assert usage == active * 1000, (pool["name"], workers, what, answer)
+            before = hpa.desired_replicas(usage, old_target, workers)
+            now = hpa.desired_replicas(usage, target, workers)
+            assert before <= workers, (pool["name"], workers, what, before)
+            if what == "idle":
+                assert now <= pool["min"], (pool["name"], workers, now)
+            else:
+                assert now > workers, f"{pool['name']}: {workers} workers with {what} ask for {now}"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_deletion_cost_query_reads_each_workers_jobs_from_the_same_series(promqleval: Path, region: str) -> None:
+    """The deletion-cost controller's query (its rendered ConfigMap) gives one value per worker pod,
+    keyed by the namespace and pod prometheus-operator adds, from the pools' own series only."""
+    objs = render(region, REPO).kubernetes
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "pod-deletion-cost"]
+    query = json.loads(cm["data"]["config.json"])["query"]
+    series, want = [], {}
+    for n, pool in enumerate(pools(region)):
+        for w in range(2):
+            pod = f"{pool['name']}-w{w}"
+            series.append(job_series(pool["namespace"], pool["job"], pod, [(0, 1), (15, float(n + w))]))
+            want[(pool["namespace"], pod)] = float(n + w)
+    series.append(job_series(pools(region)[0]["namespace"], "elsewhere/other", "stranger-0", [(15, 9)]))
+    (answer,) = evaluate(promqleval, series, [(query, 30)])
+    assert answer["type"] == "vector"
+    got = {(r["labels"]["namespace"], r["labels"]["pod"]): float(r["value"]) for r in answer["result"]}
+    assert got == want
+    assert all(set(r["labels"]) == {"namespace", "pod"} for r in answer["result"])

@@ -27,7 +27,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
 #: Kinds voxplane renders, as kubectl names them.
 KINDS = ("namespaces,deployments,statefulsets,services,serviceaccounts,configmaps,secrets,poddisruptionbudgets,networkpolicies,"
-         "resourcequotas,limitranges,scaledobjects.keda.sh,podmonitors.monitoring.coreos.com,nodepools.karpenter.sh")
+         "resourcequotas,limitranges,roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io,"
+         "validatingadmissionpolicies.admissionregistration.k8s.io,"
+         "validatingadmissionpolicybindings.admissionregistration.k8s.io,"
+         "scaledobjects.keda.sh,podmonitors.monitoring.coreos.com,nodepools.karpenter.sh")
 
 
 def rendered(dep: Deployment) -> list[dict]:
@@ -84,9 +87,9 @@ def test_the_scheduler_places_each_component_on_its_own_pool(deployment: Deploym
         if component == "inference":
             model = region.models[labels["app.kubernetes.io/instance"]]
             assert node_labels.get("voxplane.io/gpu-group") == model.node_group, f"{pod['metadata']['name']} on {node['metadata']['name']}"
-        elif component in ("sfu", "redis", "gateway"):
-            # Redis and the gateway (every tenant's key) beside the SFU: never on a node that runs
-            # tenant code.
+        elif component in ("sfu", "redis", "gateway", "controller"):
+            # Redis, the gateway (every tenant's key) and the deletion-cost controller (it may
+            # patch every tenant's pods) beside the SFU: never on a node that runs tenant code.
             for key, value in region.livekit.node_pool.selector.items():
                 assert node_labels.get(key) == value, f"{pod['metadata']['name']} on {node['metadata']['name']}"
             if component == "sfu":
@@ -103,7 +106,7 @@ def test_the_scheduler_places_each_component_on_its_own_pool(deployment: Deploym
             f"{pod['metadata']['name']} ({component}) took a GPU node"
     assert sfu_nodes and max(sfu_nodes.values()) == 1, f"SFU pods per node: {dict(sfu_nodes)}"
     components = Counter(p["metadata"]["labels"].get("app.kubernetes.io/component") for p, _ in placed)
-    assert components["gateway"] >= 2, dict(components)
+    assert components["gateway"] >= 2 and components["controller"] == 1, dict(components)
     if region.livekit.redis.mode != "external":
         assert components["redis"] == 1, dict(components)
 

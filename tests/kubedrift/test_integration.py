@@ -59,6 +59,9 @@ def test_out_of_band_edits_are_reported_with_their_manifest_fields(fresh: Cluste
     c.kubectl("delete", "networkpolicy", "default-deny", "-n", "vox-t-northwind")
     c.kubectl("patch", "scaledobject", "support", "-n", "vox-t-northwind", "--type", "merge",
               "-p", json.dumps({"spec": {"maxReplicaCount": 80}}))
+    # The autoscaling target put back at what a worker carries: the pool could never scale up.
+    c.kubectl("patch", "scaledobject", "support", "-n", "vox-t-northwind", "--type", "json",
+              "-p", json.dumps([{"op": "replace", "path": "/spec/triggers/0/metadata/threshold", "value": "10"}]))
     c.kubectl("set", "env", "deployment/support", "-n", "vox-t-northwind", "DEBUG_HACK=1")
     # What KEDA does all day is not drift: replicas of agent Deployments and model StatefulSets.
     c.kubectl("scale", "deployment", "support", "-n", "vox-t-northwind", "--replicas=7")
@@ -87,6 +90,11 @@ def test_out_of_band_edits_are_reported_with_their_manifest_fields(fresh: Cluste
         assert (scaled.declared, scaled.live) == (40, 80)
         assert (scaled.source.file, scaled.source.field, scaled.source.line) == (
             "agents/support.yaml", "scaling.max_workers", c.line_of("agents/support.yaml", "max_workers:"))
+        target = changed(report, "ScaledObject", "support", "spec.triggers[prometheus].metadata.threshold")
+        assert (target.declared, target.live) == ("7", "10")
+        # Not written in the file (the default 70): its nearest written parent, `scaling:`.
+        assert (target.source.file, target.source.field, target.source.line) == (
+            "agents/support.yaml", "scaling.target_utilization", c.line_of("agents/support.yaml", "scaling:"))
 
         env = changed(report, "Deployment", "support", "spec.template.spec.containers[agent].env[DEBUG_HACK]")
         assert env.declared == "(unset)" and env.live == {"name": "DEBUG_HACK", "value": "1"}
@@ -109,7 +117,7 @@ def test_out_of_band_edits_are_reported_with_their_manifest_fields(fresh: Cluste
         assert lines[-1].startswith("drift: region local")
         as_json = drift_cli(c, "--only", "kubernetes", "--format", "json")
         assert as_json.exit_code == 2
-        assert json.loads(as_json.stdout)["summary"] == {"changed": 4, "missing": 1, "unexpected": 0, "unowned": 0,
+        assert json.loads(as_json.stdout)["summary"] == {"changed": 5, "missing": 1, "unexpected": 0, "unowned": 0,
                                                         "unchecked": 0}
         md = drift_cli(c, "--only", "kubernetes", "--format", "markdown")
         assert md.exit_code == 2 and "| `agents/support.yaml:" in md.output and "`scaling.max_workers`" in md.output

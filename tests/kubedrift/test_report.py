@@ -68,6 +68,9 @@ def test_agent_fields(rendered: Any) -> None:
     scaled = obj(objects, "ScaledObject", "support")
     assert at.field_origin(scaled, ("spec", "maxReplicaCount")).field == "scaling.max_workers"
     assert at.field_origin(scaled, ("spec", "minReplicaCount")).field == "scaling.min_workers"
+    # The target (sessions_per_worker × target_utilization): the field that sets the spare.
+    threshold = at.field_origin(scaled, ("spec", "triggers", Keyed("type", "prometheus"), "metadata", "threshold"))
+    assert (threshold.field, threshold.line) == ("scaling.target_utilization", line_of(root, "agents/support.yaml", "scaling:"))
     # No rule: the top of the agent's file.
     pdb = at.field_origin(obj(objects, "PodDisruptionBudget", "support"), ("spec", "maxUnavailable"))
     assert (pdb.file, pdb.line, pdb.column, pdb.field) == ("agents/support.yaml", 1, 1, "(object)")

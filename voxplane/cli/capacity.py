@@ -60,6 +60,14 @@ def _print_capacity(report: Any, duty_cycle: float) -> None:
     print_table(["model", "kind", "gpus/replica", "kv GiB", "kv tokens", "streams", "calls", "replicas", "max", "status"], rows)
     agents_ok = "ok" if report.agent_sessions >= report.peak_calls else "short"
     click.echo(f"\nagent pools at max_workers: {report.agent_sessions} sessions for {report.peak_calls} peak calls ({agents_ok})")
+    click.echo(f"at the autoscaling target: {report.agent_sessions_at_target:g} sessions (the rest kept spare for scale-ups)")
+    print_table(
+        ["agent pool", "workers", "sessions/worker", "target/worker", "first scale-up at", "spare then", "at max_workers"],
+        [[a.agent, f"{a.min_workers}..{a.max_workers}", str(a.sessions_per_worker), f"{a.target_sessions_per_worker:g}",
+          "-" if a.first_scale_up_at is None else f"{a.first_scale_up_at} sessions",
+          "-" if a.spare_at_first_scale_up is None else str(a.spare_at_first_scale_up), str(a.max_sessions)]
+         for a in report.agents],
+    )
     print_table(
         ["tenant", "cpu at max", "quota", "memory GiB at max", "quota", "pods at max", "quota", "status"],
         [[t.tenant, f"{t.cpu_at_max:g}", f"{t.cpu_quota:g}", f"{t.memory_gib_at_max:g}", f"{t.memory_gib_quota:g}",

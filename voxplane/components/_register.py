@@ -35,6 +35,9 @@ _TYPED: dict[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
     ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): k8s.admissionregistration.v1.ValidatingAdmissionPolicy,
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"):
+        k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding,
 }
 
 #: Apply order: namespaces, then what pods read, then workloads, then what watches workloads.
@@ -48,6 +51,10 @@ _ORDER = {
     "ResourceQuota": 1,
     "LimitRange": 1,
     "NetworkPolicy": 1,
+    "Role": 1,
+    "RoleBinding": 1,
+    "ValidatingAdmissionPolicy": 1,
+    "ValidatingAdmissionPolicyBinding": 1,
     "PersistentVolumeClaim": 1,
     "Service": 2,
     "Deployment": 3,

@@ -1,5 +1,6 @@
 """RegionStack: a region's whole platform — SFU, SIP bridge, tenants, GPU node groups, inference
-models, agent pools and LiveKit control-plane objects — behind one Kubernetes provider."""
+models, agent pools, the platform controllers and LiveKit control-plane objects — behind one
+Kubernetes provider."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from voxplane.manifest.model import Agent, Region
 
 from ._register import register_all
 from .agent_pool import AgentPool, AgentPoolArgs, agent_base_image, builds_on_base
+from .deletion_cost import PodDeletionCost, PodDeletionCostArgs
 from .gateway import LiveKitGateway, LiveKitGatewayArgs
 from .gpu import GPUNodeGroup, GPUNodeGroupArgs
 from .images import IMAGE_PLACEHOLDER, FolderImage
@@ -36,8 +38,9 @@ class RegionStackArgs:
         region: The region manifest, validated.
         agents: Agents whose manifests list this region.
         repo_root: Repository root; agent build directories are relative to it.
-        image_registry: Registry the images the stack builds are pushed to: the gateway's, the LLM routers' and
-            those of agents built from `code.build` (stack config `voxplane:imageRegistry`).
+        image_registry: Registry the images the stack builds are pushed to: the gateway's, the LLM
+            routers', the deletion-cost controller's and those of agents built from `code.build`
+            (stack config `voxplane:imageRegistry`).
         kube_context: kubeconfig context; unset uses the current context.
         kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
         render_to: When set, the Kubernetes provider writes manifests to this folder instead of
@@ -148,6 +151,13 @@ class RegionStack(pulumi.ComponentResource):
             )
             for t, tenant in region.tenants.items()
         }
+        # Ranks each pool's pods for scale-down by their live calls; its RBAC lives in the tenant namespaces.
+        self.deletion_cost = PodDeletionCost(
+            f"{name}-deletion-cost",
+            PodDeletionCostArgs(region=region, objects=desired.deletion_cost, secrets=secrets,
+                                image_registry=args.image_registry, build_images=build_images),
+            opts=pulumi.ResourceOptions.merge(after_ns, pulumi.ResourceOptions(depends_on=list(self.tenants.values()))),
+        )
         self.agent_base = self._agent_base_image(args, build_images)
         self.agents = {
             agent.scoped_name: AgentPool(

@@ -15,6 +15,7 @@ against VOXPLANE_LOAD_THRESHOLD (the env contract: README, "The agent contract")
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from ..manifest.model import ROLES, Agent, NodePool, Region, SecretRef
@@ -64,8 +65,9 @@ SCALE_DOWN_PERIOD_SECONDS = 120
 #: The gauge livekit-agents exports per worker (telemetry/metrics.py).
 ACTIVE_JOBS_METRIC = "lk_agents_active_job_count"
 #: A worker is full (refuses jobs) at load ≥ this, its load being active sessions over
-#: sessions_per_worker: full at exactly the sessions per worker KEDA targets, so a worker's
-#: availability and the autoscaler's arithmetic agree.
+#: sessions_per_worker. The autoscaler aims below it (`scaling.target_utilization`): with a target
+#: of sessions_per_worker itself the active jobs could never exceed the target, and no pool would
+#: ever scale up (voxplane/hpa.py).
 LOAD_THRESHOLD = "1.0"
 #: The platform health endpoint's liveness fails after LiveKit has been lost this long (never
 #: while draining); the liveness probe then restarts the worker after its own failures.
@@ -292,8 +294,15 @@ def _pod_monitor(agent: Agent, ns: str, lab: dict[str, str], ann: dict[str, str]
     }
 
 
+def decimal_text(value: Decimal) -> str:
+    """`7`, `0.7`, `2.25`: a Decimal as plain text, no exponent, no trailing zeros."""
+    return format(value.normalize(), "f")
+
+
 def _scaled_object(region: Region, agent: Agent, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
-    """KEDA scales on active jobs per worker (AverageValue: desired = ceil(sum / target)).
+    """KEDA scales on active jobs per worker (AverageValue: desired = ceil(sum / target), outside
+    the HPA's 10% tolerance), the target being `target_utilization` percent of what a worker
+    carries, so a pool adds workers while it still has sessions free (voxplane/hpa.py).
     Never CPU: a worker's CPU says little about free call slots (livekit/agents#2130, #7102)."""
     s = agent.scaling
     return {
@@ -334,7 +343,9 @@ def _scaled_object(region: Region, agent: Agent, ns: str, lab: dict[str, str], a
                     "metadata": {
                         "serverAddress": region.kubernetes.prometheus_url,
                         "query": active_jobs_query(ns, agent.name),
-                        "threshold": str(s.sessions_per_worker),
+                        "threshold": decimal_text(s.target_sessions),
+                        # Active from the first job: with a target (not a constant added to the
+                        # query) 0 jobs ask for 0 workers, so nothing keeps a pool from its minimum.
                         "activationThreshold": "0",
                     },
                 }

@@ -14,6 +14,7 @@ from typing import Sequence
 from ..manifest.model import Agent, Region
 from .agent_pool import build_agent_pool
 from .common import K8sObject
+from .deletion_cost import build_deletion_cost
 from .gateway import build_gateway
 from .gpu import build_gpu_group
 from .inference import build_model, model_clients, model_labels
@@ -49,6 +50,8 @@ class RegionObjects:
     tenants: dict[str, list[K8sObject]]
     #: by the agent's scoped name (`<tenant>-<agent>`)
     agents: dict[str, list[K8sObject]]
+    #: the controller that ranks agent pods for scale-down; empty when the region has no agent pool
+    deletion_cost: list[K8sObject]
 
     def all(self) -> list[K8sObject]:
         """Every object, part after part."""
@@ -56,14 +59,14 @@ class RegionObjects:
         for parts in (self.gpu_groups, self.models, self.routers, self.tenants, self.agents):
             for objects in parts.values():
                 out = out + objects
-        return out
+        return out + self.deletion_cost
 
 
 def build_region(region: Region, agents: Sequence[Agent], *, image: str) -> RegionObjects:
     """Everything `region` runs, with `agents` (those whose manifests list it). `image` stands
-    where the stack builds an image (the gateway's, the LLM routers', each `code.build` agent's):
-    the components put the built image there; drift and the dev servers, which read no image,
-    pass ""."""
+    where the stack builds an image (the gateway's, the LLM routers', the deletion-cost controller's,
+    each `code.build` agent's): the components put the built image there; drift and the dev
+    servers, which read no image, pass ""."""
     return RegionObjects(
         namespaces=build_namespaces(region),
         default_deny=build_platform_default_deny(region),
@@ -78,4 +81,5 @@ def build_region(region: Region, agents: Sequence[Agent], *, image: str) -> Regi
         tenants={name: build_tenant(region, tenant, [a for a in agents if a.tenant == name])
                  for name, tenant in region.tenants.items()},
         agents={agent.scoped_name: build_agent_pool(region, agent, image=image) for agent in agents},
+        deletion_cost=build_deletion_cost(region, agents, image=image),
     )

@@ -6,6 +6,7 @@ belong to the region's file. Within the file, well-known paths map to the manife
 built from (the builders in voxplane/desired/ are the reference), e.g.
 
     ScaledObject spec.maxReplicaCount                 -> scaling.max_workers
+    ScaledObject …triggers[0].metadata.threshold      -> scaling.target_utilization
     Deployment …containers[agent].env[NAME]           -> env.NAME (secrets.NAME, inference.ROLE…)
     …containers[agent].resources.requests.cpu         -> resources.cpu
     …containers[agent].image                          -> code.image (or code.build)
@@ -178,6 +179,10 @@ class Attribution:
                 if rest[0] == "env" and len(rest) > 1:
                     return self._env_field(agent, str(rest[1]))
                 return _resource(rest, ("resources",))
+        if kind == "ScaledObject" and p[:2] == ["spec", "triggers"] and p[-2:] == ["metadata", "threshold"]:
+            # sessions_per_worker × target_utilization: the target's own field (a change of
+            # sessions_per_worker shows in the workers' env too; plan looks at both).
+            return ("scaling", "target_utilization")
         if kind == "ScaledObject" and p[:1] == ["spec"] and len(p) > 1:
             return {
                 "maxReplicaCount": ("scaling", "max_workers"),

@@ -11,9 +11,10 @@ from typing import Iterator, Mapping, Sequence
 
 import yaml
 
+from .. import hpa
 from . import stackfile
 from .model import Agent, Model, PortRange, Region, SecretRef, Source
-from .problems import Problem, format_path
+from .problems import Problem, format_path, plural
 from .providers import GENERIC, OPENAI_COMPATIBLE
 from .quantity import parse_quantity
 from .secret_fields import SECRET_LIKE_ENV
@@ -462,10 +463,37 @@ def _per_pod(agent: Agent, field: str) -> str:
     return str(value) if value is not None else "0"
 
 
+def _headroom(agent: Agent) -> Iterator[Problem]:
+    """Every scale-up must start while a session is still free: a call arriving during it
+    (scrape, HPA sync, a new worker starting) finds a worker instead of being refused."""
+    s = agent.scaling
+    tight = hpa.sizes_without_spare(s.sessions_per_worker, s.target_sessions, s.min_workers, s.max_workers)
+    if not tight:
+        return
+    n = tight[-1]
+    busy = hpa.scale_up_starts_at(hpa.milli(s.target_sessions), n)
+    fixes = [f"raise min_workers to {n + 1}"] if n + 1 < s.max_workers else []
+    lower = [p for p in range(s.target_utilization - 1, 9, -1)
+             if not hpa.sizes_without_spare(s.sessions_per_worker, s.target_sessions * p / s.target_utilization,
+                                            s.min_workers, s.max_workers)]
+    if lower:
+        fixes.append(f"lower target_utilization to {lower[0]}")
+    others = f" (and at {plural(len(tight) - 1, 'smaller size')})" if len(tight) > 1 else ""
+    path = ("scaling", "target_utilization")
+    default = "" if agent.source is not None and path in agent.source.map.values else " (the default)"
+    yield _at(agent.source, path,
+              f"target_utilization {s.target_utilization}{default} of sessions_per_worker {s.sessions_per_worker}: at "
+              f"{plural(n, 'worker')}{others} a scale-up starts only at {busy} active sessions, when all "
+              f"{n * s.sessions_per_worker} are busy, so a call arriving during it finds no worker; "
+              f"{' or '.join(fixes or ['raise sessions_per_worker'])}")
+
+
 def _agent_fields(agent: Agent, root: Path) -> Iterator[Problem]:
     src = agent.source
     if agent.scaling.min_workers > agent.scaling.max_workers:
         yield _at(src, ("scaling", "min_workers"), f"min_workers ({agent.scaling.min_workers}) exceeds max_workers ({agent.scaling.max_workers})")
+    else:
+        yield from _headroom(agent)
     if agent.code.build is not None:
         folder = root / agent.code.build
         dockerfile = folder / (agent.code.dockerfile or "Dockerfile")

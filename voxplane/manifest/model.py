@@ -12,6 +12,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 from typing import Any, Iterator, Literal, Mapping, Optional, TypeVar
 
@@ -93,6 +94,8 @@ class KubernetesTarget:
     node_cidrs: tuple[str, ...]
     storage_class: Optional[str] = None
     monitoring_namespace: Optional[str] = None
+    #: Where the API server answers; unset: node_cidrs.
+    api_server_cidrs: Optional[tuple[str, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -306,9 +309,18 @@ class Code:
 class Scaling:
     min_workers: int
     max_workers: int
+    #: Calls one worker carries: it refuses more at this many (VOXPLANE_LOAD_THRESHOLD 1.0).
     sessions_per_worker: int
     drain_timeout: int
     scale_down_window: int
+    #: Percent of sessions_per_worker the autoscaler keeps busy; the rest is spare for scale-ups.
+    target_utilization: int
+
+    @property
+    def target_sessions(self) -> Decimal:
+        """Active sessions per worker the autoscaler aims at (the ScaledObject's AverageValue
+        target): sessions_per_worker × target_utilization / 100, exact (two decimals at most)."""
+        return Decimal(self.sessions_per_worker) * self.target_utilization / 100
 
 
 @dataclass(frozen=True)

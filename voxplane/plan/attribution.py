@@ -55,10 +55,14 @@ def region_fields(region: Region, agent: Optional[Agent], path: ObjPath) -> list
 def agent_fields(agent: Optional[Agent], path: ObjPath) -> list[tuple[str, ...]]:
     """Fields of an agent's own file a `VOXPLANE_<FIELD>` env var of its container is set from,
     where attribution falls back to `env.<NAME>` (`VOXPLANE_SESSIONS_PER_WORKER` ->
-    `scaling.sessions_per_worker`)."""
+    `scaling.sessions_per_worker`), and `scaling.sessions_per_worker` for the ScaledObject's target,
+    which is built from it and `scaling.target_utilization`."""
     if agent is None:
         return []
     plain = [s.value if isinstance(s, Keyed) else s for s in path]
+    if plain[:2] == ["spec", "triggers"] and plain[-2:] == ["metadata", "threshold"]:
+        # The autoscaling target is sessions_per_worker × target_utilization (attribution names the latter).
+        return [("scaling", "sessions_per_worker")]
     if not (tuple(plain[:3]) == _POD and len(plain) > 6 and plain[3] == "containers" and plain[5] == "env"):
         return []
     name = str(plain[6])

@@ -32,6 +32,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
+from .. import hpa
 from ..manifest.model import Agent, Model, Project, Region
 from ..manifest.quantity import parse_quantity
 
@@ -128,8 +129,24 @@ class ModelCapacity:
 
 @dataclass(frozen=True)
 class AgentCapacity:
+    """One agent pool: what it carries at max_workers and where its autoscaler aims.
+
+    `target_sessions_per_worker` is the autoscaler's target (sessions_per_worker ×
+    target_utilization); `sessions_at_target` the load at which the pool reaches max_workers with
+    its spare intact. `first_scale_up_at` is the active sessions at which the HPA first adds a
+    worker to a pool at min_workers, and `spare_at_first_scale_up` the sessions then still free
+    for calls arriving during the scale-up (None when min_workers = max_workers: no autoscaling).
+    """
+
     agent: str
     max_sessions: int
+    min_workers: int = 0
+    max_workers: int = 0
+    sessions_per_worker: int = 0
+    target_sessions_per_worker: float = 0.0
+    sessions_at_target: float = 0.0
+    first_scale_up_at: Optional[int] = None
+    spare_at_first_scale_up: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -167,12 +184,18 @@ class RegionCapacity:
     def agent_sessions(self) -> int:
         return sum(a.max_sessions for a in self.agents)
 
+    @property
+    def agent_sessions_at_target(self) -> float:
+        """Sessions the pools carry at max_workers while each keeps its autoscaling spare."""
+        return round(sum(a.sessions_at_target for a in self.agents), 2)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "region": self.region,
             "peak_calls": self.peak_calls,
             "duty_cycle": self.duty_cycle,
             "agent_sessions_at_max_workers": self.agent_sessions,
+            "agent_sessions_at_target": self.agent_sessions_at_target,
             "agents": [asdict(a) for a in self.agents],
             "tenants": [{**asdict(t), "status": t.status} for t in self.tenants],
             "models": [m.as_dict() for m in self.models],
@@ -200,12 +223,21 @@ def plan(project: Project, region_name: str, duty_cycle: float = DEFAULT_DUTY_CY
     for m, spec in zip(models, region.models.values(), strict=True):
         demand[spec.node_group] = demand.get(spec.node_group, 0) + (m.gpus_needed or spec.gpus_per_replica * spec.max_replicas)
     models = [_with_status(region, m, spec, demand) for m, spec in zip(models, region.models.values(), strict=True)]
-    agents = [
-        AgentCapacity(a.scoped_name, a.scaling.max_workers * a.scaling.sessions_per_worker)
-        for a in project.agents_in(region_name)
-    ]
+    agents = [agent_capacity(a) for a in project.agents_in(region_name)]
     tenants = [_tenant(region, name, project) for name in sorted(region.tenants)]
     return RegionCapacity(region_name, region.peak_concurrent_calls, duty_cycle, models, agents, tenants)
+
+
+def agent_capacity(agent: Agent) -> AgentCapacity:
+    """An agent pool's sessions at max_workers and its autoscaling target (voxplane/hpa.py)."""
+    s = agent.scaling
+    first = spare = None
+    if s.min_workers < s.max_workers:
+        first = hpa.scale_up_starts_at(hpa.milli(s.target_sessions), s.min_workers)
+        spare = s.min_workers * s.sessions_per_worker - first
+    return AgentCapacity(
+        agent.scoped_name, s.max_workers * s.sessions_per_worker, s.min_workers, s.max_workers, s.sessions_per_worker,
+        float(s.target_sessions), float(s.target_sessions * s.max_workers), first, spare)
 
 
 def _tenant(region: Region, name: str, project: Project) -> TenantCapacity:

@@ -56,10 +56,14 @@ def capacity_changes(base: Optional[Project], head: Optional[Project], region: s
             show = lambda v: "-" if v is None else f"{v[0]} of {v[1]} GPUs"  # noqa: E731
             out.append(CapacityChange(f"gpu group {group}", f"GPU group {group} at peak: {show(a2)} → {show(b2)}",
                                       a2, b2))
-    if old.agent_sessions != new.agent_sessions:
-        out.append(CapacityChange("agent pools", f"agent pools at max_workers: {old.agent_sessions} → "
-                                  f"{new.agent_sessions} sessions for {new.peak_calls} peak calls",
-                                  old.agent_sessions, new.agent_sessions))
+    if (old.agent_sessions, old.agent_sessions_at_target) != (new.agent_sessions, new.agent_sessions_at_target):
+        def change(a: float, b: float) -> str:
+            return f"{a:g}" if a == b else f"{a:g} → {b:g}"
+
+        out.append(CapacityChange(
+            "agent pools", f"agent pools at max_workers: {change(old.agent_sessions, new.agent_sessions)} sessions "
+            f"({change(old.agent_sessions_at_target, new.agent_sessions_at_target)} at the autoscaling target) for "
+            f"{new.peak_calls} peak calls", old.agent_sessions, new.agent_sessions))
     old_t = {t.tenant: t for t in old.tenants}
     new_t = {t.tenant: t for t in new.tenants}
     for name in sorted(set(old_t) | set(new_t)):
@@ -98,7 +102,8 @@ def new_region_capacity(report: capacity.RegionCapacity, project: Project) -> li
     for group, (used, have) in sorted(_gpu_demand(project, region).items()):
         out.append(CapacityChange(f"gpu group {group}", f"GPU group {group} at peak: {used} of {have} GPUs", None,
                                   (used, have)))
-    out.append(CapacityChange("agent pools", f"agent pools at max_workers: {report.agent_sessions} sessions for "
+    out.append(CapacityChange("agent pools", f"agent pools at max_workers: {report.agent_sessions} sessions "
+                                             f"({report.agent_sessions_at_target:g} at the autoscaling target) for "
                                              f"{report.peak_calls} peak calls", None, report.agent_sessions))
     for t in report.tenants:
         out.append(CapacityChange(

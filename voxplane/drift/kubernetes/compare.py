@@ -9,8 +9,8 @@ Pure: dicts in, `FieldDiff`s out. The rules, each because of what the API server
   more keys matches — except an empty desired mapping (`podSelector: {}` selects every pod; a live
   selector that narrows it is drift) and ConfigMap `data`/`binaryData`, compared as wholes.
 - Lists of named things are compared by name: `containers`, `initContainers`, `env`, `volumes`,
-  `imagePullSecrets` (key `name`), `volumeMounts` (key `mountPath`), `ports` (key `name`, when every
-  item has one). An item added live (an env var set by hand) or removed is reported as its own
+  `imagePullSecrets` (key `name`), `volumeMounts` (key `mountPath`), `ports` (key `name`), a
+  ScaledObject's `triggers` (key `type`), each when every item has a distinct one. An item added live (an env var set by hand) or removed is reported as its own
   finding (`env[FOO]`). Other lists are compared as wholes: same length, and item by item with the
   same rules (so defaults inside items still do not count); a difference reports the whole list.
 - Quantities are compared as numbers where Kubernetes normalises them: `cpu: 1000m` comes back as
@@ -104,6 +104,8 @@ KEYED_LISTS: dict[str, str] = {
     "imagePullSecrets": "name",
     "volumeMounts": "mountPath",
     "ports": "name",
+    # KEDA ScaledObject triggers: an agent pool's one `prometheus` trigger (two of one type: compared whole).
+    "triggers": "type",
 }
 #: Mappings whose keys are quantities Kubernetes normalises ("1000m" -> "1").
 QUANTITY_PARENTS = frozenset({"requests", "limits", "hard", "default", "defaultRequest", "max", "min",

@@ -45,6 +45,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from .. import report as render
 from ...desired.common import ANNOTATION_SECRET_FINGERPRINT, inference_namespace, tenant_namespace
+from ...desired.deletion_cost import NAME as DELETION_COST
 from ...desired.inference import WORKLOAD_KIND
 from ...desired.llm_router import COMPONENT as ROUTER_COMPONENT
 from ...livekit.desired import Origin
@@ -171,6 +172,8 @@ def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[str
         return "voxplane/gateway"
     if component == ROUTER_COMPONENT:
         return "voxplane/llm_router"
+    if (labels.get("app.kubernetes.io/component"), labels.get("app.kubernetes.io/name")) == ("controller", DELETION_COST):
+        return "voxplane/controllers/deletion_cost"
     return None
 
 
