@@ -199,3 +199,19 @@ def test_the_probes_path_and_the_autoscaler_metric_exist(server):
     name = query.split("(", 1)[1].split("{", 1)[0]
     assert name == "vllm:num_requests_waiting"
     assert any(line.startswith(name + "{") for line in metrics.splitlines()), metrics[:2000]
+
+
+@pytest.mark.timeout(START_SECONDS + 300)
+def test_every_queue_metric_validate_accepts_is_a_gauge_this_release_exports(server):
+    """voxplane/servers.py lists the gauges a vLLM model may scale on (`queue_metric`; validate
+    refuses any other): each is a gauge on the running release's /metrics, and the metrics path
+    is the one the PodMonitor scrapes."""
+    from voxplane.servers import SERVERS
+
+    base, _ = server
+    vllm = SERVERS["vllm"]
+    assert vllm.metrics_path is not None and vllm.queue_metrics
+    status, metrics = _get(base + vllm.metrics_path)
+    assert status == 200
+    gauges = {line.split()[2] for line in metrics.splitlines() if line.startswith("# TYPE ") and line.endswith(" gauge")}
+    assert set(vllm.queue_metrics) <= gauges, sorted(g for g in gauges if g.startswith("vllm:"))

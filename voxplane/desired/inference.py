@@ -1,6 +1,14 @@
 """One inference model in a region: a GPU StatefulSet (vLLM for `llm`, the declared
-OpenAI-compatible speech server for `tts`/`stt`), its Service, PDB, PodMonitor, KEDA ScaledObject
-and, where the Hugging Face token comes from stack config, a Secret.
+OpenAI-compatible speech server for `tts`/`stt`), its Service, PDB, KEDA ScaledObject, a PodMonitor
+where its server serves metrics and, where the Hugging Face token comes from stack config, a Secret.
+
+How a model scales depends on what its server exports (voxplane/servers.py):
+- a server with a queue gauge (vLLM) scales on it, `queue_target` requests per replica;
+- a server with no metrics at all (Kokoro-FastAPI v0.2.4, speaches 0.8.3) scales on the demand the
+  platform itself sees: the live calls of the agents that use the model (the sum of their pools'
+  `lk_agents_active_job_count`, selected as the pools' own ScaledObjects select it) over the calls
+  one replica carries (capacity.replica_calls). Calls arrive before their first request does, so
+  replicas are added as calls rise, not after requests have queued.
 
 Facts, each held against the pinned release by tests/upstream (voxplane/servers.py lists the
 releases):
@@ -8,7 +16,7 @@ releases):
   flags come in pairs (`--enable-prefix-caching` / `--no-enable-prefix-caching`).
 - vLLM serves `/health` and Prometheus `/metrics` on its API port; `/health` answers only once
   the engine has loaded the model and is up. The queue gauge `vllm:num_requests_waiting` is the
-  autoscaling signal (production-stack's default, threshold 5).
+  default autoscaling signal (production-stack's default, threshold 5).
 - vLLM's model loading imports `torch._inductor`, whose cache path asks `getpass.getuser()`
   for the user's name: with no `USER`/`LOGNAME` that is a passwd lookup, which fails for a uid
   without an account (the default `run_as_user`; vLLM's image creates none) and kills the
@@ -34,13 +42,16 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from ..capacity import replica_calls
 from ..model import Agent, Model, Region
+from ..servers import SERVERS, scaling_metric
 from . import speaches
 from .common import (
     GPU_RESOURCE,
     K8sObject,
     LABEL_AGENT,
     SecretValue,
+    active_jobs_selector,
     env_value,
     inference_namespace,
     labels,
@@ -70,7 +81,6 @@ TMP_VOLUME = "tmp"
 TMP_MOUNT = "/tmp"
 HTTP_PORT_NAME = "http"
 HEALTH_PATH = "/health"
-METRICS_PATH = "/metrics"
 HF_TOKEN_KEY = "HF_TOKEN"
 #: The Hugging Face token as a file, never a variable (an environment is readable by anything that
 #: can inspect the process and lands in crash dumps): huggingface_hub, which vLLM and the speech
@@ -92,6 +102,10 @@ VLLM_USER = "vllm"
 #: Group of every cache volume (fsGroup makes it writable whatever uid the server runs as): no
 #: group of a host, as the default `run_as_user` is no host account.
 INFERENCE_FS_GROUP = 10001
+#: kube-controller-manager's default `--horizontal-pod-autoscaler-tolerance` (v1.34): the HPA keeps
+#: its replicas while usage / (target x replicas) is within 10% of 1
+#: (pkg/controller/podautoscaler/replica_calculator.go, GetExternalPerPodMetricReplicas).
+HPA_TOLERANCE = 0.1
 
 
 def headless_service_name(model: Model) -> str:
@@ -113,9 +127,31 @@ def pod_monitor_job(region: Region, model: Model) -> str:
 
 
 def queue_query(region: Region, model: Model) -> str:
-    """PromQL of the model's waiting requests, summed over its replicas."""
+    """PromQL of the model's queue gauge (servers that export one), summed over its replicas."""
+    metric = scaling_metric(model)
+    assert metric is not None, f"{model.server_name} exports no queue metric"
     ns = inference_namespace(region)
-    return f'sum({model.scaling_metric}{{namespace="{ns}",job="{pod_monitor_job(region, model)}"}})'
+    return f'sum({metric}{{namespace="{ns}",job="{pod_monitor_job(region, model)}"}})'
+
+
+def calls_target(model: Model) -> str:
+    """The ScaledObject's calls per replica for a model that scales on calls: calls_per_replica
+    over 1 + HPA_TOLERANCE, in KEDA's milli-units rounded down, so the HPA adds a replica once the
+    calls reach what the present replicas carry. With calls_per_replica itself it would wait
+    until they were 10% over: a replica overloaded before the next one is asked for."""
+    milli = math.floor(replica_calls(model) * 1000 / (1 + HPA_TOLERANCE))
+    return f"{milli // 1000}.{milli % 1000:03d}".rstrip("0").rstrip(".")
+
+
+def calls_query(region: Region, model: Model, agents: Sequence[Agent]) -> str:
+    """PromQL of the live calls of the agents that use `model`: their pools' active jobs, each pool
+    selected as its own ScaledObject selects it (namespace and PodMonitor job). `or vector(0)`: no
+    sample yet (no call so far, or no client at all) is 0 calls, not "no data"."""
+    pools = [active_jobs_selector(tenant_namespace(region, a.tenant), a.name)
+             for a in sorted(model_clients(model, agents), key=lambda a: (a.tenant, a.name))]
+    if not pools:
+        return "vector(0)"
+    return f"sum({' or '.join(pools)}) or vector(0)"
 
 
 def vllm_args(model: Model) -> list[str]:
@@ -162,8 +198,11 @@ def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> l
         _headless_service(model, ns, lab, ann),
         _stateful_set(region, model, ns, lab, ann),
         _pdb(model, ns, lab, ann),
-        _pod_monitor(model, ns, lab, ann),
-        _scaled_object(region, model, ns, lab, ann),
+    ]
+    if SERVERS[model.server_name].metrics_path is not None:
+        objects.append(_pod_monitor(model, ns, lab, ann))
+    objects += [
+        _scaled_object(region, model, ns, lab, ann, agents),
         _network_policy(region, model, ns, lab, ann, agents),
     ]
     return objects
@@ -172,17 +211,19 @@ def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> l
 def _network_policy(
     region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str], agents: Sequence[Agent]
 ) -> K8sObject:
-    """In: the agents that use this model (their pods, in their tenants' namespaces) and
-    Prometheus, both on the API port (the servers serve /metrics there too); no one else, not the
-    SFU or the SIP bridge either (neither calls a model). Out: DNS and HTTPS to public addresses,
-    for the weights the servers download from Hugging Face into the cache volume."""
+    """In: the agents that use this model (their pods, in their tenants' namespaces) and, where the
+    server serves metrics (on its API port), Prometheus; no one else, not the SFU or the SIP bridge
+    either (neither calls a model). Out: DNS and HTTPS to public addresses, for the weights the
+    servers download from Hugging Face into the cache volume."""
     clients = [
         namespace_peer(tenant_namespace(region, a.tenant), {LABEL_AGENT: a.name})
         for a in sorted(model_clients(model, agents), key=lambda a: (a.tenant, a.name))
     ]
-    ingress = [rule([monitoring_peer(region)], ports(("TCP", model.port)), direction="ingress")]
+    ingress = []
     if clients:
-        ingress.insert(0, rule(clients, ports(("TCP", model.port)), direction="ingress"))
+        ingress.append(rule(clients, ports(("TCP", model.port)), direction="ingress"))
+    if SERVERS[model.server_name].metrics_path is not None:
+        ingress.append(rule([monitoring_peer(region)], ports(("TCP", model.port)), direction="ingress"))
     return network_policy(
         model.name, ns, lab, selector(lab),
         ingress=ingress,
@@ -200,8 +241,10 @@ def _hf_token_secret(model: Model, ns: str, lab: dict[str, str], ann: dict[str, 
 
 
 def _service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
-    """What `model_base_url()` points agents at."""
-    return service(model.name, ns, lab, [(HTTP_PORT_NAME, model.port)], ann)
+    """What `model_base_url()` points agents at. An agent calls its models on every turn of a
+    call: a replica in the agent's own zone saves a cross-zone round trip each time (and the
+    cross-zone traffic bill), so the Service keeps traffic in the zone where it has a replica."""
+    return service(model.name, ns, lab, [(HTTP_PORT_NAME, model.port)], ann, same_zone=True)
 
 
 def _headless_service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
@@ -394,35 +437,44 @@ def _pdb(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8s
 
 
 def _pod_monitor(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    """Prometheus scrapes the server's metrics on its API port (servers that serve them)."""
+    path = SERVERS[model.server_name].metrics_path
+    assert path is not None
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
         "metadata": metadata(model.name, ns, lab, ann),
         "spec": {
             "selector": {"matchLabels": selector(lab)},
-            "podMetricsEndpoints": [{"port": HTTP_PORT_NAME, "path": METRICS_PATH, "interval": "15s"}],
+            "podMetricsEndpoints": [{"port": HTTP_PORT_NAME, "path": path, "interval": "15s"}],
         },
     }
 
 
-def _scaled_object(region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+def _scaled_object(
+    region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str], agents: Sequence[Agent]
+) -> K8sObject:
+    """AverageValue: desired replicas = ceil(signal / threshold), the signal being the model's
+    queue (servers that export one) or its agents' live calls (servers that export none)."""
+    on_queue = SERVERS[model.server_name].exports_queue
     triggers: list[dict[str, Any]] = [
         {
             "type": "prometheus",
             "metricType": "AverageValue",
             "metadata": {
                 "serverAddress": region.kubernetes.prometheus_url,
-                "query": queue_query(region, model),
-                "threshold": str(model.queue_target),
+                "query": queue_query(region, model) if on_queue else calls_query(region, model, agents),
+                "threshold": str(model.queue_target) if on_queue else calls_target(model),
                 "activationThreshold": "0",
             },
         }
     ]
-    if model.min_replicas == 0:
+    if model.min_replicas == 0 and on_queue:
         # Scale to zero trades a cold start (download + load: up to startup_seconds) on the first
         # call for idle GPUs. The queue metric comes from the model's own pods, so with none
         # running it never rises: wake the model whenever the region has any room (call), and
-        # never ask for more than one replica from this trigger below the region's peak.
+        # never ask for more than one replica from this trigger below the region's peak. (A model
+        # that scales on its agents' calls needs no wake: the first call is its signal.)
         triggers.append(
             {
                 "type": "prometheus",
