@@ -18,7 +18,7 @@ from ._register import register_all
 from .agent_pool import AgentPool, AgentPoolArgs
 from .gateway import LiveKitGateway, LiveKitGatewayArgs
 from .gpu import GPUNodeGroup, GPUNodeGroupArgs
-from .inference import InferencePool, InferencePoolArgs
+from .inference import InferencePool, InferencePoolArgs, preflight_image
 from .livekit_objects import LiveKitControlPlane, LiveKitControlPlaneArgs
 from .secrets import SecretResolver
 from .sfu import LiveKitSFU, LiveKitSFUArgs
@@ -111,10 +111,15 @@ class RegionStack(pulumi.ComponentResource):
             g: GPUNodeGroup(f"{name}-gpu-{g}", GPUNodeGroupArgs(region=region, group=group), opts=child)
             for g, group in region.gpu_node_groups.items()
         }
+        # One GPU preflight image for every model of the region.
+        preflight = (preflight_image(f"{name}-gpu-preflight", region, image_registry=args.image_registry,
+                                     build=build_images, parent=self)
+                     if region.models else None)
         self.models = {
             m: InferencePool(
                 f"{name}-model-{m}",
-                InferencePoolArgs(region=region, model=model, secrets=secrets, agents=args.agents),
+                InferencePoolArgs(region=region, model=model, secrets=secrets, agents=args.agents,
+                                  preflight_image=preflight.ref if preflight is not None else ""),
                 opts=pulumi.ResourceOptions.merge(
                     after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
                 ),

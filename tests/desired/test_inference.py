@@ -39,6 +39,8 @@ from ..support.repo import REPO
 from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, project, secret_wrapping, validate_strict
 
 CRD_KINDS = {"PodMonitor", "ScaledObject"}
+#: The GPU preflight's image as the region stack would pass it.
+PREFLIGHT = "registry.invalid/voxplane-gpu-preflight@sha256:" + "1" * 64
 
 PAIRS = [(r, m) for r in sorted(project().regions) for m in sorted(project().regions[r].models)]
 LLMS = [(r, m) for r, m in PAIRS if project().regions[r].models[m].kind == "llm"]
@@ -64,7 +66,7 @@ def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def _build(region_name: str, model_name: str) -> tuple[Region, Model, dict[str, dict[str, Any]]]:
     """The model's objects by kind; the StatefulSet's headless governing Service as "HeadlessService"."""
     region, model = _model(region_name, model_name)
-    return region, model, _by_kind(build_model(region, model, project().agents_in(region_name)))
+    return region, model, _by_kind(build_model(region, model, project().agents_in(region_name), preflight_image=PREFLIGHT))
 
 
 def _pod(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -141,6 +143,29 @@ def test_service_is_what_agents_are_pointed_at(region_name, model_name):
         f"http://{model_name}.vox-inference.svc.{region.kubernetes.cluster_domain}:{model.port}/v1"
     )
     assert _container(objs)["ports"] == [{"name": "http", "containerPort": model.port, "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_every_model_pod_runs_the_gpu_preflight_first_on_the_same_gpus(region_name, model_name):
+    """The init container holds as many GPUs as the server (the kubelet hands them on; the pod's
+    request is the larger of the two), runs the preflight image restricted, and is told the node
+    group's product and memory and the model's GPU count in flags its own parser accepts."""
+    from voxplane.gpu_preflight.__main__ import parser
+
+    region, model, objs = _build(region_name, model_name)
+    group = region.gpu_node_groups[model.node_group]
+    [preflight] = _pod(objs)["initContainers"]
+    assert preflight["name"] == "gpu-preflight" and preflight["image"] == PREFLIGHT
+    server = _container(objs)["resources"]
+    for side in ("requests", "limits"):
+        assert preflight["resources"][side][GPU_RESOURCE] == server[side][GPU_RESOURCE] == str(model.gpus_per_replica)
+    args = parser().parse_args(preflight["args"])
+    assert (args.gpus, args.product, args.memory_gib) == (model.gpus_per_replica, group.gpu_product, group.gpu_memory_gib)
+    assert (args.group, args.model, args.report) == (group.name, model_name, "/dev/termination-log")
+    assert preflight["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    security = preflight["securityContext"]
+    assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
 
 
 @pytest.mark.parametrize("region_name,model_name", PAIRS)
@@ -309,7 +334,7 @@ def test_tensor_parallel_follows_gpus_per_replica():
     """A 2-GPU replica requests 2 GPUs and shards with --tensor-parallel-size 2."""
     region, model = _model("eu-west", "chat")
     two = dataclasses.replace(model, gpus_per_replica=2)
-    objs = _by_kind(build_model(region, two))
+    objs = _by_kind(build_model(region, two, preflight_image=PREFLIGHT))
     c = _container(objs)
     assert _flag(c["args"], "--tensor-parallel-size") == "2"
     assert c["resources"]["limits"][GPU_RESOURCE] == "2"
@@ -351,7 +376,7 @@ def test_speech_server_args_are_passed_when_declared():
     """Declared `args` of a TTS/STT model become the container's args verbatim."""
     region, model = _model("us-east", "whisper")
     with_args = dataclasses.replace(model, args=("--log-level", "debug"))
-    assert _container(_by_kind(build_model(region, with_args)))["args"] == ["--log-level", "debug"]
+    assert _container(_by_kind(build_model(region, with_args, preflight_image=PREFLIGHT)))["args"] == ["--log-level", "debug"]
 
 
 def test_hf_token_from_config_becomes_a_secret():
@@ -380,7 +405,7 @@ def test_hf_token_from_existing_secret_is_referenced_not_copied():
     """hf_token {secret, key} mounts that Secret's key as the token file; no Secret object is built."""
     region, model = _model("eu-west", "chat")
     ref = dataclasses.replace(model, hf_token=SecretRef(secret="hf-credentials", key="token"))
-    objs = _by_kind(build_model(region, ref))
+    objs = _by_kind(build_model(region, ref, preflight_image=PREFLIGHT))
     assert "Secret" not in objs
     _assert_token_file(objs, "hf-credentials", "token")
 
@@ -519,7 +544,7 @@ def test_a_model_no_agent_uses_scales_on_nothing_and_stays_at_its_minimum():
     """No client pool: the calls query is a constant 0 (KEDA then holds min_replicas)."""
     region, model = _model("us-east", "kokoro")
     assert calls_query(region, model, ()) == "vector(0)"
-    objs = _by_kind(build_model(region, model, ()))
+    objs = _by_kind(build_model(region, model, (), preflight_image=PREFLIGHT))
     assert objs["ScaledObject"]["spec"]["triggers"][0]["metadata"]["query"] == "vector(0)"
 
 
@@ -530,7 +555,7 @@ def test_a_speech_model_without_calls_per_replica_scales_on_the_planners_assumpt
 
     region, model = _model("us-east", "kokoro")
     undeclared = dataclasses.replace(model, calls_per_replica=None)
-    objs = _by_kind(build_model(region, undeclared, project().agents_in("us-east")))
+    objs = _by_kind(build_model(region, undeclared, project().agents_in("us-east"), preflight_image=PREFLIGHT))
     assert objs["ScaledObject"]["spec"]["triggers"][0]["metadata"]["threshold"] == calls_target(
         dataclasses.replace(model, calls_per_replica=ASSUMED_CALLS_PER_REPLICA))
     p = project()
@@ -555,7 +580,7 @@ def test_scale_to_zero_adds_a_wake_trigger():
     """min_replicas 0: the model's own queue metric cannot wake it, so a second trigger on livekit rooms does."""
     region, model = _model("us-east", "chat")
     zero = dataclasses.replace(model, min_replicas=0)
-    objs = _by_kind(build_model(region, zero))
+    objs = _by_kind(build_model(region, zero, preflight_image=PREFLIGHT))
     triggers = objs["ScaledObject"]["spec"]["triggers"]
     assert len(triggers) == 2
     assert triggers[1]["metadata"]["query"] == "sum(livekit_room_total)"
@@ -567,7 +592,7 @@ def test_scale_to_zero_on_calls_needs_no_wake_trigger():
     """A model that scales on its agents' calls wakes on the first call: one trigger."""
     region, model = _model("us-east", "kokoro")
     zero = dataclasses.replace(model, min_replicas=0)
-    objs = _by_kind(build_model(region, zero, project().agents_in("us-east")))
+    objs = _by_kind(build_model(region, zero, project().agents_in("us-east"), preflight_image=PREFLIGHT))
     [trigger] = objs["ScaledObject"]["spec"]["triggers"]
     assert "lk_agents_active_job_count" in trigger["metadata"]["query"]
     assert trigger["metadata"]["activationThreshold"] == "0"
@@ -588,7 +613,8 @@ def _pool(region_name: str, model_name: str) -> InferencePool:
     region, model = _model(region_name, model_name)
     secrets = SecretResolver(region.name, ["vx-admin", *(f"vx-{t}" for t in region.tenants)])
     return InferencePool(
-        f"{region_name}-model-{model_name}", InferencePoolArgs(region=region, model=model, secrets=secrets)
+        f"{region_name}-model-{model_name}",
+        InferencePoolArgs(region=region, model=model, secrets=secrets, preflight_image=PREFLIGHT),
     )
 
 
@@ -606,6 +632,9 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
         assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
         assert container["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
+        # The preflight runs the image the region stack passed, in place of the placeholder.
+        [preflight] = pod["initContainers"]
+        assert preflight["image"] == PREFLIGHT
         request = next(r for r in mocked.requests if r.type == "kubernetes:apps/v1:StatefulSet")
         assert list(request.ignoreChanges) == ["spec.replicas"]
         for other in mocked.requests:

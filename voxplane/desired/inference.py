@@ -43,7 +43,7 @@ import math
 from typing import Any, Sequence
 
 from ..capacity import replica_calls
-from ..model import Agent, Model, Region
+from ..model import Agent, GpuNodeGroup, Model, Region
 from ..servers import SERVERS, scaling_metric
 from . import speaches
 from .common import (
@@ -102,6 +102,9 @@ VLLM_USER = "vllm"
 #: Group of every cache volume (fsGroup makes it writable whatever uid the server runs as): no
 #: group of a host, as the default `run_as_user` is no host account.
 INFERENCE_FS_GROUP = 10001
+#: The GPU preflight's image (voxplane/gpu_preflight), built by the stack like the gateway's.
+PREFLIGHT_REPOSITORY = "voxplane-gpu-preflight"
+PREFLIGHT_CONTAINER = "gpu-preflight"
 #: kube-controller-manager's default `--horizontal-pod-autoscaler-tolerance` (v1.34): the HPA keeps
 #: its replicas while usage / (target x replicas) is within 10% of 1
 #: (pkg/controller/podautoscaler/replica_calculator.go, GetExternalPerPodMetricReplicas).
@@ -184,9 +187,11 @@ def model_clients(model: Model, agents: Sequence[Agent]) -> list[Agent]:
     return [a for a in agents if any(spec.model == model.name for spec in a.inference.roles().values())]
 
 
-def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> list[K8sObject]:
+def build_model(region: Region, model: Model, agents: Sequence[Agent] = (), *, preflight_image: str) -> list[K8sObject]:
     """Objects of one model in `inference_namespace(region)`, all named after the model. `agents`
-    are the region's agents: those that call the model are the only ones its NetworkPolicy admits."""
+    are the region's agents: those that call the model are the only ones its NetworkPolicy admits.
+    `preflight_image` runs the GPU preflight (the component passes the image it builds from
+    voxplane/gpu_preflight)."""
     ns = inference_namespace(region)
     lab = model_labels(region, model)
     ann = region_source(region)
@@ -196,7 +201,7 @@ def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> l
     objects += [
         _service(model, ns, lab, ann),
         _headless_service(model, ns, lab, ann),
-        _stateful_set(region, model, ns, lab, ann),
+        _stateful_set(region, model, ns, lab, ann, preflight_image),
         _pdb(model, ns, lab, ann),
     ]
     if SERVERS[model.server_name].metrics_path is not None:
@@ -351,6 +356,44 @@ def _container(model: Model) -> dict[str, Any]:
     return container
 
 
+def _preflight(model: Model, group: GpuNodeGroup, image: str) -> dict[str, Any]:
+    """The GPU preflight (voxplane/gpu_preflight): NVML's view of the pod's GPUs against the node
+    group's product and memory and the model's GPU count, before the server loads anything.
+
+    An init container, not a Job per node group: it holds exactly the GPUs the server will (the
+    kubelet gives an init container's devices to the containers after it, and the pod's request
+    stays the larger of the two, not their sum), it runs on every node a replica lands on,
+    Karpenter's new nodes included, and its verdict stays on the pod it is about (the termination
+    message `voxplane status` reads). It costs a second per start against minutes of model load."""
+    gpus = str(model.gpus_per_replica)
+    return {
+        "name": PREFLIGHT_CONTAINER,
+        "image": image,
+        "args": [
+            "--gpus", gpus,
+            "--product", group.gpu_product,
+            "--memory-gib", str(group.gpu_memory_gib),
+            "--group", group.name,
+            "--model", model.name,
+        ],
+        # As every container of the platform: memory and disk limits equal to requests, no CPU
+        # limit. It writes nothing but its report (the termination log, not its own disk).
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "16Mi", GPU_RESOURCE: gpus},
+            "limits": {"memory": "128Mi", "ephemeral-storage": "16Mi", GPU_RESOURCE: gpus},
+        },
+        # The verdict is written there as JSON; a crash leaves the log's tail instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
 def _writable_volumes(model: Model) -> list[tuple[str, str]]:
     """(volume name, path) of each `writable_paths` entry."""
     return [(f"writable-{i}", path) for i, path in enumerate(model.writable_paths)]
@@ -373,7 +416,9 @@ def _pod_security(model: Model) -> dict[str, Any]:
     }
 
 
-def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+def _stateful_set(
+    region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str], preflight_image: str
+) -> K8sObject:
     group = region.gpu_node_groups[model.node_group]
     scratch = model.resources.ephemeral_storage
     volumes = [scratch_volume(TMP_VOLUME, scratch)]
@@ -392,6 +437,7 @@ def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], an
         "securityContext": _pod_security(model),
         "affinity": gpu_affinity(group),
         "tolerations": gpu_tolerations(group),
+        "initContainers": [_preflight(model, group, preflight_image)],
         "containers": [_container(model)],
         "volumes": volumes,
     }

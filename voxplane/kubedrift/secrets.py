@@ -63,7 +63,7 @@ def secret_objects(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
     if region.sip is not None:
         objects += build_sip(region)
     for model in region.models.values():
-        objects += build_model(region, model)
+        objects += build_model(region, model, preflight_image="")
     for name, tenant in region.tenants.items():
         objects += build_tenant(region, tenant, [a for a in agents if a.tenant == name])
     for agent in agents:
