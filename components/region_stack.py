@@ -111,21 +111,22 @@ class RegionStack(pulumi.ComponentResource):
             g: GPUNodeGroup(f"{name}-gpu-{g}", GPUNodeGroupArgs(region=region, group=group), opts=child)
             for g, group in region.gpu_node_groups.items()
         }
-        # One GPU preflight image for every model of the region.
-        preflight = (preflight_image(f"{name}-gpu-preflight", region, image_registry=args.image_registry,
-                                     build=build_images, parent=self)
-                     if region.models else None)
-        self.models = {
-            m: InferencePool(
-                f"{name}-model-{m}",
-                InferencePoolArgs(region=region, model=model, secrets=secrets, agents=args.agents,
-                                  preflight_image=preflight.ref if preflight is not None else ""),
-                opts=pulumi.ResourceOptions.merge(
-                    after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
-                ),
-            )
-            for m, model in region.models.items()
-        }
+        self.models: dict[str, InferencePool] = {}
+        if region.models:
+            # One GPU preflight image, run first by every model pod of the region.
+            preflight = preflight_image(f"{name}-gpu-preflight", region, image_registry=args.image_registry,
+                                        build=build_images, parent=self)
+            self.models = {
+                m: InferencePool(
+                    f"{name}-model-{m}",
+                    InferencePoolArgs(region=region, model=model, secrets=secrets, agents=args.agents,
+                                      preflight_image=preflight.ref),
+                    opts=pulumi.ResourceOptions.merge(
+                        after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
+                    ),
+                )
+                for m, model in region.models.items()
+            }
         self.tenants = {
             t: Tenant(
                 f"{name}-tenant-{t}",

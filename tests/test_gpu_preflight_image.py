@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from voxplane.components.images import build_context_hash
 from voxplane.components.inference import PREFLIGHT_CONTEXT
+from voxplane.desired.inference import PREFLIGHT_REPOSITORY
+from voxplane.render import PLACEHOLDER_DIGEST, render
 
 from .support.repo import REPO
 
@@ -51,6 +54,28 @@ def test_the_lock_pins_the_requirement_by_hash_and_matches_the_project() -> None
     assert "pip install --require-hashes --no-deps -r" in dockerfile
     assert re.search(r"^FROM \S+@sha256:[0-9a-f]{64}$", dockerfile, re.M), "the base image is pinned by digest"
     assert re.search(r"^ENTRYPOINT \[\"python\", \"-m\", \"voxplane.gpu_preflight\"\]$", dockerfile, re.M)
+
+
+def _preflight_images(region: str) -> list[str]:
+    """The image of every model StatefulSet's preflight in the region's render."""
+    return [o["spec"]["template"]["spec"]["initContainers"][0]["image"]
+            for o in render(region, REPO).kubernetes if o["kind"] == "StatefulSet" and o["metadata"]["namespace"] == "vox-inference"]
+
+
+def test_the_region_stack_builds_the_image_once_and_every_model_pod_runs_its_pushed_digest() -> None:
+    result = render("us-east", REPO)
+    built = [r.inputs for r in result.resources if r.type == "docker:index/image:Image" and r.name.endswith("gpu-preflight-image")]
+    assert len(built) == 1, [r.name for r in result.resources if r.type == "docker:index/image:Image"]
+    tag = build_context_hash(PREFLIGHT_CONTEXT)
+    assert built[0]["imageName"] == f"registry.voice.example.com/agents/{PREFLIGHT_REPOSITORY}:{tag}"
+    assert built[0]["build"]["context"] == PREFLIGHT_CONTEXT
+    assert _preflight_images("us-east") == [f"{built[0]['imageName']}@{PLACEHOLDER_DIGEST}"] * 3
+
+
+def test_a_stack_that_builds_nothing_deploys_the_content_hash_tag() -> None:
+    """local (voxplane:buildImages false): the tag to build and push from the folder."""
+    tag = build_context_hash(PREFLIGHT_CONTEXT)
+    assert _preflight_images("local") == [f"localhost:5000/voxplane/{PREFLIGHT_REPOSITORY}:{tag}"] * 3
 
 
 @pytest.mark.integration
