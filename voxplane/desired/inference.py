@@ -1,6 +1,8 @@
 """One inference model in a region: a GPU StatefulSet (vLLM for `llm`, the declared
-OpenAI-compatible speech server for `tts`/`stt`), its Service, PDB, KEDA ScaledObject, a PodMonitor
-where its server serves metrics and, where the Hugging Face token comes from stack config, a Secret.
+OpenAI-compatible speech server for `tts`/`stt`; each pod first runs the GPU preflight,
+voxplane/gpu_preflight), its Service (traffic kept in the caller's zone), PDB, KEDA ScaledObject, a
+PodMonitor where its server serves metrics and, where the Hugging Face token comes from stack
+config, a Secret.
 
 How a model scales depends on what its server exports (voxplane/servers.py):
 - a server with a queue gauge (vLLM) scales on it, `queue_target` requests per replica;
