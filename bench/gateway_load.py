@@ -56,7 +56,7 @@ from tests.gateway._lk import HandshakeRefused, Worker, join, token  # noqa: E40
 from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway  # noqa: E402
 from voxplane.dev.stack import dev_root_secret  # noqa: E402
 from voxplane.desired.common import tenant_api_key  # noqa: E402
-from voxplane.keys import derive_api_secret  # noqa: E402
+from voxplane.livekit.keys import derive_api_secret  # noqa: E402
 
 REGION = "local"
 NOISY, QUIET = "northwind", "bellavista"

@@ -15,7 +15,7 @@
 #      ("Available KV cache memory") and its size in tokens ("GPU KV cache size"), and from NVML the
 #      memory in use while it serves; then it stops the server (only the process it started).
 #   4. It prints those beside `voxplane capacity`'s plan for the same model, GPU memory (NVML's
-#      total) and settings (voxplane.capacity, the code behind the command), so a difference
+#      total) and settings (voxplane.plan.capacity, the code behind the command), so a difference
 #      between the planner and vLLM's own accounting shows as two numbers on one line.
 #
 # Usage: scripts/gpu-check.sh [--gpu-memory-utilization F] [--max-model-len N] [--dtype D] [--keep]
@@ -156,9 +156,9 @@ server_pid=""
 import dataclasses, json, os, re, struct, sys
 from pathlib import Path
 
-from voxplane.capacity import plan
-from voxplane.loader import load_project
-from voxplane.model import ModelProfile
+from voxplane.plan.capacity import plan
+from voxplane.manifest.loader import load_project
+from voxplane.manifest.model import ModelProfile
 
 GIB = 1024**3
 gpu, serving = json.loads(os.environ["GPU_JSON"]), json.loads(os.environ["SERVING_JSON"])

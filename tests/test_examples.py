@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.loader import load, load_project
-from voxplane.servers import scaling_metric
-from voxplane.sourcemap import parse
+from voxplane.manifest.loader import load, load_project
+from voxplane.manifest.servers import scaling_metric
+from voxplane.manifest.sourcemap import parse
 
 from .support.repo import REPO
 

@@ -19,7 +19,7 @@ import pytest
 from voxplane.components.images import build_context_hash
 from voxplane.components.inference import PREFLIGHT_CONTEXT
 from voxplane.desired.inference import PREFLIGHT_REPOSITORY
-from voxplane.render import PLACEHOLDER_DIGEST, render
+from voxplane.deploy.render import PLACEHOLDER_DIGEST, render
 
 from .support.repo import REPO
 

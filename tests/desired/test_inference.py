@@ -29,14 +29,14 @@ from voxplane.desired.inference import (
     queue_query,
     vllm_args,
 )
-from voxplane.servers import SERVERS, scaling_metric
 from voxplane.components.inference import InferencePool, InferencePoolArgs
 from voxplane.components.secrets import SecretResolver
-from voxplane.model import Model, Region, SecretRef
-from voxplane.render import render
+from voxplane.deploy.render import render
+from voxplane.manifest.model import Model, Region, SecretRef
+from voxplane.manifest.servers import SERVERS, scaling_metric
 
 from ..support.repo import REPO
-from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, project, secret_wrapping, validate_strict
+from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, desired, project, secret_wrapping, validate_strict
 
 CRD_KINDS = {"PodMonitor", "ScaledObject"}
 #: The GPU preflight's image as the region stack would pass it.
@@ -551,7 +551,7 @@ def test_a_model_no_agent_uses_scales_on_nothing_and_stays_at_its_minimum():
 def test_a_speech_model_without_calls_per_replica_scales_on_the_planners_assumption():
     """Undeclared calls_per_replica: the threshold is the capacity planner's assumed number, the
     same one `voxplane capacity` sizes the model with."""
-    from voxplane.capacity import ASSUMED_CALLS_PER_REPLICA, plan
+    from voxplane.plan.capacity import ASSUMED_CALLS_PER_REPLICA, plan
 
     region, model = _model("us-east", "kokoro")
     undeclared = dataclasses.replace(model, calls_per_replica=None)
@@ -614,7 +614,8 @@ def _pool(region_name: str, model_name: str) -> InferencePool:
     secrets = SecretResolver(region.name, ["vx-admin", *(f"vx-{t}" for t in region.tenants)])
     return InferencePool(
         f"{region_name}-model-{model_name}",
-        InferencePoolArgs(region=region, model=model, secrets=secrets, preflight_image=PREFLIGHT),
+        InferencePoolArgs(region=region, model=model, objects=desired(region_name).models[model_name],
+                          secrets=secrets, preflight_image=PREFLIGHT),
     )
 
 

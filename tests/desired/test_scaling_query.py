@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from voxplane.deploy.render import render
 from voxplane.desired.common import ACTIVE_JOBS_METRIC
-from voxplane.render import render
 
 from ..support.repo import REPO
 

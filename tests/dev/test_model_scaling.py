@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
-from voxplane.capacity import replica_calls
+from voxplane.plan.capacity import replica_calls
 from voxplane.desired.common import ACTIVE_JOBS_METRIC, tenant_namespace
 from voxplane.desired.inference import calls_target, model_clients
 from voxplane.dev import autoscaling, cluster
 from voxplane.dev.ports import free_port
-from voxplane.loader import load
-from voxplane.quantity import parse_quantity
-from voxplane.render import render
+from voxplane.manifest.loader import load
+from voxplane.manifest.quantity import parse_quantity
+from voxplane.deploy.render import render
 
 from tests.support.gauges import GaugeTarget
 from tests.support.repo import copy_manifests

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from voxplane.dev import cluster
-from voxplane.loader import load
-from voxplane.render import render
+from voxplane.manifest.loader import load
+from voxplane.deploy.render import render
 
 from tests.support.repo import copy_manifests
 from tests.support.wait import wait_until

@@ -12,7 +12,7 @@ import pytest
 from voxplane.desired.gateway import gateway_config
 from voxplane.gateway.limits import Limited, Limits, Rate, TenantLimits
 from voxplane.gateway.scope import GatewayConfig
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from tests.support.repo import copy_manifests
 from .conftest import A, B

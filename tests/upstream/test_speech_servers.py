@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from voxplane.desired.common import ACTIVE_JOBS_METRIC
-from voxplane.servers import SERVERS
+from voxplane.manifest.servers import SERVERS
 
 from .conftest import REGIONS, facts, rendered
 
@@ -154,7 +154,7 @@ def test_every_metric_name_is_one_the_server_exports(region, name, server, sts):
 
 @pytest.mark.parametrize("server", ["kokoro-fastapi", "speaches"])
 def test_what_voxplane_knows_a_server_exports_is_its_recorded_release(server):
-    """voxplane/servers.py, which validate and the render read, lists the metrics the recorded
+    """voxplane/manifest/servers.py, which validate and the render read, lists the metrics the recorded
     release exports (none, for both speech servers), so neither gets a PodMonitor."""
     assert list(SERVERS[server].queue_metrics) == facts(server)["metrics"] == []
     assert SERVERS[server].metrics_path is None

@@ -203,10 +203,10 @@ def test_the_probes_path_and_the_autoscaler_metric_exist(server):
 
 @pytest.mark.timeout(START_SECONDS + 300)
 def test_every_queue_metric_validate_accepts_is_a_gauge_this_release_exports(server):
-    """voxplane/servers.py lists the gauges a vLLM model may scale on (`queue_metric`; validate
+    """voxplane/manifest/servers.py lists the gauges a vLLM model may scale on (`queue_metric`; validate
     refuses any other): each is a gauge on the running release's /metrics, and the metrics path
     is the one the PodMonitor scrapes."""
-    from voxplane.servers import SERVERS
+    from voxplane.manifest.servers import SERVERS
 
     base, _ = server
     vllm = SERVERS["vllm"]

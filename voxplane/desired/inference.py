@@ -4,15 +4,15 @@ voxplane/gpu_preflight), its Service (traffic kept in the caller's zone), PDB, K
 PodMonitor where its server serves metrics and, where the Hugging Face token comes from stack
 config, a Secret.
 
-How a model scales depends on what its server exports (voxplane/servers.py):
+How a model scales depends on what its server exports (voxplane/manifest/servers.py):
 - a server with a queue gauge (vLLM) scales on it, `queue_target` requests per replica;
 - a server with no metrics at all (Kokoro-FastAPI v0.2.4, speaches 0.8.3) scales on the demand the
   platform itself sees: the live calls of the agents that use the model (the sum of their pools'
   `lk_agents_active_job_count`, selected as the pools' own ScaledObjects select it) over the calls
-  one replica carries (capacity.replica_calls). Calls arrive before their first request does, so
+  one replica carries (plan.capacity.replica_calls). Calls arrive before their first request does, so
   replicas are added as calls rise, not after requests have queued.
 
-Facts, each held against the pinned release by tests/upstream (voxplane/servers.py lists the
+Facts, each held against the pinned release by tests/upstream (voxplane/manifest/servers.py lists the
 releases):
 - vLLM images run `vllm serve`, which takes the model as its positional argument. Boolean engine
   flags come in pairs (`--enable-prefix-caching` / `--no-enable-prefix-caching`).
@@ -44,9 +44,9 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from ..capacity import replica_calls
-from ..model import Agent, GpuNodeGroup, Model, Region
-from ..servers import SERVERS, scaling_metric
+from ..manifest.model import Agent, GpuNodeGroup, Model, Region
+from ..manifest.servers import SERVERS, scaling_metric
+from ..plan.capacity import replica_calls
 from . import speaches
 from .common import (
     GPU_RESOURCE,

@@ -103,15 +103,13 @@ def up(config: Mapping[str, Any] | None, *, region: str | None, root: Path,
     """Start Redis + livekit-server detached (with `region`: its rendered config and its gateway;
     else `config`, default `DEFAULT_CONFIG`), record them and return the state. Servers already
     running are kept (and their state returned): `down` first to change the config."""
+    # The region first: a name that names none (UnknownRegion) or invalid manifests (ManifestError)
+    # stop or start nothing.
+    lk_config = region_config(region, root) if region else dict(config or DEFAULT_CONFIG)
     if (running := running_state()) is not None:
         progress("already running; `down` first to change the config")
         return running
     down(progress)  # clear leftovers of a half-dead previous run
-
-    try:
-        lk_config = region_config(region, root) if region else dict(config or DEFAULT_CONFIG)
-    except ValueError as e:
-        raise ServersError(str(e)) from e
     workdir = cache_dir() / "devservers"
     binary = ensure_livekit_binary()
     redis = RedisServer(workdir=workdir, detached=True)
