@@ -9,10 +9,10 @@ from functools import cache
 
 import pytest
 
-from voxplane.plan.capacity import GIB, kv_bytes_per_token, plan
 from voxplane.manifest.loader import load_project
 from voxplane.manifest.model import Project
 from voxplane.manifest.quantity import parse_quantity
+from voxplane.plan.capacity import ASSUMED_CALLS_PER_REPLICA, GIB, kv_bytes_per_token, plan
 
 from .support.repo import REPO
 
@@ -92,10 +92,29 @@ def test_weights_that_do_not_fit_leave_no_kv_cache():
     assert m.status == "weights do not fit: no memory left for the KV cache"
 
 
-def test_speech_models_get_gpu_counts_only():
-    """TTS/STT servers have no KV model: the plan says to load-test them."""
+def test_speech_models_are_sized_by_their_calls_per_replica():
+    """A server with no queue metric has no KV model: a replica carries its declared
+    calls_per_replica (us-east kokoro: 100), so 600 peak calls need 6 replicas, 6 L4 GPUs."""
     kokoro = next(m for m in plan(project(), "us-east").models if m.model == "kokoro")
-    assert kokoro.kv_tokens is None and kokoro.status.startswith("no analytic model")
+    assert kokoro.kv_tokens is None
+    assert (kokoro.calls_per_replica, kokoro.replicas_needed, kokoro.gpus_needed, kokoro.status) == (100, 6, 6, "ok")
+
+
+def test_speech_models_without_calls_per_replica_say_the_number_is_assumed():
+    """Undeclared: the planner's assumption, said in the status, and short when max_replicas cannot carry the peak."""
+    [kokoro] = [m for m in plan(_with_model("us-east", "kokoro", calls_per_replica=None), "us-east").models
+                if m.model == "kokoro"]
+    assert (kokoro.calls_per_replica, kokoro.replicas_needed) == (ASSUMED_CALLS_PER_REPLICA, 60)
+    assert kokoro.status == "short: needs 60 replicas, max_replicas is 8; assumed 10 calls/replica: set calls_per_replica"
+
+
+def test_speech_models_count_against_their_gpu_group():
+    """Speech replicas take whole GPUs of their group: us-east's kokoro (6) and whisper (6) fill
+    its 12 L4s; a smaller calls_per_replica overflows the group."""
+    [whisper] = [m for m in plan(_with_model("us-east", "whisper", calls_per_replica=75), "us-east").models
+                 if m.model == "whisper"]
+    assert whisper.replicas_needed == 8
+    assert whisper.status == "short: models on 'l4' need 14 GPUs, it has 12"
 
 
 def test_tenant_quotas_cover_pools_at_max_workers():

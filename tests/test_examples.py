@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from voxplane.manifest.loader import load, load_project
+from voxplane.manifest.servers import scaling_metric
 from voxplane.manifest.sourcemap import parse
 
 from .support.repo import REPO
@@ -54,7 +55,8 @@ def test_defaults_come_from_the_schema():
     assert us.livekit.ports.rtc_tcp == 7881
     assert us.sip is not None and us.sip.sip_port == 5060 and str(us.sip.rtp_ports) == "10000-20000"
     assert us.gpu_node_groups["h100"].taints[0].key == "nvidia.com/gpu"
-    assert us.models["chat"].scaling_metric == "vllm:num_requests_waiting"
+    assert scaling_metric(us.models["chat"]) == "vllm:num_requests_waiting"
+    assert scaling_metric(us.models["kokoro"]) is None  # Kokoro-FastAPI exports no metrics
 
 
 def test_model_objects_are_frozen():

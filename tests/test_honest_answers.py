@@ -212,9 +212,13 @@ def test_example_regions_are_not_short(run_cli, monkeypatch, region):
 
 
 def test_capacity_fails_on_short_when_the_pools_cannot_carry_the_peak(manifest_tree, run_cli, monkeypatch):
-    """A peak of 500 calls is more than echo's pools carry at max_workers (10 x 10): exit 2, one line why."""
+    """A peak of 500 calls is more than echo's pools carry at max_workers (10 x 10): exit 2, one line why.
+    (The speech model is sized to carry the peak, so the pools are the one shortfall.)"""
     base = (Path(__file__).parent / "manifests" / "base" / "regions" / "test.yaml").read_text()
-    root = manifest_tree(files={"regions/test.yaml": base.replace("name: test\n", "name: test\npeak_concurrent_calls: 500\n")})
+    assert base.count("    port: 8880\n") == 1
+    region = base.replace("name: test\n", "name: test\npeak_concurrent_calls: 500\n").replace(
+        "    port: 8880\n", "    port: 8880\n    calls_per_replica: 500\n")
+    root = manifest_tree(files={"regions/test.yaml": region})
     monkeypatch.chdir(root)
     plain = run_cli("capacity", "test")
     assert plain.exit_code == 0

@@ -23,6 +23,7 @@ import pytest
 
 from tests.support.k8s_schema import validate_objects
 from voxplane.deploy.render import PLACEHOLDER_DIGEST, REDACTED, RenderResult, render, write
+from voxplane.manifest.servers import scaling_metric
 
 from .support.repo import REPO, copy_manifests
 
@@ -281,7 +282,8 @@ def test_models_run_on_gpus_with_a_service_and_queue_autoscaling(region):
         assert "nvidia.com/gpu.product" in keys
         assert [s for s in objects(region, "Service", "vox-inference") if s["metadata"]["name"] == name]
         [so] = [s for s in objects(region, "ScaledObject", "vox-inference") if s["metadata"]["name"] == name]
-        assert model.scaling_metric in so["spec"]["triggers"][0]["metadata"]["query"]
+        # Its server's queue gauge, or, for a server without metrics, its agents' calls.
+        assert (scaling_metric(model) or "lk_agents_active_job_count") in so["spec"]["triggers"][0]["metadata"]["query"]
 
 
 def test_karpenter_groups_get_a_nodepool_and_preprovisioned_ones_do_not():

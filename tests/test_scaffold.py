@@ -184,6 +184,7 @@ def test_never_overwrites_a_file(run_cli, repo):
 FILLED = {
     "description": "Asia Pacific. Mumbai.",
     "kubernetes.node_cidrs[0]": "10.50.0.0/20",
+    "kubernetes.zones[0]": "ap-south-1a",
     "livekit.public_url": "wss://rtc.ap-south.voice.example.com",
     "livekit.turn.domain": "turn.ap-south.voice.example.com",
     "livekit.turn.tls_secret": "turn-ap-south-tls",
@@ -222,7 +223,7 @@ def test_new_region_from_another_marks_what_must_differ(run_cli, repo):
     assert checked.exit_code == 1
     problems = load((), repo).problems
     marked = {p.field for p in problems if p.message.startswith("to fill in:")}
-    assert marked == {"description", "kubernetes.node_cidrs[0]", "livekit.public_url", "livekit.turn.domain",
+    assert marked == {"description", "kubernetes.node_cidrs[0]", "kubernetes.zones[0]", "livekit.public_url", "livekit.turn.domain",
                       "livekit.turn.tls_secret", "sip.public_host", "sip.carrier_addresses[0]", "voxplane:kubeContext",
                       "voxplane:livekitApiUrl"}
     others = [p for p in problems if not p.message.startswith("to fill in:")]
@@ -241,8 +242,8 @@ def test_new_region_counts_only_the_values_to_fill_in(run_cli, repo):
     it is not one more value to fill in. The source's node CIDRs are one (they must differ)."""
     result = run_cli("new", "region", "ap-south", "--from", "us-east", "--root", str(repo))
     listed = [line.strip() for line in result.stdout.splitlines() if ": to fill in: " in line]
-    assert "to fill in (9 values; `voxplane validate` lists them until done):" in result.stdout
-    assert len(listed) == 9 and "is invalid" not in result.stdout and "also (" not in result.stdout
+    assert "to fill in (10 values; `voxplane validate` lists them until done):" in result.stdout
+    assert len(listed) == 10 and "is invalid" not in result.stdout and "also (" not in result.stdout
     assert any(line.startswith("regions/ap-south.yaml:14:16: kubernetes.node_cidrs[0]: to fill in: ") for line in listed)
     assert "10.40.0.0/20" not in (repo / "regions/ap-south.yaml").read_text().split("node_cidrs:", 1)[1].split("\n")[0]
 
@@ -254,7 +255,7 @@ def test_secrets_of_a_region_still_to_fill_in_says_so(run_cli, repo):
         result = run_cli(command, "ap-south", "--root", str(repo))
         assert result.exit_code == 1
         assert result.stderr.splitlines()[-1] == ("error: region 'ap-south' (regions/ap-south.yaml) does not load: "
-                                                  "7 values still to fill in (above); fix them and run this again")
+                                                  "8 values still to fill in (above); fix them and run this again")
 
 
 def test_new_blank_region(run_cli, repo):

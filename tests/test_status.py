@@ -296,8 +296,10 @@ def test_the_json_shape_is_stable():
                             "summary": "drift: 0 kubernetes, 1 livekit (voxplane drift local for details)"}
     assert doc["errors"] == []
     chat = doc["models"][0]
-    assert list(chat) == ["model", "kind", "namespace", "declared", "workload", "autoscaler"]
+    assert list(chat) == ["model", "kind", "namespace", "declared", "workload", "autoscaler", "gpu_check"]
     assert chat["autoscaler"] is None  # no ScaledObject found for it
+    assert chat["gpu_check"] == []  # a workload whose pods report no preflight
+    assert next(m for m in doc["models"] if m["model"] == "kokoro")["gpu_check"] is None  # not deployed
 
 
 def test_the_drift_line():
@@ -416,3 +418,78 @@ def test_watch_to_a_pipe_prints_each_frame_after_the_last(monkeypatch: pytest.Mo
 def test_watch_as_json_is_one_object_a_line(monkeypatch: pytest.MonkeyPatch):
     lines = frames_until_interrupt("json", monkeypatch, n=3).splitlines()
     assert [json.loads(ln)["read_at"] for ln in lines] == [f"2026-01-31T12:00:0{i}Z" for i in range(3)]
+
+
+# --- the GPU preflight, as the model pods' init containers report it -----------------------------
+
+OK_LINE = "gpu preflight: ok: 1 x NVIDIA-L4 (22.5 GiB), MIG off, driver 570.124.06, CUDA 12.8"
+FAILED_LINE = ("gpu preflight of model chat: failed: GPU 0 is NVIDIA-L4, node group h100 declares "
+               "NVIDIA-H100-80GB-HBM3 (gpu_product) (NVML: 1 x NVIDIA-L4 (22.5 GiB), MIG off, driver 570.124.06, CUDA 12.8)")
+
+
+def model_pod(name: str, status: dict[str, Any] | None, *, init: bool = True) -> dict[str, Any]:
+    """A model pod as the API returns it: the rendered init container, and the status given."""
+    spec: dict[str, Any] = {"nodeName": "gpu-0", "containers": [{"name": "server"}]}
+    if init:
+        spec["initContainers"] = [{"name": "gpu-preflight"}]
+    pod: dict[str, Any] = {"metadata": {"name": name}, "spec": spec, "status": {}}
+    if status is not None:
+        pod["status"]["initContainerStatuses"] = [{"name": "gpu-preflight", **status}]
+    return pod
+
+
+def verdict(ok: bool, line: str) -> str:
+    return json.dumps({"ok": ok, "line": line, "problems": [], "driver": "570.124.06", "cuda": "12.8",
+                       "gpus": [{"name": "NVIDIA L4", "memory_mib": 23034, "mig": False, "uuid": "GPU-1"}]})
+
+
+@pytest.mark.parametrize("status,state,line", [
+    ({"state": {"terminated": {"exitCode": 0, "message": verdict(True, OK_LINE)}}}, "ok", OK_LINE),
+    ({"state": {"terminated": {"exitCode": 1, "message": verdict(False, FAILED_LINE)}}}, "failed", FAILED_LINE),
+    # Restarted after failing: the last run's verdict, not "waiting".
+    ({"state": {"waiting": {"reason": "CrashLoopBackOff"}},
+      "lastState": {"terminated": {"exitCode": 1, "message": verdict(False, FAILED_LINE)}}}, "failed", FAILED_LINE),
+    # A crash leaves the log's tail (FallbackToLogsOnError), not JSON.
+    ({"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "message": "loading\nKilled"}}}, "failed",
+     "exit 137: Killed"),
+    # kwok marks init containers Completed without running them: no verdict, never "ok".
+    ({"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}, "no-report", "exited 0 without a report"),
+    ({"state": {"running": {"startedAt": "2026-01-31T12:00:00Z"}}}, "running", "checking"),
+    ({"state": {"waiting": {"reason": "PodInitializing"}}}, "waiting", "PodInitializing"),
+    (None, "not-run", "not started"),
+])
+def test_the_preflight_state_of_a_pod_is_what_its_init_container_reports(status, state, line):
+    from voxplane.status.preflight import preflight_of
+
+    result = preflight_of(model_pod("chat-0", status))
+    assert result is not None and (result.pod, result.node, result.state, result.line) == ("chat-0", "gpu-0", state, line)
+    if state == "ok":
+        assert (result.driver, result.cuda, result.gpus[0]["memory_mib"]) == ("570.124.06", "12.8", 23034)
+
+
+def test_a_pod_without_the_preflight_has_none():
+    from voxplane.status.preflight import preflight_of
+
+    assert preflight_of(model_pod("x-0", None, init=False)) is None
+
+
+def test_the_models_gpu_check_cell_and_the_lines_under_the_tables():
+    from voxplane.status.preflight import preflight_of
+
+    st = sample_status()
+    chat = next(m for m in st.models if m.model == "chat")
+    assert chat.workload is not None
+    chat.workload.preflight = [r for r in (
+        preflight_of(model_pod("chat-0", {"state": {"terminated": {"exitCode": 0, "message": verdict(True, OK_LINE)}}})),
+        preflight_of(model_pod("chat-1", {"state": {"terminated": {"exitCode": 0, "message": verdict(True, OK_LINE)}}})),
+        preflight_of(model_pod("chat-2", {"state": {"terminated": {"exitCode": 1, "message": verdict(False, FAILED_LINE)}}})),
+    ) if r is not None]
+    lines = view.plain(view.frame(st)).splitlines()
+    header = next(ln for ln in lines if ln.startswith("model "))
+    assert header.split() == ["model", "kind", "namespace", "ready", "autoscaler", "target", "gpu", "check", "nodes"]
+    row = next(ln for ln in lines if ln.startswith("chat "))
+    assert "1 failed, 2 ok" in row
+    assert f"gpu check chat (2 pods): {OK_LINE}" in lines
+    assert f"gpu check chat (chat-2): {FAILED_LINE}" in lines
+    doc = st.as_dict()
+    assert [r["state"] for r in next(m for m in doc["models"] if m["model"] == "chat")["gpu_check"]] == ["ok", "ok", "failed"]

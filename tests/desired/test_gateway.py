@@ -194,8 +194,9 @@ def test_a_stack_without_a_registry_is_refused_at_its_file(tmp_path: Path) -> No
                              if "imageRegistry" not in line))
     problems = [str(p) for p in load((), repo).problems]
     assert len(problems) == 1 and problems[0].startswith("Pulumi.eu-west.yaml:"), problems
-    assert "builds images (the LiveKit gateway's from voxplane/gateway, agents/reservations.yaml) and sets no " \
-           "voxplane:imageRegistry to push them to" in problems[0], problems[0]
+    assert "builds images (the LiveKit gateway's from voxplane/gateway, the GPU preflight's from " \
+           "voxplane/gpu_preflight, agents/reservations.yaml) and sets no voxplane:imageRegistry to push them to" \
+           in problems[0], problems[0]
     with pytest.raises(ManifestError):
         render("eu-west", repo)
     # Building nothing, the gateway needs no registry; the agents built from source still do.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 import pulumi
@@ -20,22 +21,33 @@ from voxplane.desired.common import (
 from voxplane.desired.gpu import gpu_affinity, gpu_tolerations
 from voxplane.desired.inference import (
     CACHE_MOUNT,
+    HPA_TOLERANCE,
     build_model,
+    calls_query,
+    calls_target,
     pod_monitor_job,
     queue_query,
     vllm_args,
 )
 from voxplane.components.inference import InferencePool, InferencePoolArgs
 from voxplane.components.secrets import SecretResolver
+from voxplane.deploy.render import render
 from voxplane.manifest.model import Model, Region, SecretRef
+from voxplane.manifest.servers import SERVERS, scaling_metric
 
+from ..support.repo import REPO
 from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, desired, project, secret_wrapping, validate_strict
 
 CRD_KINDS = {"PodMonitor", "ScaledObject"}
+#: The GPU preflight's image as the region stack would pass it.
+PREFLIGHT = "registry.invalid/voxplane-gpu-preflight@sha256:" + "1" * 64
 
 PAIRS = [(r, m) for r in sorted(project().regions) for m in sorted(project().regions[r].models)]
 LLMS = [(r, m) for r, m in PAIRS if project().regions[r].models[m].kind == "llm"]
 SPEECH = [(r, m) for r, m in PAIRS if (r, m) not in LLMS]
+#: Models whose server exports a queue gauge (vLLM), and those whose server exports no metrics.
+ON_QUEUE = [(r, m) for r, m in PAIRS if SERVERS[project().regions[r].models[m].server_name].exports_queue]
+ON_CALLS = [(r, m) for r, m in PAIRS if (r, m) not in ON_QUEUE]
 
 
 def _model(region_name: str, model_name: str) -> tuple[Region, Model]:
@@ -54,7 +66,7 @@ def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def _build(region_name: str, model_name: str) -> tuple[Region, Model, dict[str, dict[str, Any]]]:
     """The model's objects by kind; the StatefulSet's headless governing Service as "HeadlessService"."""
     region, model = _model(region_name, model_name)
-    return region, model, _by_kind(build_model(region, model, project().agents_in(region_name)))
+    return region, model, _by_kind(build_model(region, model, project().agents_in(region_name), preflight_image=PREFLIGHT))
 
 
 def _pod(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -86,8 +98,9 @@ def test_examples_cover_every_model_kind():
 def test_objects_live_in_inference_namespace_with_component_label(region_name, model_name):
     """Every object is in <prefix>-inference, named after the model, labelled component=inference and owned by the region."""
     region, model, objs = _build(region_name, model_name)
-    expected_kinds = {"Service", "HeadlessService", "StatefulSet", "PodDisruptionBudget", "PodMonitor", "ScaledObject",
-                      "NetworkPolicy"}
+    expected_kinds = {"Service", "HeadlessService", "StatefulSet", "PodDisruptionBudget", "ScaledObject", "NetworkPolicy"}
+    if SERVERS[model.server_name].metrics_path is not None:
+        expected_kinds.add("PodMonitor")
     if model.hf_token is not None and model.hf_token.config:
         expected_kinds.add("Secret")
     assert set(objs) == expected_kinds
@@ -133,6 +146,38 @@ def test_service_is_what_agents_are_pointed_at(region_name, model_name):
         f"http://{host}.vox-inference.svc.{region.kubernetes.cluster_domain}:{model.port}/v1"
     )
     assert _container(objs)["ports"] == [{"name": "http", "containerPort": model.port, "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_every_model_pod_runs_the_gpu_preflight_first_on_the_same_gpus(region_name, model_name):
+    """The init container holds as many GPUs as the server (the kubelet hands them on; the pod's
+    request is the larger of the two), runs the preflight image restricted, and is told the node
+    group's product and memory and the model's GPU count in flags its own parser accepts."""
+    from voxplane.gpu_preflight.__main__ import parser
+
+    region, model, objs = _build(region_name, model_name)
+    group = region.gpu_node_groups[model.node_group]
+    [preflight] = _pod(objs)["initContainers"]
+    assert preflight["name"] == "gpu-preflight" and preflight["image"] == PREFLIGHT
+    server = _container(objs)["resources"]
+    for side in ("requests", "limits"):
+        assert preflight["resources"][side][GPU_RESOURCE] == server[side][GPU_RESOURCE] == str(model.gpus_per_replica)
+    args = parser().parse_args(preflight["args"])
+    assert (args.gpus, args.product, args.memory_gib) == (model.gpus_per_replica, group.gpu_product, group.gpu_memory_gib)
+    assert (args.group, args.model, args.report) == (group.name, model_name, "/dev/termination-log")
+    assert preflight["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    security = preflight["securityContext"]
+    assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+
+
+@pytest.mark.parametrize("region_name,model_name", PAIRS)
+def test_agents_traffic_to_a_model_stays_in_their_zone(region_name, model_name):
+    """The Service agents call asks for same-zone routing (PreferClose: GA in Kubernetes v1.34,
+    accepted since v1.31); the headless Service, which has no virtual IP to route, does not."""
+    _, _, objs = _build(region_name, model_name)
+    assert objs["Service"]["spec"]["trafficDistribution"] == "PreferClose"
+    assert "trafficDistribution" not in objs["HeadlessService"]["spec"]
 
 
 @pytest.mark.parametrize("region_name,model_name", PAIRS)
@@ -292,7 +337,7 @@ def test_tensor_parallel_follows_gpus_per_replica():
     """A 2-GPU replica requests 2 GPUs and shards with --tensor-parallel-size 2."""
     region, model = _model("eu-west", "chat")
     two = dataclasses.replace(model, gpus_per_replica=2)
-    objs = _by_kind(build_model(region, two))
+    objs = _by_kind(build_model(region, two, preflight_image=PREFLIGHT))
     c = _container(objs)
     assert _flag(c["args"], "--tensor-parallel-size") == "2"
     assert c["resources"]["limits"][GPU_RESOURCE] == "2"
@@ -334,7 +379,7 @@ def test_speech_server_args_are_passed_when_declared():
     """Declared `args` of a TTS/STT model become the container's args verbatim."""
     region, model = _model("us-east", "whisper")
     with_args = dataclasses.replace(model, args=("--log-level", "debug"))
-    assert _container(_by_kind(build_model(region, with_args)))["args"] == ["--log-level", "debug"]
+    assert _container(_by_kind(build_model(region, with_args, preflight_image=PREFLIGHT)))["args"] == ["--log-level", "debug"]
 
 
 def test_hf_token_from_config_becomes_a_secret():
@@ -363,7 +408,7 @@ def test_hf_token_from_existing_secret_is_referenced_not_copied():
     """hf_token {secret, key} mounts that Secret's key as the token file; no Secret object is built."""
     region, model = _model("eu-west", "chat")
     ref = dataclasses.replace(model, hf_token=SecretRef(secret="hf-credentials", key="token"))
-    objs = _by_kind(build_model(region, ref))
+    objs = _by_kind(build_model(region, ref, preflight_image=PREFLIGHT))
     assert "Secret" not in objs
     _assert_token_file(objs, "hf-credentials", "token")
 
@@ -388,7 +433,7 @@ def test_pdb_allows_one_replica_down(region_name, model_name):
     assert pdb["spec"]["selector"]["matchLabels"] == objs["StatefulSet"]["spec"]["selector"]["matchLabels"]
 
 
-@pytest.mark.parametrize("region_name,model_name", PAIRS)
+@pytest.mark.parametrize("region_name,model_name", ON_QUEUE)
 def test_pod_monitor_scrapes_metrics_on_http_port(region_name, model_name):
     """PodMonitor selects the model's pods and scrapes /metrics on the `http` port (vLLM serves it on its API port)."""
     _, _, objs = _build(region_name, model_name)
@@ -399,27 +444,128 @@ def test_pod_monitor_scrapes_metrics_on_http_port(region_name, model_name):
     assert "jobLabel" not in pm["spec"]  # so job = <namespace>/<podmonitor name>, as the query expects
 
 
+@pytest.mark.parametrize("region_name,model_name", ON_CALLS)
+def test_a_server_without_metrics_gets_no_pod_monitor_and_no_scrape_rule(region_name, model_name):
+    """Kokoro-FastAPI and speaches serve no /metrics: no PodMonitor scrapes a route that is not
+    there, and the NetworkPolicy admits no Prometheus (only the agents that use the model)."""
+    region, model, objs = _build(region_name, model_name)
+    assert "PodMonitor" not in objs
+    [ingress] = objs["NetworkPolicy"]["spec"]["ingress"]
+    assert all("namespaceSelector" in peer and "podSelector" in peer for peer in ingress["from"])
+    assert {peer["podSelector"]["matchLabels"]["voxplane.io/agent"] for peer in ingress["from"]} <= {
+        a.name for a in project().agents_in(region_name)}
+
+
 @pytest.mark.parametrize("region_name,model_name", PAIRS)
-def test_scaled_object_scales_the_workload_on_its_queue(region_name, model_name):
-    """KEDA: targets the StatefulSet, min/max replicas, prometheus query on scaling_metric for the PodMonitor's job, threshold queue_target, long scale-down."""
+def test_scaled_object_targets_the_workload(region_name, model_name):
+    """KEDA: targets the StatefulSet, min/max replicas, one prometheus trigger on the region's
+    Prometheus, long scale-down, immediate scale-up."""
     region, model, objs = _build(region_name, model_name)
     so = objs["ScaledObject"]["spec"]
     assert so["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": model_name}
     assert so["scaleTargetRef"]["kind"] == objs["StatefulSet"]["kind"]
     assert so["minReplicaCount"] == model.min_replicas
     assert so["maxReplicaCount"] == model.max_replicas
-    trigger = so["triggers"][0]
-    assert trigger["type"] == "prometheus"
+    [trigger] = so["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
     assert trigger["metadata"]["serverAddress"] == region.kubernetes.prometheus_url
-    assert trigger["metadata"]["threshold"] == str(model.queue_target)
     assert "metricName" not in trigger["metadata"]
-    assert trigger["metadata"]["query"] == queue_query(region, model) == (
-        f'sum({model.scaling_metric}{{namespace="vox-inference",job="vox-inference/{model_name}"}})'
-    )
-    assert pod_monitor_job(region, model) == f"{objs['PodMonitor']['metadata']['namespace']}/{objs['PodMonitor']['metadata']['name']}"
     behavior = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 600
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+
+
+@pytest.mark.parametrize("region_name,model_name", ON_QUEUE)
+def test_scaled_object_scales_the_workload_on_its_queue(region_name, model_name):
+    """A server with a queue gauge: the query sums scaling_metric over the PodMonitor's job,
+    threshold queue_target."""
+    region, model, objs = _build(region_name, model_name)
+    trigger = objs["ScaledObject"]["spec"]["triggers"][0]
+    assert trigger["metadata"]["threshold"] == str(model.queue_target)
+    assert trigger["metadata"]["query"] == queue_query(region, model) == (
+        f'sum({scaling_metric(model)}{{namespace="vox-inference",job="vox-inference/{model_name}"}})'
+    )
+    assert pod_monitor_job(region, model) == f"{objs['PodMonitor']['metadata']['namespace']}/{objs['PodMonitor']['metadata']['name']}"
+
+
+@pytest.mark.parametrize("region_name,model_name", ON_CALLS)
+def test_scaled_object_of_a_server_without_metrics_scales_on_its_agents_calls(region_name, model_name):
+    """A server with no metrics: the query sums the active jobs of exactly the agent pools that
+    use the model, each selected as its own ScaledObject selects it; threshold: the calls one
+    replica carries (calls_per_replica, as `voxplane capacity` sizes the model)."""
+    region, model, objs = _build(region_name, model_name)
+    trigger = objs["ScaledObject"]["spec"]["triggers"][0]
+    assert trigger["metadata"]["threshold"] == calls_target(model)
+    assert float(calls_target(model)) == pytest.approx(model.calls_per_replica / 1.1, abs=0.001)
+    query = trigger["metadata"]["query"]
+    assert query == calls_query(region, model, project().agents_in(region_name))
+    rendered = render(region_name, REPO).kubernetes
+    users = [a for a in project().agents_in(region_name)
+             if any(spec.model == model_name for spec in a.inference.roles().values())]
+    assert users, "every example speech model has agents that use it"
+    for agent in project().agents_in(region_name):
+        pool = next(o for o in rendered if o["kind"] == "ScaledObject" and o["metadata"]["name"] == agent.name
+                    and o["metadata"]["namespace"] == f"vox-t-{agent.tenant}")
+        selector = pool["spec"]["triggers"][0]["metadata"]["query"].removeprefix("sum(").split(") or vector(0)")[0]
+        assert (selector in query) == (agent in users), agent.name
+    assert query.endswith(" or vector(0)")
+
+
+def _hpa_desired(usage_milli: int, target_milli: int, current: int) -> int:
+    """kube-controller-manager v1.34's replicas for an External AverageValue metric (before
+    min/max and behavior): pkg/controller/podautoscaler/replica_calculator.go,
+    GetExternalPerPodMetricReplicas, float arithmetic as it does it. tests/dev/test_model_scaling.py
+    runs the real controller."""
+    ratio = float(usage_milli) / (float(target_milli) * float(current))
+    if abs(1.0 - ratio) <= HPA_TOLERANCE:
+        return current
+    return math.ceil(float(usage_milli) / float(target_milli))
+
+
+@pytest.mark.parametrize("per_replica", [1, 2, 3, 7, 10, 20, 33, 60, 100, 150, 200, 333])
+def test_the_calls_target_adds_a_replica_once_the_calls_reach_what_the_replicas_carry(per_replica):
+    """Below what `current` replicas carry the HPA adds none; one call past it, it asks for the
+    replicas the calls need (with calls_per_replica itself as the target it would wait for 10% more)."""
+    region, model = _model("us-east", "kokoro")
+    m = dataclasses.replace(model, calls_per_replica=per_replica)
+    target = round(float(calls_target(m)) * 1000)  # KEDA's milli-units
+    for current in range(1, 11):
+        capacity = per_replica * current
+        assert _hpa_desired((capacity - 1) * 1000, target, current) <= current, (per_replica, current)
+        assert _hpa_desired((capacity + 1) * 1000, target, current) >= math.ceil((capacity + 1) / per_replica)
+
+
+def test_with_calls_per_replica_itself_as_the_target_a_full_replica_would_wait_for_10_percent_more():
+    """Why the target sits below calls_per_replica: 21 calls on one 20-call replica."""
+    region, model = _model("local", "kokoro")
+    assert model.calls_per_replica == 20
+    assert _hpa_desired(21_000, 20_000, 1) == 1
+    assert _hpa_desired(21_000, round(float(calls_target(model)) * 1000), 1) == 2
+
+
+def test_a_model_no_agent_uses_scales_on_nothing_and_stays_at_its_minimum():
+    """No client pool: the calls query is a constant 0 (KEDA then holds min_replicas)."""
+    region, model = _model("us-east", "kokoro")
+    assert calls_query(region, model, ()) == "vector(0)"
+    objs = _by_kind(build_model(region, model, (), preflight_image=PREFLIGHT))
+    assert objs["ScaledObject"]["spec"]["triggers"][0]["metadata"]["query"] == "vector(0)"
+
+
+def test_a_speech_model_without_calls_per_replica_scales_on_the_planners_assumption():
+    """Undeclared calls_per_replica: the threshold is the capacity planner's assumed number, the
+    same one `voxplane capacity` sizes the model with."""
+    from voxplane.plan.capacity import ASSUMED_CALLS_PER_REPLICA, plan
+
+    region, model = _model("us-east", "kokoro")
+    undeclared = dataclasses.replace(model, calls_per_replica=None)
+    objs = _by_kind(build_model(region, undeclared, project().agents_in("us-east"), preflight_image=PREFLIGHT))
+    assert objs["ScaledObject"]["spec"]["triggers"][0]["metadata"]["threshold"] == calls_target(
+        dataclasses.replace(model, calls_per_replica=ASSUMED_CALLS_PER_REPLICA))
+    p = project()
+    changed = dataclasses.replace(p, regions={**p.regions, "us-east": dataclasses.replace(
+        region, models={**region.models, "kokoro": undeclared})})
+    [kokoro] = [m for m in plan(changed, "us-east").models if m.model == "kokoro"]
+    assert kokoro.calls_per_replica == ASSUMED_CALLS_PER_REPLICA
 
 
 def test_llm_scales_on_vllm_queue_length():
@@ -435,14 +581,24 @@ def test_llm_scales_on_vllm_queue_length():
 
 def test_scale_to_zero_adds_a_wake_trigger():
     """min_replicas 0: the model's own queue metric cannot wake it, so a second trigger on livekit rooms does."""
-    region, model = _model("us-east", "kokoro")
+    region, model = _model("us-east", "chat")
     zero = dataclasses.replace(model, min_replicas=0)
-    objs = _by_kind(build_model(region, zero))
+    objs = _by_kind(build_model(region, zero, preflight_image=PREFLIGHT))
     triggers = objs["ScaledObject"]["spec"]["triggers"]
     assert len(triggers) == 2
     assert triggers[1]["metadata"]["query"] == "sum(livekit_room_total)"
     assert triggers[1]["metadata"]["activationThreshold"] == "0"
     assert objs["StatefulSet"]["spec"]["replicas"] == 0
+
+
+def test_scale_to_zero_on_calls_needs_no_wake_trigger():
+    """A model that scales on its agents' calls wakes on the first call: one trigger."""
+    region, model = _model("us-east", "kokoro")
+    zero = dataclasses.replace(model, min_replicas=0)
+    objs = _by_kind(build_model(region, zero, project().agents_in("us-east"), preflight_image=PREFLIGHT))
+    [trigger] = objs["ScaledObject"]["spec"]["triggers"]
+    assert "lk_agents_active_job_count" in trigger["metadata"]["query"]
+    assert trigger["metadata"]["activationThreshold"] == "0"
 
 
 # --- the component under Pulumi mocks -------------------------------------------------------------
@@ -460,8 +616,9 @@ def _pool(region_name: str, model_name: str) -> InferencePool:
     region, model = _model(region_name, model_name)
     secrets = SecretResolver(region.name, ["vx-admin", *(f"vx-{t}" for t in region.tenants)])
     return InferencePool(
-        f"{region_name}-model-{model_name}", InferencePoolArgs(region=region, model=model, objects=desired(region_name).models[model_name],
-                                                        secrets=secrets)
+        f"{region_name}-model-{model_name}",
+        InferencePoolArgs(region=region, model=model, objects=desired(region_name).models[model_name],
+                          secrets=secrets, preflight_image=PREFLIGHT),
     )
 
 
@@ -479,6 +636,9 @@ def test_component_registers_gpu_workload_with_toleration(mocked):
         assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
         assert container["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
+        # The preflight runs the image the region stack passed, in place of the placeholder.
+        [preflight] = pod["initContainers"]
+        assert preflight["image"] == PREFLIGHT
         request = next(r for r in mocked.requests if r.type == "kubernetes:apps/v1:StatefulSet")
         assert list(request.ignoreChanges) == ["spec.replicas"]
         for other in mocked.requests:

@@ -92,7 +92,7 @@ def test_agents_reach_the_router_and_only_the_router_reaches_the_replicas():
     chat = r.models["chat"]
     router_selector = {k: v for k, v in router_labels(r, chat).items() if k.startswith("app.kubernetes.io/") and k in
                        ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/part-of")}
-    model_np = next(o for o in build_model(r, chat, project().agents_in("us-east")) if o["kind"] == "NetworkPolicy")
+    model_np = next(o for o in build_model(r, chat, project().agents_in("us-east"), preflight_image="") if o["kind"] == "NetworkPolicy")
     [clients, prometheus] = model_np["spec"]["ingress"]
     assert [p["podSelector"]["matchLabels"] for p in _peers(clients)] == [router_selector]
     assert clients["ports"] == [{"protocol": "TCP", "port": chat.port}]

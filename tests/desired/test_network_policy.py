@@ -30,6 +30,7 @@ import pytest
 
 from voxplane.deploy.render import render
 from voxplane.desired.llm_router import has_router
+from voxplane.manifest.servers import SERVERS
 
 from ..support.repo import REPO
 from ._helpers import REGIONS, project, region
@@ -197,7 +198,9 @@ def test_a_model_admits_only_the_agents_that_use_it_and_prometheus(npeval, name)
                 want.append((me, model_pod, "TCP", port, False, f"{agent.scoped_name} reaches {model_name} only through its router"))
         if router is not None:
             want.append((router, model_pod, "TCP", port, True, f"the router calls {model_name}'s replicas"))
-        want.append((c.monitoring, model_pod, "TCP", port, True, "Prometheus scrapes the model"))
+        scraped = SERVERS[c.region.models[model_name].server_name].metrics_path is not None
+        want.append((c.monitoring, model_pod, "TCP", port, scraped,
+                     "Prometheus scrapes the model" if scraped else "a server without metrics is not scraped"))
         for who in [*c.host_network("sfu"), *(c.host_network("sip") if c.sip_pod else []), c.gateway, c.stranger,
                     c.inference_stranger, CLIENT]:
             want.append((who, model_pod, "TCP", port, False, "neither SFU, SIP nor anyone else calls a model"))

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from voxplane import hpa
-from voxplane.desired.agent_pool import ACTIVE_JOBS_METRIC
 from voxplane.deploy.render import render
+from voxplane.desired.common import ACTIVE_JOBS_METRIC
 
 from ..support.repo import REPO
 

@@ -79,3 +79,24 @@ def test_a_shared_media_and_sip_pool_is_one_pool():
     plans = {p.name: p for p in plan_pools(project().regions["local"], project().agents_in("local"))}
     assert "sip" not in plans  # local runs the SIP bridge on the media pool
     assert plans["media"].count >= 1
+
+
+@pytest.mark.parametrize("region", ["local", "us-east", "eu-west"])
+def test_each_pool_spreads_its_nodes_over_the_declared_zones(region):
+    """Every node's topology.kubernetes.io/zone is one the region declares (kubernetes.zones), and
+    each pool takes them in turn: a pool of n nodes covers min(n, zones) zones."""
+    zones = list(project().regions[region].kubernetes.zones)
+    assert zones, f"the example region {region} declares its zones"
+    for plan in plan_pools(project().regions[region], project().agents_in(region)):
+        members = pool(region, plan.name)
+        assert [n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in members] == [
+            zones[i % len(zones)] for i in range(len(members))]
+
+
+def test_without_declared_zones_the_nodes_get_three_made_up_from_the_region_name():
+    import dataclasses
+
+    region = project().regions["local"]
+    bare = dataclasses.replace(region, kubernetes=dataclasses.replace(region.kubernetes, zones=()))
+    zones = {n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in node_objects(bare, project().agents_in("local"))}
+    assert zones == {"local-a", "local-b", "local-c"}  # local declares two: local-a, local-b

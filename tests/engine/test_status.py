@@ -190,6 +190,10 @@ def test_status_counts_each_agents_rooms_and_calls_and_says_no_autoscaler_runs(
     for row in rows:
         a = row["autoscaler"]
         assert (a["state"], a["target"], a["current"], a["hpa"]) == ("not-running", None, None, None), row
+    # The GPU preflight of each model pod, as the API server has it: kwok marks init containers
+    # Completed without running them, so no verdict exists, and status never calls that "ok".
+    for row in doc["models"]:
+        assert [r["state"] for r in row["gpu_check"]] == ["no-report"] * row["workload"]["ready"], row
     so = {s["metadata"]["name"]: s["spec"] for s in scaled}
     assert (agents[SUPPORT]["autoscaler"]["min"], agents[SUPPORT]["autoscaler"]["max"]) == \
         (so["support"]["minReplicaCount"], so["support"]["maxReplicaCount"])

@@ -248,6 +248,33 @@ def test_every_kind_an_example_region_renders_is_listed_on_every_run(tmp_path: P
         assert sorted(rendered - listed) == [], name
 
 
+def test_the_gpu_preflight_image_is_unchecked_and_the_model_servers_own_image_is_compared(rendered: Any) -> None:
+    """A model pod runs two images: the preflight's, which the stack builds (its pushed digest only
+    the Pulumi state knows: unchecked, its repository compared), and the server's, which the
+    manifest pins (compared as is: another digest is drift)."""
+    _, region, agents, objects = rendered
+    desired = copy.deepcopy(objects)
+    pod = obj(desired, "StatefulSet", "chat")["spec"]["template"]["spec"]
+    repo = pod["initContainers"][0]["image"].split(":")[0]
+    pod["initContainers"][0]["image"] = f"{repo}@sha256:{'0' * 64}"
+    owned = live_copy(desired, region, agents)
+    live_pod = next(o for o in owned["StatefulSet"] if o["metadata"]["name"] == "chat")["spec"]["template"]["spec"]
+    live_pod["initContainers"][0]["image"] = f"{repo}@sha256:{'1' * 64}"
+    rep = kr.detect(region, agents, desired, CannedReader(owned, {}))
+    assert rep.changed == []
+    (unchecked,) = [u for u in rep.unchecked if u.kind == "StatefulSet"]
+    assert unchecked.field == "spec.template.spec.initContainers[gpu-preflight].image"
+    assert "voxplane/gpu_preflight" in unchecked.reason
+    server = live_pod["containers"][0]
+    server["image"] = server["image"].split("@")[0] + f"@sha256:{'2' * 64}"
+    rep = kr.detect(region, agents, desired, CannedReader(owned, {}))
+    assert [c.field for c in rep.changed] == ["spec.template.spec.containers[server].image"]
+    live_pod["initContainers"][0]["image"] = f"evil.example/x@sha256:{'1' * 64}"
+    rep = kr.detect(region, agents, desired, CannedReader(owned, {}))
+    assert sorted(c.field for c in rep.changed) == ["spec.template.spec.containers[server].image",
+                                                    "spec.template.spec.initContainers[gpu-preflight].image"]
+
+
 def test_kind_refs() -> None:
     assert kind_ref("v1", "ConfigMap", True).list_path == "/api/v1/configmaps"
     assert kind_ref("keda.sh/v1alpha1", "ScaledObject", True).list_path == "/apis/keda.sh/v1alpha1/scaledobjects"

@@ -120,7 +120,7 @@ def test_the_wake_trigger_metric_is_on_a_running_servers_metrics():
 
     region = project().regions["local"]
     asleep = dataclasses.replace(region.models["chat"], min_replicas=0)
-    objects = [*[o for r in REGIONS for o in rendered(r)], *build_model(region, asleep)]
+    objects = [*[o for r in REGIONS for o in rendered(r)], *build_model(region, asleep, preflight_image="")]
     queries = {t["metadata"]["query"] for o in objects if o["kind"] == "ScaledObject"
                for t in o["spec"]["triggers"] if "livekit_" in t["metadata"]["query"]}
     names = {n for q in queries for n in re.findall(r"(livekit_[a-z_]+)", q)}

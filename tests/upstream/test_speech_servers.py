@@ -4,7 +4,8 @@ names the file of the release's source that shows it).
 
 Held: the image's repository, the uid, every environment variable, the port, every HTTP route
 the probes, the install hook and the readiness script call, the writable paths, and every metric
-name a PodMonitor or ScaledObject of the model uses.
+name a PodMonitor or ScaledObject of the model uses. Neither server exports metrics at its pinned
+release: neither gets a PodMonitor, and their ScaledObjects read only the agents' own gauge.
 """
 
 from __future__ import annotations
@@ -14,21 +15,10 @@ from typing import Any
 
 import pytest
 
+from voxplane.desired.common import ACTIVE_JOBS_METRIC
 from voxplane.manifest.servers import SERVERS
 
 from .conftest import REGIONS, facts, rendered
-
-#: Metric names rendered for speech models that their servers do not export: issue #22 item 0
-#: replaces them (scale on the calls of the agents that use the model). An entry no render uses
-#: any more fails too: remove it then.
-PENDING_METRICS = {
-    ("kokoro-fastapi", "kokoro_requests_in_flight"): "pending #22.0: Kokoro-FastAPI v0.2.4 exports no metrics",
-    ("speaches", "speaches_requests_in_flight"): "pending #22.0: speaches 0.8.3 exports no metrics",
-    ("kokoro-fastapi", "queue_depth"): "pending #22.0: the default queue metric of a speech model",
-    ("speaches", "queue_depth"): "pending #22.0: the default queue metric of a speech model",
-}
-PENDING_PATHS = {("kokoro-fastapi", "GET /metrics"): "pending #22.0: the PodMonitor scrapes a route it does not serve",
-                 ("speaches", "GET /metrics"): "pending #22.0: the PodMonitor scrapes a route it does not serve"}
 
 
 def _speech_models() -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -98,7 +88,7 @@ def test_ports_routes_and_paths_are_the_servers(region, name, server, sts):
     if monitor is not None:
         called |= {f"GET {e['path']}" for e in monitor["spec"]["podMetricsEndpoints"]}
     known = set(f["routes"])
-    unknown = {r for r in called if r not in known and (server, r) not in PENDING_PATHS}
+    unknown = {r for r in called if r not in known}
     assert unknown == set(), f"{server} {f['version']} serves none of {unknown} (facts/{server}.yaml)"
     for mount in c["volumeMounts"]:
         if mount["mountPath"].startswith("/app"):
@@ -135,26 +125,38 @@ def test_speaches_install_hook_and_readiness_call_its_install_and_load_routes():
     assert _routes(c["readinessProbe"]["exec"]["command"][2], port) == {"GET /api/ps"}
 
 
+#: Metrics a model's ScaledObject may read that come from elsewhere than its server, with where
+#: each is held against its source.
+NOT_THE_SERVERS = {
+    # The wake trigger of a scale-to-zero model on a queue: test_livekit_server.py.
+    "livekit_room_total": "livekit-server",
+    # The live calls of the agents that use a model whose server exports no metrics: the real
+    # livekit-agents workers export it (tests/agents, Worker.metric).
+    ACTIVE_JOBS_METRIC: "livekit-agents",
+}
+
+
 def _metric_names(region: str, name: str) -> set[str]:
+    """Every metric name a model's ScaledObject queries."""
     scaled = next(o for o in rendered(region) if o["kind"] == "ScaledObject" and o["metadata"]["name"] == name)
     names = set()
     for trigger in scaled["spec"]["triggers"]:
-        query = trigger["metadata"]["query"]
-        if "livekit_room_total" in query:
-            continue  # the wake trigger: livekit-server's metric (test_livekit_server.py)
-        names |= set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", query))
+        names |= set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", trigger["metadata"]["query"]))
     return names
 
 
 @pytest.mark.parametrize("region,name,server,sts", MODELS, ids=IDS)
 def test_every_metric_name_is_one_the_server_exports(region, name, server, sts):
     exported = set(facts(server)["metrics"])
-    missing = {m for m in _metric_names(region, name) if m not in exported and (server, m) not in PENDING_METRICS}
+    missing = {m for m in _metric_names(region, name) if m not in exported and m not in NOT_THE_SERVERS}
     assert missing == set(), f"{server} {facts(server)['version']} exports none of {missing}"
 
 
-def test_pending_entries_are_still_rendered():
-    """A pending entry that no render uses any more is stale: remove it."""
-    assert set(PENDING_METRICS) <= {(s, m) for r, n, s, _ in MODELS for m in _metric_names(r, n)}
-    monitored = {m[2] for m in MODELS if any(o["kind"] == "PodMonitor" and o["metadata"]["name"] == m[1] for o in rendered(m[0]))}
-    assert {s for s, _ in PENDING_PATHS} <= monitored
+@pytest.mark.parametrize("server", ["kokoro-fastapi", "speaches"])
+def test_what_voxplane_knows_a_server_exports_is_its_recorded_release(server):
+    """voxplane/manifest/servers.py, which validate and the render read, lists the metrics the recorded
+    release exports (none, for both speech servers), so neither gets a PodMonitor."""
+    assert list(SERVERS[server].queue_metrics) == facts(server)["metrics"] == []
+    assert SERVERS[server].metrics_path is None
+    assert not [m for r, n, s, _ in MODELS if s == server
+                for o in rendered(r) if o["kind"] == "PodMonitor" and o["metadata"]["name"] == n]

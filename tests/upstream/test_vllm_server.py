@@ -234,3 +234,18 @@ def test_the_scaledobjects_query_reads_the_servers_own_queue_under_load(vllm_ser
         assert math.ceil(result["value"] / threshold) > 1
     for t in threads:
         t.join(timeout=120)
+
+
+@pytest.mark.timeout(START_SECONDS + 300)
+def test_every_queue_metric_validate_accepts_is_a_gauge_this_release_exports(vllm_server: VllmServer):
+    """voxplane/manifest/servers.py lists the gauges a vLLM model may scale on (`queue_metric`; validate
+    refuses any other): each is a gauge on the running release's /metrics, and the metrics path
+    is the one the PodMonitor scrapes."""
+    from voxplane.manifest.servers import SERVERS
+
+    vllm = SERVERS["vllm"]
+    assert vllm.metrics_path is not None and vllm.queue_metrics
+    status, metrics = get(vllm_server.base_url + vllm.metrics_path)
+    assert status == 200
+    gauges = {line.split()[2] for line in metrics.splitlines() if line.startswith("# TYPE ") and line.endswith(" gauge")}
+    assert set(vllm.queue_metrics) <= gauges, sorted(g for g in gauges if g.startswith("vllm:"))

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import click
 
 from ..manifest.problems import plural
+from ..status import preflight
 from ..status.kube import Workload
 from ..status.report import RegionStatus
 from . import term
@@ -77,9 +78,10 @@ def frame(st: RegionStatus) -> list[Block]:
         model_rows.append([
             m.model + ("" if m.declared else " (not in manifests)"), m.kind or "?", m.namespace, _ready(w),
             w.autoscaler.bounds if w is not None and w.autoscaler.state != "absent" else "-",
-            w.autoscaler.cell() if w is not None else "-", _nodes(w),
+            w.autoscaler.cell() if w is not None else "-", preflight.cell(w.preflight) if w is not None else "-",
+            _nodes(w),
         ])
-    out.append(Table(["model", "kind", "namespace", "ready", "autoscaler", "target", "nodes"], model_rows))
+    out.append(Table(["model", "kind", "namespace", "ready", "autoscaler", "target", "gpu check", "nodes"], model_rows))
     out.append("")
     out.append(Table(["platform", "namespace", "component", "ready", "nodes"],
                      [[w.ref, w.namespace, w.component or "-", _ready(w), _nodes(w)] for w in st.platform]))
@@ -103,6 +105,8 @@ def frame(st: RegionStatus) -> list[Block]:
                    f"{plural(totals['sip_calls'], 'SIP call')} ({attributed} attributed to the region's agents, "
                    f"{len(others)} other)")
     out.extend(_autoscaler_notes(st))
+    for m in st.models:
+        out.extend(preflight.notes(m.model, m.workload.preflight if m.workload is not None else []))
     for line in st.errors:
         out.append(f"not read: {line}")
     out.append(st.drift.line(st.region))

@@ -98,7 +98,7 @@ def register_object(
     image: Optional[pulumi.Input[str]] = None,
 ) -> pulumi.CustomResource:
     """Register one object as a child resource named `<prefix>-<kind>-<name>`; `image` replaces
-    the image placeholder of a workload's first container."""
+    the image placeholder in a workload's containers (`with_image`)."""
     obj = resolve_secrets(copy.deepcopy(obj), secrets)
     if image is not None:
         obj = with_image(obj, image)
@@ -161,12 +161,15 @@ _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
 def with_image(obj: K8sObject, image: pulumi.Input[str]) -> K8sObject:
-    """`obj` (a copy already) with its first container's placeholder image replaced by `image`;
-    set after the copy because an Output cannot be deep-copied with the plain data."""
-    container = obj["spec"]["template"]["spec"]["containers"][0]
-    if container["image"] != IMAGE_PLACEHOLDER:
+    """`obj` (a copy already) with every container (init containers too) that runs the placeholder
+    image running `image` instead; set after the copy because an Output cannot be deep-copied with
+    the plain data."""
+    pod = obj["spec"]["template"]["spec"]
+    placeholders = [c for c in [*pod.get("initContainers", []), *pod["containers"]] if c["image"] == IMAGE_PLACEHOLDER]
+    if not placeholders:
         raise ValueError(f"{obj['kind']} {obj['metadata']['name']!r} was not built with the image placeholder")
-    container["image"] = image
+    for container in placeholders:
+        container["image"] = image
     return obj
 
 

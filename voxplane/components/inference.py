@@ -1,19 +1,29 @@
 """InferencePool: one model of a region (vLLM, TTS or STT server) on its GPU node group, with the
-Service agents reach it through and the KEDA autoscaler that owns its replica count."""
+Service agents reach it through, the KEDA autoscaler that owns its replica count, and the GPU
+preflight each pod runs first (its image: `preflight_image`, which the region stack builds once from
+voxplane/gpu_preflight, as it builds the gateway's)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
 
+import voxplane.gpu_preflight
 from voxplane.desired.common import K8sObject, model_base_url
-from voxplane.desired.inference import WORKLOAD_KIND
+from voxplane.desired.inference import PREFLIGHT_REPOSITORY, WORKLOAD_KIND
 from voxplane.manifest.model import Model, Region
 
 from ._register import register_all
+from .images import FolderImage, folder_image, require_registry
 from .secrets import SecretResolver
+
+#: The preflight image's build context: the preflight package of the voxplane running the program.
+#: It imports nothing else of voxplane (tests/test_gpu_preflight_image.py); its Dockerfile and
+#: locked requirements are in it.
+PREFLIGHT_CONTEXT = os.path.dirname(os.path.abspath(voxplane.gpu_preflight.__file__))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,12 +35,15 @@ class InferencePoolArgs:
         model: The model as declared under `models` in the region manifest.
         objects: Its objects, as `build_region` gives them (`RegionObjects.models[name]`).
         secrets: Resolves `hf_token` when it is a stack config secret (`{config: <key>}`).
+        preflight_image: The GPU preflight's image (`preflight_image()`, built once by the region
+            stack: the pushed digest when the stack builds images, else the content-hash tag).
     """
 
     region: Region
     model: Model
     objects: Sequence[K8sObject]
     secrets: SecretResolver
+    preflight_image: pulumi.Input[str]
 
 
 class InferencePool(pulumi.ComponentResource):
@@ -57,8 +70,24 @@ class InferencePool(pulumi.ComponentResource):
                 after,
                 # KEDA's HPA owns replicas once the model exists; `pulumi up` must not reset them.
                 ignore_changes={(WORKLOAD_KIND, model.name): ["spec.replicas"]},
+                images={(WORKLOAD_KIND, model.name): args.preflight_image},
             )
         )
         self.service_url = pulumi.Output.from_input(model_base_url(region, model.name))
         self.model_id = pulumi.Output.from_input(model.model_id)
         self.register_outputs({"service_url": self.service_url, "model_id": self.model_id})
+
+
+def preflight_image(name: str, region: Region, *, image_registry: Optional[str], build: bool,
+                    parent: pulumi.Resource) -> FolderImage:
+    """The GPU preflight's image in the stack's registry, tagged with the package's content hash
+    (built once per region stack, run by every model pod)."""
+    if image_registry or build:
+        registry = require_registry(image_registry, f"region {region.name!r} runs models, whose pods start with "
+                                                    f"the GPU preflight the stack builds from voxplane/gpu_preflight")
+        repository = f"{registry}/{PREFLIGHT_REPOSITORY}"
+    else:
+        # Nothing is built or pushed: the tag alone names what to build from the folder.
+        repository = PREFLIGHT_REPOSITORY
+    return folder_image(f"{name}-image", context=PREFLIGHT_CONTEXT, repository=repository, build=build,
+                        opts=pulumi.ResourceOptions(parent=parent))

@@ -21,7 +21,7 @@ from .deletion_cost import PodDeletionCost, PodDeletionCostArgs
 from .gateway import LiveKitGateway, LiveKitGatewayArgs
 from .gpu import GPUNodeGroup, GPUNodeGroupArgs
 from .images import IMAGE_PLACEHOLDER, FolderImage
-from .inference import InferencePool, InferencePoolArgs
+from .inference import InferencePool, InferencePoolArgs, preflight_image
 from .llm_router import LLMRouter, LLMRouterArgs
 from .livekit_objects import LiveKitControlPlane, LiveKitControlPlaneArgs
 from .secrets import SecretResolver
@@ -39,8 +39,8 @@ class RegionStackArgs:
         agents: Agents whose manifests list this region.
         repo_root: Repository root; agent build directories are relative to it.
         image_registry: Registry the images the stack builds are pushed to: the gateway's, the LLM
-            routers', the deletion-cost controller's and those of agents built from `code.build`
-            (stack config `voxplane:imageRegistry`).
+            routers', the deletion-cost controller's, the GPU preflight's and those of agents built
+            from `code.build` (stack config `voxplane:imageRegistry`).
         kube_context: kubeconfig context; unset uses the current context.
         kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
         render_to: When set, the Kubernetes provider writes manifests to this folder instead of
@@ -65,7 +65,8 @@ class RegionStack(pulumi.ComponentResource):
 
     The region's objects come from one `build_region`; each part goes to the component named
     after it. Shared things are the stack's own: the Kubernetes provider, the secret resolver, the
-    platform's agent base image (`agent_base`, registered once when an agent builds on it)."""
+    platform's agent base image (`agent_base`, registered once when an agent builds on it) and the
+    GPU preflight's image (once, when the region runs models)."""
 
     livekit_url: pulumi.Output[str]
     livekit_internal_url: pulumi.Output[str]
@@ -123,16 +124,22 @@ class RegionStack(pulumi.ComponentResource):
                             opts=child)
             for g, group in region.gpu_node_groups.items()
         }
-        self.models = {
-            m: InferencePool(
-                f"{name}-model-{m}",
-                InferencePoolArgs(region=region, model=model, objects=desired.models[m], secrets=secrets),
-                opts=pulumi.ResourceOptions.merge(
-                    after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
-                ),
-            )
-            for m, model in region.models.items()
-        }
+        self.models: dict[str, InferencePool] = {}
+        if region.models:
+            # One GPU preflight image, run first by every model pod of the region.
+            preflight = preflight_image(f"{name}-gpu-preflight", region, image_registry=args.image_registry,
+                                        build=build_images, parent=self)
+            self.models = {
+                m: InferencePool(
+                    f"{name}-model-{m}",
+                    InferencePoolArgs(region=region, model=model, objects=desired.models[m], secrets=secrets,
+                                      preflight_image=preflight.ref),
+                    opts=pulumi.ResourceOptions.merge(
+                        after_ns, pulumi.ResourceOptions(depends_on=[self.gpu_groups[model.node_group]])
+                    ),
+                )
+                for m, model in region.models.items()
+            }
         # The router of an LLM with more than one replica; agents reach the model through it.
         self.routers = {
             m: LLMRouter(

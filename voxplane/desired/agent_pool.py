@@ -25,6 +25,7 @@ from .common import (
     K8sObject,
     RESTRICTED_CONTAINER,
     SecretValue,
+    active_jobs_selector,
     agent_source,
     env_secret,
     env_value,
@@ -62,8 +63,6 @@ SCALE_UP_PERIOD_SECONDS = 30
 #: Scale-down: remove one worker per period; each removal drains its calls first.
 SCALE_DOWN_PODS = 1
 SCALE_DOWN_PERIOD_SECONDS = 120
-#: The gauge livekit-agents exports per worker (telemetry/metrics.py).
-ACTIVE_JOBS_METRIC = "lk_agents_active_job_count"
 #: A worker is full (refuses jobs) at load ≥ this, its load being active sessions over
 #: sessions_per_worker. The autoscaler aims below it (`scaling.target_utilization`): with a target
 #: of sessions_per_worker itself the active jobs could never exceed the target, and no pool would
@@ -85,15 +84,12 @@ def secret_name(agent: Agent) -> str:
 
 
 def active_jobs_query(namespace: str, podmonitor: str) -> str:
-    """PromQL summing active jobs over the pool's pods. prometheus-operator labels PodMonitor
-    targets with `namespace` (the pod's) and `job="<namespace>/<podmonitor name>"` when no
-    jobLabel is set (pkg/prometheus/promcfg.go, generatePodMonitorConfig)."""
+    """PromQL summing active jobs over the pool's pods."""
     # `or vector(0)`: a pool whose pods exported no sample yet (the gauge appears with the
     # first job; before any scrape there is no series at all) counts as 0 active jobs, not as
     # "no data" (sum() of nothing is an empty vector). Checked with Prometheus' own engine
     # (tests/desired/test_scaling_query.py, tools/promqleval).
-    selector = f'{ACTIVE_JOBS_METRIC}{{namespace="{namespace}",job="{namespace}/{podmonitor}"}}'
-    return f"sum({selector}) or vector(0)"
+    return f"sum({active_jobs_selector(namespace, podmonitor)}) or vector(0)"
 
 
 def build_agent_pool(region: Region, agent: Agent, *, image: str) -> list[K8sObject]:

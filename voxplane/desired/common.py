@@ -302,12 +302,25 @@ def config_map(
     }
 
 
+#: `spec.trafficDistribution` of the Services whose callers should stay in their own zone. In
+#: Kubernetes v1.34 `PreferClose` is GA (the ServiceTrafficDistribution gate is locked on since
+#: v1.33) and every release since v1.31 accepts it; `PreferSameZone`, its new name, is beta in
+#: v1.34 (gate PreferSameTrafficDistribution) and refused by older API servers. Both make the
+#: EndpointSlice controller hint each ready endpoint for its own zone (k8s.io/endpointslice
+#: trafficdist); kube-proxy then sends a client to the endpoints of its zone, or to all of them
+#: when its zone has none (pkg/proxy/topology.go).
+PREFER_CLOSE = "PreferClose"
+
+
 def service(
     name: str, namespace: str, object_labels: Mapping[str, str], ports: Sequence[tuple[str, int]],
-    annotations: Optional[Mapping[str, str]] = None, *, headless: bool = False,
+    annotations: Optional[Mapping[str, str]] = None, *, headless: bool = False, same_zone: bool = False,
 ) -> K8sObject:
     """A Service over the pods of `object_labels`, one TCP port per (container port name, port).
-    Headless (no virtual IP, a DNS name per pod) for a StatefulSet's `serviceName`."""
+    Headless (no virtual IP, a DNS name per pod) for a StatefulSet's `serviceName`. `same_zone`:
+    traffic to its virtual IP stays in the caller's zone where the zone has a ready endpoint
+    (PREFER_CLOSE), for backends called on every turn of a call (the models, their router)."""
+    assert not (headless and same_zone), "a headless Service has no virtual IP to route"
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -317,6 +330,7 @@ def service(
             "selector": selector(object_labels),
             "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}
                       for port_name, port in ports],
+            **({"trafficDistribution": PREFER_CLOSE} if same_zone else {}),
         },
     }
 
@@ -406,3 +420,14 @@ def walk_secret_values(value: Any) -> Iterable[SecretValue]:
 AGENT_HEALTH_PORT = 8081
 #: Port the platform asks workers to serve Prometheus metrics on (lk_agents_active_job_count).
 AGENT_METRICS_PORT = 9100
+#: The gauge livekit-agents exports per worker (telemetry/metrics.py): its active jobs (calls).
+ACTIVE_JOBS_METRIC = "lk_agents_active_job_count"
+
+
+def active_jobs_selector(namespace: str, podmonitor: str) -> str:
+    """The PromQL selector of an agent pool's active-jobs series: what the pool's ScaledObject
+    sums, and what a model whose server exports no metrics sums over the pools that use it.
+    prometheus-operator labels PodMonitor targets with `namespace` (the pod's) and
+    `job="<namespace>/<podmonitor name>"` when no jobLabel is set (pkg/prometheus/promcfg.go,
+    generatePodMonitorConfig)."""
+    return f'{ACTIVE_JOBS_METRIC}{{namespace="{namespace}",job="{namespace}/{podmonitor}"}}'

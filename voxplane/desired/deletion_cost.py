@@ -19,8 +19,8 @@ from .. import __version__
 from ..controllers.deletion_cost.config import Config, Pool
 from ..controllers.deletion_cost.decide import ANNOTATION
 from ..manifest.model import Agent, Region
-from .agent_pool import ACTIVE_JOBS_METRIC
 from .common import (
+    ACTIVE_JOBS_METRIC,
     ANNOTATION_CONFIG_CHECKSUM,
     K8sObject,
     RESTRICTED_CONTAINER,

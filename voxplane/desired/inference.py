@@ -1,6 +1,16 @@
 """One inference model in a region: a GPU StatefulSet (vLLM for `llm`, the declared
-OpenAI-compatible speech server for `tts`/`stt`), its Service, PDB, PodMonitor, KEDA ScaledObject
-and, where the Hugging Face token comes from stack config, a Secret.
+OpenAI-compatible speech server for `tts`/`stt`; each pod first runs the GPU preflight,
+voxplane/gpu_preflight), its Service (traffic kept in the caller's zone), PDB, KEDA ScaledObject, a
+PodMonitor where its server serves metrics and, where the Hugging Face token comes from stack
+config, a Secret.
+
+How a model scales depends on what its server exports (voxplane/manifest/servers.py):
+- a server with a queue gauge (vLLM) scales on it, `queue_target` requests per replica;
+- a server with no metrics at all (Kokoro-FastAPI v0.2.4, speaches 0.8.3) scales on the demand the
+  platform itself sees: the live calls of the agents that use the model (the sum of their pools'
+  `lk_agents_active_job_count`, selected as the pools' own ScaledObjects select it) over the calls
+  one replica carries (plan.capacity.replica_calls). Calls arrive before their first request does, so
+  replicas are added as calls rise, not after requests have queued.
 
 Facts, each held against the pinned release by tests/upstream (voxplane/manifest/servers.py lists the
 releases):
@@ -8,7 +18,7 @@ releases):
   flags come in pairs (`--enable-prefix-caching` / `--no-enable-prefix-caching`).
 - vLLM serves `/health` and Prometheus `/metrics` on its API port; `/health` answers only once
   the engine has loaded the model and is up. The queue gauge `vllm:num_requests_waiting` is the
-  autoscaling signal (production-stack's default, threshold 5).
+  default autoscaling signal (production-stack's default, threshold 5).
 - vLLM's model loading imports `torch._inductor`, whose cache path asks `getpass.getuser()`
   for the user's name: with no `USER`/`LOGNAME` that is a passwd lookup, which fails for a uid
   without an account (the default `run_as_user`; vLLM's image creates none) and kills the
@@ -34,13 +44,16 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from ..manifest.model import Agent, Model, Region
+from ..manifest.model import Agent, GpuNodeGroup, Model, Region
+from ..manifest.servers import SERVERS, scaling_metric
+from ..plan.capacity import replica_calls
 from . import speaches
 from .common import (
     GPU_RESOURCE,
     K8sObject,
     LABEL_AGENT,
     SecretValue,
+    active_jobs_selector,
     env_value,
     inference_namespace,
     labels,
@@ -71,7 +84,6 @@ TMP_VOLUME = "tmp"
 TMP_MOUNT = "/tmp"
 HTTP_PORT_NAME = "http"
 HEALTH_PATH = "/health"
-METRICS_PATH = "/metrics"
 HF_TOKEN_KEY = "HF_TOKEN"
 #: The Hugging Face token as a file, never a variable (an environment is readable by anything that
 #: can inspect the process and lands in crash dumps): huggingface_hub, which vLLM and the speech
@@ -93,6 +105,13 @@ VLLM_USER = "vllm"
 #: Group of every cache volume (fsGroup makes it writable whatever uid the server runs as): no
 #: group of a host, as the default `run_as_user` is no host account.
 INFERENCE_FS_GROUP = 10001
+#: The GPU preflight's image (voxplane/gpu_preflight), built by the stack like the gateway's.
+PREFLIGHT_REPOSITORY = "voxplane-gpu-preflight"
+PREFLIGHT_CONTAINER = "gpu-preflight"
+#: kube-controller-manager's default `--horizontal-pod-autoscaler-tolerance` (v1.34): the HPA keeps
+#: its replicas while usage / (target x replicas) is within 10% of 1
+#: (pkg/controller/podautoscaler/replica_calculator.go, GetExternalPerPodMetricReplicas).
+HPA_TOLERANCE = 0.1
 
 
 def headless_service_name(model: Model) -> str:
@@ -114,9 +133,31 @@ def pod_monitor_job(region: Region, model: Model) -> str:
 
 
 def queue_query(region: Region, model: Model) -> str:
-    """PromQL of the model's waiting requests, summed over its replicas."""
+    """PromQL of the model's queue gauge (servers that export one), summed over its replicas."""
+    metric = scaling_metric(model)
+    assert metric is not None, f"{model.server_name} exports no queue metric"
     ns = inference_namespace(region)
-    return f'sum({model.scaling_metric}{{namespace="{ns}",job="{pod_monitor_job(region, model)}"}})'
+    return f'sum({metric}{{namespace="{ns}",job="{pod_monitor_job(region, model)}"}})'
+
+
+def calls_target(model: Model) -> str:
+    """The ScaledObject's calls per replica for a model that scales on calls: calls_per_replica
+    over 1 + HPA_TOLERANCE, in KEDA's milli-units rounded down, so the HPA adds a replica once the
+    calls reach what the present replicas carry. With calls_per_replica itself it would wait
+    until they were 10% over: a replica overloaded before the next one is asked for."""
+    milli = math.floor(replica_calls(model) * 1000 / (1 + HPA_TOLERANCE))
+    return f"{milli // 1000}.{milli % 1000:03d}".rstrip("0").rstrip(".")
+
+
+def calls_query(region: Region, model: Model, agents: Sequence[Agent]) -> str:
+    """PromQL of the live calls of the agents that use `model`: their pools' active jobs, each pool
+    selected as its own ScaledObject selects it (namespace and PodMonitor job). `or vector(0)`: no
+    sample yet (no call so far, or no client at all) is 0 calls, not "no data"."""
+    pools = [active_jobs_selector(tenant_namespace(region, a.tenant), a.name)
+             for a in sorted(model_clients(model, agents), key=lambda a: (a.tenant, a.name))]
+    if not pools:
+        return "vector(0)"
+    return f"sum({' or '.join(pools)}) or vector(0)"
 
 
 def vllm_args(model: Model) -> list[str]:
@@ -149,9 +190,11 @@ def model_clients(model: Model, agents: Sequence[Agent]) -> list[Agent]:
     return [a for a in agents if any(spec.model == model.name for spec in a.inference.roles().values())]
 
 
-def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> list[K8sObject]:
+def build_model(region: Region, model: Model, agents: Sequence[Agent] = (), *, preflight_image: str) -> list[K8sObject]:
     """Objects of one model in `inference_namespace(region)`, all named after the model. `agents`
-    are the region's agents: those that call the model are the only ones its NetworkPolicy admits."""
+    are the region's agents: those that call the model are the only ones its NetworkPolicy admits.
+    `preflight_image` runs the GPU preflight (the component passes the image it builds from
+    voxplane/gpu_preflight)."""
     ns = inference_namespace(region)
     lab = model_labels(region, model)
     ann = region_source(region)
@@ -161,10 +204,13 @@ def build_model(region: Region, model: Model, agents: Sequence[Agent] = ()) -> l
     objects += [
         _service(model, ns, lab, ann),
         _headless_service(model, ns, lab, ann),
-        _stateful_set(region, model, ns, lab, ann),
+        _stateful_set(region, model, ns, lab, ann, preflight_image),
         _pdb(model, ns, lab, ann),
-        _pod_monitor(model, ns, lab, ann),
-        _scaled_object(region, model, ns, lab, ann),
+    ]
+    if SERVERS[model.server_name].metrics_path is not None:
+        objects.append(_pod_monitor(model, ns, lab, ann))
+    objects += [
+        _scaled_object(region, model, ns, lab, ann, agents),
         _network_policy(region, model, ns, lab, ann, agents),
     ]
     return objects
@@ -174,9 +220,10 @@ def _network_policy(
     region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str], agents: Sequence[Agent]
 ) -> K8sObject:
     """In: the agents that use this model (their pods, in their tenants' namespaces; its router's
-    pods instead when it has one) and Prometheus, both on the API port (the servers serve /metrics there too); no one else, not the
-    SFU or the SIP bridge either (neither calls a model). Out: DNS and HTTPS to public addresses,
-    for the weights the servers download from Hugging Face into the cache volume."""
+    pods instead when it has one) and, where the server serves metrics (on its API port),
+    Prometheus; no one else, not the SFU or the SIP bridge either (neither calls a model). Out: DNS
+    and HTTPS to public addresses, for the weights the servers download from Hugging Face into the
+    cache volume."""
     clients = [
         namespace_peer(tenant_namespace(region, a.tenant), {LABEL_AGENT: a.name})
         for a in sorted(model_clients(model, agents), key=lambda a: (a.tenant, a.name))
@@ -184,9 +231,11 @@ def _network_policy(
     if has_router(model):
         # Agents reach the replicas only through the router (llm_router.py admits them there).
         clients = [namespace_peer(ns, selector(router_labels(region, model)))]
-    ingress = [rule([monitoring_peer(region)], ports(("TCP", model.port)), direction="ingress")]
+    ingress = []
     if clients:
-        ingress.insert(0, rule(clients, ports(("TCP", model.port)), direction="ingress"))
+        ingress.append(rule(clients, ports(("TCP", model.port)), direction="ingress"))
+    if SERVERS[model.server_name].metrics_path is not None:
+        ingress.append(rule([monitoring_peer(region)], ports(("TCP", model.port)), direction="ingress"))
     return network_policy(
         model.name, ns, lab, selector(lab),
         ingress=ingress,
@@ -204,8 +253,10 @@ def _hf_token_secret(model: Model, ns: str, lab: dict[str, str], ann: dict[str, 
 
 
 def _service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
-    """What `model_base_url()` points agents at."""
-    return service(model.name, ns, lab, [(HTTP_PORT_NAME, model.port)], ann)
+    """What `model_base_url()` points agents at. An agent calls its models on every turn of a
+    call: a replica in the agent's own zone saves a cross-zone round trip each time (and the
+    cross-zone traffic bill), so the Service keeps traffic in the zone where it has a replica."""
+    return service(model.name, ns, lab, [(HTTP_PORT_NAME, model.port)], ann, same_zone=True)
 
 
 def _headless_service(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
@@ -312,6 +363,44 @@ def _container(model: Model) -> dict[str, Any]:
     return container
 
 
+def _preflight(model: Model, group: GpuNodeGroup, image: str) -> dict[str, Any]:
+    """The GPU preflight (voxplane/gpu_preflight): NVML's view of the pod's GPUs against the node
+    group's product and memory and the model's GPU count, before the server loads anything.
+
+    An init container, not a Job per node group: it holds exactly the GPUs the server will (the
+    kubelet gives an init container's devices to the containers after it, and the pod's request
+    stays the larger of the two, not their sum), it runs on every node a replica lands on,
+    Karpenter's new nodes included, and its verdict stays on the pod it is about (the termination
+    message `voxplane status` reads). It costs a second per start against minutes of model load."""
+    gpus = str(model.gpus_per_replica)
+    return {
+        "name": PREFLIGHT_CONTAINER,
+        "image": image,
+        "args": [
+            "--gpus", gpus,
+            "--product", group.gpu_product,
+            "--memory-gib", str(group.gpu_memory_gib),
+            "--group", group.name,
+            "--model", model.name,
+        ],
+        # As every container of the platform: memory and disk limits equal to requests, no CPU
+        # limit. It writes nothing but its report (the termination log, not its own disk).
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "16Mi", GPU_RESOURCE: gpus},
+            "limits": {"memory": "128Mi", "ephemeral-storage": "16Mi", GPU_RESOURCE: gpus},
+        },
+        # The verdict is written there as JSON; a crash leaves the log's tail instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
 def _writable_volumes(model: Model) -> list[tuple[str, str]]:
     """(volume name, path) of each `writable_paths` entry."""
     return [(f"writable-{i}", path) for i, path in enumerate(model.writable_paths)]
@@ -334,7 +423,9 @@ def _pod_security(model: Model) -> dict[str, Any]:
     }
 
 
-def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+def _stateful_set(
+    region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str], preflight_image: str
+) -> K8sObject:
     group = region.gpu_node_groups[model.node_group]
     scratch = model.resources.ephemeral_storage
     volumes = [scratch_volume(TMP_VOLUME, scratch)]
@@ -353,6 +444,7 @@ def _stateful_set(region: Region, model: Model, ns: str, lab: dict[str, str], an
         "securityContext": _pod_security(model),
         "affinity": gpu_affinity(group),
         "tolerations": gpu_tolerations(group),
+        "initContainers": [_preflight(model, group, preflight_image)],
         "containers": [_container(model)],
         "volumes": volumes,
     }
@@ -398,35 +490,44 @@ def _pdb(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8s
 
 
 def _pod_monitor(model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+    """Prometheus scrapes the server's metrics on its API port (servers that serve them)."""
+    path = SERVERS[model.server_name].metrics_path
+    assert path is not None
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
         "metadata": metadata(model.name, ns, lab, ann),
         "spec": {
             "selector": {"matchLabels": selector(lab)},
-            "podMetricsEndpoints": [{"port": HTTP_PORT_NAME, "path": METRICS_PATH, "interval": "15s"}],
+            "podMetricsEndpoints": [{"port": HTTP_PORT_NAME, "path": path, "interval": "15s"}],
         },
     }
 
 
-def _scaled_object(region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str]) -> K8sObject:
+def _scaled_object(
+    region: Region, model: Model, ns: str, lab: dict[str, str], ann: dict[str, str], agents: Sequence[Agent]
+) -> K8sObject:
+    """AverageValue: desired replicas = ceil(signal / threshold), the signal being the model's
+    queue (servers that export one) or its agents' live calls (servers that export none)."""
+    on_queue = SERVERS[model.server_name].exports_queue
     triggers: list[dict[str, Any]] = [
         {
             "type": "prometheus",
             "metricType": "AverageValue",
             "metadata": {
                 "serverAddress": region.kubernetes.prometheus_url,
-                "query": queue_query(region, model),
-                "threshold": str(model.queue_target),
+                "query": queue_query(region, model) if on_queue else calls_query(region, model, agents),
+                "threshold": str(model.queue_target) if on_queue else calls_target(model),
                 "activationThreshold": "0",
             },
         }
     ]
-    if model.min_replicas == 0:
+    if model.min_replicas == 0 and on_queue:
         # Scale to zero trades a cold start (download + load: up to startup_seconds) on the first
         # call for idle GPUs. The queue metric comes from the model's own pods, so with none
         # running it never rises: wake the model whenever the region has any room (call), and
-        # never ask for more than one replica from this trigger below the region's peak.
+        # never ask for more than one replica from this trigger below the region's peak. (A model
+        # that scales on its agents' calls needs no wake: the first call is its signal.)
         triggers.append(
             {
                 "type": "prometheus",

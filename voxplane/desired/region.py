@@ -65,8 +65,8 @@ class RegionObjects:
 def build_region(region: Region, agents: Sequence[Agent], *, image: str) -> RegionObjects:
     """Everything `region` runs, with `agents` (those whose manifests list it). `image` stands
     where the stack builds an image (the gateway's, the LLM routers', the deletion-cost controller's,
-    each `code.build` agent's): the components put the built image there; drift and the dev
-    servers, which read no image, pass ""."""
+    each `code.build` agent's, the models' GPU preflight): the components put the built image there;
+    drift and the dev servers, which read no image, pass ""."""
     return RegionObjects(
         namespaces=build_namespaces(region),
         default_deny=build_platform_default_deny(region),
@@ -74,7 +74,7 @@ def build_region(region: Region, agents: Sequence[Agent], *, image: str) -> Regi
         gateway=build_gateway(region, agents, image=image),
         sip=build_sip(region) if region.sip is not None else [],
         gpu_groups={name: build_gpu_group(region, group) for name, group in region.gpu_node_groups.items()},
-        models={name: build_model(region, model, agents) for name, model in region.models.items()},
+        models={name: build_model(region, model, agents, preflight_image=image) for name, model in region.models.items()},
         routers={name: build_router(region, model, model_labels(region, model), model_clients(model, agents),
                                     image=image)
                  for name, model in region.models.items() if has_router(model)},

@@ -7,7 +7,8 @@ product labels, their taints and `nvidia.com/gpu` capacity. A small untainted `s
 what selects no pool (nothing voxplane renders: cluster add-ons). Counts come from the manifest
 too: the SFU's `nodes`, the SIP bridge's `replicas`, the GPU group's minimum (or what its models'
 minimum replicas need), and for agent pools room for every agent's `min_workers` plus one rollout
-surge.
+surge. Each pool's nodes take the region's zones (`kubernetes.zones`) in turn as their
+`topology.kubernetes.io/zone`, so the EndpointSlice controller can hint model endpoints by zone.
 
 Pure: model in, Node objects out. `voxplane.dev.cluster` applies them.
 """
@@ -115,7 +116,7 @@ def plan_pools(region: Region, agents: Sequence[Agent]) -> list[PoolPlan]:
 def node_objects(region: Region, agents: Sequence[Agent]) -> list[dict[str, Any]]:
     """Node objects for every pool of `plan_pools`, named `<region>-<pool>-<i>`."""
     nodes = []
-    zones = [f"{region.name}-a", f"{region.name}-b", f"{region.name}-c"]
+    zones = node_zones(region)
     for plan in plan_pools(region, agents):
         for i in range(plan.count):
             name = f"{region.name}-{plan.name}-{i}"
@@ -144,6 +145,12 @@ def node_objects(region: Region, agents: Sequence[Agent]) -> list[dict[str, Any]
                 "status": {"capacity": capacity, "allocatable": dict(capacity)},
             })
     return nodes
+
+
+def node_zones(region: Region) -> list[str]:
+    """The zones nodes are spread over, round robin within each pool: the region's declared
+    `kubernetes.zones`, else three made up from its name."""
+    return list(region.kubernetes.zones) or [f"{region.name}-a", f"{region.name}-b", f"{region.name}-c"]
 
 
 def _agent_pool(region: Region, agent: Agent) -> NodePool | None:

@@ -407,6 +407,7 @@ CMD ["python", "agent.py", "start"]
 PER_REGION: list[tuple[tuple[str, ...], str]] = [
     (("description",), "what this region is: where its cluster runs, where carriers hand calls over"),
     (("kubernetes", "node_cidrs"), "address range (CIDR) of this region's cluster nodes, not its pods"),
+    (("kubernetes", "zones"), "zone of this region's nodes, as their topology.kubernetes.io/zone label says"),
     (("livekit", "public_url"), "wss:// URL clients reach this region's LiveKit at (behind your TLS load balancer)"),
     (("livekit", "turn", "domain"), "DNS name on this region's TURN certificate"),
     (("livekit", "turn", "tls_secret"), "Kubernetes Secret holding this region's TURN certificate"),

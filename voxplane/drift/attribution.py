@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Sequence
 
 from ..desired.common import ANNOTATION_SOURCE, LABEL_AGENT, LABEL_TENANT
+from ..plan.capacity import scales_on_calls
 from ..livekit.desired import Origin
 from ..manifest.model import ROLES, Agent, Region, Source
 from .kubernetes.compare import Keyed, Path
@@ -224,8 +225,11 @@ class Attribution:
         base = self.base(obj)
         if base[:1] == ("models",):
             if kind == "ScaledObject" and p[:1] == ["spec"] and len(p) > 1:
+                # A model scales on its queue (queue_target per replica) or, where its server
+                # exports no metrics, on its agents' calls (calls_per_replica per replica).
+                per_replica = "calls_per_replica" if scales_on_calls(self.region.models[str(base[1])]) else "queue_target"
                 leaf = {"maxReplicaCount": "max_replicas", "minReplicaCount": "min_replicas",
-                        "triggers": "queue_target"}.get(str(p[1]))
+                        "triggers": per_replica}.get(str(p[1]))
                 return base + (leaf,) if leaf else None
             if kind == "Service" and p[:2] == ["spec", "ports"]:
                 return base + ("port",)

@@ -210,6 +210,28 @@ def _server_rules(src: Source | None, base: tuple[str | int, ...], model: Model)
     if server.model_names is not None and model.model_id not in server.model_names:
         yield _at(src, base + ("model_id",),
                   f"{server.project} {server.version} answers 400 to any model but {', '.join(server.model_names)}")
+    yield from _scaling_rules(src, base, model)
+
+
+def _scaling_rules(src: Source | None, base: tuple[str | int, ...], model: Model) -> Iterator[Problem]:
+    """A model scales on a gauge its server exports, or, where the server exports none, on its
+    agents' calls over `calls_per_replica` (desired/inference.py): never on a name nothing exports."""
+    server = SERVERS[model.server_name]
+    release = f"{server.project} {server.version}"
+    if model.queue_metric is not None and model.queue_metric not in server.queue_metrics:
+        if server.exports_queue:
+            yield _at(src, base + ("queue_metric",),
+                      f"{release} exports no gauge {model.queue_metric!r} to scale on; it exports "
+                      f"{', '.join(server.queue_metrics)}")
+        else:
+            yield _at(src, base + ("queue_metric",),
+                      f"{release} exports no Prometheus metrics; remove queue_metric: the model scales on the live "
+                      f"calls of the agents that use it, calls_per_replica per replica")
+    if model.calls_per_replica is not None and server.exports_queue:
+        yield _at(src, base + ("calls_per_replica",),
+                  f"{release} exports its queue ({server.queue_metrics[0]}), which the model scales on "
+                  f"(queue_target per replica); calls_per_replica is for servers that export no queue metric",
+                  key=True)
 
 
 #: Paths a model server's pod mounts itself (inference.py), with what they are.

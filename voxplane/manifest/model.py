@@ -96,6 +96,7 @@ class KubernetesTarget:
     monitoring_namespace: Optional[str] = None
     #: Where the API server answers; unset: node_cidrs.
     api_server_cidrs: Optional[tuple[str, ...]] = None
+    zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,7 @@ class Model:
     writable_paths: tuple[str, ...]
     shm_size: str
     queue_metric: Optional[str] = None
+    calls_per_replica: Optional[int] = None
     hf_token: Optional[SecretRef] = None
     profile: Optional[ModelProfile] = None
     server: Optional[ServerName] = None
@@ -271,13 +273,6 @@ class Model:
     def server_name(self) -> ServerName:
         """The declared server, else the kind's default (DEFAULT_SERVER)."""
         return self.server or DEFAULT_SERVER[self.kind]
-
-    @property
-    def scaling_metric(self) -> str:
-        """The Prometheus metric of waiting requests the model's autoscaler targets."""
-        if self.queue_metric:
-            return self.queue_metric
-        return "vllm:num_requests_waiting" if self.kind == "llm" else "queue_depth"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .model import ModelKind, ServerName
+from .model import Model, ModelKind, ServerName
 
 
 @dataclass(frozen=True)
@@ -29,19 +29,42 @@ class Server:
     fixed_port: Optional[int] = None
     #: The model names it accepts as a request's `model`, when it has a fixed list.
     model_names: Optional[tuple[str, ...]] = None
+    #: Where it serves Prometheus metrics (on its API port), or None when it serves none.
+    metrics_path: Optional[str] = None
+    #: The gauges it exports that count a replica's requests, which a model may scale on
+    #: (`queue_metric`); the first is the default. Empty for a server that exports none: its
+    #: models scale on the live calls of the agents that use them (desired/inference.py).
+    queue_metrics: tuple[str, ...] = ()
+
+    @property
+    def exports_queue(self) -> bool:
+        return bool(self.queue_metrics)
 
 
 SERVERS: dict[ServerName, Server] = {
+    # vllm/v1/metrics/loggers.py: the scheduler's gauges of waiting and running requests, per
+    # engine; /metrics on the API port (vllm/entrypoints/openai/api_server.py).
     "vllm": Server(
-        name="vllm", project="vLLM", version="v0.11.0", kinds=("llm",), repository="vllm/vllm-openai"),
+        name="vllm", project="vLLM", version="v0.11.0", kinds=("llm",), repository="vllm/vllm-openai",
+        metrics_path="/metrics", queue_metrics=("vllm:num_requests_waiting", "vllm:num_requests_running")),
     # docker/scripts/entrypoint.sh starts uvicorn with `--port 8880`; the settings' `port` is
     # not read. api/src/routers/openai_compatible.py answers 400 for a model not in
-    # api/src/core/openai_mappings.json.
+    # api/src/core/openai_mappings.json. api/src/main.py mounts no metrics route.
     "kokoro-fastapi": Server(
         name="kokoro-fastapi", project="Kokoro-FastAPI", version="v0.2.4", kinds=("tts",),
         repository="ghcr.io/remsky/kokoro-fastapi-gpu", fixed_port=8880, model_names=("kokoro", "tts-1", "tts-1-hd")),
     # Only Whisper models: /api/ps (what the readiness probe reads) lists the Whisper model
-    # manager's loaded models alone in 0.8.3 ("FIX: support non-whisper models").
+    # manager's loaded models alone in 0.8.3 ("FIX: support non-whisper models"). No Prometheus
+    # metrics: src/speaches/main.py offers OpenTelemetry tracing only.
     "speaches": Server(
         name="speaches", project="speaches", version="0.8.3", kinds=("stt",), repository="ghcr.io/speaches-ai/speaches"),
 }
+
+
+def scaling_metric(model: Model) -> Optional[str]:
+    """The gauge `model` scales on: its `queue_metric`, else its server's first; None when its
+    server exports none (the model then scales on its agents' calls)."""
+    server = SERVERS[model.server_name]
+    if not server.exports_queue:
+        return None
+    return model.queue_metric or server.queue_metrics[0]

@@ -284,7 +284,10 @@ def check(
         # need the registry even then (their tags name it).
         names = ", ".join(a.source.file if a.source else a.name for a in building)
         if builds_gateway:
-            what = f"builds images (the LiveKit gateway's from voxplane/gateway{', ' + names if names else ''}) " \
+            # Every region runs the gateway; one with models also runs the GPU preflight in their pods.
+            platform = "the LiveKit gateway's from voxplane/gateway" + (
+                ", the GPU preflight's from voxplane/gpu_preflight" if region.models else "")
+            what = f"builds images ({platform}{', ' + names if names else ''}) " \
                    f"and sets no voxplane:imageRegistry to push them to"
         else:
             what = f"deploys agents built from source ({names}) and sets no voxplane:imageRegistry to name their images"

@@ -24,6 +24,11 @@ less the weights and the peak activation it profiles); the 10% activation reserv
 that measurement. The duty cycle is the share of a call's time its LLM stream is active (the
 caller talks, TTS plays the rest of the time): 0.25 by default, a planning assumption to replace
 with a measured one.
+
+A model whose server exports no queue metric (the speech servers) has no analytic model: one
+replica carries its declared `calls_per_replica` (a load test's number), else the planner's
+assumption. Its autoscaler divides the live calls of the agents that use it by the same number
+(desired/inference.py), so the plan and the scaling agree.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any, Optional, Sequence
 from .. import hpa
 from ..manifest.model import Agent, Model, Project, Region
 from ..manifest.quantity import parse_quantity
+from ..manifest.servers import SERVERS
 
 GIB = 1024**3
 #: Activation and CUDA-graph memory vLLM keeps outside the KV cache, as a share of usable memory.
@@ -70,6 +76,25 @@ def kv_bytes_per_token_per_gpu(model: Model) -> Optional[int]:
     if p is None or heads is None:
         return None
     return 2 * p.layers * heads * p.head_dim * kv_dtype_bytes(model)
+
+
+#: Calls one replica of a server without a queue metric carries when its model declares no
+#: `calls_per_replica`. A planning assumption, like the duty cycle, and a cautious one: neither
+#: speech server publishes a concurrency figure, and a call needs each utterance's first audio (or
+#: transcript) fast, which a busy replica delays long before its throughput runs out (Kokoro-82M
+#: alone synthesizes 35-100x real time on a mid-range GPU). Replace it with a load test's number.
+ASSUMED_CALLS_PER_REPLICA = 10
+
+
+def scales_on_calls(model: Model) -> bool:
+    """Whether the model's server exports no queue metric, so the model scales on its agents' calls."""
+    return not SERVERS[model.server_name].exports_queue
+
+
+def replica_calls(model: Model) -> int:
+    """Calls one replica of a model that scales on calls carries: its `calls_per_replica`, else
+    ASSUMED_CALLS_PER_REPLICA."""
+    return model.calls_per_replica or ASSUMED_CALLS_PER_REPLICA
 
 
 def kv_bytes_per_token(model: Model) -> Optional[int]:
@@ -275,6 +300,10 @@ def _model(region: Region, model: Model, duty_cycle: float) -> ModelCapacity:
         max_replicas=model.max_replicas,
         gpus_available=group.max_nodes * group.gpus_per_node,
     )
+    if scales_on_calls(model):
+        replicas = math.ceil(region.peak_concurrent_calls / replica_calls(model))
+        return ModelCapacity(**{**base.as_dict(), "calls_per_replica": float(replica_calls(model)),
+                                "replicas_needed": replicas, "gpus_needed": replicas * model.gpus_per_replica})
     per_token = kv_bytes_per_token(model)
     context = model.engine_args.max_model_len
     if model.kind != "llm" or model.profile is None or per_token is None or context is None:
@@ -305,18 +334,29 @@ def _model(region: Region, model: Model, duty_cycle: float) -> ModelCapacity:
 
 
 def _with_status(region: Region, m: ModelCapacity, model: Model, demand: dict[str, int]) -> ModelCapacity:
-    if m.kind != "llm":
-        status = "no analytic model for tts/stt: load-test the server"
-    elif model.profile is None:
-        status = "add `profile` to size the KV cache"
-    elif model.engine_args.max_model_len is None:
-        status = "set engine_args.max_model_len to size the KV cache"
-    elif m.kv_tokens == 0:
-        status = "weights do not fit: no memory left for the KV cache"
-    elif m.replicas_needed is not None and m.replicas_needed > model.max_replicas:
-        status = f"short: needs {m.replicas_needed} replicas, max_replicas is {model.max_replicas}"
-    elif demand[model.node_group] > m.gpus_available:
-        status = f"short: models on {model.node_group!r} need {demand[model.node_group]} GPUs, it has {m.gpus_available}"
-    else:
-        status = "ok"
+    on_calls = scales_on_calls(model)
+    # A model sized from calls_per_replica always has a size; an llm may lack what sizes its KV cache.
+    status = ("" if on_calls else _unsized(model, m)) or _against_peak(m, model, demand)
+    if on_calls and model.calls_per_replica is None:
+        # Say where the number came from, in the plan's own line.
+        status += f"; assumed {ASSUMED_CALLS_PER_REPLICA} calls/replica: set calls_per_replica"
     return ModelCapacity(**{**m.as_dict(), "status": status})
+
+
+def _against_peak(m: ModelCapacity, model: Model, demand: dict[str, int]) -> str:
+    if m.replicas_needed is not None and m.replicas_needed > model.max_replicas:
+        return f"short: needs {m.replicas_needed} replicas, max_replicas is {model.max_replicas}"
+    if demand[model.node_group] > m.gpus_available:
+        return f"short: models on {model.node_group!r} need {demand[model.node_group]} GPUs, it has {m.gpus_available}"
+    return "ok"
+
+
+def _unsized(model: Model, m: ModelCapacity) -> str:
+    """Why an llm's KV cache could not be sized, or "" when it was."""
+    if model.profile is None:
+        return "add `profile` to size the KV cache"
+    if model.engine_args.max_model_len is None:
+        return "set engine_args.max_model_len to size the KV cache"
+    if m.kv_tokens == 0:
+        return "weights do not fit: no memory left for the KV cache"
+    return ""

@@ -3,6 +3,7 @@
 - per agent pool and per model: desired/ready replicas, the nodes the pods landed on, and the
   autoscaler's bounds and current target (kube.py: the ScaledObject and the HPA KEDA made from it;
   "no autoscaler running" where nothing reconciles the ScaledObject, as on the local control plane);
+  per model, what each pod's GPU preflight found (preflight.py: its init container's verdict);
 - per agent: active rooms, participants and SIP calls (rooms.py: each room attributed through its
   agent dispatches, else its name against the region's dispatch rules; never to another tenant);
 - the platform's other workloads, the rooms no agent of the region owns, the SIP objects voxplane
@@ -45,7 +46,13 @@ present; a value that could not be read is null (and the reason is in `errors`):
       ],
       "models": [
         {"model": "chat", "kind": "llm", "namespace": "vox-inference", "declared": true,
-         "workload": {...}, "autoscaler": {...}}         # as for agents
+         "workload": {...}, "autoscaler": {...},         # as for agents
+         "gpu_check": [                                    # null: not deployed; per pod, the GPU preflight
+           {"pod": "chat-0", "node": "gpu-7",              #   its init container ran (status/preflight.py)
+            "state": "ok",            # ok | failed | running | waiting | not-run | no-report
+            "line": "gpu preflight: ok: 1 x NVIDIA-H100-80GB-HBM3 (79.6 GiB), MIG off, driver 570.124.06, CUDA 12.8",
+            "driver": "570.124.06", "cuda": "12.8",         # null where it wrote no verdict
+            "gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "mig": false, "uuid": "GPU-..."}]}]}
       ],
       "platform": [{"namespace": "vox-system", "kind": "Deployment", "name": "livekit",
                     "component": "sfu", "desired": 1, "ready": 1, "nodes": [...], "autoscaler": null}],

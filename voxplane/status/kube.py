@@ -9,7 +9,8 @@ The autoscaler's current target is only ever what the cluster says, never a numb
 here. KEDA reconciles a ScaledObject into an HPA named `status.hpaName` (`keda-hpa-<name>`) and
 the HPA controller writes `status.desiredReplicas` (the target) and `status.currentReplicas`.
 Without a KEDA operator (the local control plane has the CRD, no operator) a ScaledObject has no
-status and no HPA exists: that is reported as "no autoscaler running", with no target.
+status and no HPA exists: that is reported as "no autoscaler running", with no target. Each model
+pod's GPU preflight is read from the same pods (preflight.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from . import selector
+from .preflight import PreflightResult, preflight_of
 
 #: Annotations that pause a ScaledObject (KEDA 2.7+): at a count, or where it is.
 PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
@@ -83,6 +85,8 @@ class Workload:
     labels: dict[str, str] = field(default_factory=dict)
     nodes: list[str] = field(default_factory=list)
     autoscaler: Autoscaler = field(default_factory=lambda: ABSENT)
+    #: The GPU preflight of each of its pods that runs one (model pods).
+    preflight: list[PreflightResult] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -211,12 +215,16 @@ def read_workloads(reader: Any, region: str) -> list[Workload]:
             pass
 
     nodes: dict[tuple[str, str], list[str]] = defaultdict(list)
+    preflights: dict[tuple[str, str], list[PreflightResult]] = defaultdict(list)
     for pod in pods:
         meta = pod.get("metadata") or {}
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
         instance = (meta.get("labels") or {}).get("app.kubernetes.io/instance", "")
         nodes[(meta.get("namespace", ""), instance)].append((pod.get("spec") or {}).get("nodeName") or "(pending)")
+        found = preflight_of(pod)
+        if found is not None:
+            preflights[(meta.get("namespace", ""), instance)].append(found)
 
     scalers: dict[tuple[str, str, str], Autoscaler] = {}
     for so in scaled:
@@ -239,6 +247,7 @@ def read_workloads(reader: Any, region: str) -> list[Workload]:
                 ready=int((obj.get("status") or {}).get("readyReplicas") or 0),
                 labels=labels, nodes=sorted(nodes.get((ns, instance), [])),
                 autoscaler=scalers.get((ns, kind, name), ABSENT),
+                preflight=sorted(preflights.get((ns, instance), []), key=lambda r: r.pod),
             ))
     out.sort(key=lambda w: (w.namespace, w.kind, w.name))
     return out

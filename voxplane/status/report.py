@@ -74,7 +74,8 @@ class ModelStatus:
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "kind": self.kind, "namespace": self.namespace, "declared": self.declared,
                 "workload": self.workload.as_dict() if self.workload else None,
-                "autoscaler": autoscaler_dict(self.workload.autoscaler) if self.workload else None}
+                "autoscaler": autoscaler_dict(self.workload.autoscaler) if self.workload else None,
+                "gpu_check": [r.as_dict() for r in self.workload.preflight] if self.workload else None}
 
 
 def autoscaler_dict(a: Autoscaler) -> Optional[dict[str, Any]]:

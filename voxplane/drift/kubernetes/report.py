@@ -46,7 +46,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from .. import report as render
 from ...desired.common import ANNOTATION_SECRET_FINGERPRINT, inference_namespace, tenant_namespace
 from ...desired.deletion_cost import NAME as DELETION_COST
-from ...desired.inference import WORKLOAD_KIND
+from ...desired.inference import PREFLIGHT_CONTAINER, WORKLOAD_KIND
 from ...desired.llm_router import COMPONENT as ROUTER_COMPONENT
 from ...livekit.desired import Origin
 from ...manifest.model import Agent, Region
@@ -160,40 +160,48 @@ def _image_repository(image: str) -> str:
     return name[:colon] if colon > slash else name
 
 
-def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[str]:
-    """What the stack builds the Deployment's image from (None: a prebuilt image, compared as is)."""
+def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[tuple[str, Optional[str]]]:
+    """What the stack builds an image of the workload from, and the one container that runs it
+    (None: every container of the Deployment); None when every image is prebuilt, compared as is."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if obj.get("kind") == WORKLOAD_KIND and labels.get("app.kubernetes.io/component") == "inference":
+        # The model server's image is the manifest's (compared as is); the preflight's is built.
+        return "voxplane/gpu_preflight", PREFLIGHT_CONTAINER
     if obj.get("kind") != "Deployment":
         return None
     if agent is not None and agent.code.build is not None:
-        return "code.build"
-    labels = (obj.get("metadata") or {}).get("labels") or {}
+        return "code.build", None
     component = labels.get("app.kubernetes.io/component")
     if component == "gateway":
-        return "voxplane/gateway"
+        return "voxplane/gateway", None
     if component == ROUTER_COMPONENT:
-        return "voxplane/llm_router"
-    if (labels.get("app.kubernetes.io/component"), labels.get("app.kubernetes.io/name")) == ("controller", DELETION_COST):
-        return "voxplane/controllers/deletion_cost"
+        return "voxplane/llm_router", None
+    if (component, labels.get("app.kubernetes.io/name")) == ("controller", DELETION_COST):
+        return "voxplane/controllers/deletion_cost", None
     return None
 
 
-def _containers(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _containers(obj: Mapping[str, Any], field: str = "containers") -> list[dict[str, Any]]:
     spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    return [c for c in spec.get(field) or [] if isinstance(c, dict)]
 
 
-def _settle_built_images(desired: dict[str, Any], live: Mapping[str, Any]) -> list[str]:
-    """An image built from `code.build` is deployed by the digest the registry returned on push,
-    which only the Pulumi state knows (render shows a stand-in). Its repository is compared; the
-    digest is reported unchecked. Returns the container names whose digest was not compared."""
-    live_images = {c.get("name"): c.get("image") for c in _containers(live)}
+def _settle_built_images(desired: dict[str, Any], live: Mapping[str, Any], only: Optional[str] = None) -> list[str]:
+    """An image the stack builds is deployed by the digest the registry returned on push, which
+    only the Pulumi state knows (render shows a stand-in). Its repository is compared; the digest
+    is reported unchecked. `only`: the one container (init containers included) that runs such an
+    image. Returns the field path of each container whose digest was not compared."""
     settled = []
-    for container in _containers(desired):
-        image, got = container.get("image"), live_images.get(container.get("name"))
-        if isinstance(image, str) and "@sha256:" in image and isinstance(got, str) and got != image \
-                and _image_repository(image) == _image_repository(got):
-            container["image"] = got
-            settled.append(str(container.get("name")))
+    for field in ("initContainers", "containers"):
+        live_images = {c.get("name"): c.get("image") for c in _containers(live, field)}
+        for container in _containers(desired, field):
+            if only is not None and container.get("name") != only:
+                continue
+            image, got = container.get("image"), live_images.get(container.get("name"))
+            if isinstance(image, str) and "@sha256:" in image and isinstance(got, str) and got != image \
+                    and _image_repository(image) == _image_repository(got):
+                container["image"] = got
+                settled.append(f"spec.template.spec.{field}[{container.get('name')}].image")
     return settled
 
 
@@ -277,11 +285,12 @@ def detect(
             report.missing.append(MissingObject(kind, ns, name, where.object_origin(obj)))
             continue
         target = copy.deepcopy(dict(obj))
-        built_from = _built_image(target, where.agent_of(obj))
-        if built_from is not None:
-            for container in _settle_built_images(target, live):
+        built = _built_image(target, where.agent_of(obj))
+        if built is not None:
+            built_from, only = built
+            for path in _settle_built_images(target, live, only):
                 report.unchecked.append(UncheckedField(
-                    kind, ns, name, f"spec.template.spec.containers[{container}].image",
+                    kind, ns, name, path,
                     f"built from {built_from}: the pushed digest is known to the Pulumi state only; the repository "
                     f"was compared"))
         if _settle_secret_fingerprint(target, live):
