@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from ..support.repo import REPO, copy_checkout
+from ..support.repo import REPO, copy_checkout, use_free_prometheus_port
 from ..support.servers import livekit_with_redis
 
 REGIONS = ["local", "us-east", "eu-west"]
@@ -105,8 +105,12 @@ def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_
 
     region: str = request.param
     root = copy_checkout(tmp_path_factory.mktemp(f"repo-{region}") / "repo", tests=False, link_venv=True)
+    if region == "local":
+        use_free_prometheus_port(root)  # the dev Prometheus of a running demo keeps its port
     project = load((), root).require_project()
-    cluster.up(project.regions[region], project.agents_in(region), lambda _line: None)
+    # Agent pods marked Ready by kwok, no worker behind them: these tests are about the engine
+    # (tests/dev/test_scaling.py runs agent pods as workers).
+    cluster.up(project.regions[region], project.agents_in(region), lambda _line: None, agent_workers=False)
     overrides = {} if region == "local" else {"voxplane:kubeContext": cluster.CONTEXT, "voxplane:buildImages": "false"}
     with livekit_with_redis(region=region, root=root) as lk:
         stack = None
