@@ -202,7 +202,7 @@ class CallRun:
     address: str = "127.0.0.1"
     first_caller: int = 100
     calls: list[PlacedCall] = field(default_factory=list)
-    start: float = 0.0
+    start: float = field(default_factory=time.monotonic)
 
     # -- placing --------------------------------------------------------------------------------
 
@@ -284,25 +284,39 @@ class CallRun:
                 "in_call": sum(1 for c in self.calls if c.state == "answered" and not c.hung_up),
                 "dropped": states.count("dropped"), "ended": sum(1 for c in self.calls if c.hung_up)}
 
+    def step(self, admin: Any, *, check_jobs: bool = True) -> None:
+        """Take in what the callers saw, hang up the calls that are due, and (`check_jobs`) ask the
+        server about the dispatches of calls still waiting."""
+        now = time.monotonic()
+        self._events()
+        self._hang_up(now)
+        if check_jobs:
+            self._check_jobs(admin, now)
+
+    def end(self, index: int) -> None:
+        """Hang call `index` up at the next step."""
+        self.calls[index].hang_up_at = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        return len(self.calls) == self.count and all(c.hung_up or c.room is None for c in self.calls)
+
     def run(self, report: Callable[[int, dict[str, int]], None]) -> None:
         """Place every call, keep each `duration` seconds, `report(second, counts)` each second."""
         self.start = time.monotonic()
-        placed = 0
         second = 0
         with self._admin() as admin:
             while True:
                 now = time.monotonic()
                 due = self.count if self.rate is None else min(self.count, 1 + math.floor((now - self.start) * self.rate))
-                while placed < due:
-                    self.place(placed)
-                    placed += 1
-                self._events()
-                self._hang_up(now)
-                if now - self.start >= second + 1:
+                while len(self.calls) < due:
+                    self.place(len(self.calls))
+                tick = now - self.start >= second + 1
+                self.step(admin, check_jobs=tick)
+                if tick:
                     second += 1
-                    self._check_jobs(admin, now)
                     report(second, self.counts())
-                if placed == self.count and all(c.hung_up or c.room is None for c in self.calls):
+                if self.done:
                     self._events()
                     break
                 time.sleep(0.05)
