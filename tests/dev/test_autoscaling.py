@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from voxplane.dev import autoscaling, cluster
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from tests.support.repo import copy_manifests, use_free_prometheus_port
 from tests.support.wait import wait_until

@@ -10,7 +10,7 @@ import functools
 from typing import Any
 
 from voxplane.dev.podmonitors import matches, scrape_targets
-from voxplane.render import render
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO
 

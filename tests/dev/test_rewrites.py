@@ -12,7 +12,7 @@ from typing import Any
 from voxplane.dev.podenv import ContainerRun, container_run
 from voxplane.dev.rewrites import image_env, rewrite
 from voxplane.dev.standins import StandIns
-from voxplane.render import render
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO
 

@@ -31,11 +31,11 @@ from voxplane.dev import cluster, standins
 from voxplane.dev.gateway import GatewayServer
 from voxplane.dev.region import region_gateway
 from voxplane.dev.stack import dev_secrets, needed_secret_keys
-from voxplane.kubedrift.secrets import env_lookup, resolved_string_data
+from voxplane.drift.kubernetes.secrets import env_lookup, resolved_string_data
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.secrets import StaticSecrets
-from voxplane.loader import load
-from voxplane.render import render
+from voxplane.manifest.loader import load
+from voxplane.deploy.render import render
 
 from .repo import copy_manifests, use_free_prometheus_port
 from .servers import DevLiveKit, livekit_with_redis

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import yaml
 
-from ..model import Region
+from ..manifest.model import Region
 from .common import prune
 
 #: Where the SFU pod mounts its config and key file (one projected volume).

@@ -15,7 +15,7 @@ import secrets
 from typing import Sequence
 
 from ..desired.common import tenant_namespace
-from ..model import Agent, Region
+from ..manifest.model import Agent, Region
 from .kubeclient import KubeClient
 
 __all__ = ["MANAGED_BY", "ensure"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Optional
 
-from ..quantity import parse_quantity
+from ..manifest.quantity import parse_quantity
 
 __all__ = ["ContainerRun", "EnvError", "NOT_SIMULATED", "container_run", "expand"]
 

@@ -578,7 +578,7 @@ class PodRunner:
         """The region and its agents, for their existing Secrets' dev values (`agentsecrets`)."""
         if self.region is None:
             return None
-        from ..loader import load
+        from ..manifest.loader import load
 
         result = load((), self.root)
         if result.project is None or self.region not in result.project.regions:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..manifest.loader import load_region
 from . import standins
 from .gateway import GatewayServer
 from .livekit import DEFAULT_CONFIG, LiveKitServer, ensure_livekit_binary
@@ -29,7 +30,7 @@ from .paths import cache_dir, write_private
 from .process import ProcessRecord, ServerStartError
 from .redis import RedisServer
 from .ports import LOOPBACK
-from .region import load_region, region_config, region_gateway
+from .region import region_config, region_gateway
 
 __all__ = ["ServersError", "down", "exports", "load_config_file", "running_state", "state_path", "up"]
 
@@ -105,15 +106,13 @@ def up(config: Mapping[str, Any] | None, *, region: str | None, root: Path,
     """Start Redis + livekit-server detached (with `region`: its rendered config and its gateway;
     else `config`, default `DEFAULT_CONFIG`), record them and return the state. Servers already
     running are kept (and their state returned): `down` first to change the config."""
+    # The region first: a name that names none (UnknownRegion) or invalid manifests (ManifestError)
+    # stop or start nothing.
+    lk_config = region_config(region, root) if region else dict(config or DEFAULT_CONFIG)
     if (running := running_state()) is not None:
         progress("already running; `down` first to change the config")
         return running
     down(progress)  # clear leftovers of a half-dead previous run
-
-    try:
-        lk_config = region_config(region, root) if region else dict(config or DEFAULT_CONFIG)
-    except ValueError as e:
-        raise ServersError(str(e)) from e
     workdir = cache_dir() / "devservers"
     binary = ensure_livekit_binary()
     redis = RedisServer(workdir=workdir, detached=True)
@@ -149,9 +148,8 @@ def up(config: Mapping[str, Any] | None, *, region: str | None, root: Path,
                             "log": str(gateway.log_path)}
     if region:
         # Agent pods the dev cluster runs reach LiveKit through these (its pod runner reads them).
-        _, region_model = load_region(region, root)
         state["standins"] = standins.publish_region_servers(
-            region_model, livekit=f"{LOOPBACK}:{lk.port}",
+            load_region(root, region).region, livekit=f"{LOOPBACK}:{lk.port}",
             gateway=f"{LOOPBACK}:{gateway.port}" if gateway is not None else None)
     write_private(state_path(), json.dumps(state, indent=2))  # holds the API secret, like the config file
     progress(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from .paths import dev_dir
 
 if TYPE_CHECKING:
-    from ..model import Region
+    from ..manifest.model import Region
 
 __all__ = ["StandIns", "path", "publish_pod_port", "publish_region_servers", "publish_service", "read", "withdraw"]
 
