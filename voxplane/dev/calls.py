@@ -40,7 +40,7 @@ from typing import IO, Any, Callable, Optional
 
 from ..livekit.route import Call as RoutedCall, Decision, RouteProbe, decide
 
-__all__ = ["CallRun", "Endpoints", "REFUSED_AFTER", "room_request"]
+__all__ = ["CallRun", "Endpoints", "REFUSED_AFTER", "caller_token", "room_request"]
 
 #: Seconds after the room's creation without a job for its dispatch: refused (see the docstring).
 REFUSED_AFTER = 10.0
