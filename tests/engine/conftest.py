@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,36 @@ def stop_strays(root: Path) -> None:
                 pass
 
 
+@contextmanager
+def agents_secrets_made(region: Any, agents: Sequence[Any], kubeconfig: Path) -> Iterator[None]:
+    """While inside: the existing Secrets the agents name get dev values as soon as their namespace
+    exists, as a platform team provides them (voxplane renders only what it owns) and as the pod
+    runner does when agent pods run as workers. Without them KEDA cannot resolve the scale target's
+    environment and leaves that ScaledObject not Ready (a kubelet would not start the pod either)."""
+    from voxplane.dev import agentsecrets
+    from voxplane.dev.kubeclient import KubeClient, KubeError
+
+    kube = KubeClient(kubeconfig)
+    stop = threading.Event()
+
+    def keep_made() -> None:
+        while not stop.wait(1):
+            try:
+                agentsecrets.ensure(kube, region, agents)
+            except KubeError:
+                continue  # the namespace is being made; the next round sees it
+
+    thread = threading.Thread(target=keep_made, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+        agentsecrets.ensure(kube, region, agents)  # a last, checked round: a failure fails the fixture
+        kube.close()
+
+
 @pytest.fixture(scope="module", params=REGIONS)
 def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     from voxplane.dev import cluster
@@ -118,7 +150,8 @@ def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_
             stack = prepare(root, region, overrides=overrides, drop=["voxplane:livekitApiUrl"], bin_dir=bins,
                             extra_env={"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": lk.url})
             dep = Deployment(region, root, stack, lk.livekit, bins, cluster.kubeconfig_path())
-            dep.up()
+            with agents_secrets_made(project.regions[region], project.agents_in(region), dep.kubeconfig):
+                dep.up()
             yield dep
         finally:
             stop_strays(root)
