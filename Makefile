@@ -92,6 +92,7 @@ bench: setup servers toolchain
 	$(PY) bench/kube_drift.py
 	$(PY) bench/engine.py
 	$(PY) bench/llm_routing.py
+	$(PY) bench/autoscale.py --ramps 10
 
 # eval "$(make -s livekit-up)" — Redis + livekit-server on loopback with the local region's config.
 livekit-up: setup servers

@@ -128,7 +128,8 @@ def main() -> int:
         @contextlib.contextmanager
         def servers() -> Iterator[dict[str, str]]:
             """A control plane with the region's nodes and a dev livekit-server, torn down after."""
-            cluster.up(project.regions["bench"], project.agents_in("bench"), lambda line: print(f"  {line}", file=sys.stderr))
+            cluster.up(project.regions["bench"], project.agents_in("bench"), lambda line: print(f"  {line}", file=sys.stderr),
+                       agent_workers=False)  # hundreds of agent pods: the engine's time, not workers
             try:
                 with livekit_with_redis(region="bench", root=root) as lk:
                     yield {"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": lk.url}

@@ -99,7 +99,14 @@ def main() -> int:
         print(f"starting the dev control plane in {state} ...", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
-            cluster.up(region, agents, lambda line: print(f"  {line}", file=sys.stderr))
+            # Drift reads objects only: no workers behind the agent pods; the dev Prometheus on a port
+            # of its own (a running demo keeps the region's).
+            from dataclasses import replace
+
+            from voxplane.dev.ports import free_port
+
+            own = replace(region, kubernetes=replace(region.kubernetes, prometheus_url=f"http://127.0.0.1:{free_port()}"))
+            cluster.up(own, agents, lambda line: print(f"  {line}", file=sys.stderr), agent_workers=False)
         bins = cluster.toolchain_bin_dir()
         desired = config_maps(args.objects)
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())}

@@ -94,6 +94,7 @@ REGION_TAKERS = {
     ("new", "region"): ["new", "region", "ap-south", "--from", "us-eats"],
     ("dev", "cluster", "up"): ["dev", "cluster", "up", "--region", "us-eats"],
     ("dev", "servers", "up"): ["dev", "servers", "up", "--region", "us-eats"],
+    ("dev", "calls"): ["dev", "calls", "us-eats", "--to", "+16175550188", "--concurrent", "1", "--duration", "1"],
     ("dev", "pulumi"): ["dev", "pulumi", "us-eats", "preview"],
     ("dev", "tenant-credentials"): ["dev", "tenant-credentials", "us-eats", "northwind"],
     ("dev", "credentials"): ["dev", "credentials", "us-eats", "northwind"],

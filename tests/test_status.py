@@ -258,6 +258,19 @@ def sample_status() -> RegionStatus:
     return assemble(st, region, agents, workloads, rooms)
 
 
+def test_running_autoscalers_are_said_with_their_targets():
+    """Where KEDA runs (the dev cluster does), status says which autoscalers run and what they want."""
+    st = sample_status()
+    running = autoscaler_state(scaled_object("support", 2, 40, keda_status()), hpa(2, 3))
+    st.agents[0].workload.autoscaler = running  # type: ignore[union-attr]
+    lines = view.plain(view.frame(st)).splitlines()
+    row = next(ln for ln in lines if ln.startswith("bellavista/reservations"))
+    assert row.split()[5:8] == ["target", "3,", "now"]
+    assert ("autoscalers running: 1 (target replicas: support 3): KEDA keeps each ScaledObject's keda-hpa-* HPA, "
+            "the HPA controller sets the replicas") in lines
+    assert not any(ln.startswith("no autoscaler running") for ln in lines)
+
+
 def test_assemble_joins_manifests_cluster_and_rooms():
     st = sample_status()
     rows = {(a.tenant, a.agent): a for a in st.agents}

@@ -25,10 +25,9 @@ import pytest
 import yaml
 
 from voxplane.dev import autoscaling, cluster
-from voxplane.dev.ports import free_port
 from voxplane.manifest.loader import load
 
-from tests.support.repo import copy_manifests
+from tests.support.repo import copy_manifests, use_free_prometheus_port
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -80,10 +79,7 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     patch = pytest.MonkeyPatch()
     patch.setenv("VOXPLANE_DEV_STATE", str(tmp_path_factory.mktemp("dev-state")))
     root = copy_manifests(tmp_path_factory.mktemp("repo") / "repo")
-    manifest = root / "regions" / "local.yaml"
-    text = manifest.read_text()
-    assert "\nkubernetes:\n" in text
-    manifest.write_text(text.replace("\nkubernetes:\n", f"\nkubernetes:\n  prometheus_url: http://127.0.0.1:{free_port()}\n", 1))
+    use_free_prometheus_port(root)
     project = load((), root).require_project()
     try:
         state = cluster.up(project.regions["local"], project.agents_in("local"), lambda _line: None)

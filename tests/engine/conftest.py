@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from ..support.repo import REPO, copy_checkout
+from ..support.repo import REPO, copy_checkout, use_free_prometheus_port
 from ..support.servers import livekit_with_redis
 
 REGIONS = ["local", "us-east", "eu-west"]
@@ -97,6 +99,36 @@ def stop_strays(root: Path) -> None:
                 pass
 
 
+@contextmanager
+def agents_secrets_made(region: Any, agents: Sequence[Any], kubeconfig: Path) -> Iterator[None]:
+    """While inside: the existing Secrets the agents name get dev values as soon as their namespace
+    exists, as a platform team provides them (voxplane renders only what it owns) and as the pod
+    runner does when agent pods run as workers. Without them KEDA cannot resolve the scale target's
+    environment and leaves that ScaledObject not Ready (a kubelet would not start the pod either)."""
+    from voxplane.dev import agentsecrets
+    from voxplane.dev.kubeclient import KubeClient, KubeError
+
+    kube = KubeClient(kubeconfig)
+    stop = threading.Event()
+
+    def keep_made() -> None:
+        while not stop.wait(1):
+            try:
+                agentsecrets.ensure(kube, region, agents)
+            except KubeError:
+                continue  # the namespace is being made; the next round sees it
+
+    thread = threading.Thread(target=keep_made, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+        agentsecrets.ensure(kube, region, agents)  # a last, checked round: a failure fails the fixture
+        kube.close()
+
+
 @pytest.fixture(scope="module", params=REGIONS)
 def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     from voxplane.dev import cluster
@@ -105,8 +137,12 @@ def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_
 
     region: str = request.param
     root = copy_checkout(tmp_path_factory.mktemp(f"repo-{region}") / "repo", tests=False, link_venv=True)
+    if region == "local":
+        use_free_prometheus_port(root)  # the dev Prometheus of a running demo keeps its port
     project = load((), root).require_project()
-    cluster.up(project.regions[region], project.agents_in(region), lambda _line: None)
+    # Agent pods marked Ready by kwok, no worker behind them: these tests are about the engine
+    # (tests/dev/test_agent_workers.py runs agent pods as workers).
+    cluster.up(project.regions[region], project.agents_in(region), lambda _line: None, agent_workers=False)
     overrides = {} if region == "local" else {"voxplane:kubeContext": cluster.CONTEXT, "voxplane:buildImages": "false"}
     with livekit_with_redis(region=region, root=root) as lk:
         stack = None
@@ -114,7 +150,8 @@ def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_
             stack = prepare(root, region, overrides=overrides, drop=["voxplane:livekitApiUrl"], bin_dir=bins,
                             extra_env={"KUBECONFIG": str(cluster.kubeconfig_path()), "LIVEKIT_URL": lk.url})
             dep = Deployment(region, root, stack, lk.livekit, bins, cluster.kubeconfig_path())
-            dep.up()
+            with agents_secrets_made(project.regions[region], project.agents_in(region), dep.kubeconfig):
+                dep.up()
             yield dep
         finally:
             stop_strays(root)

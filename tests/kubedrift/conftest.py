@@ -21,7 +21,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from ..support.repo import copy_manifests
+from ..support.repo import copy_manifests, use_free_prometheus_port
 
 REGION = "local"
 FIELD_MANAGER = "pulumi-kubernetes"
@@ -102,6 +102,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
     state = tmp_path_factory.mktemp("kubedrift-dev-state")
     root = copy_manifests(tmp_path_factory.mktemp("kubedrift-repo") / "repo")
+    use_free_prometheus_port(root)
     project = load((), root).require_project()
     region, agents = project.regions[REGION], project.agents_in(REGION)
     bins = dev_cluster.toolchain_bin_dir()  # fails (never skips) when a binary cannot be built
@@ -113,7 +114,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             # The control plane outlives the Popen objects that started it (start_new_session);
             # their "still running" ResourceWarning on collection is expected, not a leak.
             warnings.simplefilter("ignore", ResourceWarning)
-            dev_cluster.up(region, agents, lambda _line: None)
+            dev_cluster.up(region, agents, lambda _line: None, agent_workers=False)  # drift reads objects only
             kubeconfig = dev_cluster.kubeconfig_path()
             gc.collect()
         c = Cluster(root, bins, kubeconfig, region, agents, secret_env(region, agents))

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["MANIFESTS", "REPO", "copy_checkout", "copy_manifests"]
+__all__ = ["MANIFESTS", "REPO", "copy_checkout", "copy_manifests", "use_free_prometheus_port"]
 
 #: The root of this checkout.
 REPO = Path(__file__).resolve().parents[2]
@@ -43,3 +43,22 @@ def copy_checkout(dest: Path, *, tests: bool = True, link_venv: bool = False) ->
     if link_venv:
         os.symlink(REPO / ".venv", dest / ".venv")
     return dest
+
+
+def use_free_prometheus_port(root: Path, region: str = "local") -> str:
+    """Point `root`'s regions/<region>.yaml `kubernetes.prometheus_url` at a free loopback port
+    (the dev cluster starts its Prometheus there), so a test's dev cluster never clashes with a
+    running demo's or another test session's. Returns the URL."""
+    import re
+
+    from voxplane.dev.ports import free_port
+
+    manifest = root / "regions" / f"{region}.yaml"
+    text = manifest.read_text()
+    url = f"http://127.0.0.1:{free_port()}"
+    new, count = re.subn(r"(?m)^(  prometheus_url: ).*$", rf"\g<1>{url}", text)
+    if count == 0:
+        assert "\nkubernetes:\n" in text, f"{manifest} has no kubernetes: section"
+        new = text.replace("\nkubernetes:\n", f"\nkubernetes:\n  prometheus_url: {url}\n", 1)
+    manifest.write_text(new)
+    return url

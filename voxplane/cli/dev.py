@@ -21,25 +21,37 @@ def cluster() -> None:
     """A local Kubernetes control plane with simulated nodes (etcd, kube-apiserver,
     controller-manager, scheduler, kwok) and its autoscaling stack (Prometheus, KEDA's operator and
     metrics adapter). The real API server admits and the real scheduler places every object, KEDA
-    and the HPA controller scale workloads; pods become Ready, but nothing inside them runs."""
+    and the HPA controller scale workloads; agent pods run as real workers (the pod runner), other
+    pods become Ready with nothing inside them."""
 
 
 @cluster.command("up")
 @click.option("--region", default="local", show_default=True, help="Region whose node pools and GPU groups become simulated nodes.")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
               help="Repository root holding regions/ and agents/.")
-def cluster_up(region: str, root: Path) -> None:
+@click.option("--agent-workers/--no-agent-workers", default=True, show_default=True,
+              help="Run every agent pod as a real livekit-agents worker (the pod runner); without, kwok marks "
+                   "agent pods Ready and nothing runs.")
+@click.option("--max-idle-processes", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Prewarmed job processes per worker at most (~140 MB each; a lowered "
+                   "VOXPLANE_IDLE_PROCESSES is a listed rewrite). 0: as rendered.")
+def cluster_up(region: str, root: Path, agent_workers: bool, max_idle_processes: int) -> None:
     """Start (or reuse) the control plane; make its simulated nodes exactly REGION's.
 
     Prints `export KUBECONFIG=...` on stdout for `eval "$(voxplane dev cluster up)"`; progress goes
     to stderr. The first run builds the control plane and KEDA from the Go module proxy
     (~25-30 min on 2 cores) and installs Prometheus from Debian's packages.
+
+    Agent pods run as workers with their pod's environment, addresses moved to the processes
+    standing in for the region's Services (`voxplane dev servers up --region REGION` publishes
+    LiveKit's and the gateway's); `voxplane dev cluster workers` lists them and every rewrite.
     """
     from ..dev.cluster import ClusterError, exports, main_progress, up
 
     loaded = load_region(root, region)
     try:
-        up(loaded.region, loaded.agents, main_progress)
+        up(loaded.region, loaded.agents, main_progress, agent_workers=agent_workers, root=root,
+           max_idle_processes=max_idle_processes or None)
     except ClusterError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -65,6 +77,41 @@ def cluster_env() -> None:
         click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
         sys.exit(1)
     click.echo(exports())
+
+
+@cluster.command("workers")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def cluster_workers(fmt: str) -> None:
+    """The agent pods the pod runner runs as workers: state, pid, loopback ports, and every
+    rewrite of the pod's environment (values from Secrets are never shown)."""
+    import json
+
+    from ..dev.cluster import running, runner_dir
+    from ..dev.podrunner import read_workers
+
+    state = running()
+    if state is None:
+        click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
+        sys.exit(1)
+    workers = read_workers(runner_dir()) if state.get("agent_workers") else {}
+    if fmt == "json":
+        click.echo(json.dumps({"agent_workers": state.get("agent_workers"), "workers": list(workers.values())}, indent=2))
+        return
+    if not state.get("agent_workers"):
+        click.echo("agent pods are not run (the cluster was started with --no-agent-workers)")
+        return
+    if not workers:
+        click.echo("no agent pod placed yet")
+    for w in workers.values():
+        ports = ", ".join(f"{k}->{v}" for k, v in w["ports"].items())
+        click.echo(f"{w['namespace']}/{w['pod']}  {w['state']}{' ready' if w['ready'] else ''}  pid {w['pid']}  "
+                   f"restarts {w['restarts']}  ports {ports or '-'}  log {w['log']}")
+        if w.get("message"):
+            click.echo(f"  {w['message']}")
+        for r in w["rewrites"]:
+            click.echo(f"  {r['variable']}: {r['rendered']} -> {r['here']}  ({r['why']})")
+        for note in w.get("notes", []):
+            click.echo(f"  note: {note}")
 
 
 @dev.group()
@@ -121,6 +168,81 @@ def servers_env() -> None:
         _servers_progress("not running (`make livekit-up`)")
         sys.exit(1)
     click.echo(exports(state))
+
+
+@dev.command("calls")
+@click.argument("region")
+@click.option("--to", "number", required=True, help="The number called (one of a telephony.numbers).")
+@click.option("--concurrent", type=click.IntRange(min=1), required=True, help="Calls to place; all are held at once "
+              "unless --rate spreads them out.")
+@click.option("--duration", type=click.FloatRange(min=1), required=True, help="Seconds each caller stays.")
+@click.option("--rate", type=click.FloatRange(min=0.01), default=None, help="Calls placed per second (default: all at once).")
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="The calls' source address (the carrier's, as livekit-sip sees it).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--url", envvar="LIVEKIT_URL", help="livekit-server (default: the dev servers').")
+@click.option("--api-key", envvar="LIVEKIT_API_KEY", help="A key of the server itself (default: the dev servers').")
+@click.option("--api-secret", envvar="LIVEKIT_API_SECRET")
+@click.option("--redis", envvar="VOXPLANE_LIVEKIT_REDIS", help="The server's Redis host:port (default: the dev servers').")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Repository root holding regions/ and agents/.")
+def dev_calls(region: str, number: str, concurrent: int, duration: float, rate: float | None, address: str, fmt: str,
+              url: str | None, api_key: str | None, api_secret: str | None, redis: str | None, root: Path) -> None:
+    """Place CONCURRENT calls to NUMBER in REGION through the real routing, each a real rtc caller
+    publishing audio for DURATION seconds.
+
+    Each call is routed as livekit-sip routes it (the server's trunk and dispatch rule for the
+    number, asked over its Redis), its room created with the rule's configuration, and joined by a
+    caller with the SIP participant's identity and attributes. Prints each second the calls placed,
+    answered by an agent, refused, waiting, in a call, dropped and ended (`--format json`: a JSON
+    object a line, then a summary with every call).
+
+    Exit status: 0 every call answered and kept to its end; 1 a call was never answered (refused,
+    or still waiting at its end) or was dropped, or invalid manifests or an unknown region (as
+    every command says them); 2 the calls could not be placed.
+    """
+    import json
+
+    from ..dev.calls import CallerProcess, CallRun, CallsError, agents_python, endpoints_from
+    from ..dev.paths import dev_dir
+    from ..livekit.route import RouteError, RouteProbe
+
+    loaded = load_region(root, region)  # invalid manifests, an unknown region: exit 1, as every command
+    try:
+        endpoints = endpoints_from(url, api_key, api_secret, redis)
+        logs = dev_dir() / "calls"
+        logs.mkdir(parents=True, exist_ok=True)
+        callers = CallerProcess(agents_python(root), logs / "callers.log")
+    except CallsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+    def report(second: int, counts: dict[str, int]) -> None:
+        if fmt == "json":
+            click.echo(json.dumps({"t": second, **counts}))
+        else:
+            click.echo(f"{second:4d}s  " + "  ".join(f"{k} {v}" for k, v in counts.items()))
+
+    try:
+        with RouteProbe(endpoints.redis) as probe:
+            run = CallRun(loaded.region, endpoints, probe, callers, number, concurrent, duration, rate, address)
+            run.run(report)
+    except RouteError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        callers.close()
+    missed = run.never_answered
+    dropped = [c for c in run.calls if c.state == "dropped"]
+    if fmt == "json":
+        click.echo(json.dumps({"summary": run.counts(), "calls": [c.as_dict(run.start) for c in run.calls]}))
+    else:
+        counts = run.counts()
+        click.echo(f"{counts['placed']} calls: {counts['answered']} answered, {counts['refused']} refused, "
+                   f"{len(missed) - counts['refused']} never answered while waiting, {counts['dropped']} dropped")
+        for c in missed + dropped:
+            click.echo(f"  call {c.index} from {c.caller}: {c.state}: {c.reason or 'no agent joined'}")
+    sys.exit(1 if missed or dropped else 0)
 
 
 @dev.command("pulumi", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

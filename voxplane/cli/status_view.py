@@ -117,7 +117,12 @@ def _autoscaler_notes(st: RegionStatus) -> list[str]:
     workloads = [a.workload for a in st.agents] + [m.workload for m in st.models] + list(st.platform)
     scalers = [w.autoscaler for w in workloads if w is not None and w.autoscaler.state not in ("absent", "running")]
     idle = [a for a in scalers if a.state == "not-running"]
+    running = [w.autoscaler for w in workloads if w is not None and w.autoscaler.state == "running"]
     out = []
+    if running:
+        targets = ", ".join(f"{a.name} {a.target if a.target is not None else '?'}" for a in running)
+        out.append(f"autoscalers running: {len(running)} (target replicas: {targets}): KEDA keeps each ScaledObject's "
+                   f"keda-hpa-* HPA, the HPA controller sets the replicas")
     if idle:
         names = ", ".join(a.name for a in idle)
         which = f"ScaledObject {names} has" if len(idle) == 1 else f"the {len(idle)} ScaledObjects ({names}) have"

@@ -21,6 +21,7 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
-from . import autoscaling
+from . import autoscaling, kwokstages, podrunner
 from ..manifest.model import Agent, Region
 from .nodes import LABEL_SIMULATED, node_objects, plan_pools
 from .paths import SCRIPTS, cache_dir, cluster_dir, write_private
@@ -47,6 +48,9 @@ DEFAULT_STORAGE_CLASS = "kwok-volume"
 #: kwok's Stage objects standalone kwok needs (kwokctl's defaults): nodes, pods, volumes.
 STAGES = ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete",
           "pvc-provision", "pv-bind", "pvc-delete", "pv-delete")
+#: Prewarmed job processes per worker the pod runner allows (VOXPLANE_IDLE_PROCESSES above it is
+#: lowered, a listed rewrite): each is ~140 MB, and a 2-core machine runs several workers.
+MAX_IDLE_PROCESSES = 2
 _ENSURE_TOOLCHAIN = SCRIPTS / "ensure-toolchain.sh"
 _FETCH_CRDS = SCRIPTS / "fetch-crds.sh"
 
@@ -181,7 +185,7 @@ def _wait_ready(component: _Component, record: ProcessRecord, d: Path, token: st
 # --------------------------------------------------------------------------- files
 
 
-def _prepare_files(d: Path, ports: Ports, storage_classes: Sequence[str]) -> str:
+def _prepare_files(d: Path, ports: Ports, storage_classes: Sequence[str], agent_workers: bool) -> str:
     """Keys, token file, kubeconfig and kwok config; returns the admin token (kept across runs)."""
     (d / "pki").mkdir(parents=True, exist_ok=True)
     (d / "logs").mkdir(exist_ok=True)
@@ -203,7 +207,7 @@ def _prepare_files(d: Path, ports: Ports, storage_classes: Sequence[str]) -> str
         "users": [{"name": CONTEXT, "user": {"token": token}}],
         "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT}}],
     }, sort_keys=False))
-    (d / "kwok.yaml").write_text(_kwok_config(storage_classes))
+    (d / "kwok.yaml").write_text(_kwok_config(storage_classes, agent_workers))
     try:
         autoscaling.prepare_files(d, ports.prometheus)
     except autoscaling.AutoscalingError as exc:
@@ -211,9 +215,10 @@ def _prepare_files(d: Path, ports: Ports, storage_classes: Sequence[str]) -> str
     return token
 
 
-def _kwok_config(storage_classes: Sequence[str]) -> str:
+def _kwok_config(storage_classes: Sequence[str], agent_workers: bool) -> str:
     """A KwokConfiguration with every option spelled out (given a config, kwok applies no
-    defaults), followed by the Stage objects, their volume selectors widened to our classes."""
+    defaults), followed by the Stage objects, their volume selectors widened to our classes, and
+    with `agent_workers` agent pods left to the pod runner (`kwokstages`)."""
     stages_dir = cache_dir() / "toolchain" / "kwok-stages"
     options = {
         "cidr": "10.0.0.0/16", "nodeIP": "10.0.0.1", "nodeName": "", "nodePort": 0,
@@ -227,13 +232,13 @@ def _kwok_config(storage_classes: Sequence[str]) -> str:
     docs = [yaml.safe_dump({"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration",
                             "metadata": {"name": "voxplane-dev"}, "options": options}, sort_keys=False)]
     classes = ", ".join(f"'{c}'" for c in storage_classes)
-    for stage in STAGES:
-        path = stages_dir / f"{stage}.yaml"
-        if not path.is_file():
-            raise ClusterError(f"{path} missing: run scripts/ensure-toolchain.sh control-plane")
-        text = path.read_text().replace(f"self.spec.storageClassName == '{DEFAULT_STORAGE_CLASS}'",
-                                        f"self.spec.storageClassName in [{classes}]")
-        docs.append(text)
+    try:
+        texts = kwokstages.stages(stages_dir, STAGES, agent_workers=agent_workers)
+    except FileNotFoundError as e:
+        raise ClusterError(f"{e.args[0]} missing: run scripts/ensure-toolchain.sh control-plane") from None
+    for text in texts:
+        docs.append(text.replace(f"self.spec.storageClassName == '{DEFAULT_STORAGE_CLASS}'",
+                                 f"self.spec.storageClassName in [{classes}]"))
     return "---\n".join(d if d.endswith("\n") else d + "\n" for d in docs)
 
 
@@ -270,20 +275,28 @@ def exports() -> str:
 # --------------------------------------------------------------------------- up / down
 
 
-def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None]) -> dict[str, Any]:
-    """Start (or reuse) the control plane and make its simulated nodes exactly the region's."""
+def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None], *, agent_workers: bool = True,
+       root: Path | None = None, max_idle_processes: int | None = MAX_IDLE_PROCESSES) -> dict[str, Any]:
+    """Start (or reuse) the control plane and make its simulated nodes exactly the region's.
+
+    `agent_workers`: agent pods run as real workers (the pod runner: `podrunner`), their programs
+    from `root`'s agents/ (default: this checkout), `max_idle_processes` prewarmed job processes
+    each at most (None: as rendered). Without it kwok marks every pod Ready and nothing runs."""
     d = cluster_dir()
     d.mkdir(parents=True, exist_ok=True)
     storage_classes = sorted({DEFAULT_STORAGE_CLASS} | ({region.kubernetes.storage_class} if region.kubernetes.storage_class else set()))
+    workers = ({"root": str((root or SCRIPTS.parent).resolve()), "max_idle_processes": max_idle_processes,
+                "region": region.name} if agent_workers else None)
     state = running()
     bins = toolchain_bin_dir(progress)
     kubectl = str(bins / "kubectl")
     prometheus_port = autoscaling.region_prometheus_port(region.kubernetes.prometheus_url)
-    # A cluster started before the autoscaling stack existed is restarted with it, and one whose
-    # Prometheus is not where the region's ScaledObjects look for it.
+    # A cluster started before the autoscaling stack existed is restarted with it, one whose
+    # Prometheus is not where the region's ScaledObjects look for it, and one whose agent pods are
+    # run otherwise (kwok's stages differ).
     if state is None or state.get("storage_classes") != storage_classes or \
             not set(autoscaling.PROCESS_NAMES) <= set(state.get("processes", {})) or \
-            prometheus_port not in (None, state["ports"].get("prometheus")):
+            prometheus_port not in (None, state["ports"].get("prometheus")) or state.get("agent_workers") != workers:
         down(progress, quiet=True)
         previous = _read_state() or {}
         ports = Ports.pick(previous.get("ports"))
@@ -292,14 +305,14 @@ def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None])
                 raise ClusterError(f"port {prometheus_port} of region {region.name!r}'s kubernetes.prometheus_url "
                                    f"({region.kubernetes.prometheus_url}) is in use: the dev Prometheus must listen there")
             ports.prometheus = prometheus_port
-        token = _prepare_files(d, ports, storage_classes)
+        token = _prepare_files(d, ports, storage_classes, agent_workers)
         procs: dict[str, Any] = {}
         start = time.monotonic()
 
         def start_component(component: _Component) -> None:
             record = _spawn(component, d)
             procs[component.name] = {**record.as_json(), "binary": component.argv[0]}
-            _write_state(d, ports, procs, storage_classes, region.name)
+            _write_state(d, ports, procs, storage_classes, region.name, workers)
             _wait_ready(component, record, d, token)
             progress(f"{component.name} ready (pid {record.pid})")
 
@@ -316,6 +329,8 @@ def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None])
             autoscaling.wait_external_metrics_available(kubectl, d)
             progress(f"autoscaling up in {time.monotonic() - start:.1f}s: Prometheus at "
                      f"http://{LOOPBACK}:{ports.prometheus}, external metrics served by KEDA")
+            if workers is not None:
+                start_component(_pod_runner(d, workers))
         except (ClusterError, autoscaling.AutoscalingError) as exc:
             down(progress, quiet=True)
             raise ClusterError(str(exc)) from None
@@ -323,14 +338,29 @@ def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None])
     _apply_cluster_objects(kubectl, storage_classes, progress)
     _sync_nodes(kubectl, region, agents, progress)
     state["region"] = region.name
-    _write_state(d, Ports(**state["ports"]), state["processes"], storage_classes, region.name)
+    _write_state(d, Ports(**state["ports"]), state["processes"], storage_classes, region.name, workers)
     return state
 
 
-def _write_state(d: Path, ports: Ports, procs: dict[str, Any], storage_classes: Sequence[str], region: str) -> None:
+def runner_dir() -> Path:
+    """The pod runner's folder: workers.json, each worker's log and home."""
+    return cluster_dir() / "podrunner"
+
+
+def _pod_runner(d: Path, workers: dict[str, Any]) -> _Component:
+    argv = [sys.executable, "-m", "voxplane.dev.podrunner", "--state", str(runner_dir()), "--root", workers["root"],
+            "--kubeconfig", str(d / "kubeconfig"), "--targets", str(d / "prometheus" / "targets" / "podmonitors.json"),
+            "--region", workers["region"]]
+    if workers["max_idle_processes"] is not None:
+        argv += ["--max-idle-processes", str(workers["max_idle_processes"])]
+    return _Component("podrunner", argv, "")
+
+
+def _write_state(d: Path, ports: Ports, procs: dict[str, Any], storage_classes: Sequence[str], region: str,
+                 agent_workers: dict[str, Any] | None) -> None:
     write_private(d / "state.json", json.dumps({
         "ports": ports.__dict__, "processes": procs, "storage_classes": list(storage_classes),
-        "region": region, "kubeconfig": str(d / "kubeconfig"),
+        "region": region, "kubeconfig": str(d / "kubeconfig"), "agent_workers": agent_workers,
     }, indent=2))
 
 
@@ -346,6 +376,15 @@ def down(progress: Callable[[str], None], quiet: bool = False, purge: bool = Fal
             child = _STARTED.pop(proc.get("pid"), None)
             if child is not None:
                 child.wait()
+        # Workers a killed pod runner left behind (it stops its own when it can).
+        for worker in podrunner.read_workers(runner_dir()).values():
+            record = ProcessRecord.from_json(worker)
+            if record is not None and record.pid and record.running:
+                try:
+                    os.killpg(record.pid, signal.SIGKILL)  # its session: the job processes too
+                except (ProcessLookupError, PermissionError):
+                    continue
+                stopped.append(f"worker {worker.get('namespace')}/{worker.get('pod')}")
         state["processes"] = {}
         write_private(_state_file(), json.dumps(state, indent=2))
     if purge and cluster_dir().exists():

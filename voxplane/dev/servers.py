@@ -22,11 +22,14 @@ from typing import Any, Callable
 
 import yaml
 
+from ..manifest.loader import load_region
+from . import standins
 from .gateway import GatewayServer
 from .livekit import DEFAULT_CONFIG, LiveKitServer, ensure_livekit_binary
 from .paths import cache_dir, write_private
 from .process import ProcessRecord, ServerStartError
 from .redis import RedisServer
+from .ports import LOOPBACK
 from .region import region_config, region_gateway
 
 __all__ = ["ServersError", "down", "exports", "load_config_file", "running_state", "state_path", "up"]
@@ -143,6 +146,11 @@ def up(config: Mapping[str, Any] | None, *, region: str | None, root: Path,
     if gateway is not None and gateway.record is not None:
         state["gateway"] = {**gateway.record.as_json(), "url": gateway.url, "config": str(gateway.config_path),
                             "log": str(gateway.log_path)}
+    if region:
+        # Agent pods the dev cluster runs reach LiveKit through these (its pod runner reads them).
+        state["standins"] = standins.publish_region_servers(
+            load_region(root, region).region, livekit=f"{LOOPBACK}:{lk.port}",
+            gateway=f"{LOOPBACK}:{gateway.port}" if gateway is not None else None)
     write_private(state_path(), json.dumps(state, indent=2))  # holds the API secret, like the config file
     progress(
         f"livekit-server {lk.http_url} (log {lk.log_path}), redis {redis.address}"
@@ -159,6 +167,8 @@ def down(progress: Callable[[str], None], quiet: bool = False) -> None:
     except (OSError, json.JSONDecodeError):
         return
     if isinstance(state, dict):
+        for address in state.get("standins") or []:
+            standins.withdraw(address)
         for name, record in _records(state).items():
             if record is not None:
                 record.stop(timeout=5.0, term_twice=name != "redis")

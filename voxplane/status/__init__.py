@@ -2,7 +2,7 @@
 
 - per agent pool and per model: desired/ready replicas, the nodes the pods landed on, and the
   autoscaler's bounds and current target (kube.py: the ScaledObject and the HPA KEDA made from it;
-  "no autoscaler running" where nothing reconciles the ScaledObject, as on the local control plane);
+  "no autoscaler running" where nothing reconciles the ScaledObject: a cluster without KEDA);
   per model, what each pod's GPU preflight found (preflight.py: its init container's verdict);
 - per agent: active rooms, participants and SIP calls (rooms.py: each room attributed through its
   agent dispatches, else its name against the region's dispatch rules; never to another tenant);

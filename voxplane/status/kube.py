@@ -8,9 +8,9 @@ and every HorizontalPodAutoscaler (KEDA's carry no label of ours that can be rel
 The autoscaler's current target is only ever what the cluster says, never a number worked out
 here. KEDA reconciles a ScaledObject into an HPA named `status.hpaName` (`keda-hpa-<name>`) and
 the HPA controller writes `status.desiredReplicas` (the target) and `status.currentReplicas`.
-Without a KEDA operator (the local control plane has the CRD, no operator) a ScaledObject has no
-status and no HPA exists: that is reported as "no autoscaler running", with no target. Each model
-pod's GPU preflight is read from the same pods (preflight.py).
+Without a KEDA operator (a cluster with KEDA's CRDs and no operator) a ScaledObject has no status
+and no HPA exists: that is reported as "no autoscaler running", with no target. Each model pod's
+GPU preflight is read from the same pods (preflight.py).
 """
 
 from __future__ import annotations
