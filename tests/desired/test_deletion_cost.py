@@ -4,6 +4,7 @@ example region: where it runs, what it may do, what it reads, and that its confi
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 import json
 
 import pytest
@@ -113,7 +114,10 @@ def test_it_is_reachable_by_prometheus_and_reaches_dns_prometheus_and_the_api_se
     assert policy["ingress"] == [{"from": [monitoring], "ports": [{"protocol": "TCP", "port": 9103}]}]
     dns, prometheus, api = policy["egress"]
     assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
-    assert prometheus == {"to": [monitoring], "ports": [{"protocol": "TCP", "port": 9090}]}
+    # The port of the region's `prometheus_url` (9090 in us-east and eu-west, the dev one's in local).
+    port = urllib.parse.urlsplit(r.kubernetes.prometheus_url).port
+    assert port == (19090 if name == "local" else 9090)
+    assert prometheus == {"to": [monitoring], "ports": [{"protocol": "TCP", "port": port}]}
     cidrs = r.kubernetes.api_server_cidrs or r.kubernetes.node_cidrs
     assert api == {"to": [{"ipBlock": {"cidr": c if "/" in c else f"{c}/32"}} for c in cidrs],
                    "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}

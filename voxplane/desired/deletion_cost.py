@@ -13,6 +13,7 @@ tenant pod: its NetworkPolicy lets it reach DNS, Prometheus and the API server, 
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Sequence
 
 from .. import __version__
@@ -250,11 +251,8 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, 
 
 
 def _prometheus_port(region: Region) -> int:
-    url = region.kubernetes.prometheus_url
-    host = url.split("://", 1)[1].split("/", 1)[0]
-    if ":" in host.rsplit("]", 1)[-1]:
-        return int(host.rsplit(":", 1)[1])
-    return 443 if url.startswith("https://") else 80
+    url = urllib.parse.urlsplit(region.kubernetes.prometheus_url)
+    return url.port or (443 if url.scheme == "https" else 80)
 
 
 def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
