@@ -52,7 +52,8 @@ def test_the_lock_pins_the_requirement_by_hash_and_matches_the_project() -> None
     assert '"nvidia-ml-py==13.615.71"' in (REPO / "pyproject.toml").read_text()
     dockerfile = (CONTEXT / "Dockerfile").read_text()
     assert "pip install --require-hashes --no-deps -r" in dockerfile
-    assert re.search(r"^FROM \S+@sha256:[0-9a-f]{64}$", dockerfile, re.M), "the base image is pinned by digest"
+    assert re.search(r"^ARG VOXPLANE_PYTHON_BASE=\S+@sha256:[0-9a-f]{64}\nFROM \$\{VOXPLANE_PYTHON_BASE\}$", dockerfile,
+                     re.M), "the base image is pinned by digest"
     assert re.search(r"^ENTRYPOINT \[\"python\", \"-m\", \"voxplane.gpu_preflight\"\]$", dockerfile, re.M)
 
 
