@@ -2,12 +2,12 @@
 `local` stack builds it, pushed to a registry on loopback, and run with its pod's own constraints.
 
 - `built` (session): the local image tooling (voxplane/dev/images.py: engine, registry, package
-  index, Python base stand-in), the images `voxplane.images.stack.stack_images` reads from the
-  program, with every agent folder built from source (the scheduler's manifest names a published
-  image; its folder is built as `code.build` would build it), pushed (`voxplane.images.publish`),
-  their digests recorded in a copy of the repository's manifests, and the region rendered there:
-  the pod specs name the pushed digests, read from the record as a stack that does not build
-  reads it. The tooling stops at the end of the session, and its teardown checks that nothing of
+  index, Python base stand-in), the images `voxplane.images.stack.repository_images` reads from the
+  program for every region (an image only another region builds, the LLM router's, included), with
+  every agent folder built from source (the scheduler's manifest names a published image; its folder
+  is built as `code.build` would build it), pushed (`voxplane.images.publish`), their digests
+  recorded in a copy of the repository's manifests, and every region rendered there: the pod specs
+  name the pushed digests, read from the record as a stack that does not build reads it. The tooling stops at the end of the session, and its teardown checks that nothing of
   it is left running.
 - `pod_containers`: run a rendered pod's container (voxplane/dev/pod_container.py) and remove it
   afterwards.
@@ -36,8 +36,8 @@ from voxplane.dev.pod_container import run_argv, write_env_file
 from voxplane.images.docker import DockerCli
 from voxplane.images.publish import Outcome, publish
 from voxplane.images.record import record_path, write_record
-from voxplane.images.stack import ImageBuild, agents_from_source, stack_images
-from voxplane.manifest.loader import load_region
+from voxplane.images.stack import ImageBuild, agents_from_source, repository_images
+from voxplane.manifest.loader import load, load_region
 from voxplane.deploy.render import render
 
 REGION = "local"
@@ -75,6 +75,8 @@ class Built:
     root: Path
     #: The `local` render of `root` (every agent from source; the registry is the suite's).
     kubernetes: list[dict[str, Any]]
+    #: Every region's render of `root`, `local`'s included, as `kubernetes` is rendered.
+    renders: dict[str, list[dict[str, Any]]]
     network_before: dict[str, str]
     log: Path
 
@@ -109,22 +111,25 @@ class Built:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     before = host_network()
-    wanted = stack_images(REGION, REPO, "127.0.0.1:1/voxplane", every_agent_from_source=True)  # names only: wheels
+    wanted = repository_images(REPO, "127.0.0.1:1/voxplane")  # names only: wheels
     tooling = LocalImages(wanted)
     with tooling as running:
         ours = _processes(tooling)
         own_engine = tooling.engine.proc is not None  # else `voxplane dev images up` runs it
         registry = f"{running.registry}/voxplane"
-        images = stack_images(REGION, REPO, registry, every_agent_from_source=True)
+        images = repository_images(REPO, registry)
         log = tmp_path_factory.mktemp("image-builds") / "docker.log"
         outcomes = publish(images, running.docker(), push=True, extra_args=running.build_args(), network="host",
                            log=log, progress=lambda line: print(f"images: {line}", flush=True))
         root = copy_manifests(tmp_path_factory.mktemp("record") / "repo")
-        write_record(record_path(root, REGION), REGION, {o.image.name: o.digest for o in outcomes if o.digest})
-        project = agents_from_source(load_region(root, REGION).project, root)
-        rendered = render(REGION, root, project=project, extra_config={"voxplane:imageRegistry": registry})
+        renders: dict[str, list[dict[str, Any]]] = {}
+        for region in sorted(load((), root).require_project().regions):
+            write_record(record_path(root, region), region, {o.image.name: o.digest for o in outcomes if o.digest})
+            project = agents_from_source(load_region(root, region).project, root)
+            renders[region] = render(region, root, project=project,
+                                     extra_config={"voxplane:imageRegistry": registry}).kubernetes
         try:
-            yield Built(running, images, outcomes, root, rendered.kubernetes, before, log)
+            yield Built(running, images, outcomes, root, renders[REGION], renders, before, log)
         finally:
             docker = running.docker()
             left = subprocess.run([docker.executable, "ps", "-aq", "--filter", f"label={LABEL}"], env=docker.env,
@@ -226,19 +231,22 @@ def pull(docker: DockerCli, ref: str) -> None:
 
 @pytest.fixture
 def pod_containers(built: Built, tmp_path: Path) -> Iterator[Callable[..., Container]]:
-    """`pod_containers(pod, container, env=..., files=...)`: `container` of pod spec `pod` started
-    with `env` (resolved, rewritten) and `files` (volume name → host folder); removed afterwards."""
+    """`pod_containers(pod, container, env=..., files=...)`: `container` (an init container too) of
+    pod spec `pod` started with `env` (resolved, rewritten), `files` (volume name → host folder) and
+    `termination_log` (mounted at its terminationMessagePath); removed afterwards."""
     started: list[Container] = []
 
     def start(pod: Mapping[str, Any], container: str, *, env: Mapping[str, str], files: Mapping[str, Path] | None = None,
-              rewrites: Mapping[str, tuple[str, str]] | None = None, network: str = "host") -> Container:
-        (spec,) = [c for c in pod["containers"] if c["name"] == container]
+              rewrites: Mapping[str, tuple[str, str]] | None = None, network: str = "host",
+              termination_log: Path | None = None) -> Container:
+        (spec,) = [c for c in [*pod.get("initContainers", []), *pod["containers"]] if c["name"] == container]
         docker = built.docker()
         pull(docker, spec["image"])
         name = f"vx-{container}-{uuid.uuid4().hex[:8]}"
         env_file = write_env_file(tmp_path / f"{name}.env", env)
         argv = run_argv(pod, container, image=spec["image"], image_user=image_user(docker, spec["image"]), name=name,
-                        env_file=env_file, files=files or {}, labels={LABEL: "1"}, network=network)
+                        env_file=env_file, files=files or {}, labels={LABEL: "1"}, network=network,
+                        termination_log=termination_log)
         done = subprocess.run([docker.executable, "run", *argv], env=docker.env, capture_output=True, text=True)
         c = Container(name, docker, argv, dict(rewrites or {}))
         started.append(c)

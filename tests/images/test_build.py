@@ -21,7 +21,7 @@ from voxplane.components.images import PLATFORM, build_context_hash
 from voxplane.desired.gateway import GATEWAY_REPOSITORY
 from voxplane.dev import python_standin
 from voxplane.images.record import read_record, record_path
-from voxplane.images.stack import stack_images
+from voxplane.images.stack import repository_images, stack_images
 
 from .conftest import REGION, REPO, Built, host_network
 
@@ -37,9 +37,12 @@ def _dockerfiles() -> list[Path]:
 
 def test_every_dockerfile_of_the_repository_is_an_image_the_suite_builds() -> None:
     """A new Dockerfile (a controller, an agent) is built and run here without editing a test:
-    the suite builds what the program registers, and the program registers every one of them."""
-    built = {i.dockerfile.resolve() for i in stack_images(REGION, REPO, REGISTRY, every_agent_from_source=True)}
+    the suite builds what the program registers in any region (the LLM router only where a model
+    has more than one replica), and the program registers every one of them, each once."""
+    images = repository_images(REPO, REGISTRY)
+    built = {i.dockerfile.resolve() for i in images}
     assert sorted(map(str, _dockerfiles())) == sorted(map(str, built))
+    assert len(images) == len({i.name for i in images}) == len({i.repository for i in images})
 
 
 def test_the_builds_are_the_ones_components_images_declares() -> None:
@@ -111,10 +114,12 @@ def test_every_image_is_pushed_under_the_tag_the_render_computes(built: Built) -
     for outcome in built.outcomes:
         assert outcome.status in ("pushed", "present") and outcome.digest
         assert built.docker().remote_digest(outcome.image.name) == outcome.digest
-    images_in_pods = {c["image"] for o in built.kubernetes if o["kind"] == "Deployment"
-                      for c in o["spec"]["template"]["spec"]["containers"] if c["image"].startswith(built.registry)}
+    images_in_pods = {c["image"] for objects in built.renders.values() for o in objects
+                      if o["kind"] in ("Deployment", "StatefulSet") for pod in [o["spec"]["template"]["spec"]]
+                      for c in [*pod["containers"], *pod.get("initContainers", [])] if c["image"].startswith(built.registry)}
     pushed = {f"{o.image.name}@{o.digest}" for o in built.outcomes}
-    # Every image a pod runs is one pushed here (the agent base is only built FROM, never run).
+    # Every image a pod of some region runs is one pushed here (the agent base is only built FROM,
+    # never run).
     assert images_in_pods and images_in_pods <= pushed, images_in_pods - pushed
     assert {o.image.repository.rsplit("/", 1)[1] for o in built.outcomes} - {
         i.rsplit("/", 1)[1].split(":")[0] for i in images_in_pods} == {agent_base.IMAGE}
@@ -152,8 +157,11 @@ def test_an_unchanged_folder_builds_to_the_same_tag_and_pushes_nothing_new(built
                                 "--format", "json"], catch_exceptions=False)
     assert done.exit_code == 0, done.output
     listed = json.loads(done.stdout)
-    # The region's own images (its manifests build two agents; the scheduler names a published one).
-    region_images = {o.image.name: o.digest for o in built.outcomes if "scheduler" not in o.image.name}
+    # The region's own images (its manifests build two agents; the scheduler names a published one;
+    # the LLM router is another region's).
+    local = {i.name for i in stack_images(REGION, built.root, built.registry)}
+    region_images = {o.image.name: o.digest for o in built.outcomes if o.image.name in local}
+    assert len(region_images) == len(local)
     assert {f"{e['name']}:{e['tag']}": e["digest"] for e in listed} == region_images
     assert {e["status"] for e in listed} == {"present"}
     assert read_record(record_path(built.root, REGION)) == before

@@ -99,3 +99,18 @@ def test_the_env_file_is_private_and_refuses_what_it_cannot_carry(tmp_path: Path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "A=1\nSECRET=s=x\n"
     with pytest.raises(PodSpecError, match="env B: a value with a newline"):
         write_env_file(tmp_path / "env2", {"B": "x\ny"})
+
+
+def test_an_init_container_runs_alone_with_its_termination_log_mounted_writable(tmp_path: Path) -> None:
+    """The GPU preflight (a model pod's init container) is run as the kubelet runs it: its own
+    user, read-only root, dropped capabilities, and the file the kubelet mounts at its
+    terminationMessagePath, writable (the preflight writes its verdict there)."""
+    pod = _pod("vox-inference/statefulset.chat.yaml")
+    log = tmp_path / "termination-log"
+    argv = run_argv(pod, "gpu-preflight", image="img@sha256:" + "1" * 64, image_user="10001:10001", name="c",
+                    env_file=tmp_path / "env", files={}, termination_log=log)
+    pairs = _pairs(argv)
+    assert ("--user", "10001:10001") in pairs and "--read-only" in argv and "--cap-drop=ALL" in argv
+    assert ("--mount", f"type=bind,source={log},target=/dev/termination-log") in pairs
+    assert argv[-11:] == ["img@sha256:" + "1" * 64, "--gpus", "1", "--product", "NVIDIA-L4", "--memory-gib", "24",
+                          "--group", "l4", "--model", "chat"]

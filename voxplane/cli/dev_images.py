@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -48,20 +49,21 @@ def images_up(region: str, root: Path) -> None:
 
 
 @images.command("prepare")
-@click.option("--region", default="local", show_default=True, help="Region whose images the wheels are for.")
+@click.option("--region", default=None, help="Region whose images the wheels are for (default: every region's, as the suite builds them).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
               help="Repository root holding regions/ and agents/.")
-def images_prepare(region: str, root: Path) -> None:
+def images_prepare(region: Optional[str], root: Path) -> None:
     """Make the base stand-in and download the images' wheels (cached); start nothing."""
-    from ..images.stack import StackImagesError, stack_images
+    from ..images.stack import StackImagesError, repository_images, stack_images
     from ..manifest.loader import UnknownRegion
     from ..dev.images import DEV_REGISTRY_PORT, prepare, stderr_progress
     from ..dev.package_index import PackageIndexError
     from ..dev.python_standin import StandInError
 
     try:
-        prepare(stack_images(region, root.resolve(), f"localhost:{DEV_REGISTRY_PORT}/voxplane",
-                             every_agent_from_source=True), stderr_progress)
+        registry = f"localhost:{DEV_REGISTRY_PORT}/voxplane"
+        prepare(repository_images(root.resolve(), registry) if region is None else
+                stack_images(region, root.resolve(), registry, every_agent_from_source=True), stderr_progress)
     except ManifestError as exc:
         print_problems(exc.problems)
         sys.exit(1)

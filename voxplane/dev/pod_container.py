@@ -18,6 +18,8 @@
 | workingDir                                        | `--workdir`                                       |
 | limits.memory / limits.cpu                        | `--memory` / `--cpus`                             |
 | terminationGracePeriodSeconds                     | `--stop-timeout` (what `docker stop` waits)       |
+| terminationMessagePath                            | a writable bind mount of a file the caller gives  |
+| an init container                                 | run alone, as the kubelet runs it before the rest |
 | env (values the caller resolved)                  | `--env-file` (0600, so no secret shows in `ps`)   |
 
 Not kept: the pod network (the engine has none: `--network=host`, so the process binds and dials
@@ -83,6 +85,7 @@ def run_argv(
     files: Mapping[str, Path],
     labels: Optional[Mapping[str, str]] = None,
     network: str = "host",
+    termination_log: Optional[Path] = None,
 ) -> list[str]:
     """`docker run` arguments (after `run`) for container `container_name` of `pod`.
 
@@ -91,9 +94,13 @@ def run_argv(
     configMap, secret or projected volume the container mounts, a host folder holding its files as
     the kubelet lays them out; `network`: `host` (the process binds and dials loopback, so the
     caller moves addresses and ports) or `none` (a network namespace of its own with only loopback:
-    rendered ports as they are, reachable only from inside, e.g. by `docker exec`).
+    rendered ports as they are, reachable only from inside, e.g. by `docker exec`);
+    `termination_log`: a host file mounted writable at the container's terminationMessagePath, as
+    the kubelet mounts one (an init container's verdict, say). `container_name` may name an init
+    container: it runs alone, as the kubelet runs each before the pod's containers.
     """
-    (container,) = [c for c in pod.get("containers", []) if c["name"] == container_name]
+    (container,) = [c for c in [*pod.get("initContainers", []), *pod.get("containers", [])]
+                    if c["name"] == container_name]
     pod_ctx, ctx = pod.get("securityContext") or {}, container.get("securityContext") or {}
     _refuse_unsupported(pod, container)
     user = effective_user(pod, container, image_user)
@@ -114,6 +121,9 @@ def run_argv(
     if seccomp == "Unconfined":
         argv += ["--security-opt", "seccomp=unconfined"]
     argv += _mounts(pod, container, files)
+    if termination_log is not None:
+        target = container.get("terminationMessagePath", "/dev/termination-log")
+        argv += ["--mount", f"type=bind,source={termination_log},target={target}"]
     limits = (container.get("resources") or {}).get("limits") or {}
     if "memory" in limits:
         argv += ["--memory", str(int(parse_quantity(str(limits["memory"]))))]

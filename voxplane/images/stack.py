@@ -85,6 +85,21 @@ def stack_images(region: str, root: Path, registry: str, *, every_agent_from_sou
     return _ordered(images)
 
 
+def repository_images(root: Path, registry: str) -> list[ImageBuild]:
+    """Every image the repository's stacks build, each agent folder from source: the images of every
+    region (`stack_images`), once each (a tag is its folder's content hash, the same in every region).
+    A region may build an image no other does (the LLM router exists only for a model with more than
+    one replica), so the suite builds this set, not one region's."""
+    from ..manifest.loader import load
+
+    regions = sorted(load((), root).require_project().regions)
+    by_name: dict[str, ImageBuild] = {}
+    for region in regions:
+        for image in stack_images(region, root, registry, every_agent_from_source=True):
+            by_name.setdefault(image.name, image)
+    return _ordered(list(by_name.values()))
+
+
 def agents_from_source(project: Project, root: Path) -> Project:
     """`project` with each agent whose manifest names a published image while `agents/<name>/`
     holds a Dockerfile built from that folder instead (`code.build: agents/<name>`)."""
