@@ -126,8 +126,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         for region in sorted(load((), root).require_project().regions):
             write_record(record_path(root, region), region, {o.image.name: o.digest for o in outcomes if o.digest})
             project = agents_from_source(load_region(root, region).project, root)
-            renders[region] = render(region, root, project=project,
-                                     extra_config={"voxplane:imageRegistry": registry}).kubernetes
+            # As a stack that does not build renders it (`local`'s own setting): pods run the recorded digests.
+            renders[region] = render(region, root, project=project, extra_config={
+                "voxplane:imageRegistry": registry, "voxplane:buildImages": "false"}).kubernetes
         try:
             yield Built(running, images, outcomes, root, renders[REGION], renders, before, log)
         finally:
