@@ -5,7 +5,7 @@
 #     (a system dockerd would add docker0 and iptables rules); voxplane runs its own engine on
 #     loopback when a test or `voxplane dev images up` needs one (voxplane/dev/images.py).
 #   * `voxplane dev images prepare`: the Python base stand-in (mmdebstrap, ~30-60 s, ~245 MB) and the
-#     wheels every image of every region installs (the LLM router's too: ~200 MB, 1-3 min cold), both cached under
+#     wheels every image of every region installs (the LLM router's too: ~190 MB, 1-3 min cold), both cached under
 #     $VOXPLANE_CACHE/images keyed by their recipe and the requirements files.
 # Starts nothing and leaves nothing running. Idempotent: a warm run takes a few seconds.
 #

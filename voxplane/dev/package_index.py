@@ -86,7 +86,7 @@ def ensure_wheels(cache: Path, sets: Sequence[RequirementSet], progress: Callabl
         progress(f"package index: wheels cached in {folder}")
         return folder
     progress(f"package index: downloading the wheels the images install into {folder} "
-             f"(usually 1-3 min cold: ~160 MB; seconds with a warm pip cache)")
+             f"(usually 1-3 min cold: ~190 MB; seconds with a warm pip cache)")
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache))
     try:
