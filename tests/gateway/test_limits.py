@@ -14,7 +14,7 @@ from voxplane.gateway.limits import Limited, Limits, Rate, TenantLimits
 from voxplane.gateway.scope import GatewayConfig
 from voxplane.loader import load
 
-from ..conftest import copy_manifests
+from ..support.repo import copy_manifests
 from .conftest import A, B
 
 SLOW = 0.001  # tokens per second: none come back while a test runs
