@@ -1,5 +1,6 @@
-"""RegionStack: a region's whole platform — SFU, SIP bridge, tenants, GPU node groups, inference
-models, agent pools and LiveKit control-plane objects — behind one Kubernetes provider."""
+"""RegionStack: a region's whole platform — SFU, LiveKit gateway, lost-agent recovery, SIP bridge,
+tenants, GPU node groups, inference models, agent pools and LiveKit control-plane objects — behind
+one Kubernetes provider."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .gateway import LiveKitGateway, LiveKitGatewayArgs
 from .gpu import GPUNodeGroup, GPUNodeGroupArgs
 from .inference import InferencePool, InferencePoolArgs
 from .livekit_objects import LiveKitControlPlane, LiveKitControlPlaneArgs
+from .recovery import AgentRecovery, AgentRecoveryArgs
 from .secrets import SecretResolver
 from .sfu import LiveKitSFU, LiveKitSFUArgs
 from .sip import SIPBridge, SIPBridgeArgs
@@ -34,8 +36,9 @@ class RegionStackArgs:
         region: The region manifest, validated.
         agents: Agents whose manifests list this region.
         repo_root: Repository root; agent build directories are relative to it.
-        image_registry: Registry the images the stack builds are pushed to: the gateway's and
-            those of agents built from `code.build` (stack config `voxplane:imageRegistry`).
+        image_registry: Registry the images the stack builds are pushed to: the gateway's, the
+            recovery controller's and those of agents built from `code.build` (stack config
+            `voxplane:imageRegistry`).
         kube_context: kubeconfig context; unset uses the current context.
         kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
         render_to: When set, the Kubernetes provider writes manifests to this folder instead of
@@ -96,6 +99,13 @@ class RegionStack(pulumi.ComponentResource):
             f"{name}-gateway",
             LiveKitGatewayArgs(region=region, agents=args.agents, secrets=secrets, image_registry=args.image_registry,
                                build_images=build_images),
+            opts=after_ns,
+        )
+        # livekit-server's webhooks go to it: a call whose agent is lost gets the agent again.
+        self.recovery = AgentRecovery(
+            f"{name}-recovery",
+            AgentRecoveryArgs(region=region, agents=args.agents, secrets=secrets, image_registry=args.image_registry,
+                              build_images=build_images),
             opts=after_ns,
         )
         # The SIP bridge reads the Redis password the SFU component declares: its pods roll only

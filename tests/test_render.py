@@ -341,11 +341,11 @@ def test_render_of_invalid_manifests_deploys_nothing(manifest_tree, run_cli, tmp
 
 def test_an_image_the_stack_builds_shows_a_placeholder_digest_and_says_so(tmp_path):
     """Issue #17 item 4: render cannot know the digest a registry returns on push. Images built
-    from source (agents with code.build, the gateway) carry the pushed tag and an all-zero digest,
+    from source (agents with code.build, the gateway, the recovery controller) carry the pushed tag and an all-zero digest,
     and the file says it is a placeholder; every other digest in the render is a pinned one."""
     result = rendered("us-east")
     files = dict(zip(map(id, result.kubernetes), write(result, tmp_path / "out")))
-    built = {"support", "reservations", "livekit-gateway"}
+    built = {"support", "reservations", "livekit-gateway", "agent-recovery"}
     seen = set()
     for obj in result.kubernetes:
         for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):

@@ -158,6 +158,10 @@ def _image_repository(image: str) -> str:
     return name[:colon] if colon > slash else name
 
 
+#: Platform components whose image the stack builds, and the folder it builds them from.
+_BUILT_COMPONENTS = {"gateway": "voxplane/gateway", "recovery": "voxplane/controllers/recovery"}
+
+
 def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[str]:
     """What the stack builds the Deployment's image from (None: a prebuilt image, compared as is)."""
     if obj.get("kind") != "Deployment":
@@ -165,9 +169,7 @@ def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[str
     if agent is not None and agent.code.build is not None:
         return "code.build"
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    if labels.get("app.kubernetes.io/component") == "gateway":
-        return "voxplane/gateway"
-    return None
+    return _BUILT_COMPONENTS.get(labels.get("app.kubernetes.io/component", ""))
 
 
 def _containers(obj: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from ..desired.common import K8sObject, SecretValue
 from ..desired.inference import build_model
 from ..desired.redis import build_redis
 from ..desired.gateway import build_gateway
+from ..desired.recovery import build_recovery
 from ..desired.sfu import api_key_names, build_sfu
 from ..desired.sip import build_sip
 from ..desired.tenant import build_tenant
@@ -59,7 +60,8 @@ class SecretPayload:
 
 def secret_objects(region: Region, agents: Sequence[Agent]) -> list[K8sObject]:
     """Every Secret the builders declare for the region (values as `SecretValue` markers)."""
-    objects: list[K8sObject] = build_redis(region) + build_sfu(region) + build_gateway(region, agents, image="")
+    objects: list[K8sObject] = (build_redis(region) + build_sfu(region) + build_gateway(region, agents, image="")
+                                + build_recovery(region, agents, image=""))
     if region.sip is not None:
         objects += build_sip(region)
     for model in region.models.values():
