@@ -95,8 +95,7 @@ def test_only_an_agent_leaving_is_a_loss() -> None:
 
 
 @pytest.mark.parametrize("reason", [R.CONNECTION_TIMEOUT, R.SIGNAL_CLOSE, R.MEDIA_FAILURE, R.STATE_MISMATCH,
-                                    R.JOIN_FAILURE, R.UNKNOWN_REASON, R.CLIENT_INITIATED, R.AGENT_ERROR,
-                                    R.SERVER_SHUTDOWN])
+                                    R.JOIN_FAILURE, R.UNKNOWN_REASON, R.CLIENT_INITIATED, R.AGENT_ERROR])
 def test_a_lost_connection_or_an_unmarked_exit_goes_on_to_the_room(reason: int) -> None:
     """A killed worker's agent times out; an agent program that exits on its own without the glue's
     marker (a crash its framework caught) leaves cleanly: both leave the caller alone."""
@@ -105,7 +104,7 @@ def test_a_lost_connection_or_an_unmarked_exit_goes_on_to_the_room(reason: int) 
 
 @pytest.mark.parametrize("reason, why", [(R.PARTICIPANT_REMOVED, "removed"), (R.ROOM_DELETED, "room_gone"),
                                          (R.ROOM_CLOSED, "room_gone"), (R.DUPLICATE_IDENTITY, "replaced"),
-                                         (R.MIGRATION, "migrated")])
+                                         (R.MIGRATION, "migrated"), (R.SERVER_SHUTDOWN, "server_shutdown")])
 def test_an_agent_taken_out_on_purpose_is_not_replaced(reason: int, why: str) -> None:
     assert refused(screen, loss(reason=reason)) == why
 

@@ -7,7 +7,7 @@ An agent participant that leaves a room is dispatched again when all of these ho
   participant attribute `voxplane.call_ended` before the agent leaves a call on purpose, and
   livekit-server's disconnect reason does not say someone else ended it on purpose (removed by an
   admin, the room deleted or closed, replaced by a session of the same identity, moved to
-  another node);
+  another node) or that the server itself is stopping (its rooms end with it);
 - the room still exists and a caller (any participant that is not an agent or an egress) is in it,
   and no agent of the same name already is;
 - its job came from a dispatch of the room (found by the job's participant identity), whose agent
@@ -55,6 +55,8 @@ DELIBERATE_REASONS: Mapping[int, str] = {
     _R.ROOM_CLOSED: "room_gone",
     _R.DUPLICATE_IDENTITY: "replaced",
     _R.MIGRATION: "migrated",
+    # The server is stopping: every participant of its rooms goes, the caller too.
+    _R.SERVER_SHUTDOWN: "server_shutdown",
 }
 _KIND = models_pb.ParticipantInfo.Kind
 #: Participants that are not a caller.

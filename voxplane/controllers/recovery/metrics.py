@@ -9,7 +9,7 @@
 - `voxplane_recovery_refused_total{reason}`: agents that left a room and were not dispatched
   again, by reason (`ended`, `removed`, `room_gone`, `caller_gone`, `agent_present`, `duplicate`,
   `attempts`, `no_dispatch`, `foreign_room`, `foreign_agent`, `replaced`, `migrated`,
-  `livekit_refused`).
+  `server_shutdown`, `livekit_refused`).
 - `voxplane_recovery_webhooks_total{outcome}`: webhook requests: `accepted`, `unauthenticated`
   (no or a forged signature, refused with 401), `malformed` (400), `too_large` (413), `failed`
   (livekit-server did not answer the controller: 503, so livekit-server sends the event again).
