@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -92,7 +92,7 @@ livekit-down:
 	@$(VOX) dev servers down
 
 docs: setup
-	$(PY) -m voxplane.docs > docs/manifest-reference.md
+	$(PY) -m voxplane.devtools.docs > docs/manifest-reference.md
 
 clean:
 	rm -rf out build .pytest_cache .hypothesis

@@ -108,8 +108,8 @@ def main() -> int:
         os.environ["VOXPLANE_DEV_STATE"] = str(work / "dev")  # a cluster of its own
         from voxplane.dev import cluster
         from voxplane.dev.stack import prepare
-        from voxplane.loader import load
-        from voxplane.render import render
+        from voxplane.manifest.loader import load
+        from voxplane.deploy.render import render
 
         root = work / "repo"
         make_repo(root, args.agents)

@@ -39,7 +39,7 @@ from voxplane.dev.stack import dev_root_secret  # noqa: E402
 from voxplane.dev.gateway import GatewayServer  # noqa: E402
 from voxplane.dev.livekit import LiveKitServer  # noqa: E402
 from voxplane.dev.region import region_gateway  # noqa: E402
-from voxplane.keys import derive_api_secret  # noqa: E402
+from voxplane.livekit.keys import derive_api_secret  # noqa: E402
 
 REGION, TENANT, AGENT = "local", "northwind", "northwind-support"
 

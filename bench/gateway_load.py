@@ -50,13 +50,13 @@ from livekit.protocol import agent as agent_pb  # noqa: E402
 from livekit.protocol import room as room_pb  # noqa: E402
 from livekit.protocol import rtc as rtc_pb  # noqa: E402
 
-from tests.conftest import copy_manifests  # noqa: E402
+from tests.support.repo import copy_manifests  # noqa: E402
 from tests.gateway._image import gateway_image_python, stage_image_context  # noqa: E402
 from tests.gateway._lk import HandshakeRefused, Worker, join, token  # noqa: E402
 from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway  # noqa: E402
 from voxplane.dev.stack import dev_root_secret  # noqa: E402
 from voxplane.desired.common import tenant_api_key  # noqa: E402
-from voxplane.keys import derive_api_secret  # noqa: E402
+from voxplane.livekit.keys import derive_api_secret  # noqa: E402
 
 REGION = "local"
 NOISY, QUIET = "northwind", "bellavista"

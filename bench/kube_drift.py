@@ -5,7 +5,7 @@ region `local` in a temporary VOXPLANE_DEV_STATE (never the default dev cluster)
 the end. Creates a labelled namespace with N ConfigMaps carrying voxplane's labels (default
 1,000), then times, in the same process, against the same ApiClient:
 
-- voxplane drift: `kubedrift.report.detect()` — one list call per kind across namespaces (plus
+- voxplane drift: `drift.kubernetes.report.detect()` — one list call per kind across namespaces (plus
   one metadata-only list per declared namespaced kind for unowned objects), compare;
 - baseline: a GET per declared object (what a per-resource refresh does), compared with the same
   rules (`compare.diff_object`).
@@ -57,8 +57,8 @@ def config_maps(count: int) -> list[dict[str, Any]]:
 
 def per_object_check(api_client: Any, desired: list[dict[str, Any]]) -> int:
     """The baseline: GET each declared object, compare it with the same rules; returns drifted fields."""
-    from voxplane.kubedrift.compare import diff_object
-    from voxplane.kubedrift.live import kind_ref
+    from voxplane.drift.kubernetes.compare import diff_object
+    from voxplane.drift.kubernetes.live import kind_ref
 
     drifted = 0
     for obj in desired:
@@ -89,9 +89,9 @@ def main() -> int:
     from kubernetes import config as kube_config
 
     from voxplane.dev import cluster
-    from voxplane.kubedrift.live import LiveReader
-    from voxplane.kubedrift.report import detect
-    from voxplane.loader import load
+    from voxplane.drift.kubernetes.live import LiveReader
+    from voxplane.drift.kubernetes.report import detect
+    from voxplane.manifest.loader import load
 
     project = load((), REPO).require_project()
     region, agents = project.regions["local"], project.agents_in("local")

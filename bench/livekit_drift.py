@@ -31,11 +31,11 @@ from tests.support.servers import livekit_with_redis  # noqa: E402
 from tests.support.stats import best_of  # noqa: E402
 from voxplane.livekit.client import LiveKitAdmin  # noqa: E402
 from voxplane.livekit.desired import TRUNK_KIND, DesiredRule, desired_objects  # noqa: E402
-from voxplane.livekit.drift import detect  # noqa: E402
+from voxplane.drift.livekit import detect  # noqa: E402
 from voxplane.livekit.objects import compare, live_spec  # noqa: E402
 from voxplane.livekit.reconcile import read_live, sync  # noqa: E402
 from voxplane.livekit.secrets import NoSecrets  # noqa: E402
-from voxplane.loader import load  # noqa: E402
+from voxplane.manifest.loader import load  # noqa: E402
 
 TEMPLATE = """\
 name: bench{i:04d}

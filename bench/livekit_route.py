@@ -26,7 +26,7 @@ from tests.support.stats import percentile  # noqa: E402
 from voxplane.livekit.reconcile import sync  # noqa: E402
 from voxplane.livekit.route import Call, RouteProbe, decide  # noqa: E402
 from voxplane.livekit.secrets import StaticSecrets  # noqa: E402
-from voxplane.loader import load  # noqa: E402
+from voxplane.manifest.loader import load  # noqa: E402
 
 
 def stats(values: list[float]) -> str:

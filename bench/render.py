@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from voxplane.components._register import _TYPED, _snake_top_level  # noqa: E402
-from voxplane.render import RenderResult, render, run_mocked  # noqa: E402
+from voxplane.deploy.render import RenderResult, render, run_mocked  # noqa: E402
 
 TENANTS = [f"tenant{i:02d}" for i in range(10)]
 

@@ -20,8 +20,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from voxplane.loader import load  # noqa: E402
-from voxplane.schema import validator  # noqa: E402
+from voxplane.manifest.loader import load  # noqa: E402
+from voxplane.manifest.schema import validator  # noqa: E402
 
 TEMPLATE = """\
 # yaml-language-server: $schema=../schemas/agent.schema.json

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install, once and at pinned versions, the two Kubernetes policy scanners the tests run on every
-# example region's render (tests/test_policy_scanners.py, voxplane/scan.py):
+# example region's render (tests/test_policy_scanners.py, voxplane/devtools/scan.py):
 #   checkov     from PyPI, into its OWN virtualenv $CACHE/checkov-<version>-py<X.Y> (its large
 #               dependency tree never touches the project's .venv); complete once its stamp file
 #               is written, a half-built one (killed run) is removed and rebuilt.

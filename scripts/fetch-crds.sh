@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the CustomResourceDefinitions of the custom resources voxplane renders (KEDA ScaledObject,
 # Karpenter NodePool, prometheus-operator PodMonitor, ...) into the user cache, so that
-# voxplane.k8s_schema can check rendered objects against their real openAPIV3Schema.
+# tests.support.k8s_schema can check rendered objects against their real openAPIV3Schema.
 #
 # The CRD YAML files ship inside each project's Go module, so they come through the Go module
 # proxy (`go mod download`), pinned below. They are third-party files: they go to the cache,

@@ -9,8 +9,8 @@ import pytest
 
 import dataclasses
 
-from voxplane.affected import affected_regions, explain_regions
-from voxplane.loader import load_project
+from voxplane.plan.affected import affected_regions, explain_regions
+from voxplane.manifest.loader import load_project
 
 from .support.repo import REPO, copy_manifests
 

@@ -1,4 +1,4 @@
-"""The platform's agent base image (agents/_platform, voxplane.agent_base): built once per region
+"""The platform's agent base image (agents/_platform, voxplane.deploy.agent_base): built once per region
 stack before the agents built on it, passed to their builds as VOXPLANE_AGENT_BASE, part of their
 image tags; recognised in a Dockerfile only by its FROM line."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from voxplane import agent_base
-from voxplane.render import PLACEHOLDER_DIGEST, render
+from voxplane.deploy import agent_base
+from voxplane.deploy.render import PLACEHOLDER_DIGEST, render
 
 from .support.repo import REPO
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voxplane import agent_base
+from voxplane.deploy import agent_base
 
 from .support.repo import REPO
 
@@ -225,7 +225,7 @@ def test_settings_the_glue_does_not_require_have_defaults():
 def test_every_setting_the_glue_requires_is_rendered_into_every_agent_pool():
     """What a production worker refuses to start without (PLATFORM_ENV) is exactly what the
     platform renders into each agent's Deployment, so no pool can miss one."""
-    from voxplane.render import render
+    from voxplane.deploy.render import render
 
     glue = ast.parse(GLUE.read_text())
     (defaults,) = [n for n in glue.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "DEFAULTS"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from voxplane import sourcemap
-from voxplane.loader import load
+from voxplane.manifest import sourcemap
+from voxplane.manifest.loader import load
 
 CASES = sorted((Path(__file__).parent / "manifests" / "invalid").iterdir())
 

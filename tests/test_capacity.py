@@ -9,10 +9,10 @@ from functools import cache
 
 import pytest
 
-from voxplane.capacity import GIB, kv_bytes_per_token, plan
-from voxplane.loader import load_project
-from voxplane.model import Project
-from voxplane.quantity import parse_quantity
+from voxplane.plan.capacity import GIB, kv_bytes_per_token, plan
+from voxplane.manifest.loader import load_project
+from voxplane.manifest.model import Project
+from voxplane.manifest.quantity import parse_quantity
 
 from .support.repo import REPO
 

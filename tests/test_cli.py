@@ -64,14 +64,18 @@ def test_installed_console_script_runs():
 
 
 def test_every_subpackage_is_packaged():
-    """pyproject lists every package folder, so a non-editable install ships all of them."""
+    """setuptools' own reading of setup.py and pyproject.toml (what a non-editable install ships)
+    holds every package folder, a new one included, without a list to keep up to date."""
     import tomllib
 
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    listed = set(config["packages"])
+    code = ("import json, setuptools; from distutils.core import run_setup; "
+            "print(json.dumps(sorted(run_setup('setup.py', stop_after='config').packages)))")
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    packaged = set(json.loads(done.stdout.splitlines()[-1]))
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "voxplane").rglob("__init__.py")}
-    mapped = set(config["package-dir"])
-    assert on_disk | mapped == listed
+    mapped = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"])
+    assert on_disk | mapped == packaged
 
 
 # --- region names and the repository, the same answer everywhere (issue #17 item 7) -----------------
@@ -88,6 +92,11 @@ REGION_TAKERS = {
     ("livekit", "route"): ["livekit", "route", "us-eats", "--to", "+16175550188"],
     ("new", "agent"): ["new", "agent", "billing", "--tenant", "northwind", "--region", "us-eats"],
     ("new", "region"): ["new", "region", "ap-south", "--from", "us-eats"],
+    ("dev", "cluster", "up"): ["dev", "cluster", "up", "--region", "us-eats"],
+    ("dev", "servers", "up"): ["dev", "servers", "up", "--region", "us-eats"],
+    ("dev", "pulumi"): ["dev", "pulumi", "us-eats", "preview"],
+    ("dev", "tenant-credentials"): ["dev", "tenant-credentials", "us-eats", "northwind"],
+    ("dev", "credentials"): ["dev", "credentials", "us-eats", "northwind"],
 }
 
 
@@ -99,14 +108,15 @@ def _takes_a_region(command: tuple[str, ...]) -> bool:
 
 
 def test_every_command_taking_a_region_is_checked_below():
-    """voxplane/dev's commands still look regions up their own way (a later step)."""
-    assert {c for c in COMMANDS if c[0] != "dev" and _takes_a_region(c)} == set(REGION_TAKERS)
+    """Every one, `voxplane dev`'s included: one region lookup, one answer."""
+    assert {c for c in COMMANDS if _takes_a_region(c)} == set(REGION_TAKERS)
 
 
 @pytest.mark.parametrize("args", list(REGION_TAKERS.values()), ids=[" ".join(c) for c in REGION_TAKERS])
 def test_a_misspelt_region_gets_the_same_did_you_mean_as_validate(run_cli, monkeypatch, args, tmp_path):
     """One line, exit 1, the regions there are and the closest one, as `validate` says it of a
-    manifest's `regions:`; nothing written."""
+    manifest's `regions:`; nothing written, nothing started or stopped (the dev servers, the dev
+    cluster and the dev stack are left as they are)."""
     monkeypatch.chdir(REPO)
     before = sorted(p.name for p in (REPO / "agents").iterdir())
     result = run_cli(*args)

@@ -1,7 +1,7 @@
 """Issue #17 item 5: a conflict between two files is reported, in whole-repository validation, at
 the file that changed.
 
-"Changed" is what git reports against HEAD (voxplane/changes.py): the file being edited or added.
+"Changed" is what git reports against HEAD (voxplane/manifest/changes.py): the file being edited or added.
 Of two agents in conflict, the changed one is where the conflict is stated; else a copy (a file not
 named after its agent) rather than its original; and when nothing tells them apart (no git, or both
 changed) it is stated at both. A quota exceeded by raising max_workers is shown at the agent's line
@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from voxplane.changes import changed_files
+from voxplane.manifest.changes import changed_files
 
 CASES = Path(__file__).parent / "manifests" / "invalid"
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "-c", "commit.gpgsign=false"]

@@ -9,8 +9,8 @@ import pytest
 
 from voxplane.desired.agent_pool import build_agent_pool
 from voxplane.desired.tenant import build_tenant
-from voxplane.loader import load
-from voxplane.quantity import quantity_text
+from voxplane.manifest.loader import load
+from voxplane.manifest.quantity import quantity_text
 
 BASE_REGION = Path(__file__).parent / "manifests" / "base" / "regions" / "test.yaml"
 

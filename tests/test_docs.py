@@ -1,6 +1,6 @@
 """docs/manifest-reference.md is generated from the schemas and must match them."""
 
-from voxplane.docs import reference
+from voxplane.devtools.docs import reference
 
 from .support.repo import REPO
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.loader import load, load_project
-from voxplane.sourcemap import parse
+from voxplane.manifest.loader import load, load_project
+from voxplane.manifest.sourcemap import parse
 
 from .support.repo import REPO
 

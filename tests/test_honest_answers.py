@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from .support.repo import REPO
 
@@ -127,12 +127,12 @@ def test_render_of_a_build_agent_without_a_stack_file_is_one_line(manifest_tree,
 
 def test_an_unexpected_error_is_one_line(run_cli, monkeypatch):
     """The last line of defence: a bug in a command is named in one line, not a traceback."""
-    import voxplane.capacity
+    import voxplane.plan.capacity
 
     def broken(*args, **kwargs):
         raise KeyError("chat")
 
-    monkeypatch.setattr(voxplane.capacity, "plan", broken)
+    monkeypatch.setattr(voxplane.plan.capacity, "plan", broken)
     monkeypatch.chdir(REPO)
     result = run_cli("capacity", "us-east")
     assert result.exit_code == 1
@@ -192,8 +192,8 @@ def test_secrets_reads_another_config_file(manifest_tree, run_cli, tmp_path, mon
 
 def test_secrets_of_the_examples_name_every_reference():
     """The example stacks set no secrets in git; the list is what `pulumi config set --secret` needs."""
-    from voxplane.loader import load_project
-    from voxplane.stackfile import needed_secrets
+    from voxplane.manifest.loader import load_project
+    from voxplane.manifest.stackfile import needed_secrets
 
     project = load_project(REPO)
     assert sorted(needed_secrets(project.regions["us-east"], project.agents)) == [

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voxplane import stackfile
-from voxplane.loader import read_document
-from voxplane.problems import Problem
+from voxplane.manifest import stackfile
+from voxplane.manifest.loader import read_document
+from voxplane.manifest.problems import Problem
 
 from tests.support.repo import REPO
 

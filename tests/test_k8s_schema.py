@@ -1,4 +1,4 @@
-"""voxplane.k8s_schema: built-in kinds against kubernetes-validate (strict), custom resources
+"""tests.support.k8s_schema: built-in kinds against kubernetes-validate (strict), custom resources
 against the real CRDs that scripts/fetch-crds.sh brings from the projects' Go modules."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from voxplane.desired.common import SecretValue
 
 from .support.repo import REPO
-from voxplane.k8s_schema import (
+from tests.support.k8s_schema import (
     CRD_SCRIPT,
     KUBERNETES_VERSION,
     crd_dir,

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from .support.repo import REPO, copy_manifests
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from voxplane import model
-from voxplane.schema import raw_schemas
+from voxplane.manifest import model
+from voxplane.manifest.schema_files import raw_schemas
 
 # Fields the model adds that no manifest writes: map keys copied into `name`, and provenance.
 DERIVED = {"name", "source"}
@@ -143,7 +143,8 @@ def _examples(node: Any, path: str = "") -> list[tuple[str, dict[str, Any], Any]
 @pytest.mark.parametrize("kind", ["region", "agent"])
 def test_every_example_in_the_schema_is_valid(kind):
     """Field examples are what editors suggest: each one passes its own field's schema."""
-    from voxplane.schema import SCHEMA_FILES, validator
+    from voxplane.manifest.schema import validator
+    from voxplane.manifest.schema_files import SCHEMA_FILES
 
     root = validator(kind)
     bad = []

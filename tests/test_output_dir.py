@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from voxplane import output_dir
-from voxplane.output_dir import MARKER, OutputDirError
+from voxplane.deploy import output_dir
+from voxplane.deploy.output_dir import MARKER, OutputDirError
 
 from .support.repo import REPO, copy_checkout
 

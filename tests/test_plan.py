@@ -10,10 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from voxplane import plan as pl
-from voxplane.affected import explain_regions, affected_regions
-from voxplane.kubedrift.compare import UNSET, Keyed
-from voxplane.loader import load_project
+from voxplane.plan.output import MARKER, to_markdown, to_text
+from voxplane.plan.result import FieldChange, ObjectRef, Plan, RegionPlan, Touch
+from voxplane.plan.text import pair
+from voxplane.plan.values import diff_values
+from voxplane.drift.kubernetes.compare import format_path
+from voxplane.plan.affected import explain_regions, affected_regions
+from voxplane.drift.kubernetes.compare import UNSET, Keyed
+from voxplane.manifest.loader import load_project
 
 from .support.repo import REPO, copy_manifests
 
@@ -196,15 +200,15 @@ def test_markdown_is_one_comment(run_cli, repo):
     result = plan(run_cli, repo, "--format", "markdown", "local")
     assert result.exit_code == 2
     text = result.stdout
-    assert text.startswith(pl.MARKER + "\n### voxplane plan")
+    assert text.startswith(MARKER + "\n### voxplane plan")
     assert "| `agents/support.yaml:20` | `scaling.max_workers` | 40 → 43 | `local` ~ ScaledObject " in text
     assert "**Routing:** unchanged" in text
 
 
 def test_markdown_is_cut_to_fit_a_comment():
-    plan = pl.Plan("abc", "x", [], [pl.FieldChange(f"agents/a{i}.yaml", ("env", "X"), "manifest", "a" * 50, "b", 1)
+    plan = Plan("abc", "x", [], [FieldChange(f"agents/a{i}.yaml", ("env", "X"), "manifest", "a" * 50, "b", 1)
                                    for i in range(2000)])
-    text = pl.to_markdown(plan, limit=5000)
+    text = to_markdown(plan, limit=5000)
     assert len(text) < 5200 and text.rstrip().endswith("shows all of it)")
 
 
@@ -289,7 +293,7 @@ def test_a_tool_change_renders_the_base_with_its_own_code(run_cli, repo):
     """When voxplane itself changed, the base is rendered by the base's code: a builder's change
     shows as the objects it changes, attributed to the tool."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv")
-    for folder in ("voxplane", "components", "schemas", "stacks"):
+    for folder in ("voxplane", "schemas", "stacks"):
         shutil.copytree(REPO / folder, repo / folder, ignore=ignore, symlinks=True, dirs_exist_ok=True)
     for name in ("Pulumi.yaml", "pyproject.toml"):
         shutil.copy(REPO / name, repo / name)
@@ -322,21 +326,21 @@ def test_diff_values_matches_named_lists_by_name_and_reads_config_files():
               "data": {"config.yaml": "port: 1\nkeys:\n  a: b\n"}}
     after = {"env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
              "data": {"config.yaml": "port: 2\nkeys:\n  a: b\n"}}
-    found = {pl.format_path(p): (a, b) for p, a, b in pl.diff_values(before, after)}
+    found = {format_path(p): (a, b) for p, a, b in diff_values(before, after)}
     assert found == {
         "data.config.yaml.port": (1, 2),
         "env[A]": ({"name": "A", "value": "1"}, UNSET),
         "env[B].value": ("2", "3"),
         "env[C]": (UNSET, {"name": "C", "value": "4"}),
     }
-    assert list(pl.diff_values({"a": [1, 2]}, {"a": [1, 2]})) == []
-    assert list(pl.diff_values({"a": 1}, {"a": 1.5})) == [(("a",), 1, 1.5)]
+    assert list(diff_values({"a": [1, 2]}, {"a": [1, 2]})) == []
+    assert list(diff_values({"a": 1}, {"a": 1.5})) == [(("a",), 1, 1.5)]
 
 
 def test_pair_elides_a_long_common_beginning():
     a = "registry.example/agents/bellavista-reservations:" + "a" * 64
     b = "registry.example/agents/bellavista-reservations:" + "b" * 64
-    text = pl.pair(a, b)
+    text = pair(a, b)
     assert text.startswith("…vations:aaa") and "→ …vations:bbb" in text
 
 
@@ -384,7 +388,7 @@ def test_the_preview_workflow_posts_the_plan_once_per_pull_request():
     assert "voxplane plan --base" in plan_runs and "--format markdown > comment/plan.md" in plan_runs
     comment_runs = "\n".join(step.get("run", "") for step in jobs["comment"]["steps"])
     marker_re = re.search(r"marker_re='([^']+)'", comment_runs)
-    assert marker_re and re.match(marker_re.group(1), pl.MARKER)
+    assert marker_re and re.match(marker_re.group(1), MARKER)
     assert "startswith($m)" in comment_runs and "--method PATCH" in comment_runs and "--method POST" in comment_runs
     uses = {step["uses"] for job in jobs.values() for step in job["steps"] if "uses" in step}
     assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
@@ -395,14 +399,16 @@ def test_the_preview_workflow_posts_the_plan_once_per_pull_request():
 _PLAN_ALL_FORMATS = r"""
 import json, sys
 from pathlib import Path
-from voxplane import plan as pl
-from voxplane.affected import resolve_base
-from voxplane.render import render
+from voxplane.plan.output import RENDERERS
+from voxplane.plan.plan import plan_between
+from voxplane.plan.sides import exported
+from voxplane.plan.affected import resolve_base
+from voxplane.deploy.render import render
 root = Path(sys.argv[1])
-with pl.exported(root, resolve_base(root, "main")) as base_root:
-    result = pl.plan_between(base_root, root, ["local"], base="BASE", base_label="main")
+with exported(root, resolve_base(root, "main")) as base_root:
+    result = plan_between(base_root, root, ["local"], base="BASE", base_label="main")
 for fmt in ("text", "json", "markdown"):
-    print(pl.RENDERERS[fmt](result))
+    print(RENDERERS[fmt](result))
 rendered = render("local", root)
 print(json.dumps({"kubernetes": rendered.kubernetes, "livekit": rendered.livekit}))
 """
@@ -523,15 +529,15 @@ def test_an_object_change_with_two_causes_is_listed_once():
     """A touch two changes cause (a config checksum follows every ConfigMap of its namespace) is
     listed under the first and counted under the second; changes with the very same objects share
     one list."""
-    def ref(name: str) -> pl.ObjectRef:
-        return pl.ObjectRef("local", "kubernetes", "ConfigMap", "vox-system", name)
+    def ref(name: str) -> ObjectRef:
+        return ObjectRef("local", "kubernetes", "ConfigMap", "vox-system", name)
 
-    t1, t2, t3 = (pl.Touch(ref(n), "change", "data.x", "1", "2") for n in ("a", "b", "c"))
-    a = pl.FieldChange("regions/local.yaml", ("livekit", "log_level"), "manifest", "debug", "info", 25, touches=[t1, t2])
-    b = pl.FieldChange("regions/local.yaml", ("sip", "log_level"), "manifest", "debug", "info", 40, touches=[t2, t3])
-    c = pl.FieldChange("regions/local.yaml", ("x",), "manifest", 1, 2, 50, touches=[t3])
-    d = pl.FieldChange("regions/local.yaml", ("y",), "manifest", 1, 2, 51, touches=[t3])
-    text = pl.to_text(pl.Plan("abc", "x", [pl.RegionPlan("local", changed=[t1.ref, t2.ref, t3.ref])], [a, b, c, d]))
+    t1, t2, t3 = (Touch(ref(n), "change", "data.x", "1", "2") for n in ("a", "b", "c"))
+    a = FieldChange("regions/local.yaml", ("livekit", "log_level"), "manifest", "debug", "info", 25, touches=[t1, t2])
+    b = FieldChange("regions/local.yaml", ("sip", "log_level"), "manifest", "debug", "info", 40, touches=[t2, t3])
+    c = FieldChange("regions/local.yaml", ("x",), "manifest", 1, 2, 50, touches=[t3])
+    d = FieldChange("regions/local.yaml", ("y",), "manifest", 1, 2, 51, touches=[t3])
+    text = to_text(Plan("abc", "x", [RegionPlan("local", changed=[t1.ref, t2.ref, t3.ref])], [a, b, c, d]))
     body = text.split("\n\n")[1].splitlines()
     assert body == [
         "regions/local.yaml:25: livekit.log_level debug → info",

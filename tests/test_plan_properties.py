@@ -15,8 +15,11 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from voxplane import plan as pl
-from voxplane.loader import load
+from voxplane.plan.output import touch_text
+from voxplane.plan import plan as plan_module
+from voxplane.plan.plan import plan_between
+from voxplane.plan.sides import render_here
+from voxplane.manifest.loader import load
 
 from .support.repo import copy_manifests
 
@@ -115,7 +118,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_manifests(tmp_path_factory.mktemp("plan-base"))
 
 
-_real_render = pl.render_here
+_real_render = render_here
 _base_cache: dict[tuple[str, str], Any] = {}
 
 
@@ -138,10 +141,10 @@ def test_every_changed_object_is_attributed_to_an_edited_field(base: Path, chose
         shutil.copytree(base, head, dirs_exist_ok=True)
         touched = _apply(head, chosen)
         assume(load((), head).ok)  # edits that make the repository invalid plan nothing
-        with mock.patch.object(pl, "render_here", _cached(base)):
-            result = pl.plan_between(base, head, [REGION])
+        with mock.patch.object(plan_module, "render_here", _cached(base)):
+            result = plan_between(base, head, [REGION])
         (region,) = result.regions
-        assert result.unattributed == [], [pl.touch_text(t) for t in result.unattributed]
+        assert result.unattributed == [], [touch_text(t) for t in result.unattributed]
         attributed = {t.ref for c in result.changes for t in c.touches}
         for ref in region.added + region.removed + region.changed:
             assert ref in attributed, f"{ref} changed but no field change names it"

@@ -24,7 +24,7 @@ import pytest
 
 from .support.repo import REPO
 
-from voxplane.scan import (
+from voxplane.devtools.scan import (
     EXCEPTIONS_FILE,
     ExceptionEntry,
     ExceptionsFileError,

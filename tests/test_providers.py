@@ -2,7 +2,7 @@
 
 The glue (agents/_platform/voxplane_agent.py) builds every role's client with livekit-plugins-openai
 and refuses to start without VOXPLANE_<ROLE>_MODEL: so a provider must serve the OpenAI API for its
-role and must name its model. Validation says so, from one table (voxplane/providers.py) that the
+role and must name its model. Validation says so, from one table (voxplane/manifest/providers.py) that the
 schema's documentation repeats and that the pinned plugin itself reaches.
 """
 
@@ -13,9 +13,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from voxplane import agent_base
-from voxplane.providers import GENERIC, OPENAI_COMPATIBLE
-from voxplane.schema import raw_schemas
+from voxplane.deploy import agent_base
+from voxplane.manifest.providers import GENERIC, OPENAI_COMPATIBLE
+from voxplane.manifest.schema_files import raw_schemas
 
 from tests.support.repo import REPO
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from .support.repo import REPO, copy_manifests
 from .test_scaffold import fill_in

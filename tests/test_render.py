@@ -1,6 +1,6 @@
 """The real program under the SDK's mock engine, for every example region (issue #3).
 
-`voxplane.render.render()` runs `voxplane.program.run()` — the same code `pulumi up` runs — under
+`voxplane.deploy.render.render()` runs `voxplane.deploy.program.run()` — the same code `pulumi up` runs — under
 `pulumi.runtime.set_mocks` and records every registration. The facts of design.md ("What the
 rendered platform must get right") are asserted on those recorded inputs; every Kubernetes object
 passes strict schema validation (built-in kinds and custom resources against their CRDs); and the
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from voxplane.k8s_schema import validate_objects
-from voxplane.render import PLACEHOLDER_DIGEST, REDACTED, RenderResult, render, write
+from tests.support.k8s_schema import validate_objects
+from voxplane.deploy.render import PLACEHOLDER_DIGEST, REDACTED, RenderResult, render, write
 
 from .support.repo import REPO
 
@@ -385,7 +385,7 @@ def test_rendered_output_matches_the_snapshot(region, tmp_path):
 
 @cache
 def rendered_project():
-    from voxplane.loader import load_project
+    from voxplane.manifest.loader import load_project
 
     return load_project(REPO)
 
@@ -398,8 +398,8 @@ def test_program_with_a_bad_manifest_registers_nothing(manifest_tree, monkeypatc
     """Under the engine (`pulumi up`), the program logs every problem and stops before any resource."""
     import pulumi
 
-    from voxplane import render as render_module
-    from voxplane.program import StackConfig, run
+    from voxplane.deploy import render as render_module
+    from voxplane.deploy.program import StackConfig, run
 
     root = manifest_tree(files={"agents/echo.yaml": "name: echo\ntenant: acme\n"})
     seen: list[str] = []

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voxplane import scaffold
-from voxplane.loader import load
+from voxplane.devtools import scaffold
+from voxplane.manifest.loader import load
 
 from .support.repo import REPO, copy_manifests
 from . import test_agent_programs as contract

@@ -19,10 +19,10 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from voxplane import secret_fields, stackfile
-from voxplane.loader import load
-from voxplane.problems import format_path
-from voxplane.schema import SCHEMA_FILES, raw_schemas
+from voxplane.manifest import secret_fields, stackfile
+from voxplane.manifest.loader import load
+from voxplane.manifest.problems import format_path
+from voxplane.manifest.schema_files import SCHEMA_FILES, raw_schemas
 
 from tests.support.repo import copy_manifests
 

@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from livekit import api
 
-from voxplane import term
+from voxplane.cli import term
 from voxplane.cli import main
 from voxplane.livekit.desired import ownership_metadata, Owner
-from voxplane.loader import load
-from voxplane.status import view
+from voxplane.manifest.loader import load
+from voxplane.cli import status_view as view
 from voxplane.status.kube import Autoscaler, Workload, autoscaler_state
 from voxplane.status.report import DriftSummary, RegionStatus, assemble
 from voxplane.status.rooms import AgentKey, LiveRoom, RoomRoute, agent_names, attribute, routes

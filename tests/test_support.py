@@ -45,7 +45,7 @@ def test_a_test_not_marked_integration_cannot_start_a_server(tmp_path: Path) -> 
 
 def test_a_checkout_copy_leaves_out_what_a_checkout_does_not_hold(tmp_path: Path) -> None:
     copy = copy_checkout(tmp_path / "copy", tests=False, link_venv=True)
-    assert (copy / "Pulumi.yaml").is_file() and (copy / "voxplane" / "cli.py").is_file()
+    assert (copy / "Pulumi.yaml").is_file() and (copy / "voxplane" / "cli" / "__init__.py").is_file()
     assert not (copy / ".git").exists() and not (copy / "tests").exists()
     assert not list(copy.rglob("__pycache__"))
     assert (copy / ".venv").resolve() == (REPO / ".venv").resolve()

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from voxplane import term
+from voxplane.cli import term
 from voxplane.cli import main
 
 from .support.repo import REPO
@@ -132,7 +132,7 @@ def fake_sync(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr("voxplane.cli.load_region",
+    monkeypatch.setattr("voxplane.cli.livekit.load_region",
                         lambda root, region: SimpleNamespace(region=SimpleNamespace(name=region), agents=()))
     monkeypatch.setattr(lk, "connect", lambda *a: Client())
     monkeypatch.setattr(lk, "plan_sync", lambda *a, **k: SimpleNamespace(steps=["create trunk"]))

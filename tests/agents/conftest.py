@@ -7,7 +7,7 @@ Deployment gives it.
   and then the agent's own requirements.txt, as the two images install them; `HF_HUB_OFFLINE=1`
   (Silero's VAD ships in its wheel, nothing is downloaded at run time).
 - Environment: the container env of the agent's Deployment in the render of region `local`
-  (`voxplane.render.render("local", REPO).kubernetes`), with only these rewrites, each recorded
+  (`voxplane.deploy.render.render("local", REPO).kubernetes`), with only these rewrites, each recorded
   in `Worker.rewrites` and checked by the tests: `LIVEKIT_URL` → the dev server; each
   `VOXPLANE_<ROLE>_BASE_URL` → a local stand-in (tests/agents/standin.py) where the test needs a
   working model, else a closed port on 127.0.0.1 (an unreachable model server: the in-cluster names
@@ -46,13 +46,13 @@ from typing import Any
 import pytest
 from livekit import api
 
-from voxplane import agent_base
+from voxplane.deploy import agent_base
 from voxplane.dev.ports import free_port, free_ports
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide
 from voxplane.livekit.secrets import StaticSecrets
-from voxplane.loader import load
-from voxplane.render import render
+from voxplane.manifest.loader import load
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO
 from ..support.servers import DevLiveKit, livekit_with_redis
@@ -60,7 +60,7 @@ from ..support.wait import wait_until
 
 ENSURE = REPO / "scripts" / "ensure-agents-venv.sh"
 CALLER = Path(__file__).resolve().parent / "caller.py"
-#: The platform glue's folder (voxplane.agent_base.FOLDER): the base image's PYTHONPATH.
+#: The platform glue's folder (voxplane.deploy.agent_base.FOLDER): the base image's PYTHONPATH.
 GLUE_DIR = REPO / agent_base.FOLDER
 REGION = "local"
 ROLES = ("STT", "TTS", "LLM")

@@ -10,8 +10,9 @@ import kubernetes_validate
 from google.protobuf import json_format
 
 from voxplane.desired.common import SecretFingerprint, SecretValue
-from voxplane.loader import load_project
-from voxplane.model import Project, Region
+from voxplane.desired.region import RegionObjects, build_region
+from voxplane.manifest.loader import load_project
+from voxplane.manifest.model import Project, Region
 
 from ..support.repo import REPO
 
@@ -34,6 +35,14 @@ def project() -> Project:
 
 def region(name: str) -> Region:
     return project().regions[name]
+
+
+def desired(name: str) -> RegionObjects:
+    """Region `name`'s objects as the region stack gets them (`build_region`): what a component
+    test hands its component."""
+    from voxplane.components.images import IMAGE_PLACEHOLDER
+
+    return build_region(region(name), project().agents_in(name), image=IMAGE_PLACEHOLDER)
 
 
 # --- built objects ---------------------------------------------------------------------------------
@@ -76,7 +85,7 @@ def validate_strict(obj: dict[str, Any]) -> None:
     """`obj` (secret markers as strings) is a valid Kubernetes 1.34 object, strictly: no unknown
     fields. Custom resources (PodMonitor, ScaledObject, NodePool) go against their CRDs."""
     if "/" in obj["apiVersion"] and "." in obj["apiVersion"].split("/", 1)[0] and not obj["apiVersion"].endswith(".k8s.io/v1"):
-        from voxplane.k8s_schema import validate_object
+        from tests.support.k8s_schema import validate_object
 
         assert validate_object(plain(obj)) == []
         return

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from voxplane.components.agent_pool import AgentPool, AgentPoolArgs
+from voxplane.components.agent_pool import AgentPool, AgentPoolArgs, agent_base_image, builds_on_base
 from voxplane.components.images import IMAGE_PLACEHOLDER, build_context_hash
 from voxplane.components.secrets import SecretResolver
 from voxplane.desired.agent_pool import build_agent_pool
@@ -25,7 +25,7 @@ from voxplane.desired.common import (
     model_base_url,
     walk_secret_values,
 )
-from voxplane.model import Agent, Region
+from voxplane.manifest.model import Agent, Region
 
 from ..support.pulumi_mocks import mock_digest
 from ..support.repo import REPO
@@ -34,6 +34,7 @@ from ._helpers import (
     SECRET_SIG,
     by_kind,
     by_name,
+    desired,
     plain,
     project,
     region,
@@ -389,13 +390,17 @@ def stack_config() -> dict[str, str]:
     return {"imageRegistry": REGISTRY}
 
 
-def _pool(agent_name: str, region_name: str, registry: str | None = REGISTRY) -> AgentPool:
+def _pool(agent_name: str, region_name: str, registry: str | None = REGISTRY, *, build: bool = True) -> AgentPool:
+    """The pool alone, with the agent base image registered beside it as a region stack would."""
     region, agent = project().regions[region_name], _agent(agent_name)
     secrets = SecretResolver(region.name, ["vx-admin", *(f"vx-{t}" for t in region.tenants)])
-    return AgentPool(
-        f"{region_name}-agent-{agent.scoped_name}",
-        AgentPoolArgs(region=region, agent=agent, secrets=secrets, image_registry=registry, repo_root=str(REPO)),
-    )
+    name = f"{region_name}-agent-{agent.scoped_name}"
+    base = (agent_base_image(f"{name}-base-image", registry=registry, repo_root=str(REPO), build_images=build,
+                             opts=pulumi.ResourceOptions())
+            if registry and builds_on_base(agent, str(REPO)) else None)
+    return AgentPool(name, AgentPoolArgs(
+        region=region, agent=agent, objects=desired(region_name).agents[agent.scoped_name], secrets=secrets,
+        image_registry=registry, repo_root=str(REPO), build_images=build, base_image=base))
 
 
 def _registered(*pools: AgentPool) -> pulumi.Output[list]:
@@ -519,14 +524,7 @@ def test_secret_values_only_travel_wrapped_as_secrets(mocked):
 def test_render_only_stack_names_the_content_hash_tag_without_building(mocked):
     """With build_images=False (the `local` stack renders YAML, no Docker engine) no Image is
     registered and the Deployment runs <registry>/<tenant>-<agent>:<folder hash>."""
-    r = region("us-east")
-    agent = next(a for a in project().agents if a.name == "reservations")
-    secrets = SecretResolver(r.name, ["vx-admin"])
-    pool = AgentPool(
-        "render-only",
-        AgentPoolArgs(region=r, agent=agent, secrets=secrets, image_registry="localhost:5000/vox",
-                      repo_root=str(REPO), build_images=False),
-    )
+    pool = _pool("reservations", "us-east", registry="localhost:5000/vox", build=False)
     base = build_context_hash(os.path.join(str(REPO), "agents/_platform"))
     tag = build_context_hash(os.path.join(str(REPO), "agents/reservations"), base=base)
 

@@ -22,7 +22,7 @@ from voxplane.desired.common import (
     tenant_api_key,
 )
 from voxplane.components.gateway import GATEWAY_CONTEXT, LiveKitGateway, LiveKitGatewayArgs
-from voxplane.render import PLACEHOLDER_DIGEST
+from voxplane.deploy.render import PLACEHOLDER_DIGEST
 from voxplane.components.secrets import SecretResolver
 from voxplane.components.images import build_context_hash
 from voxplane.desired.gateway import (
@@ -37,12 +37,12 @@ from voxplane.desired.sfu import api_key_names
 from voxplane.desired.tenant import LIVEKIT_SECRET, build_tenant
 from voxplane.gateway.scope import GatewayConfig
 
-from voxplane.loader import load
-from voxplane.problems import ManifestError
-from voxplane.render import render
+from voxplane.manifest.loader import load
+from voxplane.manifest.problems import ManifestError
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO, copy_manifests
-from ._helpers import REGIONS, by_kind_and_name, project, region, validate_strict
+from ._helpers import REGIONS, by_kind_and_name, desired, project, region, validate_strict
 
 DOCKER_IMAGE = "docker:index/image:Image"
 
@@ -211,7 +211,7 @@ def test_building_nothing_without_a_registry_names_the_bare_tag(mocked):
     what to build from the package; no Image is registered."""
     r = region("eu-west")
     gateway = LiveKitGateway("eu-west-gateway", LiveKitGatewayArgs(
-        region=r, agents=project().agents_in("eu-west"), secrets=SecretResolver(r.name, []), image_registry=None,
+        region=r, objects=desired("eu-west").gateway, secrets=SecretResolver(r.name, []), image_registry=None,
         build_images=False))
 
     def check(args: list) -> None:

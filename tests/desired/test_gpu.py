@@ -20,9 +20,9 @@ from voxplane.desired.gpu import (
     node_requirements,
 )
 from voxplane.components.gpu import GPUNodeGroup, GPUNodeGroupArgs
-from voxplane.model import GpuNodeGroup, Region, Taint
+from voxplane.manifest.model import GpuNodeGroup, Region, Taint
 
-from ._helpers import project
+from ._helpers import desired, project
 
 GROUPS = [(r, g) for r in sorted(project().regions) for g in sorted(project().regions[r].gpu_node_groups)]
 KARPENTER = [(r, g) for r, g in GROUPS if project().regions[r].gpu_node_groups[g].provisioner == "karpenter"]
@@ -270,7 +270,7 @@ def test_unknown_node_class_falls_back_to_limits_and_labels():
 def test_component_registers_node_pool_for_karpenter_group(mocked):
     """GPUNodeGroup for us-east h100 registers one karpenter.sh/v1 NodePool and outputs its name."""
     region, group = _group("us-east", "h100")
-    component = GPUNodeGroup("us-east-gpu-h100", GPUNodeGroupArgs(region=region, group=group))
+    component = GPUNodeGroup("us-east-gpu-h100", GPUNodeGroupArgs(region=region, group=group, objects=desired("us-east").gpu_groups["h100"]))
 
     def check(values):
         name, requirements = values[0], values[1]
@@ -291,7 +291,7 @@ def test_component_registers_node_pool_for_karpenter_group(mocked):
 def test_component_registers_nothing_for_preprovisioned_group(mocked):
     """GPUNodeGroup for eu-west l40s registers no Kubernetes object; node_pool_name is ""."""
     region, group = _group("eu-west", "l40s")
-    component = GPUNodeGroup("eu-west-gpu-l40s", GPUNodeGroupArgs(region=region, group=group))
+    component = GPUNodeGroup("eu-west-gpu-l40s", GPUNodeGroupArgs(region=region, group=group, objects=desired("eu-west").gpu_groups["l40s"]))
 
     def check(values):
         name, requirements = values[0], values[1]

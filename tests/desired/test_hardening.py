@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import psutil
 import pytest
 
-from voxplane.loader import load
-from voxplane.render import render
+from voxplane.manifest.loader import load
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO
 from ..support.wait import wait_until

@@ -27,9 +27,9 @@ from voxplane.desired.inference import (
 )
 from voxplane.components.inference import InferencePool, InferencePoolArgs
 from voxplane.components.secrets import SecretResolver
-from voxplane.model import Model, Region, SecretRef
+from voxplane.manifest.model import Model, Region, SecretRef
 
-from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, project, secret_wrapping, validate_strict
+from ._helpers import LIVEKIT_ROOT_SECRET, by_kind, by_name, desired, project, secret_wrapping, validate_strict
 
 CRD_KINDS = {"PodMonitor", "ScaledObject"}
 
@@ -457,7 +457,8 @@ def _pool(region_name: str, model_name: str) -> InferencePool:
     region, model = _model(region_name, model_name)
     secrets = SecretResolver(region.name, ["vx-admin", *(f"vx-{t}" for t in region.tenants)])
     return InferencePool(
-        f"{region_name}-model-{model_name}", InferencePoolArgs(region=region, model=model, secrets=secrets)
+        f"{region_name}-model-{model_name}", InferencePoolArgs(region=region, model=model, objects=desired(region_name).models[model_name],
+                                                        secrets=secrets)
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 import pytest
 
-from voxplane.render import render
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO
 from ._helpers import REGIONS, project, region

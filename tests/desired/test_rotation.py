@@ -1,7 +1,7 @@
 """Rotating `livekitRootSecret` rolls every workload whose pods read a value derived from it (the
 SFU, the SIP bridge, the gateway, the agents, the in-cluster Redis), through a keyed fingerprint
 annotation that reveals nothing (issue #8, item 10). The real program under the SDK's mock engine
-(`voxplane.render.render`, the code `pulumi up` runs), once per root secret."""
+(`voxplane.deploy.render.render`, the code `pulumi up` runs), once per root secret."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from components.secrets import FINGERPRINT_LENGTH, fingerprint
+from voxplane.components.secrets import FINGERPRINT_LENGTH, fingerprint
 from voxplane.desired.common import ADMIN_KEY, ANNOTATION_SECRET_FINGERPRINT, platform_api_keys, tenant_api_key
-from voxplane.keys import derive_api_secret, keys_file
-from voxplane.render import render
+from voxplane.livekit.keys import derive_api_secret, keys_file
+from voxplane.deploy.render import render
 
 from ..support.pulumi_mocks import mocked
 from ..support.repo import REPO
@@ -153,7 +153,7 @@ def registration_requests(config: dict[str, str], secret_keys: list[str]) -> lis
     the dependencies)."""
     from pulumi.runtime import mocks as pulumi_mocks
 
-    from voxplane.program import StackConfig, run
+    from voxplane.deploy.program import StackConfig, run
 
     plain = {k: v for k, v in config.items() if k not in secret_keys}
     with mocked(stack="us-east", config=plain, secrets={k: config[k] for k in secret_keys}) as recorder:

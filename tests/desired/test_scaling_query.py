@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from voxplane.desired.agent_pool import ACTIVE_JOBS_METRIC
-from voxplane.render import render
+from voxplane.deploy.render import render
 
 from ..support.repo import REPO
 

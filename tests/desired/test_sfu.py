@@ -15,8 +15,8 @@ import pytest
 from voxplane.dev.livekit import ensure_livekit_binary
 import yaml
 
-from components.secrets import SecretResolver
-from components.sfu import LiveKitSFU, LiveKitSFUArgs
+from voxplane.components.secrets import SecretResolver
+from voxplane.components.sfu import LiveKitSFU, LiveKitSFUArgs
 from voxplane.desired.common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
@@ -30,11 +30,12 @@ from voxplane.desired.common import (
     walk_secret_values,
 )
 from voxplane.desired.livekit_config import server_config
-from voxplane.desired.redis import LABEL_LIVEKIT, build_redis, redis_address, redis_password_ref
+from voxplane.desired.media import LABEL_LIVEKIT
+from voxplane.desired.redis import build_redis, redis_address, redis_password_ref
 from voxplane.desired.sfu import ANNOTATION_KEYS_CHECKSUM, api_key_names, build_sfu, firewall_rules
-from voxplane.model import Region, SecretRef
+from voxplane.manifest.model import Region, SecretRef
 
-from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
+from ._helpers import REGIONS, by_kind_and_name, by_name, desired, region, validate_strict
 
 
 def objects(r: Region) -> dict[tuple[str, str], dict[str, Any]]:
@@ -493,7 +494,7 @@ def test_component_registers_sfu_and_redis(mocked):
     """LiveKitSFU for us-east registers the Deployment (grace 18000), the keys Secret and the Redis StatefulSet."""
     r = region("us-east")
     secrets = SecretResolver(r.name, ["vx-admin", *(f"vx-{t}" for t in r.tenants)])
-    sfu = LiveKitSFU("us-east-sfu", LiveKitSFUArgs(region=r, secrets=secrets))
+    sfu = LiveKitSFU("us-east-sfu", LiveKitSFUArgs(region=r, objects=desired("us-east").sfu, secrets=secrets))
 
     def check(outputs):
         internal, public, service, rules = outputs[:4]

@@ -10,8 +10,8 @@ import pulumi
 import pytest
 import yaml
 
-from components.secrets import SecretResolver
-from components.sip import SIPBridge, SIPBridgeArgs
+from voxplane.components.secrets import SecretResolver
+from voxplane.components.sip import SIPBridge, SIPBridgeArgs
 from voxplane.desired.common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
@@ -22,12 +22,13 @@ from voxplane.desired.common import (
     walk_secret_values,
 )
 from voxplane.desired.livekit_config import sip_config
-from voxplane.desired.redis import LABEL_LIVEKIT, redis_address
+from voxplane.desired.media import LABEL_LIVEKIT
+from voxplane.desired.redis import redis_address
 from voxplane.desired.sfu import build_sfu
 from voxplane.desired.sip import build_sip, sip_uri
-from voxplane.model import Region
+from voxplane.manifest.model import Region
 
-from ._helpers import REGIONS, by_kind_and_name, by_name, region, validate_strict
+from ._helpers import REGIONS, by_kind_and_name, by_name, desired, region, validate_strict
 
 
 def objects(r: Region) -> dict[tuple[str, str], dict[str, Any]]:
@@ -230,7 +231,7 @@ def test_sip_uri():
 def test_component_registers_bridge(mocked):
     """SIPBridge for us-east registers the Deployment (grace 10800), its Secret and ConfigMap, and outputs the SIP URI."""
     r = region("us-east")
-    bridge = SIPBridge("us-east-sip", SIPBridgeArgs(region=r, secrets=SecretResolver(r.name, [ADMIN_KEY])))
+    bridge = SIPBridge("us-east-sip", SIPBridgeArgs(region=r, objects=desired("us-east").sip, secrets=SecretResolver(r.name, [ADMIN_KEY])))
 
     def check(outputs):
         uri = outputs[0]

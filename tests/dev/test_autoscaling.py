@@ -26,7 +26,7 @@ import yaml
 
 from voxplane.dev import autoscaling, cluster
 from voxplane.dev.ports import free_port
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from tests.support.repo import copy_manifests
 from tests.support.wait import wait_until

@@ -7,7 +7,7 @@ from functools import cache
 import pytest
 
 from voxplane.dev.nodes import KWOK_ANNOTATION, node_objects, plan_pools
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from ..support.repo import REPO
 

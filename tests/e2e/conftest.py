@@ -24,7 +24,7 @@ from voxplane.dev.paths import cache_dir
 from voxplane.dev.sip import BINARY_ENV, SipServer
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.secrets import StaticSecrets
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from ..support.repo import REPO
 from ..support.servers import DevLiveKit, livekit_with_redis

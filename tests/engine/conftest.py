@@ -101,7 +101,7 @@ def stop_strays(root: Path) -> None:
 def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     from voxplane.dev import cluster
     from voxplane.dev.stack import prepare
-    from voxplane.loader import load
+    from voxplane.manifest.loader import load
 
     region: str = request.param
     root = copy_checkout(tmp_path_factory.mktemp(f"repo-{region}") / "repo", tests=False, link_venv=True)

@@ -15,10 +15,10 @@ from collections import Counter
 import pytest
 
 from voxplane.desired.common import ADMIN_KEY, tenant_api_key
-from voxplane.keys import derive_api_secret
+from voxplane.livekit.keys import derive_api_secret
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.desired import parse_owner
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from ..support.wait import wait_until
 from .conftest import Deployment
@@ -31,7 +31,7 @@ KINDS = ("namespaces,deployments,statefulsets,services,serviceaccounts,configmap
 
 
 def rendered(dep: Deployment) -> list[dict]:
-    from voxplane.render import render
+    from voxplane.deploy.render import render
 
     return render(dep.region, dep.root).kubernetes
 

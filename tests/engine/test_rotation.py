@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from voxplane.desired.common import ANNOTATION_SECRET_FINGERPRINT, platform_api_keys, tenant_api_key
-from voxplane.keys import derive_api_secret, keys_file
-from voxplane.loader import load
+from voxplane.livekit.keys import derive_api_secret, keys_file
+from voxplane.manifest.loader import load
 
 from .conftest import Deployment
 

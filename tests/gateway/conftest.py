@@ -16,7 +16,7 @@ from voxplane.desired.common import ADMIN_KEY, tenant_api_key
 from voxplane.dev.stack import dev_root_secret
 from voxplane.dev.gateway import GatewayServer
 from voxplane.dev.region import region_gateway
-from voxplane.keys import derive_api_secret
+from voxplane.livekit.keys import derive_api_secret
 
 from ..support.repo import REPO
 from ..support.servers import DevLiveKit, livekit_with_redis

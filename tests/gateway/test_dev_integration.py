@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from livekit.protocol import room as room_pb
 
 from voxplane.dev.livekit import ensure_livekit_binary
-from voxplane.dev.credentials import tenant_credentials
+from voxplane.cli.dev import tenant_credentials
 
 from ..support.repo import REPO
 from ._lk import token, twirp

@@ -12,9 +12,9 @@ import pytest
 from voxplane.desired.gateway import gateway_config
 from voxplane.gateway.limits import Limited, Limits, Rate, TenantLimits
 from voxplane.gateway.scope import GatewayConfig
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
-from ..support.repo import copy_manifests
+from tests.support.repo import copy_manifests
 from .conftest import A, B
 
 SLOW = 0.001  # tokens per second: none come back while a test runs

@@ -21,7 +21,7 @@ from livekit.protocol import room as room_pb
 
 from voxplane.dev.servers import GatewayServer, LiveKitServer, RedisServer, region_config, region_gateway
 
-from ..support.repo import copy_manifests
+from tests.support.repo import copy_manifests
 from ._image import gateway_image_python, stage_image_context
 from ._lk import HandshakeRefused, Worker, join, metric, token, twirp
 from .conftest import A, A_AGENT, A_ROOM, B, B_AGENT, B_ROOM, REGION, REPO, Creds, Stack

@@ -18,7 +18,7 @@ from voxplane.desired.gateway import gateway_config
 from voxplane.gateway.policy import Denied, KeyRing, authenticate, authorize_join, authorize_twirp, \
     authorize_worker, check_worker_message
 from voxplane.gateway.scope import GatewayConfig, TenantScope, conflicts
-from voxplane.loader import load
+from voxplane.manifest.loader import load
 
 from ..support.repo import REPO
 from .conftest import A, A_AGENT, A_ROOM, B, B_AGENT, B_ROOM

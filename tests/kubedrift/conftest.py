@@ -30,8 +30,8 @@ FIELD_MANAGER = "pulumi-kubernetes"
 def secret_env(region: Any, agents: Any) -> dict[str, str]:
     """A value for every secret the region's Secrets need: the root secret and each `{config: KEY}`."""
     from voxplane.desired.common import SecretValue
-    from voxplane.keys import ROOT_SECRET_CONFIG
-    from voxplane.kubedrift.secrets import secret_objects
+    from voxplane.livekit.keys import ROOT_SECRET_CONFIG
+    from voxplane.drift.kubernetes.secrets import secret_objects
 
     keys = {ROOT_SECRET_CONFIG}
     for obj in secret_objects(region, agents):
@@ -61,7 +61,7 @@ class Cluster:
 
     def manifests(self) -> str:
         """The rendered objects as YAML documents, Secrets with the chosen values."""
-        from voxplane.kubedrift.secrets import env_lookup, resolved_string_data
+        from voxplane.drift.kubernetes.secrets import env_lookup, resolved_string_data
 
         docs = []
         for obj in self.desired:
@@ -97,8 +97,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The session's dev cluster for `local`, in its own VOXPLANE_DEV_STATE (set only while the
     cluster starts and stops, so no other test sees it), the region applied."""
     from voxplane.dev import cluster as dev_cluster
-    from voxplane.loader import load
-    from voxplane.render import render
+    from voxplane.manifest.loader import load
+    from voxplane.deploy.render import render
 
     state = tmp_path_factory.mktemp("kubedrift-dev-state")
     root = copy_manifests(tmp_path_factory.mktemp("kubedrift-repo") / "repo")

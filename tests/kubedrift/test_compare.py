@@ -1,4 +1,4 @@
-"""The comparison rules of Kubernetes drift (voxplane/kubedrift/compare.py), on plain dicts."""
+"""The comparison rules of Kubernetes drift (voxplane/drift/kubernetes/compare.py), on plain dicts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from voxplane.kubedrift.compare import (
+from voxplane.drift.kubernetes.compare import (
     SECRET_TEXT,
     UNSET,
     Keyed,

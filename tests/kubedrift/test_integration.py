@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from voxplane.cli import main
-from voxplane.kubedrift.live import LiveReader
-from voxplane.kubedrift.report import KubeDriftReport, detect, names
-from voxplane.kubedrift.secrets import env_lookup
+from voxplane.drift.kubernetes.live import LiveReader
+from voxplane.drift.kubernetes.report import KubeDriftReport, detect, names
+from voxplane.drift.kubernetes.secrets import env_lookup
 
 from ..support.servers import livekit_with_redis
 from .conftest import REGION, Cluster, counting

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from voxplane import drift as combined
-from voxplane.kubedrift import report as kr
-from voxplane.kubedrift.attribution import Attribution
-from voxplane.kubedrift.compare import Keyed, format_path
-from voxplane.kubedrift.live import KindRef, LiveReader, NotServed, kind_ref
+from voxplane.drift import combined
+from voxplane.drift.kubernetes import report as kr
+from voxplane.drift.attribution import Attribution
+from voxplane.drift.kubernetes.compare import Keyed, format_path
+from voxplane.drift.kubernetes.live import KindRef, LiveReader, NotServed, kind_ref
 
 from ..support.repo import copy_manifests
 from .conftest import REGION
@@ -23,8 +23,8 @@ from .conftest import REGION
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any, list[dict[str, Any]]]:
-    from voxplane.loader import load
-    from voxplane.render import render
+    from voxplane.manifest.loader import load
+    from voxplane.deploy.render import render
 
     root = copy_manifests(tmp_path_factory.mktemp("kubedrift-unit") / "repo")
     project = load((), root).require_project()
@@ -119,7 +119,7 @@ class CannedReader(LiveReader):
 def live_copy(objects: list[dict[str, Any]], region: Any, agents: Any) -> dict[str, list[dict[str, Any]]]:
     """The objects as the API server returns them; Secret values the builders know in plain
     (an API key name) base64-encoded, the others empty."""
-    from voxplane.kubedrift.secrets import no_lookup, resolve, secret_objects
+    from voxplane.drift.kubernetes.secrets import no_lookup, resolve, secret_objects
 
     plain = {(s["metadata"]["namespace"], s["metadata"]["name"]): s["stringData"] for s in secret_objects(region, agents)}
     out: dict[str, list[dict[str, Any]]] = {}

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from voxplane.cli import main
-from voxplane.loader import load
-from voxplane.model import Agent, Region
+from voxplane.manifest.loader import load
+from voxplane.manifest.model import Agent, Region
 
 from ..support.repo import REPO, copy_manifests
 

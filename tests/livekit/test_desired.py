@@ -13,7 +13,7 @@ from voxplane.livekit.desired import (
     desired_objects,
     parse_owner,
 )
-from voxplane.model import SecretRef
+from voxplane.manifest.model import SecretRef
 
 from .conftest import Tree
 

@@ -8,7 +8,7 @@ from voxplane.livekit.commands import plan_lines
 from voxplane.livekit.desired import RULE_KIND, TRUNK_KIND, DesiredRule, DesiredTrunk, Owner, ownership_metadata
 from voxplane.livekit.objects import compare, live_spec, normalize_number
 from voxplane.livekit.reconcile import LiveObject, LiveState, make_plan, placeholder_number
-from voxplane.model import SecretRef
+from voxplane.manifest.model import SecretRef
 
 
 def trunk(agent: str, numbers: list[str], tenant: str = "acme", password: SecretRef | None = None) -> DesiredTrunk:

@@ -22,7 +22,7 @@ from voxplane.components.livekit_objects import (
 )
 from voxplane.components.secrets import SecretResolver
 from voxplane.dev.livekit import DEFAULT_CONFIG, LiveKitServer
-from voxplane.keys import derive_api_secret
+from voxplane.livekit.keys import derive_api_secret
 from voxplane.livekit.client import LiveKitAdmin
 from voxplane.livekit.desired import RULE_KIND, TRUNK_KIND, desired_objects
 
@@ -219,8 +219,8 @@ def test_control_plane_refuses_kubernetes_secret_refs(tree: Tree) -> None:
     """A trunk password in a Kubernetes Secret cannot be written by the deployer: validation says so
     at the manifest line, and the component refuses one too if it is ever handed one."""
     from voxplane.components.livekit_objects import _secret
-    from voxplane.loader import load
-    from voxplane.model import SecretRef
+    from voxplane.manifest.loader import load
+    from voxplane.manifest.model import SecretRef
 
     tree.edit("agents/support.yaml", "password: { config: northwindTrunkPassword }", "password: { secret: nw-trunk, key: password }")
     [problem] = load((), tree.root).problems
@@ -237,7 +237,7 @@ def test_registering_dynamic_resources_does_not_nest_the_sdk_pickler_patch(monke
     import pickle
 
     from voxplane.components.livekit_objects import SIPInboundTrunk
-    from voxplane.render import run_mocked
+    from voxplane.deploy.render import run_mocked
 
     before = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
 

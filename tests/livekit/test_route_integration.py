@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from voxplane.livekit.reconcile import sync
 from voxplane.livekit.route import Call, Decision, RouteProbe, decide, ensure_probe_binary, expected_route
 from voxplane.livekit.secrets import StaticSecrets
-from voxplane.model import Agent, Region
+from voxplane.manifest.model import Agent, Region
 
 from ..support.repo import copy_manifests
 from ..support.servers import DevLiveKit, livekit_with_redis

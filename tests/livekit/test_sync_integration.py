@@ -18,7 +18,7 @@ from livekit import api
 
 from voxplane.livekit.client import LiveKitAdmin, LiveKitError
 from voxplane.livekit.desired import parse_owner
-from voxplane.livekit.drift import detect, to_dict
+from voxplane.drift.livekit import detect, to_dict
 from voxplane.livekit.reconcile import ApplyFailed, read_live, sync
 from voxplane.livekit.secrets import StaticSecrets
 

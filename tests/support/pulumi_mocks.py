@@ -1,4 +1,4 @@
-"""Pulumi programs and components run under the SDK's mock engine (`voxplane.render.mocked_engine`),
+"""Pulumi programs and components run under the SDK's mock engine (`voxplane.deploy.render.mocked_engine`),
 with a recorder of what they registered."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 
-from voxplane.render import mocked_engine
+from voxplane.deploy.render import mocked_engine
 
 __all__ = ["Recorder", "mock_digest", "mocked"]
 

@@ -1,5 +1,5 @@
 """The upstream checks: what voxplane renders for each third-party server, held against that
-server's pinned release (voxplane/servers.py). Real definitions where the release runs here
+server's pinned release (voxplane/manifest/servers.py). Real definitions where the release runs here
 (vLLM, livekit-server, Redis), recorded facts with their source file where it cannot (facts/)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from voxplane.render import render
+from voxplane.deploy.render import render
 
 from tests.support.repo import REPO
 

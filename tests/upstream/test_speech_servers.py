@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from voxplane.servers import SERVERS
+from voxplane.manifest.servers import SERVERS
 
 from .conftest import REGIONS, facts, rendered
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from voxplane.servers import SERVERS
+from voxplane.manifest.servers import SERVERS
 
 from tests.support.repo import REPO
 from .conftest import HERE, REGIONS, rendered

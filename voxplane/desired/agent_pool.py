@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import ROLES, Agent, NodePool, Region, SecretRef
+from ..manifest.model import ROLES, Agent, NodePool, Region, SecretRef
 from .common import (
     AGENT_HEALTH_PORT,
     AGENT_METRICS_PORT,

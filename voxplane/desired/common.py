@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from ..model import Agent, NodePool, Region, Resources
+from ..manifest.model import Agent, NodePool, Region, Resources
 
 K8sObject = dict[str, Any]
 

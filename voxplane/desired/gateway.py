@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..gateway.limits import Rate, TenantLimits
 from ..gateway.scope import GatewayConfig, TenantScope
-from ..model import Agent, GatewayLimits, RateLimit, Region
+from ..manifest.model import Agent, GatewayLimits, RateLimit, Region
 from .common import (
     ANNOTATION_CONFIG_CHECKSUM,
     GATEWAY_KEY,
@@ -237,7 +237,7 @@ def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     """In: anyone on the API port (the gateway authenticates every request; tenants' clients may
     come from outside), Prometheus only on the metrics port. Out: DNS and livekit-server's API
     port, which is on the SFU's nodes (host networking: its pods, or node addresses)."""
-    from .sfu import sfu_selector
+    from .media import sfu_selector
 
     return network_policy(
         GATEWAY_SERVICE, ns, lab, selector(lab),

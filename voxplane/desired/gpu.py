@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ..model import GpuNodeGroup, Region, Taint
+from ..manifest.model import GpuNodeGroup, Region, Taint
 from .common import (
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,

@@ -2,7 +2,7 @@
 OpenAI-compatible speech server for `tts`/`stt`), its Service, PDB, PodMonitor, KEDA ScaledObject
 and, where the Hugging Face token comes from stack config, a Secret.
 
-Facts, each held against the pinned release by tests/upstream (voxplane/servers.py lists the
+Facts, each held against the pinned release by tests/upstream (voxplane/manifest/servers.py lists the
 releases):
 - vLLM images run `vllm serve`, which takes the model as its positional argument. Boolean engine
   flags come in pairs (`--enable-prefix-caching` / `--no-enable-prefix-caching`).
@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from ..model import Agent, Model, Region
+from ..manifest.model import Agent, Model, Region
 from . import speaches
 from .common import (
     GPU_RESOURCE,

@@ -20,7 +20,7 @@ from typing import Any, Optional
 import yaml
 
 from ..controllers.recovery.decide import WEBHOOK_EVENTS
-from ..model import Region
+from ..manifest.model import Region
 from .common import RECOVERY_KEY, prune, recovery_webhook_url
 
 #: Where the SFU pod mounts its config and key file (one projected volume).

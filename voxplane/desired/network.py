@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from ..model import Region
+from ..manifest.model import Region
 from .common import K8sObject, inference_namespace, metadata, system_namespace
 
 #: The label the API server puts on every namespace (its name): the one selector nobody can forge.
@@ -157,7 +157,7 @@ def default_deny(namespace: str, object_labels: Mapping[str, str]) -> K8sObject:
 
 def build_platform_default_deny(region: Region) -> list[K8sObject]:
     """Default deny in `<prefix>-system` and `<prefix>-inference` (labels as their namespaces')."""
-    from .region import inference_namespace_labels, system_namespace_labels
+    from .namespaces import inference_namespace_labels, system_namespace_labels
 
     return [
         default_deny(system_namespace(region), system_namespace_labels(region)),

@@ -26,7 +26,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..controllers.recovery.config import Config, TenantRooms
-from ..model import Agent, Region
+from ..manifest.model import Agent, Region
 from .common import (
     ANNOTATION_CONFIG_CHECKSUM,
     K8sObject,
@@ -52,11 +52,12 @@ from .common import (
     system_namespace,
 )
 from .gateway import tenant_scopes
+from .media import sfu_selector
 from .network import dns_egress, host_network_peers, monitoring_peer, network_policy, ports, rule
 
 COMPONENT = "recovery"
 #: The image's repository under the stack's `voxplane:imageRegistry`; the stack builds it from the
-#: controller package (components/recovery.py).
+#: controller package (voxplane/components/recovery.py).
 REPOSITORY = "voxplane-recovery"
 METRICS_PORT = 9104
 CONFIG_DIR = "/etc/voxplane-recovery"
@@ -176,8 +177,6 @@ def _deployment(region: Region, ns: str, lab: dict[str, str], config_text: str, 
 def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     """In: livekit-server's webhooks (the SFU: host networking, so its pods or the node addresses)
     on the webhook port, Prometheus on the metrics port. Out: DNS and livekit-server's API port."""
-    from .sfu import sfu_selector
-
     sfu = host_network_peers(region, sfu_selector(region))
     return network_policy(
         RECOVERY_SERVICE, ns, lab, selector(lab),

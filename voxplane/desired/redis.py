@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ..model import Region
+from ..manifest.model import Region
 from .common import (
     K8sObject,
     RESTRICTED_CONTAINER,
@@ -32,6 +32,7 @@ from .common import (
     system_namespace,
 )
 from .livekit_config import REDIS_PASSWORD_ENV, REDIS_PASSWORD_REF
+from .media import LABEL_LIVEKIT, LIVEKIT_DEPLOYMENT, sfu_selector, sip_selector
 from .network import host_network_peers, network_policy, ports, rule
 
 REDIS_NAME = "livekit-redis"
@@ -41,7 +42,7 @@ REDIS_HEADLESS = f"{REDIS_NAME}-headless"
 #: Secret holding the password: the in-cluster Redis's own (derived from the stack's root secret),
 #: or an external Redis's when it comes from stack config.
 REDIS_AUTH_SECRET = f"{REDIS_NAME}-auth"
-#: Name the in-cluster Redis password is derived under (see voxplane/keys.py).
+#: Name the in-cluster Redis password is derived under (see voxplane/livekit/keys.py).
 REDIS_DERIVED_SECRET = "redis"
 #: uid/gid Redis runs as: no host account (the image's own `redis` user, 999, is a host system
 #: account on many distributions). The official image runs any uid: its entrypoint skips the chown
@@ -58,9 +59,6 @@ AUTH_DIR = "/run/redis"
 AUTH_FILE = f"{AUTH_DIR}/auth.conf"
 #: Local disk of the container: logs only (the data is on its volume).
 EPHEMERAL_STORAGE = "256Mi"
-#: Marks the objects of one LiveKit deployment (SFU, SIP, Redis): its Redis belongs to it alone.
-LABEL_LIVEKIT = "voxplane.io/livekit"
-LIVEKIT_DEPLOYMENT = "livekit"
 
 
 def redis_labels(region: Region) -> dict[str, str]:
@@ -133,9 +131,6 @@ def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     they are admitted as pods (CNIs that identify host-network pods) and as node addresses
     (`kubernetes.node_cidrs`, every other CNI); nothing else in the cluster reaches Redis, and the
     password stays required on top. Out: nothing (Redis calls no one, not even DNS)."""
-    from .sfu import sfu_selector
-    from .sip import sip_selector
-
     clients = [sfu_selector(region)] + ([sip_selector(region)] if region.sip is not None else [])
     return network_policy(
         REDIS_NAME, ns, lab, selector(lab),

@@ -1,26 +1,79 @@
-"""Region-wide objects that no single component owns: the system and inference namespaces."""
+"""A region's whole desired state: `build_region`.
+
+`build_region` is the one place a region's objects are gathered: the region stack registers its
+parts (components/region_stack.py, each part to the component named after it), drift reads the
+Secrets it declares (drift/kubernetes/secrets.py), and the dev servers run the gateway config it
+holds (dev/region.py). LiveKit's own objects (trunks, dispatch rules) are livekit/desired.py's.
+"""
 
 from __future__ import annotations
 
-from ..model import Region
-from .common import K8sObject, inference_namespace, labels, namespace, region_source, system_namespace
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..manifest.model import Agent, Region
+from .agent_pool import build_agent_pool
+from .common import K8sObject
+from .gateway import build_gateway
+from .gpu import build_gpu_group
+from .inference import build_model
+from .namespaces import build_namespaces
+from .network import build_platform_default_deny
+from .recovery import build_recovery
+from .redis import build_redis
+from .sfu import build_sfu
+from .sip import build_sip
+from .tenant import build_tenant
 
 
-def system_namespace_labels(region: Region) -> dict[str, str]:
-    return labels(region, name="livekit", component="system")
+@dataclass(frozen=True)
+class RegionObjects:
+    """A region's Kubernetes objects, by the component that registers each part."""
+
+    #: the system and inference namespaces
+    namespaces: list[K8sObject]
+    #: default-deny NetworkPolicies of the system and inference namespaces
+    default_deny: list[K8sObject]
+    #: livekit-server and its Redis
+    sfu: list[K8sObject]
+    gateway: list[K8sObject]
+    #: the recovery controller (lost agents dispatched again)
+    recovery: list[K8sObject]
+    #: livekit-sip; empty when the region declares no `sip`
+    sip: list[K8sObject]
+    #: by GPU node group name
+    gpu_groups: dict[str, list[K8sObject]]
+    #: by model name
+    models: dict[str, list[K8sObject]]
+    #: by tenant name
+    tenants: dict[str, list[K8sObject]]
+    #: by the agent's scoped name (`<tenant>-<agent>`)
+    agents: dict[str, list[K8sObject]]
+
+    def all(self) -> list[K8sObject]:
+        """Every object, part after part."""
+        out = self.namespaces + self.default_deny + self.sfu + self.gateway + self.recovery + self.sip
+        for parts in (self.gpu_groups, self.models, self.tenants, self.agents):
+            for objects in parts.values():
+                out = out + objects
+        return out
 
 
-def inference_namespace_labels(region: Region) -> dict[str, str]:
-    return labels(region, name="inference", component="inference")
-
-
-def build_namespaces(region: Region) -> list[K8sObject]:
-    """`<prefix>-system` holds LiveKit (SFU, SIP, Redis); it runs host-network pods, so Pod Security
-    is `privileged` there and `restricted` everywhere else. `<prefix>-inference` holds the models."""
-    system = namespace(system_namespace(region), system_namespace_labels(region), pod_security="privileged")
-    # Every model server runs as a fixed non-root uid with no privilege and a read-only root
-    # filesystem (inference.py), so the inference namespace enforces `restricted` too.
-    inference = namespace(inference_namespace(region), inference_namespace_labels(region))
-    for ns in (system, inference):
-        ns["metadata"]["annotations"] = region_source(region)
-    return [system, inference]
+def build_region(region: Region, agents: Sequence[Agent], *, image: str) -> RegionObjects:
+    """Everything `region` runs, with `agents` (those whose manifests list it). `image` stands
+    where the stack builds an image (the gateway's, the recovery controller's, each `code.build`
+    agent's): the components put the built image there; drift and the dev servers, which read no
+    image, pass ""."""
+    return RegionObjects(
+        namespaces=build_namespaces(region),
+        default_deny=build_platform_default_deny(region),
+        sfu=build_redis(region) + build_sfu(region),
+        gateway=build_gateway(region, agents, image=image),
+        recovery=build_recovery(region, agents, image=image),
+        sip=build_sip(region) if region.sip is not None else [],
+        gpu_groups={name: build_gpu_group(region, group) for name, group in region.gpu_node_groups.items()},
+        models={name: build_model(region, model, agents) for name, model in region.models.items()},
+        tenants={name: build_tenant(region, tenant, [a for a in agents if a.tenant == name])
+                 for name, tenant in region.tenants.items()},
+        agents={agent.scoped_name: build_agent_pool(region, agent, image=image) for agent in agents},
+    )

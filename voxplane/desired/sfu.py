@@ -9,31 +9,26 @@ leave, so pods get a long grace period (default 5 h).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
-from ..model import NodePool, Region
+from ..manifest.model import Region
 from .common import (
     ANNOTATION_CONFIG_CHECKSUM,
     K8sObject,
     LIVEKIT_SERVICE,
     NO_MESH,
     RECOVERY_WEBHOOK_PORT,
-    RESTRICTED_CONTAINER,
     SecretValue,
     checksum,
     config_map,
     env_value,
     image_ref,
-    labels,
     metadata,
     pdb,
-    placement,
     platform_api_keys,
     pod_monitor,
-    prune,
     region_source,
     resources,
-    restricted_pod,
     secret,
     secret_fingerprint,
     selector,
@@ -41,12 +36,11 @@ from .common import (
     service_account,
     system_namespace,
 )
+from .media import container_security, host_port, media_pod_spec, media_strategy, sfu_labels
 from .livekit_config import CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, KEYS_FILE, TURN_CERT_DIR, server_config, to_yaml
 from .network import anywhere_peer, dns_egress, monitoring_peer, namespace_peer, network_policy, ports, rule
 from .recovery import recovery_selector
 from .redis import (
-    LABEL_LIVEKIT,
-    LIVEKIT_DEPLOYMENT,
     REDIS_PORT,
     redis_address,
     redis_labels,
@@ -65,21 +59,10 @@ KEY_FILE_MODE = 0o600
 ANYWHERE = "0.0.0.0/0"
 
 
-def sfu_labels(region: Region) -> dict[str, str]:
-    lab = labels(region, name=LIVEKIT_SERVICE, component="sfu", version=region.livekit.version)
-    lab[LABEL_LIVEKIT] = LIVEKIT_DEPLOYMENT
-    return lab
-
-
 def api_key_names(region: Region) -> list[str]:
     """The keys in the server's key file: the platform's only (admin and gateway). Tenant keys
     are the gateway's alone, so no tenant credential is accepted by the server itself."""
     return platform_api_keys()
-
-
-def sfu_selector(region: Region) -> dict[str, str]:
-    """The SFU pods' selector labels."""
-    return selector(sfu_labels(region))
 
 
 def build_sfu(region: Region) -> list[K8sObject]:
@@ -240,88 +223,6 @@ def _service(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     come in through the public URL's TLS load balancer instead."""
     ports = region.livekit.ports
     return service(LIVEKIT_SERVICE, ns, lab, [("http", ports.http), ("metrics", ports.prometheus)], region_source(region))
-
-
-# --- host-network pod pieces (shared with the SIP bridge) ---------------------------------------
-
-
-def host_port(name: str, port: int, protocol: str) -> dict[str, Any]:
-    # With hostNetwork the API server sets hostPort = containerPort anyway; stating it keeps the
-    # desired state equal to the live object. The hostPort is also what lets the scheduler refuse
-    # a second pod on a node whose port is taken.
-    return {"name": name, "containerPort": port, "hostPort": port, "protocol": protocol}
-
-
-def media_strategy() -> dict[str, Any]:
-    """Replace one pod at a time, never surge: a surge pod would need a free node (host ports), and
-    the old pod keeps its node until its calls have drained."""
-    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
-
-
-def media_pod_spec(
-    pod_labels: Mapping[str, str],
-    pool: Optional[NodePool],
-    container: dict[str, Any],
-    *,
-    grace_seconds: int,
-    ports: Sequence[Mapping[str, Any]],
-    volumes: Optional[list[dict[str, Any]]] = None,
-    service_account: str,
-) -> dict[str, Any]:
-    """A host-network pod, at most one per node, on `pool`, under its own ServiceAccount with no
-    API token (neither livekit-server nor livekit-sip calls the Kubernetes API)."""
-    return prune(
-        {
-            "serviceAccountName": service_account,
-            "automountServiceAccountToken": False,
-            "hostNetwork": True,
-            # Host-network pods otherwise get the node's resolv.conf and cannot resolve Services.
-            "dnsPolicy": "ClusterFirstWithHostNet",
-            # Service links would inject variables such as LIVEKIT_PORT=tcp://10.0.0.1:7880 (from
-            # the `livekit` Service); livekit-server reads every LIVEKIT_<KEY> variable as config
-            # and would fail to parse it.
-            "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": grace_seconds,
-            # One pod per node, stated outright; the hostPorts enforce it as well.
-            "affinity": {
-                "podAntiAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": [
-                        {"labelSelector": {"matchLabels": selector(pod_labels)},
-                         "topologyKey": "kubernetes.io/hostname"}
-                    ]
-                }
-            },
-            **placement(pool),
-            "securityContext": pod_security(ports),
-            "containers": [container],
-            "volumes": volumes or None,
-        }
-    )
-
-
-def _needs_privileged_port(ports: Sequence[Mapping[str, Any]]) -> bool:
-    return any(p["containerPort"] < 1024 for p in ports)
-
-
-def pod_security(ports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Non-root: host networking needs no privilege for ports >= 1024. A port below 1024 (TURN/TLS
-    on 443 without a load balancer) needs root with only NET_BIND_SERVICE: a non-root process does
-    not get added capabilities, and with host networking the unprivileged-port sysctl is the node's."""
-    if _needs_privileged_port(ports):
-        return {"runAsNonRoot": False, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}}
-    return restricted_pod()
-
-
-def container_security(ports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    if _needs_privileged_port(ports):
-        return {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
-            "runAsNonRoot": False,
-            "seccompProfile": {"type": "RuntimeDefault"},
-            "readOnlyRootFilesystem": True,
-        }
-    return {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True}
 
 
 # --- firewall rules ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import Region
+from ..manifest.model import Region
 from .common import (
     ADMIN_KEY,
     ANNOTATION_CONFIG_CHECKSUM,
@@ -20,7 +20,6 @@ from .common import (
     config_map,
     env_secret,
     image_ref,
-    labels,
     livekit_internal_url,
     metadata,
     pdb,
@@ -34,11 +33,10 @@ from .common import (
     service_account,
     system_namespace,
 )
+from .media import SIP_NAME, container_security, host_port, media_pod_spec, media_strategy, sfu_selector, sip_labels
 from .livekit_config import CONFIG_FILE, sip_config, to_json, to_yaml
 from .network import anywhere_peer, cidr, dns_egress, host_network_peers, monitoring_peer, namespace_peer, network_policy, ports, rule
 from .redis import (
-    LABEL_LIVEKIT,
-    LIVEKIT_DEPLOYMENT,
     REDIS_PORT,
     has_password,
     redis_address,
@@ -47,9 +45,7 @@ from .redis import (
     redis_password_ref,
     redis_password_source,
 )
-from .sfu import container_security, host_port, media_pod_spec, media_strategy, sfu_selector
 
-SIP_NAME = "livekit-sip"
 CONFIG_MAP = "livekit-sip-config"
 API_SECRET = "livekit-sip-api"
 #: cmd/livekit-sip/main.go: `--config-body` / SIP_CONFIG_BODY wins over `--config` (the image's
@@ -57,24 +53,11 @@ API_SECRET = "livekit-sip-api"
 CONFIG_BODY_ENV = "SIP_CONFIG_BODY"
 
 
-def sip_labels(region: Region) -> dict[str, str]:
-    sip = region.sip
-    assert sip is not None
-    lab = labels(region, name=SIP_NAME, component="sip", version=sip.version)
-    lab[LABEL_LIVEKIT] = LIVEKIT_DEPLOYMENT
-    return lab
-
-
 def sip_uri(region: Region) -> str:
     """Where carriers send INVITEs."""
     sip = region.sip
     assert sip is not None
     return f"sip:{sip.public_host}:{sip.sip_port}"
-
-
-def sip_selector(region: Region) -> dict[str, str]:
-    """The SIP bridge pods' selector labels."""
-    return selector(sip_labels(region))
 
 
 def build_sip(region: Region) -> list[K8sObject]:

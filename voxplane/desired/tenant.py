@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..model import Agent, Region, Tenant
+from ..manifest.model import Agent, Region, Tenant
 from .common import (
     AGENT_METRICS_PORT,
     K8sObject,
@@ -26,7 +26,7 @@ from .common import (
 from .gateway import GATEWAY_LISTEN_PORT, gateway_selector
 from .inference import model_labels
 from .network import default_deny, dns_egress, host_network_peers, internet_peer, monitoring_peer, namespace_peer, ports, rule
-from .sfu import sfu_selector
+from .media import sfu_selector
 
 LIVEKIT_SECRET = "livekit-api"
 

@@ -10,5 +10,5 @@
 - `cluster`, `nodes`: a Kubernetes control plane with simulated nodes from the region;
 - `stack`: the engine env of a dev stack (`voxplane dev pulumi`), its dev secrets;
 - `credentials`: a dev region's tenant credentials;
-- `commands`: the `voxplane dev` commands.
+- `voxplane dev` itself is voxplane/cli/dev.py.
 """

@@ -30,15 +30,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from .paths import cache_dir, write_private
-from .ports import LOOPBACK
-
-if TYPE_CHECKING:
-    from .cluster import Ports
+from .paths import cache_dir, cluster_dir, write_private
+from .ports import LOOPBACK, Ports
 
 #: Where KEDA's manifests expect it, and the names its RBAC and APIService refer to.
 KEDA_NAMESPACE = "keda"
@@ -172,9 +169,7 @@ def apiserver_flags(d: Path) -> list[str]:
 
 
 def targets_dir() -> Path:
-    from .cluster import state_dir
-
-    return state_dir() / "prometheus" / "targets"
+    return cluster_dir() / "prometheus" / "targets"
 
 
 def write_scrape_target(name: str, addresses: Sequence[str], labels: Mapping[str, str] | None = None) -> Path:

@@ -34,10 +34,10 @@ from typing import Any, Callable, Iterable, Sequence
 import yaml
 
 from . import autoscaling
-from ..model import Agent, Region
+from ..manifest.model import Agent, Region
 from .nodes import LABEL_SIMULATED, node_objects, plan_pools
-from .paths import SCRIPTS, cache_dir, dev_dir, write_private
-from .ports import LOOPBACK, free_ports, port_free
+from .paths import SCRIPTS, cache_dir, cluster_dir, write_private
+from .ports import LOOPBACK, Ports, port_free
 from .process import ProcessRecord, launch, log_tail
 
 #: The kubeconfig context (and cluster and user) name; the local stack pins it in Pulumi.local.yaml.
@@ -55,12 +55,8 @@ class ClusterError(RuntimeError):
     """The control plane could not be built, started or configured; the message says why."""
 
 
-def state_dir() -> Path:
-    return dev_dir() / "cluster"
-
-
 def kubeconfig_path() -> Path:
-    return state_dir() / "kubeconfig"
+    return cluster_dir() / "kubeconfig"
 
 
 def toolchain_bin_dir(progress: Callable[[str], None] | None = None) -> Path:
@@ -72,29 +68,6 @@ def toolchain_bin_dir(progress: Callable[[str], None] | None = None) -> Path:
         tail = (proc.stderr or "").strip().splitlines()[-1:] or ["see the lines above"]
         raise ClusterError(f"building the control plane failed: {tail[0]}")
     return Path(proc.stdout.strip())
-
-
-@dataclass
-class Ports:
-    etcd_client: int
-    etcd_peer: int
-    apiserver: int
-    scheduler: int
-    kwok: int
-    prometheus: int
-    keda_metrics: int
-    keda_health: int
-    keda_grpc: int
-    keda_adapter: int
-    keda_adapter_metrics: int
-
-    @classmethod
-    def pick(cls, previous: dict[str, int] | None) -> "Ports":
-        """The previous run's ports when all are still free (a restarted cluster keeps its URL)."""
-        names = list(cls.__dataclass_fields__)
-        if previous and all(port_free(previous.get(n, 0)) for n in names):
-            return cls(**{n: int(previous[n]) for n in names})
-        return cls(*free_ports(len(names)))
 
 
 # --------------------------------------------------------------------------- processes
@@ -268,7 +241,7 @@ def _kwok_config(storage_classes: Sequence[str]) -> str:
 
 
 def _state_file() -> Path:
-    return state_dir() / "state.json"
+    return cluster_dir() / "state.json"
 
 
 def _read_state() -> dict[str, Any] | None:
@@ -299,7 +272,7 @@ def exports() -> str:
 
 def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None]) -> dict[str, Any]:
     """Start (or reuse) the control plane and make its simulated nodes exactly the region's."""
-    d = state_dir()
+    d = cluster_dir()
     d.mkdir(parents=True, exist_ok=True)
     storage_classes = sorted({DEFAULT_STORAGE_CLASS} | ({region.kubernetes.storage_class} if region.kubernetes.storage_class else set()))
     state = running()
@@ -375,8 +348,8 @@ def down(progress: Callable[[str], None], quiet: bool = False, purge: bool = Fal
                 child.wait()
         state["processes"] = {}
         write_private(_state_file(), json.dumps(state, indent=2))
-    if purge and state_dir().exists():
-        shutil.rmtree(state_dir())
+    if purge and cluster_dir().exists():
+        shutil.rmtree(cluster_dir())
     if not quiet:
         progress(f"stopped {', '.join(stopped) if stopped else 'nothing (not running)'}" + ("; data removed" if purge else ""))
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import click
-
 from ..desired.common import tenant_api_key
-from ..keys import ROOT_SECRET_CONFIG, derive_api_secret
+from ..livekit.keys import ROOT_SECRET_CONFIG, derive_api_secret
 
 
 class NotDev(ValueError):
@@ -21,13 +19,14 @@ class NotDev(ValueError):
 
 
 def dev_tenant_credentials(root: Path, region_name: str, tenant: str) -> tuple[str, str]:
-    """(API key, secret) of `tenant` in dev region `region_name`; raises NotDev or ValueError."""
-    from ..crosscheck import stack_config
+    """(API key, secret) of `tenant` in dev region `region_name`; raises NotDev, ValueError (no such
+    tenant), or what `loader.load_region` raises (`ManifestError`, `UnknownRegion`)."""
+    from ..manifest.crosscheck import stack_config
+    from ..manifest.loader import load_region
     from .cluster import CONTEXT
     from .stack import dev_root_secret
-    from .region import load_region
 
-    _, region = load_region(region_name, root)
+    region = load_region(root, region_name).region
     if tenant not in region.tenants:
         raise ValueError(f"region {region_name!r} has no tenant {tenant!r} (tenants: {', '.join(sorted(region.tenants))})")
     config = stack_config(root, region_name)
@@ -46,18 +45,3 @@ def dev_tenant_credentials(root: Path, region_name: str, tenant: str) -> tuple[s
 
 def exports(key: str, secret: str) -> str:
     return f"export LIVEKIT_API_KEY={shlex.quote(key)} LIVEKIT_API_SECRET={shlex.quote(secret)}"
-
-
-@click.command("tenant-credentials")
-@click.argument("region")
-@click.argument("tenant")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Repository root.")
-def tenant_credentials(region: str, tenant: str, root: Path) -> None:
-    """Print TENANT's scoped LiveKit credentials in dev REGION, for eval: they work only through
-    the gateway (VOXPLANE_LIVEKIT_TENANT_URL), never against livekit-server itself."""
-    try:
-        key, secret = dev_tenant_credentials(root, region, tenant)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from e
-    click.echo(exports(key, secret))

@@ -21,8 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..desired.common import GPU_RESOURCE, MANAGED_BY
 from ..desired.gpu import node_labels
-from ..model import Agent, NodePool, Region, Toleration
-from ..quantity import parse_quantity
+from ..manifest.model import Agent, NodePool, Region, Toleration
+from ..manifest.quantity import parse_quantity
 
 #: kwok manages nodes carrying this annotation (and only those: --manage-nodes-with-annotation-selector).
 KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}

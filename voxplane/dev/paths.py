@@ -2,7 +2,7 @@
 
 - `cache_dir()`: built binaries and the dev servers' state (`$VOXPLANE_CACHE`, ~/.cache/voxplane);
 - `dev_dir()`: the dev cluster, the Pulumi state backend, passphrase and dev secrets
-  (`$VOXPLANE_DEV_STATE`, `cache_dir()/dev`);
+  (`$VOXPLANE_DEV_STATE`, `cache_dir()/dev`); `cluster_dir()`: the dev cluster's own part of it;
 - `SCRIPTS`: the repository's installers (`scripts/ensure-*.sh`), next to this package;
 - `write_private()`: the one way a file holding a secret is written (0600 before its first byte).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["SCRIPTS", "VENV", "cache_dir", "dev_dir", "write_private"]
+__all__ = ["SCRIPTS", "VENV", "cache_dir", "cluster_dir", "dev_dir", "write_private"]
 
 _REPO = Path(__file__).resolve().parents[2]
 #: scripts/ of the checkout this package runs from (the installers of servers and toolchain).
@@ -32,6 +32,11 @@ def dev_dir() -> Path:
     passphrase and dev secrets (tests point it at a temporary folder)."""
     env = os.environ.get("VOXPLANE_DEV_STATE")
     return Path(env) if env else cache_dir() / "dev"
+
+
+def cluster_dir() -> Path:
+    """The dev cluster's state (data, keys, kubeconfig, its Prometheus's scrape targets)."""
+    return dev_dir() / "cluster"
 
 
 def write_private(path: Path, text: str) -> None:

@@ -7,9 +7,10 @@ shows up as the server's own "address already in use" start error.
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LOOPBACK", "free_port", "free_port_range", "free_ports", "port_free"]
+__all__ = ["LOOPBACK", "Ports", "free_port", "free_port_range", "free_ports", "port_free"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -68,3 +69,28 @@ def free_port_range(count: int) -> tuple[int, int]:
         if start + count <= 65536 and all(port_free(p, "udp") for p in range(start, start + count)):
             return start, start + count - 1
     raise OSError(f"no {count} consecutive free UDP ports on {LOOPBACK}")
+
+
+@dataclass
+class Ports:
+    """The loopback ports of the dev cluster's processes (control plane, Prometheus, KEDA)."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    scheduler: int
+    kwok: int
+    prometheus: int
+    keda_metrics: int
+    keda_health: int
+    keda_grpc: int
+    keda_adapter: int
+    keda_adapter_metrics: int
+
+    @classmethod
+    def pick(cls, previous: dict[str, int] | None) -> "Ports":
+        """The previous run's ports when all are still free (a restarted cluster keeps its URL)."""
+        names = list(cls.__dataclass_fields__)
+        if previous and all(port_free(previous.get(n, 0)) for n in names):
+            return cls(**{n: int(previous[n]) for n in names})
+        return cls(*free_ports(len(names)))

@@ -9,30 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..keys import derive_api_secret
+from ..livekit.keys import derive_api_secret
+from ..manifest.loader import load_region
 from .ports import LOOPBACK
 from .stack import dev_root_secret
 
-if TYPE_CHECKING:
-    from ..model import Project, Region
-
-__all__ = ["load_region", "region_config", "region_gateway", "region_recovery"]
-
-
-def load_region(name: str, root: Path) -> tuple[Project, Region]:
-    """The valid project at `root` and its region `name`; ValueError naming the first problems, or
-    the regions there are."""
-    from ..loader import load
-
-    result = load((), root)
-    if result.problems or result.project is None:
-        raise ValueError("; ".join(str(p) for p in result.problems[:3]) or "invalid manifests")
-    region = result.project.regions.get(name)
-    if region is None:
-        raise ValueError(f"no region {name!r} (regions: {', '.join(sorted(result.project.regions))})")
-    return result.project, region
+__all__ = ["region_config", "region_gateway", "region_recovery"]
 
 
 def region_config(name: str, root: Path) -> dict[str, Any]:
@@ -40,12 +24,12 @@ def region_config(name: str, root: Path) -> dict[str, Any]:
 
     The admin key (the one `voxplane livekit sync` uses) comes first, then the gateway's: the
     platform's keys only, as in the cluster (tenant keys are the gateway's, see `region_gateway`).
-    Raises ValueError with the manifest problems when the manifests are invalid.
+    `ManifestError` when the manifests are invalid, `UnknownRegion` when none is called `name`.
     """
     from ..desired.common import ADMIN_KEY, platform_api_keys
     from ..desired.livekit_config import server_config
 
-    _, region = load_region(name, root)
+    region = load_region(root, name).region
     config = server_config(region, redis_address=f"{LOOPBACK}:6379")  # replaced by the real address
     names = [ADMIN_KEY] + [k for k in platform_api_keys() if k != ADMIN_KEY]
     root_secret = dev_root_secret(name)
@@ -57,10 +41,11 @@ def region_gateway(name: str, root: Path, *, upstream: str) -> tuple[str, dict[s
     """The gateway config region `name` renders (its ConfigMap's config.json) with addresses moved
     to loopback and `upstream` (livekit-server's http:// URL), plus the keys its Secret holds, their
     secrets derived from the region's dev root secret. `GatewayServer` fills in ports and folder."""
-    from ..desired.gateway import CONFIG_FILE, build_gateway
+    from ..desired.gateway import CONFIG_FILE
+    from ..desired.region import build_region
 
-    project, region = load_region(name, root)
-    objects = build_gateway(region, project.agents_in(name), image="")
+    loaded = load_region(root, name)
+    objects = build_region(loaded.region, loaded.agents, image="").gateway
     config = next(o for o in objects if o["kind"] == "ConfigMap")["data"][CONFIG_FILE]
     key_names = next(o for o in objects if o["kind"] == "Secret")["stringData"]
     root_secret = dev_root_secret(name)
@@ -75,9 +60,10 @@ def region_recovery(name: str, root: Path) -> tuple[str, str]:
     secret of its key, derived from the region's dev root secret. `RecoveryServer` fills in
     livekit-server's URL, its ports and its key file."""
     from ..desired.common import RECOVERY_KEY
-    from ..desired.recovery import CONFIG_FILE, build_recovery
+    from ..desired.recovery import CONFIG_FILE
+    from ..desired.region import build_region
 
-    project, region = load_region(name, root)
-    objects = build_recovery(region, project.agents_in(name), image="")
+    loaded = load_region(root, name)
+    objects = build_region(loaded.region, loaded.agents, image="").recovery
     config = next(o for o in objects if o["kind"] == "ConfigMap")["data"][CONFIG_FILE]
     return config, derive_api_secret(dev_root_secret(name), name, RECOVERY_KEY)

@@ -119,22 +119,21 @@ def up(config: Mapping[str, Any] | None, *, region: str | None, root: Path,
     `down` first to change the config."""
     from ..desired.gateway import GATEWAY_REPLICAS
 
+    # The region first: a name that names none (UnknownRegion) or invalid manifests (ManifestError)
+    # stop or start nothing.
+    lk_config = region_config(region, root) if region else dict(config or DEFAULT_CONFIG)
+    recovery_config = region_recovery(region, root) if region else None
     if (running := running_state()) is not None:
         progress("already running; `down` first to change the config")
         return running
     down(progress)  # clear leftovers of a half-dead previous run
-
-    try:
-        lk_config = region_config(region, root) if region else dict(config or DEFAULT_CONFIG)
-    except ValueError as e:
-        raise ServersError(str(e)) from e
     workdir = cache_dir() / "devservers"
     binary = ensure_livekit_binary()
     redis = RedisServer(workdir=workdir, detached=True)
     recovery: RecoveryServer | None = None
-    if region:
+    if recovery_config is not None:
         # Its ports first: livekit-server's config names its webhook URL.
-        recovery = RecoveryServer(*region_recovery(region, root), workdir=workdir, detached=True)
+        recovery = RecoveryServer(*recovery_config, workdir=workdir, detached=True)
     lk = LiveKitServer(lk_config, redis=redis, binary=binary, workdir=workdir, detached=True,
                        webhook_urls=[recovery.webhook_url] if recovery else ())
     gateways: list[GatewayServer] = []

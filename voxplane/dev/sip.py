@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from ..model import Region
+from ..manifest.model import Region
 from .livekit import LiveKitServer
 from .paths import SCRIPTS
 from .ports import LOOPBACK, free_port, free_port_range

@@ -31,7 +31,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from ..keys import ROOT_SECRET_CONFIG
+from ..livekit.keys import ROOT_SECRET_CONFIG
 from .paths import SCRIPTS, VENV, dev_dir, write_private
 
 _ENSURE_TOOLCHAIN = SCRIPTS / "ensure-toolchain.sh"
@@ -42,12 +42,12 @@ class StackError(RuntimeError):
 
 
 def needed_secret_keys(root: Path, region: str) -> list[str]:
-    """Stack config keys (without `voxplane:`) that hold secrets the region reads."""
-    from ..loader import load
-    from ..render import secret_config_keys
+    """Stack config keys (without `voxplane:`) that hold secrets the region reads; `ManifestError`
+    or `UnknownRegion` as `loader.load_region` says."""
+    from ..deploy.render import secret_config_keys
+    from ..manifest.loader import load_region
 
-    project = load((), root).require_project()
-    return sorted(secret_config_keys(project, region))
+    return sorted(secret_config_keys(load_region(root, region).project, region))
 
 
 def dev_secrets(region: str, keys: Sequence[str]) -> dict[str, str]:
@@ -112,6 +112,7 @@ def prepare(root: Path, region: str, *, state_dir: Path | None = None, overrides
     control plane); the repository's stack file is never written.
     """
     root = root.resolve()
+    secret_keys = needed_secret_keys(root, region)  # the region first: nothing set up for a wrong name
     stack_file = root / f"Pulumi.{region}.yaml"
     if not stack_file.is_file():
         raise StackError(f"{stack_file} not found: every region deploys through its own stack file")
@@ -150,7 +151,7 @@ def prepare(root: Path, region: str, *, state_dir: Path | None = None, overrides
                               capture_output=True, text=True)
         if init.returncode != 0:
             raise StackError(f"pulumi stack init {region}: {init.stderr.strip()}")
-    _set_secrets(stack, needed_secret_keys(root, region))
+    _set_secrets(stack, secret_keys)
     return stack
 
 

@@ -1,38 +1,21 @@
 """What `voxplane livekit sync` and `voxplane drift --only livekit` do, minus option parsing.
 
-The CLI (voxplane/cli.py) parses options, calls these, prints and exits. Every failure the user
+The CLI (voxplane/cli/livekit.py, drift.py) parses options, calls these, prints and exits. Every failure the user
 can fix is raised as `CommandError` with one line (or several, for manifest/secret problems).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .. import loader
-from ..model import Agent, Region
-from ..problems import ManifestError
+from ..errors import CommandError
+from ..manifest.model import Agent, Region
+from ..manifest.problems import ManifestError
+from ..drift.livekit import DriftReport, detect
 from .client import LiveKitAdmin, LiveKitError
-from .drift import DriftReport, detect
 from .objects import FieldDiff
 from .reconcile import Applied, ApplyFailed, Plan, SecretsMissing, Step, apply, plan_region
 from .secrets import EnvSecrets, SecretSource
-
-
-class CommandError(Exception):
-    """A problem to print as-is (each line on its own), then exit 1. Nothing was changed unless
-    the message says so."""
-
-    def __init__(self, lines: Sequence[str]):
-        self.lines = list(lines)
-        super().__init__("\n".join(self.lines))
-
-
-def load_region(root: Path, region_name: str) -> tuple[Region, tuple[Agent, ...]]:
-    """The validated region and its agents, as `loader.load_region` finds them (`ManifestError`,
-    `UnknownRegion`). Kept for `voxplane dev cluster up` until voxplane/dev uses the loader's."""
-    loaded = loader.load_region(root, region_name)
-    return loaded.region, loaded.agents
 
 
 def connect(region: Region, url: Optional[str], api_key: Optional[str], api_secret: Optional[str]) -> LiveKitAdmin:
@@ -108,6 +91,6 @@ def _show(value: object) -> str:
 
 
 __all__ = [
-    "CommandError", "FieldDiff", "ManifestError", "apply_plan", "connect", "done_line", "load_region",
+    "CommandError", "FieldDiff", "ManifestError", "apply_plan", "connect", "done_line",
     "plan_lines", "plan_sync", "run_drift",
 ]

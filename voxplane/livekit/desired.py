@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Mapping, Optional, Sequence, Union
 
-from ..model import Agent, Region, SecretRef, Source
+from ..manifest.model import Agent, Region, SecretRef, Source
 
 MANAGED_BY = "voxplane"
 #: Attribute prefix on dispatch rules (and so on the SIP participants they create).

@@ -31,7 +31,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
-from ..model import Agent, Region
+from ..manifest.model import Agent, Region
 from .client import LiveKitAdmin, LiveKitError
 from .desired import (
     RULE_KIND,

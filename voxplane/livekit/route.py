@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Mapping, Optional, Sequence
 
-from ..model import Agent, Region
+from ..manifest.model import Agent, Region
 from .desired import ATTRIBUTE_PREFIX, DesiredTrunk, desired_objects
 from .objects import normalize_number
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Mapping, Optional, Protocol
 
-from ..model import SecretRef
+from ..manifest.model import SecretRef
 
 ENV_PREFIX = "VOXPLANE_SECRET_"
 

@@ -11,7 +11,7 @@
 
 Objects are selected by voxplane's labels (`managed-by: voxplane`, `part-of: <region>`). The parts:
 kube.py and rooms.py read, report.py assembles (`RegionStatus`), reader.py holds the connections
-across `--watch` frames, view.py draws text.
+across `--watch` frames; the command draws it (voxplane/cli/status.py, status_view.py).
 
 JSON (`--format json`; with `--watch`, one such object per line per frame). Keys are always
 present; a value that could not be read is null (and the reason is in `errors`)::

@@ -188,10 +188,10 @@ def autoscaler_state(scaled_object: Mapping[str, Any], hpa: Optional[Mapping[str
 def read_workloads(reader: Any, region: str) -> list[Workload]:
     """The region's Deployments and StatefulSets with their pods' nodes and autoscalers.
 
-    `reader` is a `voxplane.kubedrift.live.LiveReader`; its errors (ApiException, urllib3 and OS
+    `reader` is a `voxplane.drift.kubernetes.live.LiveReader`; its errors (ApiException, urllib3 and OS
     errors) reach the caller. A cluster that serves no ScaledObject kind has no autoscalers; one
     that serves no HPA kind is read as having no HPA."""
-    from ..kubedrift.live import KindRef, NotServed
+    from ..drift.kubernetes.live import KindRef, NotServed
 
     sel = selector(region)
     apps = {kind: reader.list_objects(KindRef("apps/v1", kind, plural), sel)

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..model import Agent, Region
+from ..errors import CommandError
+from ..manifest.model import Agent, Region
 from .kube import read_workloads
 from .report import DriftSummary, RegionStatus, assemble
 from .rooms import agent_names, attribute, livekit_objects, read_rooms, routes
@@ -54,7 +55,7 @@ class StatusReader:
 
     def _kube_client(self) -> Any:
         if self._api is None:
-            from ..kubedrift.commands import connect
+            from ..drift.kubernetes.commands import connect
 
             self._api = connect(self.context)  # CommandError: no kubeconfig / context
         return self._api
@@ -88,7 +89,6 @@ class StatusReader:
 
     def read(self) -> RegionStatus:
         from ..livekit.client import LiveKitError
-        from ..livekit.commands import CommandError
 
         status = RegionStatus(self.region.name, datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                               kube_context=self.context)
@@ -130,7 +130,7 @@ class StatusReader:
         from kubernetes.client import ApiException
         from urllib3.exceptions import HTTPError
 
-        from ..kubedrift.live import LiveReader
+        from ..drift.kubernetes.live import LiveReader
 
         reader = LiveReader(api, timeout=30)
         try:
@@ -143,8 +143,8 @@ class StatusReader:
             if desired is None:
                 drift.errors["kubernetes"] = self._desired_error or "not rendered"
             else:
-                from ..kubedrift.report import detect
-                from ..kubedrift.secrets import env_lookup
+                from ..drift.kubernetes.report import detect
+                from ..drift.kubernetes.secrets import env_lookup
 
                 try:
                     report = detect(self.region, self.agents, desired, reader, secrets=env_lookup(),
@@ -157,8 +157,8 @@ class StatusReader:
     def _rendered(self) -> Optional[list[Any]]:
         """The region's desired objects, rendered once (a failure is kept too)."""
         if self._desired is None and self._desired_error is None:
-            from ..problems import ManifestError
-            from ..render import render
+            from ..manifest.problems import ManifestError
+            from ..deploy.render import render
 
             try:
                 self._desired = list(render(self.region.name, self.root).kubernetes)
@@ -170,7 +170,7 @@ class StatusReader:
 
     def _livekit_drift(self, client: Any, drift: DriftSummary) -> None:
         from ..livekit.client import LiveKitError
-        from ..livekit.drift import detect
+        from ..drift.livekit import detect
         from ..livekit.secrets import EnvSecrets
 
         try:

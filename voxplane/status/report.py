@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from ..model import Agent, Region
+from ..manifest.model import Agent, Region
 from .kube import Autoscaler, Workload
 from .rooms import Activity, AgentKey, LiveKitObject, LiveRoom
 

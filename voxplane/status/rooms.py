@@ -30,7 +30,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
-from ..model import Agent
+from ..manifest.model import Agent
 
 #: ParticipantInfo.Kind and ParticipantInfo.State values (livekit protocol models.proto).
 KIND_SIP = 3

@@ -1,0 +1,5 @@
+"""`python -m voxplane.cli`: the `voxplane` command."""
+
+from . import main
+
+main()
