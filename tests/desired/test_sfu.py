@@ -23,6 +23,7 @@ from voxplane.desired.common import (
     ANNOTATION_SOURCE,
     GATEWAY_KEY,
     NO_MESH,
+    RECOVERY_KEY,
     SecretValue,
     checksum,
     livekit_internal_url,
@@ -90,7 +91,8 @@ def test_every_object_is_owned_and_sourced(name):
 
 
 def test_server_config_us_east_exact():
-    """The config holds exactly the keys verified in livekit-server v1.13 (prometheus.port, logging.level, key_file)."""
+    """The config holds exactly the keys verified in livekit-server v1.13 (prometheus.port, logging.level, key_file,
+    webhook: protocol webhook.WebHookConfig's urls, api_key, filter_params.include_events)."""
     cfg = server_config(region("us-east"), redis_address="livekit-redis.vox-system.svc.cluster.local:6379")
     assert cfg == {
         "port": 7880,
@@ -103,6 +105,10 @@ def test_server_config_us_east_exact():
         "turn": {"enabled": True, "domain": "turn.us-east.voice.example.com", "tls_port": 5349, "udp_port": 3478},
         "room": {"empty_timeout": 300, "departure_timeout": 20},
         "key_file": "/etc/livekit/keys.yaml",
+        "webhook": {"api_key": "vx-recovery",
+                    "urls": ["http://agent-recovery.vox-system.svc.cluster.local:8080/webhook"],
+                    "filter_params": {"include_events": ["participant_connection_aborted", "participant_joined",
+                                                         "participant_left"]}},
     }
 
 
@@ -159,10 +165,11 @@ def test_keys_come_from_a_secret_mounted_0600(name):
 
 
 def test_server_key_file_holds_platform_keys_only():
-    """Issue #9: livekit-server knows the admin and gateway keys, never a tenant's (tenant keys are
-    the gateway's), so adding a tenant neither changes the key file nor rolls the SFU."""
+    """Issue #9: livekit-server knows the platform's keys (admin, gateway, and since issue #19 the
+    recovery controller's, which signs its webhooks), never a tenant's (tenant keys are the
+    gateway's), so adding a tenant neither changes the key file nor rolls the SFU."""
     r = region("us-east")
-    assert api_key_names(r) == sorted([ADMIN_KEY, GATEWAY_KEY])
+    assert api_key_names(r) == sorted([ADMIN_KEY, GATEWAY_KEY, RECOVERY_KEY])
     assert not any(k.startswith("vxt-") for k in api_key_names(r))
     before = deployment(r)["spec"]["template"]["metadata"]["annotations"]
     extra = dict(r.tenants)
