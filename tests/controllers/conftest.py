@@ -28,7 +28,7 @@ from voxplane.dev import autoscaling
 from voxplane.dev.ports import free_port
 
 from ..kubedrift.conftest import Cluster, secret_env
-from ..support.repo import copy_manifests
+from ..support.repo import copy_manifests, use_free_prometheus_port
 from ..support.wait import wait_until
 
 REGION = "local"
@@ -66,10 +66,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     patch = pytest.MonkeyPatch()
     patch.setenv("VOXPLANE_DEV_STATE", str(tmp_path_factory.mktemp("controllers-dev-state")))
     root = copy_manifests(tmp_path_factory.mktemp("controllers-repo") / "repo")
-    manifest = root / "regions" / "local.yaml"
-    text = manifest.read_text()
-    assert "\nkubernetes:\n" in text
-    manifest.write_text(text.replace("\nkubernetes:\n", f"\nkubernetes:\n  prometheus_url: http://127.0.0.1:{free_port()}\n", 1))
+    use_free_prometheus_port(root)
     project = load((), root).require_project()
     region, agents = project.regions[REGION], project.agents_in(REGION)
     bins = dev_cluster.toolchain_bin_dir()

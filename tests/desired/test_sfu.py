@@ -439,11 +439,14 @@ def test_real_server_authenticates_to_a_password_protected_redis(tmp_path):
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--requirepass", "p4ss-word"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    keys = tmp_path / "keys.yaml"
-    keys.write_text("vx-admin: " + "s" * 64 + "\n")
-    keys.chmod(0o600)
     http_port = free_port()
     cfg = server_config(r, redis_address=f"127.0.0.1:{redis_port}")
+    # The admin key, and the key the server signs its webhooks with (the recovery controller's):
+    # livekit-server refuses to start with a webhook key it does not know.
+    keys = tmp_path / "keys.yaml"
+    key_names = ["vx-admin", *([cfg["webhook"]["api_key"]] if cfg.get("webhook") else [])]
+    keys.write_text("".join(f"{name}: {'s' * 64}\n" for name in key_names))
+    keys.chmod(0o600)
     cfg["port"] = http_port
     udp = free_port("udp")
     cfg["rtc"].update(use_external_ip=False, node_ip="127.0.0.1", tcp_port=free_port(),

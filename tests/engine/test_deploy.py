@@ -223,7 +223,8 @@ def test_a_model_edit_previews_as_exactly_its_autoscaler(deployment: Deployment)
     """A model's max_replicas is the ScaledObject's bound; the StatefulSet's replicas belong to KEDA."""
     dep = deployment
     region = project(dep).regions[dep.region]
-    model = next(iter(region.models.values()))
+    # Not an LLM at one replica: a second one also brings its router (desired/llm_router.py).
+    model = next(m for m in region.models.values() if m.kind != "llm")
     path = dep.root / region.source.file  # type: ignore[union-attr]
     text = path.read_text()
     block = text.index(f"\n  {model.name}:\n")
