@@ -40,6 +40,7 @@ from .conftest import REGION, Faults
 pytestmark = pytest.mark.integration
 
 ROOM = "bv-call_+15550190001_forged"
+EARLY_ROOM = "bv-call_+15550190004_early"
 FOREIGN_ROOM = "bv-call_+15550190002_foreign"
 AGENT, FOREIGN_AGENT = "bellavista-reservations", "northwind-support"
 
@@ -79,9 +80,11 @@ def post(faults: Faults, body: bytes, authorization: Optional[str]) -> tuple[int
         return e.code, e.read().decode()
 
 
-async def stage(faults: Faults, session: aiohttp.ClientSession, room: str, agent: str) -> tuple[str, Any]:
+async def stage(faults: Faults, session: aiohttp.ClientSession, room: str, agent: str,
+                listed: bool = True) -> tuple[str, Any]:
     """`room` with a caller in it and a dispatch of `agent` whose job a worker holds: the job's
-    participant identity, and the caller's socket (keep it open)."""
+    participant identity, and the caller's socket (keep it open). With `listed`, once livekit-server
+    lists the job on the dispatch."""
     admin = secret_of(ADMIN_KEY)
     status, _ = await twirp(faults.livekit.http_url, "RoomService", "CreateRoom", room_pb.CreateRoomRequest(name=room),
                             token(ADMIN_KEY, admin, video={"roomCreate": True}))
@@ -102,9 +105,14 @@ async def stage(faults: Faults, session: aiohttp.ClientSession, room: str, agent
     # only once its dispatch round ends: after the worker-discovery RPC it makes on a cold cache
     # (pkg/agent/client.go, CheckEnabledTimeout), seconds after the assignment. A loss is only
     # recognised as the dispatch's once the room lists its job.
+    if listed:
+        await wait_listed(faults, room, identity)
+    return identity, caller
+
+
+async def wait_listed(faults: Faults, room: str, identity: str) -> None:
     await asyncio.to_thread(wait_until, f"room {room!r} to list the job of {identity}",
                             lambda: job_listed(faults, room, identity), timeout=30)
-    return identity, caller
 
 
 def job_listed(faults: Faults, room: str, identity: str) -> bool:
@@ -157,6 +165,29 @@ def test_forged_and_malformed_webhooks_are_refused_and_change_nothing(faults: Fa
             # Once: the same event again (a retry, a replay within its validity) is a no-op.
             status, text = await asyncio.to_thread(post, faults, body, sign(body))
             assert (status, text) == (200, "refused duplicate") and await dispatch_count(faults, ROOM) == 2
+            await caller.close()
+
+    asyncio.run(go())
+
+
+def test_a_loss_reported_before_livekit_server_lists_its_job_is_asked_for_again(faults: Faults) -> None:
+    """A worker's fresh registration empties livekit-server's worker cache, so the next dispatch
+    round waits for its worker-discovery RPC (seconds) before the room lists the job, while the
+    agent may already have joined and gone. That loss is answered 503, which livekit-server's
+    notifier retries; the retry, once the job is listed, dispatches the agent again."""
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as session:
+            identity, caller = await stage(faults, session, EARLY_ROOM, AGENT, listed=False)
+            assert not await asyncio.to_thread(job_listed, faults, EARLY_ROOM, identity), "the stage is too late"
+            body = event_body(EARLY_ROOM, identity)
+            status, text = await asyncio.to_thread(post, faults, body, sign(body))
+            assert status == 503 and "lists no job yet" in text and "\n" not in text.strip(), (status, text)
+            assert await dispatch_count(faults, EARLY_ROOM) == 1
+            await wait_listed(faults, EARLY_ROOM, identity)
+            status, text = await asyncio.to_thread(post, faults, body, sign(body))
+            assert status == 200 and text.startswith("dispatched "), text
+            assert await dispatch_count(faults, EARLY_ROOM) == 2
             await caller.close()
 
     asyncio.run(go())
