@@ -19,6 +19,7 @@ from voxplane.controllers.recovery.config import Config, TenantRooms
 from voxplane.controllers.recovery.decide import (
     ENDED_ATTRIBUTE,
     RECOVERY_ATTRIBUTE,
+    JobNotListed,
     Loss,
     Refused,
     decide,
@@ -138,6 +139,18 @@ def test_the_lost_agents_leftovers_do_not_count_as_a_caller() -> None:
 def test_an_agent_no_dispatch_sent_is_not_dispatched() -> None:
     assert refused(decide, loss(), CONFIG, [CALLER], []) == "no_dispatch"
     assert refused(decide, loss(), CONFIG, [CALLER], [dispatch(identity="agent-AJ_else")]) == "no_dispatch"
+
+
+def test_a_loss_before_the_server_lists_its_job_is_asked_again() -> None:
+    """livekit-server lists a dispatch's jobs only when its dispatch round ends, possibly after the
+    agent joined (decide.py): a dispatch of the lost agent's name with no job yet is no refusal."""
+    unlisted = dispatch_pb.AgentDispatch(id="AD_new", agent_name=AGENT, room=ROOM)
+    with pytest.raises(JobNotListed, match="lists no job yet on dispatch AD_new"):
+        decide(loss(), CONFIG, [CALLER], [unlisted])
+    # Another agent's dispatch without jobs, or the room's unnamed one, says nothing about this agent.
+    for other in (dispatch_pb.AgentDispatch(id="AD_o", agent_name="bellavista-other", room=ROOM),
+                  dispatch_pb.AgentDispatch(id="AD_room", room=ROOM)):
+        assert refused(decide, loss(), CONFIG, [CALLER], [other]) == "no_dispatch"
 
 
 def test_an_agent_goes_only_into_a_room_of_its_own_tenant() -> None:

@@ -6,8 +6,9 @@
   signature: 401; a signed body that is no event: 400; over `MAX_BODY`: 413. None changes anything.
   An agent's departure goes through `decide` (`screen`, then what the server lists of the room);
   a loss is dispatched again (`voxplane.recovery` on the new dispatch). Answered 200 once decided
-  (dispatched or refused); 503 when livekit-server did not answer the controller, so livekit-server
-  sends the event again (its notifier retries 5xx) and the retry finds the state as it is then.
+  (dispatched or refused); 503 when livekit-server did not answer the controller, or does not list
+  the lost agent's job on the room's dispatch yet (`decide.JobNotListed`), so livekit-server sends
+  the event again (its notifier retries 5xx) and the retry finds the state as it is then.
 - An agent joining a room the controller dispatched into closes that recovery: its time from the
   loss, in `voxplane_recovery_seconds`.
 - On the metrics port: `/metrics` (`metrics.Metrics`), `/healthz`, `/readyz`.
@@ -36,7 +37,7 @@ from livekit.protocol import room as room_pb
 from livekit.protocol import webhook as webhook_pb
 
 from .config import Config
-from .decide import AGENT_NAME_ATTRIBUTE, JOINED, Loss, Redispatch, Refused, decide, screen
+from .decide import AGENT_NAME_ATTRIBUTE, JOINED, JobNotListed, Loss, Redispatch, Refused, decide, screen
 from .metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("voxplane.recovery")
@@ -189,6 +190,10 @@ class RecoveryController:
         except LiveKitUnavailable as e:
             self.metrics.webhook("failed")
             log.warning("recovery: %s; answering 503 so livekit-server sends event %s again", e, event.id)
+            return web.Response(status=503, text=str(e))
+        except JobNotListed as e:
+            self.metrics.webhook("job_not_listed")
+            log.info("recovery: %s; answering 503 so livekit-server sends event %s again", e, event.id)
             return web.Response(status=503, text=str(e))
         self.metrics.webhook("accepted")
         return web.Response(text=outcome)

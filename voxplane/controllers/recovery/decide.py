@@ -11,7 +11,11 @@ An agent participant that leaves a room is dispatched again when all of these ho
 - the room still exists and a caller (any participant that is not an agent or an egress) is in it,
   and no agent of the same name already is;
 - its job came from a dispatch of the room (found by the job's participant identity), whose agent
-  belongs to the tenant owning the room (the scopes the region renders, as the gateway holds them);
+  belongs to the tenant owning the room (the scopes the region renders, as the gateway holds them).
+  livekit-server v1.13.5 lists a dispatch's jobs only once its dispatch round has ended, which on a
+  cold worker cache waits for its worker-discovery RPC (`pkg/agent/client.go`,
+  `CheckEnabledTimeout`, 5 s) while the agent may already be in the room: an agent lost while a
+  dispatch of its name lists no job yet is `JobNotListed`, and the event is asked for again;
 - that job was not recovered already (the new dispatch records the job it replaces), and the
   call's agent has been dispatched again fewer than `max_attempts` times.
 
@@ -70,6 +74,12 @@ class Refused(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class JobNotListed(Exception):
+    """A loss whose job livekit-server has not listed on the room's dispatch yet (module docstring):
+    neither a refusal nor a dispatch; the controller answers 503 and livekit-server sends the event
+    again (its notifier retries a 5xx, 4 times over ~15 s)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,11 @@ def decide(loss: Loss, config: Config, participants: Sequence[models_pb.Particip
 
     found = [(d, job) for d in dispatches for job in d.state.jobs if job.state.participant_identity == loss.identity]
     if not found:
+        unlisted = [d.id for d in dispatches if loss.agent_name and d.agent_name == loss.agent_name
+                    and not d.state.jobs]
+        if unlisted:
+            raise JobNotListed(f"livekit-server lists no job yet on dispatch {unlisted[0]} of agent "
+                               f"{loss.agent_name!r} in room {loss.room!r}, whose agent {loss.identity} left")
         raise Refused("no_dispatch", f"agent {loss.identity} came from no dispatch of room {loss.room!r}")
     lost, job = found[0]
 

@@ -12,7 +12,8 @@
   `server_shutdown`, `livekit_refused`).
 - `voxplane_recovery_webhooks_total{outcome}`: webhook requests: `accepted`, `unauthenticated`
   (no or a forged signature, refused with 401), `malformed` (400), `too_large` (413), `failed`
-  (livekit-server did not answer the controller: 503, so livekit-server sends the event again).
+  (livekit-server did not answer the controller: 503, so livekit-server sends the event again),
+  `job_not_listed` (the lost agent's job is not on the room's dispatch yet: 503 likewise).
 - `voxplane_recovery_livekit_errors_total{call}`: calls to livekit-server that failed.
 """
 
