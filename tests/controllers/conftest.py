@@ -75,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)  # the control plane outlives its Popen objects
-            state = dev_cluster.up(region, agents, lambda _line: None)
+            state = dev_cluster.up(region, agents, lambda _line: None, agent_workers=False)  # its pods are stand-ins
             gc.collect()
         c = DevCluster(root, bins, dev_cluster.kubeconfig_path(), region, agents, secret_env(region, agents),
                        prometheus_url=autoscaling.prometheus_url(state))

@@ -58,7 +58,7 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     manifest.write_text(text)
     project = load((), root).require_project()
     try:
-        state = cluster.up(project.regions[REGION], project.agents_in(REGION), lambda _line: None)
+        state = cluster.up(project.regions[REGION], project.agents_in(REGION), lambda _line: None, agent_workers=False)
         yield {"state": state, "project": project, "root": root}
     finally:
         cluster.down(lambda _line: None, quiet=True)
