@@ -353,12 +353,12 @@ def test_render_of_invalid_manifests_deploys_nothing(manifest_tree, run_cli, tmp
 
 def test_an_image_the_stack_builds_shows_a_placeholder_digest_and_says_so(tmp_path):
     """Issue #17 item 4: render cannot know the digest a registry returns on push. Images built
-    from source (agents with code.build, the gateway, the LLM router, the deletion-cost controller)
-    carry the pushed tag and an all-zero digest, and the file says it is a placeholder; every other
-    digest in the render is a pinned one."""
+    from source (agents with code.build, the gateway, the LLM router, the deletion-cost controller,
+    the recovery controller) carry the pushed tag and an all-zero digest, and the file says it is a
+    placeholder; every other digest in the render is a pinned one."""
     result = rendered("us-east")
     files = dict(zip(map(id, result.kubernetes), write(result, tmp_path / "out")))
-    built = {"support", "reservations", "livekit-gateway", "chat-router", "pod-deletion-cost"}
+    built = {"support", "reservations", "livekit-gateway", "chat-router", "pod-deletion-cost", "agent-recovery"}
     seen = set()
     for obj in result.kubernetes:
         for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):

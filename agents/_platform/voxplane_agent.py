@@ -36,12 +36,23 @@ What it does, from the environment the platform renders into the agent's Deploym
   and the call ends, with the endpoint in the log. It also logs one `dispatch timeline` line per
   call once the agent is in the room: room created, job request received, accepted, assigned,
   process assigned, entrypoint, room connected (unix seconds) and the gaps between them in ms.
+- `end_call(ctx, reason)`: the program hangs up (the room is deleted). Every end the glue makes
+  (this, the session closing, inference failing for good) first sets the agent's participant
+  attribute `voxplane.call_ended`: the platform's recovery controller (voxplane/controllers/
+  recovery) dispatches the agent of a call again when it leaves without it while the caller is
+  still in the room (its worker killed, its pod or node gone). A job that ends any other way
+  with its caller still there counts as lost.
+- `recovery(ctx)`, `opening(ctx, greeting)`: a job dispatched to replace a lost agent carries the
+  dispatch attribute `voxplane.recovery` (`{attempt, lost_at}`); `opening` then asks the model
+  to say sorry, the line was cut off, instead of greeting the caller again. What was said before
+  the loss is not carried over: the new agent starts with an empty conversation.
 - `run(server)`: LOG_LEVEL, a refusal to start without inference or platform settings, the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import importlib
 import json
@@ -83,6 +94,17 @@ WARM_IMPORTS = ("anyio.streams.memory", "anyio._backends._asyncio", "openai.reso
 
 #: The header the in-region LLM's router reads a call's key from (voxplane/desired/llm_router.py).
 SESSION_HEADER = "x-session-id"
+#: Participant attribute set before the agent leaves a call on purpose (the recovery controller's
+#: voxplane/controllers/recovery/decide.py ENDED_ATTRIBUTE): a departure without it is a loss.
+ENDED_ATTRIBUTE = "voxplane.call_ended"
+#: Job attribute of a dispatch that replaces a lost agent (decide.py RECOVERY_ATTRIBUTE).
+RECOVERY_ATTRIBUTE = "voxplane.recovery"
+#: What the model is asked to open a recovered call with (`opening`).
+RECOVERED_OPENING = (
+    "The call was cut off for a moment and has just been reconnected; you do not know what was said before. "
+    "In one short sentence, say sorry that the line was cut off, and ask the caller to tell you again how you "
+    "can help. Do not greet them as if the call had just started."
+)
 
 #: What the caller hears when inference fails for good, before the call ends.
 UNAVAILABLE_MESSAGE = (
@@ -426,18 +448,92 @@ def _fatal_if_failed(task: asyncio.Task[None]) -> None:
 # --- one call --------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Recovery:
+    """This job replaces the agent a call lost (set by the platform's recovery controller).
+
+    Attributes:
+        attempt: 1 for the first replacement of the call's agent, 2 for a replacement's replacement...
+        lost_at: When livekit-server reported the lost agent gone (unix seconds).
+    """
+
+    attempt: int
+    lost_at: float
+
+
+def recovery(ctx: JobContext) -> Recovery | None:
+    """The recovery this job is, or None for a call's first agent."""
+    raw = ctx.job.attributes.get(RECOVERY_ATTRIBUTE)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return Recovery(attempt=int(data["attempt"]), lost_at=float(data["lost_at"]))
+    except (ValueError, TypeError, KeyError):
+        logger.warning("unreadable %s attribute %r: treating the call as new", RECOVERY_ATTRIBUTE, raw)
+        return None
+
+
+def opening(ctx: JobContext, greeting: str) -> str:
+    """The instructions for the agent's first reply: `greeting` on a new call; on a call the
+    platform recovered (`recovery(ctx)`), an apology that the line was cut off and a request to
+    hear again what the caller needs, since what was said before is lost."""
+    return RECOVERED_OPENING if recovery(ctx) is not None else greeting
+
+
+async def end_call(ctx: JobContext, reason: str) -> None:
+    """Hang up: mark the call ended on purpose (`voxplane.call_ended`, so the platform does not
+    replace the agent), delete the room (a phone caller is hung up), end the job."""
+    await _mark_ended(ctx, reason)
+    try:
+        await asyncio.wait_for(ctx.delete_room(), timeout=10)
+    except Exception as e:  # the room may be gone already; ending the job is not optional
+        logger.warning("could not delete room %s: %s", ctx.room.name, e)
+    ctx.shutdown(reason=reason)
+
+
+async def _mark_ended(ctx: JobContext, reason: str) -> None:
+    """Set `voxplane.call_ended` on the agent's participant before it leaves (livekit-server sends
+    the attribute in the participant's `participant_left` webhook). Best effort: a room already
+    gone has nobody to replace an agent for."""
+    try:
+        await asyncio.wait_for(ctx.room.local_participant.set_attributes({ENDED_ATTRIBUTE: reason[:200]}), 3)
+    except Exception as e:
+        logger.warning("could not mark the call ended (%s): %s", reason, e, extra={"room": ctx.room.name})
+
+
+#: The glue's own tasks, kept referenced until done (the event loop holds only weak references).
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Any, name: str) -> None:
+    task = asyncio.get_event_loop().create_task(coro, name=name)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+async def _end_job(ctx: JobContext, reason: str) -> None:
+    await _mark_ended(ctx, reason)
+    ctx.shutdown(reason=reason)
+
+
 def end_call_with_session(ctx: JobContext, session: AgentSession) -> None:
     """Tie the job to the call: the caller hanging up ends the job at once (livekit-agents closes
     the session but keeps the job until the room's departure timeout); an unrecoverable inference
     error is told to the caller, logged with its endpoint, and ends the call (the room is deleted,
-    so a phone caller is hung up) instead of leaving a silent agent in the room."""
+    so a phone caller is hung up) instead of leaving a silent agent in the room. Either end is
+    marked deliberate first (`voxplane.call_ended`); a session closed because the job itself is
+    shutting down (the worker stopping) is not, so a caller still in the room gets an agent again."""
     ending = False
 
     def on_close(ev: Any) -> None:
         if not ending:
             reason = getattr(getattr(ev, "reason", None), "value", str(getattr(ev, "reason", "")))
             logger.info("session closed (%s): ending the job", reason, extra={"room": ctx.room.name})
-            ctx.shutdown(reason=f"session closed: {reason}")
+            if reason == "job_shutdown":
+                ctx.shutdown(reason=f"session closed: {reason}")
+            else:
+                _spawn(_end_job(ctx, f"session closed: {reason}"), "voxplane_end_job")
 
     def on_error(ev: Any) -> None:
         nonlocal ending
@@ -457,9 +553,7 @@ def end_call_with_session(ctx: JobContext, session: AgentSession) -> None:
     session.on("error", on_error)
     _mark(ctx, "entrypoint")
     _mark(ctx, "session_wired")
-    task = asyncio.get_event_loop().create_task(_log_dispatch_timeline(ctx), name="voxplane_dispatch_timeline")
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
+    _spawn(_log_dispatch_timeline(ctx), "voxplane_dispatch_timeline")
 
 
 # --- the dispatch timeline ---------------------------------------------------------------------------
@@ -477,7 +571,6 @@ GAPS = (("server", "room_created", "job_received"), ("accept", "job_received", "
         ("assign", "job_accepted", "job_assigned"), ("launch", "job_assigned", "process_assigned"),
         ("to_entrypoint", "process_assigned", "entrypoint"), ("entrypoint", "entrypoint", "session_wired"),
         ("connect", "session_wired", "room_connected"), ("total", "room_created", "room_connected"))
-_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 def _mark(ctx: JobContext, stage: str) -> None:
@@ -512,8 +605,10 @@ async def _log_dispatch_timeline(ctx: JobContext, timeout: float = 60.0) -> None
         await asyncio.sleep(0.005)
     _mark(ctx, "room_connected")
     timeline = dispatch_timeline(ctx)
+    recovered = recovery(ctx)
     logger.info("dispatch timeline", extra={"room": ctx.room.name, "job_id": ctx.job.id, **timeline,
-                                             "setup_s": round(ctx.proc.userdata.get("voxplane.setup_s", 0.0), 3)})
+                                             "setup_s": round(ctx.proc.userdata.get("voxplane.setup_s", 0.0), 3),
+                                             "recovery": dataclasses.asdict(recovered) if recovered else None})
 
 
 async def _give_up(ctx: JobContext, session: AgentSession, role: str) -> None:
@@ -530,11 +625,7 @@ async def _give_up(ctx: JobContext, session: AgentSession, role: str) -> None:
         except Exception as e:
             logger.warning("could not send the unavailable message as text: %s", e)
     finally:
-        try:
-            await asyncio.wait_for(ctx.delete_room(), timeout=10)
-        except Exception as e:
-            logger.warning("could not delete room %s: %s", ctx.room.name, e)
-        ctx.shutdown(reason=f"{role} inference unavailable")
+        await end_call(ctx, f"{role} inference unavailable")
 
 
 # --- the program -----------------------------------------------------------------------------------

@@ -173,7 +173,9 @@ async def reservations(ctx: JobContext) -> None:
     )
     platform.end_call_with_session(ctx, session)
     await session.start(agent=Receptionist(), room=ctx.room)
-    await session.generate_reply(instructions="Greet the caller as Bella Vista reservations and ask how you can help.")
+    # A call the platform recovered (its first agent was lost) opens with an apology, not a greeting.
+    await session.generate_reply(instructions=platform.opening(
+        ctx, "Greet the caller as Bella Vista reservations and ask how you can help."))
 
 
 if __name__ == "__main__":

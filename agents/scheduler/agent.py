@@ -201,7 +201,9 @@ async def scheduler(ctx: JobContext) -> None:
     )
     platform.end_call_with_session(ctx, session)
     await session.start(agent=Scheduler(), room=ctx.room)
-    await session.generate_reply(instructions="Greet the caller as the Northwind Health appointments line.")
+    # A call the platform recovered (its first agent was lost) opens with an apology, not a greeting.
+    await session.generate_reply(instructions=platform.opening(
+        ctx, "Greet the caller as the Northwind Health appointments line."))
 
 
 if __name__ == "__main__":

@@ -141,7 +141,9 @@ async def support(ctx: JobContext) -> None:
     )
     platform.end_call_with_session(ctx, session)
     await session.start(agent=SupportAgent(), room=ctx.room)
-    await session.generate_reply(instructions="Greet the caller as Northwind Health patient support.")
+    # A call the platform recovered (its first agent was lost) opens with an apology, not a greeting.
+    await session.generate_reply(instructions=platform.opening(
+        ctx, "Greet the caller as Northwind Health patient support."))
 
 
 if __name__ == "__main__":

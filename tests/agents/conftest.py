@@ -494,9 +494,11 @@ def _start_caller(url: str, token: str, identity: str, logdir: Path) -> Caller:
     return c
 
 
-def join_caller(platform: Platform, room: str, identity: str, logdir: Path) -> Caller:
-    """A caller (tests/agents/caller.py) connected to `room`."""
-    c = _start_caller(platform.livekit.url, platform.token(room, identity), identity, logdir)
+def join_caller(platform: Platform, room: str, identity: str, logdir: Path, *, url: str | None = None,
+                token: str | None = None) -> Caller:
+    """A caller (tests/agents/caller.py) connected to `room`: at livekit-server with a platform
+    token, or at `url` (a gateway) with `token` (a tenant's)."""
+    c = _start_caller(url or platform.livekit.url, token or platform.token(room, identity), identity, logdir)
     c.wait_for("connection", lambda e: e["event"] == "connected", 30)
     return c
 

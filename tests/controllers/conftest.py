@@ -28,7 +28,7 @@ from voxplane.dev import autoscaling
 from voxplane.dev.ports import free_port
 
 from ..kubedrift.conftest import Cluster, secret_env
-from ..support.repo import copy_manifests
+from ..support.repo import copy_manifests, use_free_prometheus_port
 from ..support.wait import wait_until
 
 REGION = "local"
@@ -66,10 +66,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     patch = pytest.MonkeyPatch()
     patch.setenv("VOXPLANE_DEV_STATE", str(tmp_path_factory.mktemp("controllers-dev-state")))
     root = copy_manifests(tmp_path_factory.mktemp("controllers-repo") / "repo")
-    manifest = root / "regions" / "local.yaml"
-    text = manifest.read_text()
-    assert "\nkubernetes:\n" in text
-    manifest.write_text(text.replace("\nkubernetes:\n", f"\nkubernetes:\n  prometheus_url: http://127.0.0.1:{free_port()}\n", 1))
+    use_free_prometheus_port(root)
     project = load((), root).require_project()
     region, agents = project.regions[REGION], project.agents_in(REGION)
     bins = dev_cluster.toolchain_bin_dir()
@@ -78,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)  # the control plane outlives its Popen objects
-            state = dev_cluster.up(region, agents, lambda _line: None)
+            state = dev_cluster.up(region, agents, lambda _line: None, agent_workers=False)  # its pods are stand-ins
             gc.collect()
         c = DevCluster(root, bins, dev_cluster.kubeconfig_path(), region, agents, secret_env(region, agents),
                        prometheus_url=autoscaling.prometheus_url(state))

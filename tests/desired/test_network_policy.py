@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import urllib.parse
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -244,7 +245,8 @@ def test_the_deletion_cost_controller_reaches_prometheus_and_the_api_server_only
     api_server = Peer(str(next(ipaddress.ip_network(first if "/" in first else f"{first}/32").hosts())))
     want: list[tuple[Peer, Peer, str, int, bool, str]] = [
         (me, c.dns, "UDP", 53, True, "it resolves Prometheus' Service name"),
-        (me, c.monitoring, "TCP", 9090, True, "it queries Prometheus"),
+        (me, c.monitoring, "TCP", urllib.parse.urlsplit(c.region.kubernetes.prometheus_url).port or 80, True,
+         "it queries Prometheus (the port of the region's prometheus_url)"),
         (me, api_server, "TCP", 443, True, "it lists and patches pods (the kubernetes Service's port)"),
         (me, api_server, "TCP", 6443, True, "it lists and patches pods (kube-apiserver's own port)"),
         (me, api_server, "TCP", 22, False, "the API server's ports only"),

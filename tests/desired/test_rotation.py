@@ -41,7 +41,7 @@ def templates(objs: tuple[dict[str, Any], ...]) -> dict[tuple[str, str, str], di
 def rolled(name: str) -> set[str]:
     """Workloads of `name` whose pods read root-derived values (what a rotation must roll)."""
     r = region(name)
-    out = {"livekit", "livekit-gateway"} | {a.name for a in _agents(name)}
+    out = {"livekit", "livekit-gateway", "agent-recovery"} | {a.name for a in _agents(name)}
     if r.sip is not None:
         out.add("livekit-sip")
     if r.livekit.redis.mode == "in-cluster":
@@ -122,7 +122,9 @@ def test_no_name_label_or_annotation_holds_secret_material(name):
             for where, text in metadata_strings(obj):
                 for what, value in secrets.items():
                     assert value not in text, f"{obj['kind']}/{obj['metadata']['name']} {where} holds the {what}"
-                    if len(text) >= 8:
+                    # The keys file's secrets are each checked as such; the rest of it is the key
+                    # names, which are no secret (a label may well be `recovery`).
+                    if len(text) >= 8 and what != "keys file":
                         assert text not in value, f"{obj['kind']}/{obj['metadata']['name']} {where} is part of the {what}"
 
 

@@ -23,6 +23,7 @@ from voxplane.desired.common import (
     ANNOTATION_SOURCE,
     GATEWAY_KEY,
     NO_MESH,
+    RECOVERY_KEY,
     SecretValue,
     checksum,
     livekit_internal_url,
@@ -90,7 +91,8 @@ def test_every_object_is_owned_and_sourced(name):
 
 
 def test_server_config_us_east_exact():
-    """The config holds exactly the keys verified in livekit-server v1.13 (prometheus.port, logging.level, key_file)."""
+    """The config holds exactly the keys verified in livekit-server v1.13 (prometheus.port, logging.level, key_file,
+    webhook: protocol webhook.WebHookConfig's urls, api_key, filter_params.include_events)."""
     cfg = server_config(region("us-east"), redis_address="livekit-redis.vox-system.svc.cluster.local:6379")
     assert cfg == {
         "port": 7880,
@@ -103,6 +105,10 @@ def test_server_config_us_east_exact():
         "turn": {"enabled": True, "domain": "turn.us-east.voice.example.com", "tls_port": 5349, "udp_port": 3478},
         "room": {"empty_timeout": 300, "departure_timeout": 20},
         "key_file": "/etc/livekit/keys.yaml",
+        "webhook": {"api_key": "vx-recovery",
+                    "urls": ["http://agent-recovery.vox-system.svc.cluster.local:8080/webhook"],
+                    "filter_params": {"include_events": ["participant_connection_aborted", "participant_joined",
+                                                         "participant_left"]}},
     }
 
 
@@ -159,10 +165,11 @@ def test_keys_come_from_a_secret_mounted_0600(name):
 
 
 def test_server_key_file_holds_platform_keys_only():
-    """Issue #9: livekit-server knows the admin and gateway keys, never a tenant's (tenant keys are
-    the gateway's), so adding a tenant neither changes the key file nor rolls the SFU."""
+    """Issue #9: livekit-server knows the platform's keys (admin, gateway, and since issue #19 the
+    recovery controller's, which signs its webhooks), never a tenant's (tenant keys are the
+    gateway's), so adding a tenant neither changes the key file nor rolls the SFU."""
     r = region("us-east")
-    assert api_key_names(r) == sorted([ADMIN_KEY, GATEWAY_KEY])
+    assert api_key_names(r) == sorted([ADMIN_KEY, GATEWAY_KEY, RECOVERY_KEY])
     assert not any(k.startswith("vxt-") for k in api_key_names(r))
     before = deployment(r)["spec"]["template"]["metadata"]["annotations"]
     extra = dict(r.tenants)
@@ -432,11 +439,14 @@ def test_real_server_authenticates_to_a_password_protected_redis(tmp_path):
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--requirepass", "p4ss-word"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    keys = tmp_path / "keys.yaml"
-    keys.write_text("vx-admin: " + "s" * 64 + "\n")
-    keys.chmod(0o600)
     http_port = free_port()
     cfg = server_config(r, redis_address=f"127.0.0.1:{redis_port}")
+    # The admin key, and the key the server signs its webhooks with (the recovery controller's):
+    # livekit-server refuses to start with a webhook key it does not know.
+    keys = tmp_path / "keys.yaml"
+    key_names = ["vx-admin", *([cfg["webhook"]["api_key"]] if cfg.get("webhook") else [])]
+    keys.write_text("".join(f"{name}: {'s' * 64}\n" for name in key_names))
+    keys.chmod(0o600)
     cfg["port"] = http_port
     udp = free_port("udp")
     cfg["rtc"].update(use_external_ip=False, node_ip="127.0.0.1", tcp_port=free_port(),

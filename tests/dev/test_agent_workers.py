@@ -48,7 +48,9 @@ SESSIONS = 2
 
 def edit(root: Path) -> None:
     only_agents(root, {POOL})
-    set_scaling(root, POOL, min_workers=1, max_workers=3, sessions_per_worker=SESSIONS, scale_down_window=0)
+    # Two sessions per worker: `validate` asks for headroom that starts a scale-up while one is free.
+    set_scaling(root, POOL, min_workers=1, max_workers=3, sessions_per_worker=SESSIONS, target_utilization=45,
+                scale_down_window=0)
 
 
 @pytest.fixture(scope="module")

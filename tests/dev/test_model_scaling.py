@@ -27,13 +27,12 @@ from voxplane.plan.capacity import replica_calls
 from voxplane.desired.common import ACTIVE_JOBS_METRIC, tenant_namespace
 from voxplane.desired.inference import calls_target, model_clients
 from voxplane.dev import autoscaling, cluster
-from voxplane.dev.ports import free_port
 from voxplane.manifest.loader import load
 from voxplane.manifest.quantity import parse_quantity
 from voxplane.deploy.render import render
 
 from tests.support.gauges import GaugeTarget
-from tests.support.repo import copy_manifests
+from tests.support.repo import copy_manifests, use_free_prometheus_port
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -51,15 +50,15 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     patch = pytest.MonkeyPatch()
     patch.setenv("VOXPLANE_DEV_STATE", str(tmp_path_factory.mktemp("dev-state")))
     root = copy_manifests(tmp_path_factory.mktemp("repo") / "repo")
+    use_free_prometheus_port(root, REGION)
     manifest = root / "regions" / f"{REGION}.yaml"
     text = manifest.read_text()
-    assert "\nkubernetes:\n" in text and "\n  kokoro:\n" in text
-    text = text.replace("\nkubernetes:\n", f"\nkubernetes:\n  prometheus_url: http://127.0.0.1:{free_port()}\n", 1)
+    assert "\n  kokoro:\n" in text
     text = text.replace("\n  kokoro:\n", f"\n  kokoro:\n    max_replicas: {MAX_REPLICAS}\n", 1)
     manifest.write_text(text)
     project = load((), root).require_project()
     try:
-        state = cluster.up(project.regions[REGION], project.agents_in(REGION), lambda _line: None)
+        state = cluster.up(project.regions[REGION], project.agents_in(REGION), lambda _line: None, agent_workers=False)
         yield {"state": state, "project": project, "root": root}
     finally:
         cluster.down(lambda _line: None, quiet=True)

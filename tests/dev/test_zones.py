@@ -40,7 +40,7 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     root = copy_manifests(tmp_path_factory.mktemp("repo") / "repo")
     project = load((), root).require_project()
     try:
-        cluster.up(project.regions[REGION], project.agents_in(REGION), lambda _line: None)
+        cluster.up(project.regions[REGION], project.agents_in(REGION), lambda _line: None, agent_workers=False)
         yield {"project": project, "root": root}
     finally:
         cluster.down(lambda _line: None, quiet=True)

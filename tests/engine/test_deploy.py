@@ -87,9 +87,10 @@ def test_the_scheduler_places_each_component_on_its_own_pool(deployment: Deploym
         if component == "inference":
             model = region.models[labels["app.kubernetes.io/instance"]]
             assert node_labels.get("voxplane.io/gpu-group") == model.node_group, f"{pod['metadata']['name']} on {node['metadata']['name']}"
-        elif component in ("sfu", "redis", "gateway", "controller"):
-            # Redis, the gateway (every tenant's key) and the deletion-cost controller (it may
-            # patch every tenant's pods) beside the SFU: never on a node that runs tenant code.
+        elif component in ("sfu", "redis", "gateway", "controller", "recovery"):
+            # Redis, the gateway (every tenant's key), the deletion-cost controller (it may patch
+            # every tenant's pods) and the recovery controller (a key the server knows) beside the
+            # SFU: never on a node that runs tenant code.
             for key, value in region.livekit.node_pool.selector.items():
                 assert node_labels.get(key) == value, f"{pod['metadata']['name']} on {node['metadata']['name']}"
             if component == "sfu":
@@ -107,6 +108,7 @@ def test_the_scheduler_places_each_component_on_its_own_pool(deployment: Deploym
     assert sfu_nodes and max(sfu_nodes.values()) == 1, f"SFU pods per node: {dict(sfu_nodes)}"
     components = Counter(p["metadata"]["labels"].get("app.kubernetes.io/component") for p, _ in placed)
     assert components["gateway"] >= 2 and components["controller"] == 1, dict(components)
+    assert components["recovery"] == 1, dict(components)
     if region.livekit.redis.mode != "external":
         assert components["redis"] == 1, dict(components)
 
@@ -221,7 +223,8 @@ def test_a_model_edit_previews_as_exactly_its_autoscaler(deployment: Deployment)
     """A model's max_replicas is the ScaledObject's bound; the StatefulSet's replicas belong to KEDA."""
     dep = deployment
     region = project(dep).regions[dep.region]
-    model = next(iter(region.models.values()))
+    # Not an LLM at one replica: a second one also brings its router (desired/llm_router.py).
+    model = next(m for m in region.models.values() if m.kind != "llm")
     path = dep.root / region.source.file  # type: ignore[union-attr]
     text = path.read_text()
     block = text.index(f"\n  {model.name}:\n")

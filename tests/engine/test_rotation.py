@@ -51,7 +51,8 @@ def test_rotating_the_root_secret_rolls_what_reads_it(deployment: Deployment):
     system = f"{region.kubernetes.namespace_prefix}-system"
     old_root, new_root = dev_root_secret(dep.region), "rotated-" + dev_root_secret(dep.region)[::-1]
     readers = {("Deployment", system, "livekit"), ("Deployment", system, "livekit-gateway"),
-               ("Deployment", system, "livekit-sip"), ("StatefulSet", system, "livekit-redis")}
+               ("Deployment", system, "agent-recovery"), ("Deployment", system, "livekit-sip"),
+               ("StatefulSet", system, "livekit-redis")}
     readers |= {("Deployment", f"{region.kubernetes.namespace_prefix}-t-{a.tenant}", a.name)
                 for a in project.agents_in(dep.region)}
     before = _workloads(dep)

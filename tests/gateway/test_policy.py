@@ -88,6 +88,29 @@ def test_minted_tokens_hold_only_what_the_call_needs() -> None:
     assert minted["iss"] == "vx-gateway" and minted["exp"] <= p.expires
 
 
+def test_the_platforms_dispatch_attributes_are_refused_to_tenants() -> None:
+    """`voxplane.recovery` marks a dispatch the recovery controller made (issue #19): a tenant may not
+    forge one, in its own rooms or (as everything) in another tenant's; its own attributes pass."""
+    p = authenticate(_sign("vxt-northwind", {"video": {"roomAdmin": True, "room": A_ROOM, "roomCreate": True}}), KEYS)
+    recovery = {"voxplane.recovery": '{"attempt": 1, "lost_at": 1, "lost_job": "AJ_x"}'}
+
+    def dispatch(room: str, **attributes: str) -> bytes:
+        return dispatch_pb.CreateAgentDispatchRequest(agent_name=A_AGENT, room=room,
+                                                      attributes=attributes).SerializeToString()
+
+    for room, attributes, why in ((A_ROOM, recovery, "dispatch attribute 'voxplane.recovery' is the platform's"),
+                                  (B_ROOM, recovery, f"room {B_ROOM!r} is not one of tenant 'northwind'"),
+                                  (A_ROOM, {"voxplane.anything": "x"}, "'voxplane.anything' is the platform's")):
+        with pytest.raises(Denied) as denied:
+            authorize_twirp(p, "livekit.AgentDispatchService", "CreateDispatch", dispatch(room, **attributes), False)
+        assert denied.value.code == "permission_denied" and why in denied.value.message, denied.value.message
+    agent = dispatch_pb.RoomAgentDispatch(agent_name=A_AGENT, attributes=recovery)
+    created = room_pb.CreateRoomRequest(name=A_ROOM, agents=[agent])
+    with pytest.raises(Denied, match="is the platform's"):
+        authorize_twirp(p, "livekit.RoomService", "CreateRoom", created.SerializeToString(), False)
+    assert authorize_twirp(p, "livekit.AgentDispatchService", "CreateDispatch", dispatch(A_ROOM, crm="42"), False)
+
+
 def test_worker_messages() -> None:
     def reg(**kw: Any) -> bytes:
         return agent_pb.WorkerMessage(register=agent_pb.RegisterWorkerRequest(**kw)).SerializeToString()

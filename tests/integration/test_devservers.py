@@ -51,6 +51,8 @@ def region_config() -> dict[str, Any]:
         "logging": {"level": "info"},
         "prometheus": {"port": 6789},
         "turn": {"enabled": True, "domain": "turn.local.example", "tls_port": 5349},
+        "webhook": {"api_key": API_KEY, "urls": ["http://agent-recovery.vox-system.svc.cluster.local:8080/webhook"],
+                    "filter_params": {"include_events": ["participant_left"]}},
     }
 
 
@@ -164,6 +166,10 @@ def test_loopback_config_changes_only_addresses_and_ports() -> None:
     assert cfg["turn"] == {"enabled": False}
     for key in ("region", "keys", "room", "logging"):
         assert cfg[key] == original[key]
+    # The webhook keeps its key and events; its URL (a cluster name) is dropped, or moved to loopback.
+    assert cfg["webhook"] == {**original["webhook"], "urls": []}
+    assert loopback_config(original, port=1, rtc_tcp_port=2, rtc_udp_port=3, redis_address=None,
+                           webhook_urls=["http://127.0.0.1:9/webhook"])["webhook"]["urls"] == ["http://127.0.0.1:9/webhook"]
     assert original == region_config()  # the input is not modified
 
 

@@ -1,6 +1,6 @@
-"""RegionStack: a region's whole platform — SFU, SIP bridge, tenants, GPU node groups, inference
-models, agent pools, the platform controllers and LiveKit control-plane objects — behind one
-Kubernetes provider."""
+"""RegionStack: a region's whole platform — SFU, LiveKit gateway, lost-agent recovery, SIP bridge,
+tenants, GPU node groups, inference models, agent pools, the platform controllers and LiveKit
+control-plane objects — behind one Kubernetes provider."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .images import IMAGE_PLACEHOLDER, FolderImage
 from .inference import InferencePool, InferencePoolArgs, preflight_image
 from .llm_router import LLMRouter, LLMRouterArgs
 from .livekit_objects import LiveKitControlPlane, LiveKitControlPlaneArgs
+from .recovery import AgentRecovery, AgentRecoveryArgs
 from .secrets import SecretResolver
 from .sfu import LiveKitSFU, LiveKitSFUArgs
 from .sip import SIPBridge, SIPBridgeArgs
@@ -39,8 +40,8 @@ class RegionStackArgs:
         agents: Agents whose manifests list this region.
         repo_root: Repository root; agent build directories are relative to it.
         image_registry: Registry the images the stack builds are pushed to: the gateway's, the LLM
-            routers', the deletion-cost controller's, the GPU preflight's and those of agents built
-            from `code.build` (stack config `voxplane:imageRegistry`).
+            routers', the deletion-cost controller's, the recovery controller's, the GPU preflight's
+            and those of agents built from `code.build` (stack config `voxplane:imageRegistry`).
         kube_context: kubeconfig context; unset uses the current context.
         kubeconfig: kubeconfig contents; unset uses KUBECONFIG or ~/.kube/config.
         render_to: When set, the Kubernetes provider writes manifests to this folder instead of
@@ -108,6 +109,13 @@ class RegionStack(pulumi.ComponentResource):
             f"{name}-gateway",
             LiveKitGatewayArgs(region=region, objects=desired.gateway, secrets=secrets,
                                image_registry=args.image_registry, build_images=build_images),
+            opts=after_ns,
+        )
+        # livekit-server's webhooks go to it: a call whose agent is lost gets the agent again.
+        self.recovery = AgentRecovery(
+            f"{name}-recovery",
+            AgentRecoveryArgs(region=region, objects=desired.recovery, secrets=secrets,
+                              image_registry=args.image_registry, build_images=build_images),
             opts=after_ns,
         )
         # The SIP bridge reads the Redis password the SFU component declares: its pods roll only

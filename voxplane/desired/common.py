@@ -90,9 +90,16 @@ def service_host(region: Region, service: str, namespace: str) -> str:
 
 LIVEKIT_SERVICE = "livekit"
 #: The platform's keys: the only ones livekit-server knows. The admin key is the control plane's
-#: and the SIP bridge's; the gateway key is what the gateway signs forwarded requests with.
+#: and the SIP bridge's; the gateway key is what the gateway signs forwarded requests with; the
+#: recovery key is the lost-agent recovery controller's (livekit-server signs its webhooks with it).
 ADMIN_KEY = "vx-admin"
 GATEWAY_KEY = "vx-gateway"
+RECOVERY_KEY = "vx-recovery"
+#: The lost-agent recovery controller's Service (voxplane/controllers/recovery) and the port and
+#: path livekit-server sends its webhooks to.
+RECOVERY_SERVICE = "agent-recovery"
+RECOVERY_WEBHOOK_PORT = 8080
+RECOVERY_WEBHOOK_PATH = "/webhook"
 #: The authorizing gateway's Service (voxplane/gateway): tenants reach LiveKit only through it.
 GATEWAY_SERVICE = "livekit-gateway"
 #: Its Service port: LiveKit's usual one, so a gateway URL looks like a LiveKit URL.
@@ -112,6 +119,12 @@ def gateway_internal_url(region: Region) -> str:
     return f"ws://{service_host(region, GATEWAY_SERVICE, system_namespace(region))}:{GATEWAY_PORT}"
 
 
+def recovery_webhook_url(region: Region) -> str:
+    """Where livekit-server sends its webhooks: the recovery controller's Service."""
+    host = service_host(region, RECOVERY_SERVICE, system_namespace(region))
+    return f"http://{host}:{RECOVERY_WEBHOOK_PORT}{RECOVERY_WEBHOOK_PATH}"
+
+
 def tenant_api_key(tenant: str) -> str:
     """The LiveKit API key name of a tenant. Its secret is derived per region, never stored, and
     known only to the gateway: livekit-server does not accept it."""
@@ -120,7 +133,7 @@ def tenant_api_key(tenant: str) -> str:
 
 def platform_api_keys() -> list[str]:
     """The keys in livekit-server's key file."""
-    return sorted([ADMIN_KEY, GATEWAY_KEY])
+    return sorted([ADMIN_KEY, GATEWAY_KEY, RECOVERY_KEY])
 
 
 def has_llm_router(model: Model) -> bool:

@@ -19,8 +19,9 @@ from typing import Any, Optional
 
 import yaml
 
+from ..controllers.recovery.decide import WEBHOOK_EVENTS
 from ..manifest.model import Region
-from .common import prune
+from .common import RECOVERY_KEY, prune, recovery_webhook_url
 
 #: Where the SFU pod mounts its config and key file (one projected volume).
 CONFIG_DIR = "/etc/livekit"
@@ -77,8 +78,20 @@ def server_config(region: Region, *, redis_address: str) -> dict[str, Any]:
             "room": {"empty_timeout": ROOM_EMPTY_TIMEOUT, "departure_timeout": ROOM_DEPARTURE_TIMEOUT},
             # Keys are read from a Secret-backed file (others-permission bits must be 0).
             "key_file": KEY_FILE_PATH,
+            "webhook": webhook(region),
         }
     )
+
+
+def webhook(region: Region) -> dict[str, Any]:
+    """livekit-server's `webhook` (protocol webhook.WebHookConfig): the events the lost-agent
+    recovery controller acts on, sent to its Service and signed with its own key."""
+    return {
+        "api_key": RECOVERY_KEY,
+        "urls": [recovery_webhook_url(region)],
+        # Only what the controller reads; the rest (tracks, rooms) would be traffic for nothing.
+        "filter_params": {"include_events": sorted(WEBHOOK_EVENTS)},
+    }
 
 
 def _turn(region: Region) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from .inference import build_model, model_clients, model_labels
 from .llm_router import build_router, has_router
 from .namespaces import build_namespaces
 from .network import build_platform_default_deny
+from .recovery import build_recovery
 from .redis import build_redis
 from .sfu import build_sfu
 from .sip import build_sip
@@ -38,6 +39,8 @@ class RegionObjects:
     #: livekit-server and its Redis
     sfu: list[K8sObject]
     gateway: list[K8sObject]
+    #: the recovery controller (lost agents dispatched again)
+    recovery: list[K8sObject]
     #: livekit-sip; empty when the region declares no `sip`
     sip: list[K8sObject]
     #: by GPU node group name
@@ -55,7 +58,7 @@ class RegionObjects:
 
     def all(self) -> list[K8sObject]:
         """Every object, part after part."""
-        out = self.namespaces + self.default_deny + self.sfu + self.gateway + self.sip
+        out = self.namespaces + self.default_deny + self.sfu + self.gateway + self.recovery + self.sip
         for parts in (self.gpu_groups, self.models, self.routers, self.tenants, self.agents):
             for objects in parts.values():
                 out = out + objects
@@ -65,13 +68,14 @@ class RegionObjects:
 def build_region(region: Region, agents: Sequence[Agent], *, image: str) -> RegionObjects:
     """Everything `region` runs, with `agents` (those whose manifests list it). `image` stands
     where the stack builds an image (the gateway's, the LLM routers', the deletion-cost controller's,
-    each `code.build` agent's, the models' GPU preflight): the components put the built image there;
-    drift and the dev servers, which read no image, pass ""."""
+    the recovery controller's, each `code.build` agent's, the models' GPU preflight): the components
+    put the built image there; drift and the dev servers, which read no image, pass ""."""
     return RegionObjects(
         namespaces=build_namespaces(region),
         default_deny=build_platform_default_deny(region),
         sfu=build_redis(region) + build_sfu(region),
         gateway=build_gateway(region, agents, image=image),
+        recovery=build_recovery(region, agents, image=image),
         sip=build_sip(region) if region.sip is not None else [],
         gpu_groups={name: build_gpu_group(region, group) for name, group in region.gpu_node_groups.items()},
         models={name: build_model(region, model, agents, preflight_image=image) for name, model in region.models.items()},

@@ -17,6 +17,7 @@ from .common import (
     K8sObject,
     LIVEKIT_SERVICE,
     NO_MESH,
+    RECOVERY_WEBHOOK_PORT,
     SecretValue,
     checksum,
     config_map,
@@ -38,6 +39,7 @@ from .common import (
 from .media import container_security, host_port, media_pod_spec, media_strategy, sfu_labels
 from .livekit_config import CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, KEYS_FILE, TURN_CERT_DIR, server_config, to_yaml
 from .network import anywhere_peer, dns_egress, monitoring_peer, namespace_peer, network_policy, ports, rule
+from .recovery import recovery_selector
 from .redis import (
     REDIS_PORT,
     redis_address,
@@ -91,7 +93,7 @@ def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
     the gateway and the SIP bridge use it in-cluster), the ICE/TCP port, the ICE/UDP range and, with
     TURN, its ports; Prometheus only on the metrics port. Out: UDP anywhere (media goes to each
     participant's own address and port, and STUN to public servers finds the node's external IP),
-    Redis, DNS."""
+    Redis, the recovery controller's webhook port, DNS."""
     lk = region.livekit
     p = lk.ports
     public = ports(("TCP", p.http), ("TCP", p.rtc_tcp), ("UDP", p.rtc_udp.start, p.rtc_udp.end))
@@ -112,6 +114,9 @@ def _network_policy(region: Region, ns: str, lab: dict[str, str]) -> K8sObject:
         egress=[
             rule(None, [{"protocol": "UDP"}], direction="egress"),
             redis_rule,
+            # Webhooks (participants leaving rooms) to the lost-agent recovery controller.
+            rule([namespace_peer(ns, recovery_selector(region))], ports(("TCP", RECOVERY_WEBHOOK_PORT)),
+                 direction="egress"),
             dns_egress(),
         ],
         annotations=region_source(region),

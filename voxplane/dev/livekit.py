@@ -15,7 +15,7 @@ import copy
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -44,11 +44,14 @@ def loopback_config(
     redis_address: str | None,
     prometheus_port: int | None = None,
     debug_port: int | None = None,
+    webhook_urls: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A copy of a livekit-server `config` with only addresses and ports changed for loopback.
 
-    Everything else (keys, region, room, logging, limits, webhook, ...) is kept, so the
-    server still validates the rest of the rendered config.
+    Everything else (keys, region, room, logging, limits, the webhook's key and events, ...) is
+    kept, so the server still validates the rest of the rendered config. The webhook's URLs (the
+    recovery controller's Service, a cluster name) become `webhook_urls`: the loopback controller's,
+    or none, so the server never resolves a cluster name off this machine.
     """
     cfg: dict[str, Any] = copy.deepcopy(dict(config))
 
@@ -93,6 +96,9 @@ def loopback_config(
     else:
         cfg.pop("debug_handler", None)
 
+    if "webhook" in cfg or webhook_urls:
+        cfg["webhook"] = {**(cfg.get("webhook") or {}), "urls": list(webhook_urls)}
+
     return cfg
 
 
@@ -125,9 +131,11 @@ class LiveKitServer(HttpServer):
         startup_timeout: float = 30.0,
         workdir: Path | str | None = None,
         detached: bool = False,
+        webhook_urls: Sequence[str] = (),
     ) -> None:
         """`redis` is a RedisServer or a "host:port" address; None runs single-node
-        (no SIP/egress/ingress). `binary` defaults to `ensure_livekit_binary()`."""
+        (no SIP/egress/ingress). `binary` defaults to `ensure_livekit_binary()`. `webhook_urls`:
+        where the server sends its webhooks (the loopback recovery controller), none by default."""
         super().__init__(workdir, detached)
         source: dict[str, Any] = dict(DEFAULT_CONFIG if config is None else config)
         redis_address = redis.address if isinstance(redis, RedisServer) else redis
@@ -154,6 +162,7 @@ class LiveKitServer(HttpServer):
             redis_address=redis_address,
             prometheus_port=prom_port if _prometheus_enabled(source) else None,
             debug_port=debug_port if _debug_enabled(source) else None,
+            webhook_urls=webhook_urls,
         )
         self.binary = Path(binary) if binary is not None else None
         self.startup_timeout = startup_timeout

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ..manifest.quantity import parse_quantity
+from .paths import write_private
 
 __all__ = ["PodSpecError", "run_argv", "effective_user"]
 
@@ -188,9 +189,7 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
     for key, value in env.items():
         if "\n" in value:
             raise PodSpecError(f"env {key}: a value with a newline cannot go through an env file")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.writelines(f"{k}={v}\n" for k, v in env.items())
+    write_private(path, "".join(f"{k}={v}\n" for k, v in env.items()))
     return path
 
 

@@ -20,7 +20,8 @@ REMOTE_ONLY_KEYS = frozenset({
 
 
 class RedisServer(ServerProcess):
-    """redis-server on 127.0.0.1 with persistence off."""
+    """redis-server on 127.0.0.1, with persistence off unless `persistent` (an append-only file in
+    the working folder, as the region's in-cluster Redis keeps one: a restart keeps the data)."""
 
     name = "redis"
 
@@ -32,11 +33,13 @@ class RedisServer(ServerProcess):
         startup_timeout: float = 10.0,
         workdir: Path | str | None = None,
         detached: bool = False,
+        persistent: bool = False,
     ) -> None:
         super().__init__(workdir, detached)
         self.port = port or free_port("tcp")
         self.executable = executable
         self.startup_timeout = startup_timeout
+        self.persistent = persistent
 
     @property
     def address(self) -> str:
@@ -49,7 +52,7 @@ class RedisServer(ServerProcess):
             "--port", str(self.port),
             "--bind", LOOPBACK,
             "--save", "",            # no RDB snapshots
-            "--appendonly", "no",    # no AOF
+            "--appendonly", "yes" if self.persistent else "no",
             "--protected-mode", "yes",
             "--dir", str(self.workdir),
             "--daemonize", "no",     # we own the process; logs go to stdout -> log file

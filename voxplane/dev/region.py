@@ -1,7 +1,8 @@
-"""A region's config for the dev servers: the livekit-server config and the gateway config it
-renders, with dev API keys whose secrets derive from the region's dev root secret (a random value
-kept under the cache, `voxplane.dev.stack.dev_root_secret`), exactly as the stack derives them from
-`livekitRootSecret`: the dev stack's keys match these servers, and no production secret is involved.
+"""A region's config for the dev servers: the livekit-server config, the gateway's and the
+recovery controller's configs it renders, with dev API keys whose secrets derive from the region's
+dev root secret (a random value kept under the cache, `voxplane.dev.stack.dev_root_secret`), exactly
+as the stack derives them from `livekitRootSecret`: the dev stack's keys match these servers, and no
+production secret is involved.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..manifest.loader import load_region
 from .ports import LOOPBACK
 from .stack import dev_root_secret
 
-__all__ = ["region_config", "region_gateway"]
+__all__ = ["region_config", "region_gateway", "region_recovery"]
 
 
 def region_config(name: str, root: Path) -> dict[str, Any]:
@@ -52,3 +53,17 @@ def region_gateway(name: str, root: Path, *, upstream: str) -> tuple[str, dict[s
     data = json.loads(config)
     data["upstream"] = upstream
     return json.dumps(data, indent=2, sort_keys=True) + "\n", keys
+
+
+def region_recovery(name: str, root: Path) -> tuple[str, str]:
+    """The recovery controller's config region `name` renders (its ConfigMap's config.json) and the
+    secret of its key, derived from the region's dev root secret. `RecoveryServer` fills in
+    livekit-server's URL, its ports and its key file."""
+    from ..desired.common import RECOVERY_KEY
+    from ..desired.recovery import CONFIG_FILE
+    from ..desired.region import build_region
+
+    loaded = load_region(root, name)
+    objects = build_region(loaded.region, loaded.agents, image="").recovery
+    config = next(o for o in objects if o["kind"] == "ConfigMap")["data"][CONFIG_FILE]
+    return config, derive_api_secret(dev_root_secret(name), name, RECOVERY_KEY)

@@ -1,5 +1,6 @@
-"""The dev servers: Redis, livekit-server and (with a region) its gateway, on loopback in the
-background until `down`, for `make demo`, `voxplane livekit ...` and `voxplane status` by hand.
+"""The dev servers: Redis, livekit-server and (with a region) what the region runs beside it,
+on loopback in the background until `down`, for `make demo`, `voxplane livekit ...` and
+`voxplane status` by hand.
 
     eval "$(voxplane dev servers up [--config livekit.yaml | --region local])"
     voxplane dev servers down
@@ -7,16 +8,19 @@ background until `down`, for `make demo`, `voxplane livekit ...` and `voxplane s
 What runs is recorded in `$VOXPLANE_CACHE/devservers.json` (0600: it holds the admin key's secret),
 each process by pid and create time, so `env` and `down` (in another process) find exactly the
 processes `up` started, and a record whose processes have gone is never used. With a region, the
-server runs the config the region renders and the gateway beside it; `up` then also prints
-`export VOXPLANE_LIVEKIT_TENANT_URL=...`, the URL tenant credentials work at
-(`voxplane dev credentials REGION TENANT`). The servers themselves: `redis`, `livekit`, `gateway`.
+server runs the config the region renders, with its webhooks sent to the lost-agent recovery
+controller (`recovery`), and the gateway's replicas (`gateways`, as many as the region renders)
+run behind one port (`balancer`, the Service's stand-in); `up` then also prints
+`export VOXPLANE_LIVEKIT_TENANT_URL=...`, that port, where tenant credentials work
+(`voxplane dev credentials REGION TENANT`). The servers themselves: `redis`, `livekit`, `gateway`,
+`recovery`, `balancer`.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,19 +28,24 @@ import yaml
 
 from ..manifest.loader import load_region
 from . import standins
+from .balancer import BalancerServer
 from .gateway import GatewayServer
 from .livekit import DEFAULT_CONFIG, LiveKitServer, ensure_livekit_binary
 from .paths import cache_dir, write_private
-from .process import ProcessRecord, ServerStartError
-from .redis import RedisServer
 from .ports import LOOPBACK
-from .region import region_config, region_gateway
+from .process import ProcessRecord, ServerProcess, ServerStartError
+from .recovery import RecoveryServer
+from .redis import RedisServer
+from .region import region_config, region_gateway, region_recovery
 
 __all__ = ["ServersError", "down", "exports", "load_config_file", "running_state", "state_path", "up"]
 
-#: What each server's record must still be for the state to count as running, in `down`'s order:
-#: the gateway first, then LiveKit (it unregisters its node from Redis while draining), then Redis.
-_SERVERS = ("gateway", "livekit", "redis")
+#: The servers of a state, in `down`'s order: the Service stand-in and the gateways first, the
+#: recovery controller, then LiveKit (it unregisters its node from Redis while draining), then Redis.
+#: `gateways` holds a list of records, the others one each.
+_SERVERS = ("balancer", "gateways", "recovery", "livekit", "redis")
+#: Servers whose first SIGTERM starts a drain: `down` sends a second.
+_TERM_TWICE = frozenset({"gateways", "livekit"})
 
 
 class ServersError(RuntimeError):
@@ -76,14 +85,18 @@ def exports(state: Mapping[str, Any]) -> str:
         "LIVEKIT_API_KEY": lk["api_key"],
         "LIVEKIT_API_SECRET": lk["api_secret"],
     }
-    if "gateway" in state:
+    if "balancer" in state:
         # Where tenant credentials work (they are not valid at LIVEKIT_URL, the server itself).
-        pairs["VOXPLANE_LIVEKIT_TENANT_URL"] = state["gateway"]["url"]
+        pairs["VOXPLANE_LIVEKIT_TENANT_URL"] = state["balancer"]["url"]
     return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in pairs.items())
 
 
-def _records(state: Mapping[str, Any]) -> dict[str, ProcessRecord | None]:
-    return {name: ProcessRecord.from_json(state[name]) for name in _SERVERS if name in state}
+def _records(state: Mapping[str, Any]) -> Iterator[tuple[str, ProcessRecord | None]]:
+    """(server, its record) of every process the state names, in `down`'s order."""
+    for name in _SERVERS:
+        entries = state.get(name)
+        for entry in entries if isinstance(entries, list) else [entries] if entries is not None else []:
+            yield name, ProcessRecord.from_json(entry)
 
 
 def running_state() -> dict[str, Any] | None:
@@ -95,20 +108,23 @@ def running_state() -> dict[str, Any] | None:
         return None
     if not isinstance(state, dict) or "livekit" not in state or "redis" not in state:
         return None
-    records = _records(state)
-    if all(record is not None and record.running for record in records.values()):
+    if all(record is not None and record.running for _, record in _records(state)):
         return state
     return None
 
 
 def up(config: Mapping[str, Any] | None, *, region: str | None, root: Path,
        progress: Callable[[str], None]) -> dict[str, Any]:
-    """Start Redis + livekit-server detached (with `region`: its rendered config and its gateway;
-    else `config`, default `DEFAULT_CONFIG`), record them and return the state. Servers already
-    running are kept (and their state returned): `down` first to change the config."""
+    """Start Redis + livekit-server detached (with `region`: its rendered config, its recovery
+    controller and its gateway's replicas behind one port; else `config`, default `DEFAULT_CONFIG`),
+    record them and return the state. Servers already running are kept (and their state returned):
+    `down` first to change the config."""
+    from ..desired.gateway import GATEWAY_REPLICAS
+
     # The region first: a name that names none (UnknownRegion) or invalid manifests (ManifestError)
     # stop or start nothing.
     lk_config = region_config(region, root) if region else dict(config or DEFAULT_CONFIG)
+    recovery_config = region_recovery(region, root) if region else None
     if (running := running_state()) is not None:
         progress("already running; `down` first to change the config")
         return running
@@ -116,17 +132,30 @@ def up(config: Mapping[str, Any] | None, *, region: str | None, root: Path,
     workdir = cache_dir() / "devservers"
     binary = ensure_livekit_binary()
     redis = RedisServer(workdir=workdir, detached=True)
-    lk = LiveKitServer(lk_config, redis=redis, binary=binary, workdir=workdir, detached=True)
-    gateway: GatewayServer | None = None
+    recovery: RecoveryServer | None = None
+    if recovery_config is not None:
+        # Its ports first: livekit-server's config names its webhook URL.
+        recovery = RecoveryServer(*recovery_config, workdir=workdir, detached=True)
+    lk = LiveKitServer(lk_config, redis=redis, binary=binary, workdir=workdir, detached=True,
+                       webhook_urls=[recovery.webhook_url] if recovery else ())
+    gateways: list[GatewayServer] = []
+    balancer: BalancerServer | None = None
+    started: list[ServerProcess] = []
     try:
-        redis.start()
-        lk.start()
-        if region:
+        started += [redis.start(), lk.start()]
+        if region and recovery is not None:
+            recovery.upstream = lk.http_url
+            started.append(recovery.start())
             gateway_config, gateway_keys = region_gateway(region, root, upstream=lk.http_url)
-            gateway = GatewayServer(gateway_config, gateway_keys, workdir=workdir, detached=True).start()
+            for i in range(GATEWAY_REPLICAS):  # as many as the region's Deployment runs
+                gateway = GatewayServer(gateway_config, gateway_keys, workdir=workdir / f"gateway-{i}", detached=True)
+                started.append(gateway.start())
+                gateways.append(gateway)
+            balancer = BalancerServer([(LOOPBACK, g.port) for g in gateways], workdir=workdir, detached=True)
+            started.append(balancer.start())
     except (ServerStartError, ValueError) as e:
-        lk.stop()
-        redis.stop()
+        for process in reversed(started):
+            process.stop()
         raise ServersError(str(e)) from e
 
     assert redis.record is not None and lk.record is not None
@@ -143,18 +172,25 @@ def up(config: Mapping[str, Any] | None, *, region: str | None, root: Path,
             "log": str(lk.log_path),
         },
     }
-    if gateway is not None and gateway.record is not None:
-        state["gateway"] = {**gateway.record.as_json(), "url": gateway.url, "config": str(gateway.config_path),
-                            "log": str(gateway.log_path)}
+    if recovery is not None and recovery.record is not None:
+        state["recovery"] = {**recovery.record.as_json(), "webhook_url": recovery.webhook_url,
+                             "metrics_url": recovery.metrics_url, "log": str(recovery.log_path)}
+    if gateways and balancer is not None and balancer.record is not None:
+        state["gateways"] = [{**g.record.as_json(), "url": g.url, "config": str(g.config_path), "log": str(g.log_path)}
+                             for g in gateways if g.record is not None]
+        state["balancer"] = {**balancer.record.as_json(), "url": balancer.url, "log": str(balancer.log_path)}
     if region:
-        # Agent pods the dev cluster runs reach LiveKit through these (its pod runner reads them).
+        # Agent pods the dev cluster runs reach LiveKit through these (its pod runner reads them);
+        # the gateway's Service is its replicas' balancer, as in a cluster.
         state["standins"] = standins.publish_region_servers(
             load_region(root, region).region, livekit=f"{LOOPBACK}:{lk.port}",
-            gateway=f"{LOOPBACK}:{gateway.port}" if gateway is not None else None)
+            gateway=f"{LOOPBACK}:{balancer.port}" if balancer is not None else None)
     write_private(state_path(), json.dumps(state, indent=2))  # holds the API secret, like the config file
     progress(
         f"livekit-server {lk.http_url} (log {lk.log_path}), redis {redis.address}"
-        + (f", gateway {gateway.http_url} (log {gateway.log_path})" if gateway is not None else "")
+        + (f", recovery {recovery.webhook_url} (log {recovery.log_path})" if recovery is not None else "")
+        + (f", gateway x{len(gateways)} behind {balancer.http_url} (logs {workdir}/gateway-*/)"
+           if balancer is not None else "")
     )
     return state
 
@@ -169,9 +205,9 @@ def down(progress: Callable[[str], None], quiet: bool = False) -> None:
     if isinstance(state, dict):
         for address in state.get("standins") or []:
             standins.withdraw(address)
-        for name, record in _records(state).items():
+        for name, record in _records(state):
             if record is not None:
-                record.stop(timeout=5.0, term_twice=name != "redis")
+                record.stop(timeout=5.0, term_twice=name in _TERM_TWICE)
     path.unlink(missing_ok=True)
     if not quiet:
         progress("stopped")

@@ -341,7 +341,8 @@ async def session(ctx: JobContext) -> None:
     )
     platform.end_call_with_session(ctx, agent_session)
     await agent_session.start(agent=Agent(instructions=INSTRUCTIONS), room=ctx.room)
-    await agent_session.generate_reply(instructions="Greet the caller and ask how you can help.")
+    # A call the platform recovered (its first agent was lost) opens with an apology, not a greeting.
+    await agent_session.generate_reply(instructions=platform.opening(ctx, "Greet the caller and ask how you can help."))
 
 
 if __name__ == "__main__":

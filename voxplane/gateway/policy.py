@@ -43,6 +43,8 @@ JOIN_VIDEO_GRANTS = ("canPublish", "canSubscribe", "canPublishData", "canPublish
 #: RegisterWorkerRequest fields a worker may set; the rest must stay at their defaults.
 REGISTER_FIELDS = frozenset({"type", "agent_name", "version", "ping_interval", "allowed_permissions", "deployment",
                              "instance_id"})
+#: Attributes of this prefix on a dispatch are the platform's (`voxplane.recovery`): tenants may not set them.
+PLATFORM_ATTRIBUTE_PREFIX = "voxplane."
 #: Worker messages the gateway passes on (after checking `register`). `simulate_job` asks the
 #: server to create a job in any room it names: refused.
 WORKER_MESSAGES = frozenset({"register", "availability", "update_worker", "update_job", "ping", "migrate_job"})
@@ -255,9 +257,18 @@ def _dest_room(scope: TenantScope, video: Mapping[str, Any], req: Any) -> TwirpD
     return TwirpDecision({"video": {"roomAdmin": True, "room": req.room, "destinationRoom": req.destination_room}})
 
 
+def _tenant_attributes(attributes: Mapping[str, str]) -> None:
+    """Dispatch attributes are the tenant's own, except the platform's namespace: `voxplane.recovery`
+    marks a dispatch the platform made to replace a lost agent (voxplane/controllers/recovery)."""
+    for key in attributes:
+        if key.startswith(PLATFORM_ATTRIBUTE_PREFIX):
+            raise Denied("permission_denied", f"dispatch attribute {key!r} is the platform's", "scope")
+
+
 def _room_dispatches(scope: TenantScope, agents: Any) -> None:
     for d in agents:
         _own_agent(scope, d.agent_name)
+        _tenant_attributes(d.attributes)
 
 
 def _create_room(scope: TenantScope, video: Mapping[str, Any], req: Any) -> TwirpDecision:
@@ -296,7 +307,9 @@ def _list_rooms(scope: TenantScope, video: Mapping[str, Any], req: Any) -> Twirp
 
 def _create_dispatch(scope: TenantScope, video: Mapping[str, Any], req: Any) -> TwirpDecision:
     _own_agent(scope, req.agent_name)
-    return _admin_on(scope, video, req.room)
+    decision = _admin_on(scope, video, req.room)
+    _tenant_attributes(req.attributes)
+    return decision
 
 
 #: service -> method -> (request type, check). Anything else is refused.

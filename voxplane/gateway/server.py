@@ -4,6 +4,10 @@ Routes (everything else answers 404):
 
 - `POST /twirp/<service>/<method>`: checked by `policy.authorize_twirp`, forwarded with a token
   minted for that one call; list responses filtered to the tenant's objects.
+
+While livekit-server does not answer (restarting, its node gone), API calls get Twirp's
+`unavailable` (503, retryable for LiveKit's SDKs), `/rtc/validate` a 503 and WebSocket upgrades a
+502; the gateway logs the outage once, when it starts, and once when the server answers again.
 - `GET /rtc`, `/rtc/v1` (WebSocket) and `/rtc/validate`, `/rtc/v1/validate`: room joins, checked
   by `policy.authorize_join`. Signalling only: media (ICE/UDP, TCP, TURN) goes to the SFU nodes
   directly, at the addresses the server puts in its answer.
@@ -46,6 +50,10 @@ MAX_SIGNAL_MESSAGE = 2 * 1024 * 1024
 MAX_API_BODY = 10 * 1024 * 1024
 #: WebSocket close code for a message the policy refuses (RFC 6455 "policy violation").
 CLOSE_POLICY = 1008
+#: What a request livekit-server could not be reached for gets (the server restarting, its node gone).
+UNAVAILABLE = "livekit-server is unavailable; retry shortly"
+#: Errors of a request to livekit-server that mean it did not answer (refused, reset, timed out).
+UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 #: Seconds between SIGTERM and closing the listeners: readiness fails first, so load balancers and
 #: Service endpoints stop sending new connections; open ones reconnect elsewhere (LiveKit clients
 #: resume signalling with their refresh token, workers re-register).
@@ -84,6 +92,12 @@ def _twirp_error(denied: Denied) -> web.Response:
     return web.json_response({"code": denied.code, "msg": denied.message}, status=denied.status)
 
 
+def _twirp_unavailable() -> web.Response:
+    """livekit-server did not answer: Twirp's `unavailable` (HTTP 503), which LiveKit's SDKs treat
+    as retryable, with `Retry-After`."""
+    return web.json_response({"code": "unavailable", "msg": UNAVAILABLE}, status=503, headers={"Retry-After": "1"})
+
+
 def _twirp_limited(limited: Limited) -> web.Response:
     """Twirp's error body with code `resource_exhausted` (HTTP 429), as livekit-server answers."""
     return web.json_response({"code": limited.code, "msg": limited.message}, status=limited.status,
@@ -108,6 +122,8 @@ class Gateway:
         self._session: Optional[aiohttp.ClientSession] = None
         self._runners: list[web.AppRunner] = []
         self._sockets: set[web.WebSocketResponse] = set()
+        #: livekit-server failed to answer the last request sent to it (logged once per outage).
+        self._upstream_down = False
         upstream = config.upstream
         self._ws_upstream = "ws" + upstream[len("http"):] if upstream.startswith("http") else upstream
 
@@ -221,17 +237,38 @@ class Gateway:
             return _twirp_error(d)
         token = self.keys.mint(decision.claims, ttl=self.config.token_ttl_seconds, not_after=principal.expires)
         started = time.perf_counter()
-        async with self.session.post(
-            f"{self.config.upstream}/twirp/{service}/{method}", data=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": request.content_type},
-        ) as resp:
-            data = await resp.read()
-            self.metrics.upstream(route, time.perf_counter() - started)
-            if resp.status == 200 and decision.filter_response is not None:
-                data = decision.filter_response(data, json_body)
-            self.metrics.request(route, principal.label, "forwarded")
-            return web.Response(status=resp.status, body=data,
-                                headers={"Content-Type": resp.headers.get("Content-Type", request.content_type)})
+        try:
+            async with self.session.post(
+                f"{self.config.upstream}/twirp/{service}/{method}", data=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": request.content_type},
+            ) as resp:
+                data = await resp.read()
+        except UPSTREAM_ERRORS as e:
+            self._upstream_lost(route, principal.label, e)
+            return _twirp_unavailable()
+        self._upstream_back()
+        self.metrics.upstream(route, time.perf_counter() - started)
+        if resp.status == 200 and decision.filter_response is not None:
+            data = decision.filter_response(data, json_body)
+        self.metrics.request(route, principal.label, "forwarded")
+        return web.Response(status=resp.status, body=data,
+                            headers={"Content-Type": resp.headers.get("Content-Type", request.content_type)})
+
+    # --- livekit-server unreachable ---
+
+    def _upstream_lost(self, route: str, label: str, error: BaseException) -> None:
+        """Count a request livekit-server did not answer; log the first of an outage only (a
+        restart of the server must not become a line per request, nor a traceback)."""
+        self.metrics.request(route, label, "upstream_error")
+        if not self._upstream_down:
+            self._upstream_down = True
+            log.warning("gateway: livekit-server at %s unreachable (%s); answering 503 unavailable until it is back",
+                        self.config.upstream, error or type(error).__name__)
+
+    def _upstream_back(self) -> None:
+        if self._upstream_down:
+            self._upstream_down = False
+            log.info("gateway: livekit-server at %s answers again", self.config.upstream)
 
     # --- limits ---
 
@@ -294,10 +331,15 @@ class Gateway:
         if isinstance(token, web.Response):
             return token
         query = [(k, v) for k, v in request.query.items() if k != "access_token"]
-        async with self.session.get(f"{self.config.upstream}{request.path}?{urlencode(query)}",
-                                    headers={"Authorization": f"Bearer {token}"}) as resp:
-            return web.Response(status=resp.status, body=await resp.read(),
-                                headers={"Access-Control-Allow-Origin": "*"})
+        try:
+            async with self.session.get(f"{self.config.upstream}{request.path}?{urlencode(query)}",
+                                        headers={"Authorization": f"Bearer {token}"}) as resp:
+                status, data = resp.status, await resp.read()
+        except UPSTREAM_ERRORS as e:
+            self._upstream_lost(route, principal.label, e)
+            return web.Response(status=503, text=UNAVAILABLE, headers={"Retry-After": "1"})
+        self._upstream_back()
+        return web.Response(status=status, body=data, headers={"Access-Control-Allow-Origin": "*"})
 
     async def _rtc(self, request: web.Request) -> web.StreamResponse:
         route = "rtc"
@@ -363,11 +405,13 @@ class Gateway:
                                                      autoping=True)
         except aiohttp.WSServerHandshakeError as e:
             # The server's own refusal (401, 404, ...), passed on as it gave it.
+            self._upstream_back()
             self.metrics.request(route, label, f"upstream_{e.status}")
             return web.Response(status=e.status, text=e.message or "refused by livekit-server")
-        except aiohttp.ClientError as e:
-            self.metrics.request(route, label, "upstream_error")
+        except UPSTREAM_ERRORS as e:
+            self._upstream_lost(route, label, e)
             return web.Response(status=502, text=f"livekit-server unreachable: {e}")
+        self._upstream_back()
 
         try:
             await client.prepare(request)

@@ -160,6 +160,11 @@ def _image_repository(image: str) -> str:
     return name[:colon] if colon > slash else name
 
 
+#: Platform components whose image the stack builds, and the folder it builds them from.
+_BUILT_COMPONENTS = {"gateway": "voxplane/gateway", "recovery": "voxplane/controllers/recovery",
+                     ROUTER_COMPONENT: "voxplane/llm_router"}
+
+
 def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[tuple[str, Optional[str]]]:
     """What the stack builds an image of the workload from, and the one container that runs it
     (None: every container of the Deployment); None when every image is prebuilt, compared as is."""
@@ -171,14 +176,11 @@ def _built_image(obj: Mapping[str, Any], agent: Optional[Agent]) -> Optional[tup
         return None
     if agent is not None and agent.code.build is not None:
         return "code.build", None
-    component = labels.get("app.kubernetes.io/component")
-    if component == "gateway":
-        return "voxplane/gateway", None
-    if component == ROUTER_COMPONENT:
-        return "voxplane/llm_router", None
+    component = labels.get("app.kubernetes.io/component", "")
     if (component, labels.get("app.kubernetes.io/name")) == ("controller", DELETION_COST):
         return "voxplane/controllers/deletion_cost", None
-    return None
+    folder = _BUILT_COMPONENTS.get(component)
+    return (folder, None) if folder is not None else None
 
 
 def _containers(obj: Mapping[str, Any], field: str = "containers") -> list[dict[str, Any]]:

@@ -1,0 +1,35 @@
+"""The recovery controller as its image runs it (voxplane/controllers/recovery/Dockerfile), without
+a Docker engine: the package copied under empty `voxplane` and `voxplane.controllers` packages, and
+an interpreter with only the image's locked requirements (scripts/ensure-controller-venv.sh)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from voxplane.components.recovery import RECOVERY_CONTEXT
+
+from ..support.repo import REPO
+
+CONTEXT = Path(RECOVERY_CONTEXT)
+NAME = CONTEXT.name
+
+
+def recovery_image_python() -> str:
+    """The interpreter of the venv holding exactly the controller image's locked requirements."""
+    script = REPO / "scripts" / "ensure-controller-venv.sh"
+    done = subprocess.run(["bash", str(script), NAME, "--print-path"], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} failed:\n{done.stderr[-2000:]}")
+    return str(Path(done.stdout.strip()) / "bin" / "python")
+
+
+def stage_image_context(dst: Path) -> Path:
+    """`dst` laid out as the image's /opt/voxplane: empty `voxplane` and `voxplane.controllers`
+    packages holding a copy of the build context as `voxplane.controllers.recovery`."""
+    (dst / "voxplane" / "controllers").mkdir(parents=True)
+    (dst / "voxplane" / "__init__.py").write_text("")
+    (dst / "voxplane" / "controllers" / "__init__.py").write_text("")
+    shutil.copytree(CONTEXT, dst / "voxplane" / "controllers" / NAME, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dst
