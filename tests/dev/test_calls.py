@@ -1,6 +1,6 @@
 """What `voxplane dev calls` asks of the server for a routed call (voxplane/dev/calls.py): the room
 livekit-sip has the server create (the rule's room name and room_config) and the caller's token
-(the SIP participant the rule describes). The calls themselves run in tests/dev/test_agent_workers.py."""
+(the SIP participant the rule describes). The calls themselves run against the pod runner in the branch i21-motion tests (not yet green on main)."""
 
 from __future__ import annotations
 
