@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +25,7 @@ import yaml
 from voxplane.dev import autoscaling, cluster
 from voxplane.manifest.loader import load
 
+from tests.support.gauges import GaugeTarget
 from tests.support.repo import copy_manifests, use_free_prometheus_port
 from tests.support.wait import wait_until
 
@@ -37,38 +36,6 @@ WORKLOAD = "load-worker"
 METRIC = "voxplane_dev_test_load"
 #: Each replica is meant to carry this much load (the ScaledObject's threshold, an AverageValue).
 PER_REPLICA = 2
-
-
-class LoadTarget:
-    """A /metrics endpoint on loopback whose one gauge the test sets: what Prometheus scrapes."""
-
-    def __init__(self) -> None:
-        self.value = 0
-        target = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                if self.path != "/metrics":
-                    self.send_error(404)
-                    return
-                body = f"# TYPE {METRIC} gauge\n{METRIC} {target.value}\n".encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +104,7 @@ def objects(prometheus: str) -> list[dict[str, Any]]:
 
 
 def test_prometheus_keda_and_the_hpa_controller_scale_a_deployment_up_and_back_down(dev_cluster: dict[str, Any]) -> None:
-    target = LoadTarget()
+    target = GaugeTarget(METRIC)
     autoscaling.write_scrape_target("autoscaling-loop", [target.address], {"job": "load-source"})
     try:
         # Where the region's ScaledObjects send KEDA (the render's serverAddress).
