@@ -55,9 +55,11 @@ servers:
 	bash scripts/ensure-tool.sh lkconfig
 	bash scripts/ensure-vllm-venv.sh
 	bash scripts/ensure-agents-venv.sh
-	bash scripts/ensure-gateway-venv.sh
-	bash scripts/ensure-router-venv.sh
-	bash scripts/ensure-controller-venv.sh deletion_cost
+	bash scripts/ensure-image-venv.sh voxplane/gateway
+	bash scripts/ensure-image-venv.sh voxplane/llm_router
+	bash scripts/ensure-image-venv.sh voxplane/gpu_preflight
+	bash scripts/ensure-image-venv.sh voxplane/controllers/deletion_cost
+	bash scripts/ensure-image-venv.sh voxplane/controllers/recovery
 	bash scripts/fetch-crds.sh
 	bash scripts/ensure-scanners.sh
 	bash scripts/ensure-ci-linters.sh

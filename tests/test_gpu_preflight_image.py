@@ -1,7 +1,7 @@
 """The GPU preflight image's build context (voxplane/gpu_preflight, built by the region stack)
 holds all the preflight runs: the package imports only itself, the standard library and its
 locked requirement (nvidia-ml-py), and runs from a copy laid out as the image lays it out, with an
-interpreter holding only that requirement (scripts/ensure-gpu-preflight-venv.sh). No Docker engine
+interpreter holding only that requirement (scripts/ensure-image-venv.sh). No Docker engine
 runs here: what the image build adds is the base OS and a `pip install` of the same hashed file."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from voxplane.desired.inference import PREFLIGHT_REPOSITORY
 from voxplane.deploy.render import PLACEHOLDER_DIGEST, render
 
 from .support.repo import REPO
+from .support.image_venv import image_python
 
 CONTEXT = Path(PREFLIGHT_CONTEXT)
 
@@ -84,10 +85,7 @@ def test_from_the_image_layout_without_a_gpu_it_says_so_in_one_line(tmp_path: Pa
     """The package as the image holds it, run by an interpreter with only the locked nvidia-ml-py:
     on this machine (no NVIDIA driver) one line naming NVMLError_LibraryNotFound, the JSON report,
     exit 1."""
-    done = subprocess.run(["bash", str(REPO / "scripts" / "ensure-gpu-preflight-venv.sh"), "--print-path"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    python = Path(done.stdout.strip()) / "bin" / "python"
+    python = image_python("voxplane/gpu_preflight")
     staged = tmp_path / "opt-voxplane"
     (staged / "voxplane").mkdir(parents=True)
     (staged / "voxplane" / "__init__.py").write_text("")

@@ -1,27 +1,23 @@
 """A controller as its image runs it (voxplane/controllers/<name>/Dockerfile), without a Docker
 engine: the package copied under empty `voxplane` and `voxplane.controllers` packages, and an
-interpreter with only the image's locked requirements (scripts/ensure-controller-venv.sh)."""
+interpreter with only the image's locked requirements (scripts/ensure-image-venv.sh)."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 from voxplane.components.deletion_cost import CONTROLLER_CONTEXT
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support.image_venv import image_python
+
 CONTEXT = Path(CONTROLLER_CONTEXT)
 NAME = CONTEXT.name
 
 
 def controller_image_python() -> str:
     """The interpreter of the venv holding exactly the controller image's locked requirements."""
-    script = REPO / "scripts" / "ensure-controller-venv.sh"
-    done = subprocess.run(["bash", str(script), NAME, "--print-path"], capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"{script.name} failed:\n{done.stderr[-2000:]}")
-    return str(Path(done.stdout.strip()) / "bin" / "python")
+    return str(image_python(f"voxplane/controllers/{NAME}"))
 
 
 def stage_image_context(dst: Path) -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ._image import CONTEXT, NAME, REPO, controller_image_python, stage_image_context
+from ..support.repo import REPO
+from ._image import CONTEXT, NAME, controller_image_python, stage_image_context
 
 #: Import names of the locked requirements' top-level packages (requirements.txt's header).
 REQUIREMENT_MODULES = {"kubernetes": "kubernetes", "requests": "requests", "prometheus-client": "prometheus_client",

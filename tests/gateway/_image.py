@@ -1,25 +1,20 @@
 """The gateway as its image runs it (voxplane/gateway/Dockerfile), without a Docker engine: the
 package copied under an empty `voxplane` package, and an interpreter with only the image's locked
-requirements (scripts/ensure-gateway-venv.sh). For the gateway tests and bench/gateway.py."""
+requirements (scripts/ensure-image-venv.sh). For the gateway tests and bench/gateway.py."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 from voxplane.components.gateway import GATEWAY_CONTEXT
 
-from ..support.repo import REPO
+from ..support.image_venv import image_python
 
 
 def gateway_image_python() -> str:
     """The interpreter of the venv holding exactly the gateway image's locked requirements."""
-    script = REPO / "scripts" / "ensure-gateway-venv.sh"
-    done = subprocess.run(["bash", str(script), "--print-path"], capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"{script.name} failed:\n{done.stderr[-2000:]}")
-    return str(Path(done.stdout.strip()) / "bin" / "python")
+    return str(image_python("voxplane/gateway"))
 
 
 def stage_image_context(dst: Path) -> Path:

@@ -2,7 +2,7 @@
 Redis, and the gateway running as its own process with the config `local` renders (addresses
 moved to loopback). The gateway runs as its image runs it: the package copied as the Dockerfile
 lays it out (under an empty `voxplane` package) and an interpreter with only the image's locked
-requirements (scripts/ensure-gateway-venv.sh), so every test here is a test of what ships.
+requirements (scripts/ensure-image-venv.sh voxplane/gateway), so every test here is a test of what ships.
 Servers never skip: one that cannot start fails the test with its reason."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The LLM router (vllm-router, from the venv scripts/ensure-router-venv.sh builds out of the router
+"""The LLM router (vllm-router, from the venv scripts/ensure-image-venv.sh builds out of the router
 image's own locked requirements) started with the command, arguments and environment the render
 gives a model's router Deployment, in front of real vLLM servers (tests/support/vllm.py).
 
@@ -28,13 +28,13 @@ import pytest
 from voxplane.dev.ports import free_ports
 from voxplane.deploy.render import render
 
+from .image_venv import image_python
 from .repo import REPO
 from .vllm import get, scrape
 from .wait import wait_until
 
 __all__ = ["RouterProcess", "rendered_router", "router_python"]
 
-ENSURE = REPO / "scripts" / "ensure-router-venv.sh"
 #: The rendered flags of service discovery: each with the number of values it takes (None: the
 #: values up to the next flag).
 DISCOVERY_FLAGS = {"--service-discovery": 0, "--selector": None, "--service-discovery-namespace": 1,
@@ -43,11 +43,11 @@ DISCOVERY_FLAGS = {"--service-discovery": 0, "--selector": None, "--service-disc
 
 @functools.lru_cache(maxsize=None)
 def router_python() -> Path:
-    """The interpreter of the router venv (scripts/ensure-router-venv.sh, cached)."""
-    done = subprocess.run(["bash", str(ENSURE), "--print-path"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        pytest.fail(f"scripts/{ENSURE.name} failed: {done.stderr.strip()[-2000:]}")
-    return Path(done.stdout.strip()) / "bin" / "python"
+    """The interpreter of the router venv (scripts/ensure-image-venv.sh, cached)."""
+    try:
+        return image_python("voxplane/llm_router")
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,5 +1,5 @@
 """vllm-router's own checks of its arguments, stopped before it serves; run by the router venv's
-interpreter (scripts/ensure-router-venv.sh):
+interpreter (scripts/ensure-image-venv.sh voxplane/llm_router):
 
     python router_cli.py ARGS...
 
