@@ -24,7 +24,15 @@ cores (`--sessions` per worker, at most `--max-workers`); every other setting is
    `--hold` seconds): with the render's margin (the ScaledObject's threshold as rendered) and
    without it (threshold = sessions per worker, as before the margin existed), one run each.
 
-Prints one line per ramp, then p50/max per stage and the refused counts. `make bench` runs it
+3. Scale-down (`--scaledown-rounds` each way): the pool grown to its maximum by calls on every
+   worker, then every call ended but one, kept on the newest worker that carries one (the pod the
+   ReplicaSet controller removes first when nothing else tells them apart); when the pool has
+   shrunk, was the worker carrying the live call among the removed? With the deletion-cost
+   controller as the region runs it, and without it (its Deployment scaled to 0, the costs it
+   wrote removed). The pool's scale-down window is set to 45 s for this part (longer than the
+   costs' lag); the ramps run with 0 to settle fast.
+
+Prints one line per ramp, then p50/max per stage, the refused counts and the scale-down counts. `make bench` runs it
 (`--ramps 10`); heavy: run it alone (it takes the machine's two cores for ~30 min).
 """
 
@@ -272,6 +280,81 @@ class Bench:
         self.run = self._new_run()
         return counts
 
+    # -- 3. scale-down: which worker goes ------------------------------------------------------------
+
+    def set_window(self, seconds: int) -> None:
+        self.kube.request("PATCH", f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects/{POOL}", body=[
+            {"op": "replace", "value": seconds,
+             "path": "/spec/advanced/horizontalPodAutoscalerConfig/behavior/scaleDown/stabilizationWindowSeconds"}],
+            content_type="application/json-patch+json")
+
+    def set_controller(self, on: bool) -> None:
+        """The deletion-cost controller running (1 replica, as rendered) or not (0, its costs removed)."""
+        self.m.kubectl("scale", "deployment", "pod-deletion-cost", "-n", "vox-system", f"--replicas={1 if on else 0}")
+        if not on:
+            self.m.kubectl("annotate", "pods", "-n", NS, "-l", SELECTOR, "controller.kubernetes.io/pod-deletion-cost-")
+
+    def carriers(self) -> dict[int, str]:
+        """Each live call's worker pod (livekit-server's record of its job)."""
+        by_id = {}
+        for p in self.pods():
+            state = self.worker_get(p["metadata"]["name"], "/worker")
+            if isinstance(state, dict):
+                by_id[state["worker_id"]] = p["metadata"]["name"]
+        out = {}
+        with self.run._admin() as admin:
+            for call in self.run.calls:
+                if call.hung_up or call.room is None or call.state != "answered":
+                    continue
+                room = call.room
+                dispatches = admin.call("ListDispatch", lambda lk: lk.agent_dispatch.list_dispatch(room))
+                ids = [j.state.worker_id for d in dispatches for j in d.state.jobs if j.state.worker_id in by_id]
+                if ids:
+                    out[call.index] = by_id[ids[0]]
+        return out
+
+    def scale_down_round(self, max_workers: int, sessions: int) -> Optional[bool]:
+        """One round (see 3. above): True when the worker carrying the live call was removed, None
+        when the round could not be set up (the pool did not grow)."""
+        self.settle()
+        self.run = self._new_run()
+        try:
+            for _ in range(sessions):
+                self.place()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and len([p for p in self.pods() if ready(p)]) < max_workers:
+                with self.run._admin() as admin:
+                    self.run.step(admin, check_jobs=False)
+                time.sleep(1)
+            for _ in range(sessions):
+                call = self.place()
+                self.wait_answered(call)
+            carriers = self.carriers()
+            pods = {p["metadata"]["name"]: p["metadata"]["creationTimestamp"] for p in self.pods()}
+            if len(pods) < max_workers or not carriers:
+                return None
+            # Prometheus holds the calls (what the controller, when it runs, reads), then a reading more.
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and self.scraped()[0] < len(carriers):
+                time.sleep(1)
+            time.sleep(16)
+            busy = max(set(carriers.values()), key=lambda pod: (pods[pod], pod))
+            kept = min(i for i, pod in carriers.items() if pod == busy)
+            for index in carriers:
+                if index != kept:
+                    self.run.end(index)
+            deadline = time.monotonic() + 400
+            while time.monotonic() < deadline:
+                with self.run._admin() as admin:
+                    self.run.step(admin, check_jobs=False)
+                live = [p for p in self.pods() if not p["metadata"].get("deletionTimestamp")]
+                if len(live) < max_workers:
+                    return busy not in {p["metadata"]["name"] for p in live}
+                time.sleep(1)
+            return None
+        finally:
+            self.hang_up_all()
+
     def set_threshold(self, value: float) -> None:
         self.kube.request("PATCH", f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects/{POOL}",
                           body=[{"op": "replace", "path": "/spec/triggers/0/metadata/threshold", "value": f"{value:g}"}],
@@ -285,7 +368,8 @@ def main() -> int:
     parser.add_argument("--max-workers", type=int, default=3)
     parser.add_argument("--rate", type=float, default=0.2, help="calls a second in the refused-calls runs")
     parser.add_argument("--hold", type=float, default=90, help="seconds each call of the refused-calls runs lasts")
-    parser.add_argument("--parts", default="ramps,refused", help="comma-separated: ramps, refused")
+    parser.add_argument("--scaledown-rounds", type=int, default=3, help="scale-down rounds with and without the controller")
+    parser.add_argument("--parts", default="ramps,refused,scaledown", help="comma-separated: ramps, refused, scaledown")
     parser.add_argument("--scaling", default="", help="extra scaling fields for the pool, e.g. target_utilization=40")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -337,6 +421,22 @@ def main() -> int:
                     for label, counts in results.items():
                         print(f"  {label:<16} threshold {rendered if label.startswith('with ') else args.sessions:g}: "
                               f"{counts['refused']} refused, {counts['answered']} answered of {counts['placed']}")
+                if "scaledown" in parts:
+                    bench.set_window(45)
+                    removed: dict[str, list[Optional[bool]]] = {}
+                    for label, on in (("with the deletion-cost controller", True), ("without it", False)):
+                        bench.set_controller(on)
+                        removed[label] = []
+                        for i in range(args.scaledown_rounds):
+                            removed[label].append(bench.scale_down_round(args.max_workers, args.sessions))
+                            log(f"scale-down {label}, round {i + 1}: busy worker removed: {removed[label][-1]}")
+                    bench.set_controller(True)
+                    bench.set_window(0)
+                    print(f"\nscale-down from {args.max_workers} workers with one live call on the newest busy worker:")
+                    for label, rounds in removed.items():
+                        done = [r for r in rounds if r is not None]
+                        print(f"  {label:<36} the live call's worker removed in {sum(done)} of {len(done)} rounds"
+                              f" ({len(rounds) - len(done)} rounds not set up)")
             finally:
                 bench.close()
     return 0

@@ -40,7 +40,7 @@ from voxplane.deploy.render import render
 from .repo import copy_manifests, use_free_prometheus_port
 from .servers import DevLiveKit, livekit_with_redis
 
-__all__ = ["Motion", "motion", "only_agents", "set_scaling"]
+__all__ = ["Motion", "condition", "motion", "only_agents", "set_scaling"]
 
 REGION = "local"
 FIELD_MANAGER = "pulumi-kubernetes"
@@ -66,6 +66,14 @@ def set_scaling(root: Path, agent: str, **fields: Any) -> None:
         if count == 0:
             text = text.replace("\nscaling:\n", f"\nscaling:\n  {key}: {value}\n", 1)
     manifest.write_text(text)
+
+
+def condition(pod: dict[str, Any] | None, kind: str) -> str | None:
+    """The status ("True", "False") of the pod's condition `kind`, None when it has none."""
+    for c in ((pod or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == kind:
+            return str(c["status"])
+    return None
 
 
 @dataclass
@@ -130,6 +138,22 @@ class Motion:
         from voxplane.dev.podrunner import read_workers
 
         return read_workers(cluster.runner_dir())
+
+    def ready_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods that are Ready and not being deleted."""
+        return [p for p in self.pods(namespace, selector)
+                if condition(p, "Ready") == "True" and not p["metadata"].get("deletionTimestamp")]
+
+    def worker_of(self, pod: str) -> dict[str, Any]:
+        """The pod runner's record of the worker running pod `pod`."""
+        return next(w for w in self.workers().values() if w["pod"] == pod)
+
+    def worker_state(self, pod: str) -> dict[str, Any]:
+        """What the worker of pod `pod` says of itself (the glue's `/worker`)."""
+        w = self.worker_of(pod)
+        with urllib.request.urlopen(f"http://127.0.0.1:{w['ports']['8081']}/worker", timeout=5) as r:
+            state: dict[str, Any] = json.load(r)
+        return state
 
 
 @contextlib.contextmanager

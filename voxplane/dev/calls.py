@@ -102,11 +102,13 @@ class CallerProcess:
 
     def __init__(self, python: Path, log: Path):
         self._log = log.open("w")
-        self.proc = subprocess.Popen([str(python), str(_CALLERS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        # -P: callers.py's own folder stays off sys.path (voxplane/dev/livekit.py would shadow the SDK).
+        self.proc = subprocess.Popen([str(python), "-P", str(_CALLERS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._log, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(log.parent)})
         self.events: "queue.Queue[dict[str, Any]]" = queue.Queue()
         self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -145,6 +147,9 @@ class CallerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        self._reader.join(5)  # the child is gone: its stdout is at its end
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self._log.close()
 
 

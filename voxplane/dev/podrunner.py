@@ -23,6 +23,10 @@ For each such pod (one thread each, as the kubelet has one worker per pod):
   prometheus-operator derives them (`podmonitors`), each worker's metrics port at its loopback
   port, and written where the dev Prometheus reads them (file service discovery).
 
+- **The deletion-cost controller.** The region's `pod-deletion-cost` pod runs here too, with its
+  rendered config and a token of its own ServiceAccount (`deletion_cost`), so idle workers go first
+  in the dev cluster as in a region.
+
 What it records: `workers.json` in its folder (each worker's pod, pid, ports and rewrites:
 `voxplane dev cluster workers`), a JSON line per event on its stdout (the cluster's
 `logs/podrunner.log`), each worker's output in `logs/<namespace>_<pod>.log`.
@@ -53,6 +57,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from ..desired.common import LABEL_AGENT
 from . import agentsecrets
+from .deletion_cost import DeletionCostPod, SELECTOR as DELETION_COST_SELECTOR
 from .kubeclient import KubeClient, KubeError
 from .podenv import EnvError, container_run
 from .podmonitors import scrape_targets
@@ -237,6 +242,8 @@ class PodWorker(threading.Thread):
 
     def _set_ready(self, ready: bool, started: bool) -> None:
         self.record.ready = ready
+        # workers.json says it before the pod does: whoever sees the pod Ready finds its worker ready.
+        self.runner.write_workers()
         reason = {} if ready else {"reason": "ContainersNotReady"}
         now = _now()
         assert self.proc is not None
@@ -490,6 +497,9 @@ class PodRunner:
         self._pythons: dict[Path, Optional[Path]] = {}
         self._python_lock = threading.Lock()
         self._dirty = threading.Event()
+        self._workers_file = threading.Lock()
+        #: the region's deletion-cost controller: a platform pod the runner also runs (dev/deletion_cost.py)
+        self.deletion_cost = DeletionCostPod(self.kube, kubeconfig, state, _emit)
 
     # lookups the pod workers use
     def secret(self, namespace: str, name: str) -> Optional[dict[str, str]]:
@@ -535,6 +545,8 @@ class PodRunner:
                         "/api/v1/nodes", label_selector="voxplane.io/simulated-node=true")}
                     nodes_read = now
                 pods = self.kube.items("/api/v1/pods", label_selector=LABEL_AGENT)
+                self.deletion_cost.tick(self.kube.items("/api/v1/pods", label_selector=DELETION_COST_SELECTOR),
+                                        simulated, now)
             except KubeError as e:
                 _emit("list-error", error=str(e))
                 self.stopping.wait(2.0)
@@ -570,7 +582,7 @@ class PodRunner:
                 targets_written = now
             if self._dirty.is_set():
                 self._dirty.clear()
-                self._write_workers()
+                self.write_workers()
             self.stopping.wait(LIST_INTERVAL)
         self._shutdown()
 
@@ -591,7 +603,7 @@ class PodRunner:
             r = worker.record
             if r.namespace == namespace and r.pod == pod and str(port) in r.ports and r.state in ("running", "draining"):
                 return f"{LOOPBACK}:{r.ports[str(port)]}"
-        return standins.read().pod_port(namespace, pod, port)
+        return self.deletion_cost.address(namespace, pod, port) or standins.read().pod_port(namespace, pod, port)
 
     def _write_targets(self) -> None:
         try:
@@ -606,19 +618,22 @@ class PodRunner:
         tmp.write_text(json.dumps(targets.groups, indent=2))
         os.replace(tmp, self.targets)  # Prometheus never reads half a file
 
-    def _write_workers(self) -> None:
-        data = {uid: w.record.as_json() for uid, w in sorted(self.workers.items(), key=lambda i: i[1].name)}
-        path = self.state / "workers.json"
-        tmp = path.with_name(".workers.json.tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
+    def write_workers(self) -> None:
+        """workers.json, now (the main loop and the pods' threads both write it)."""
+        with self._workers_file:
+            data = {uid: w.record.as_json() for uid, w in sorted(list(self.workers.items()), key=lambda i: i[1].name)}
+            path = self.state / "workers.json"
+            tmp = path.with_name(".workers.json.tmp")
+            tmp.write_text(json.dumps(data, indent=2))
+            os.replace(tmp, path)
 
     def _shutdown(self) -> None:
         """The node goes away with the cluster: each pod's thread kills its worker on `stopping`."""
+        self.deletion_cost.stop()
         for worker in self.workers.values():
             worker.join(15)
         self.workers.clear()
-        self._write_workers()
+        self.write_workers()
         _emit("runner-stopped")
 
 
