@@ -18,7 +18,11 @@ as_root() {
 apt_install_packages() {
     command -v apt-get >/dev/null 2>&1 || die "apt-get not available; install yourself: $*"
     log "installing $* with apt-get"
-    local apt_log
+    local apt_log lock_dir="${VOXPLANE_CACHE:-$HOME/.cache/voxplane}"
+    # Set-up scripts may run side by side (CI builds its lanes in parallel): one apt-get at a time.
+    mkdir -p "$lock_dir"
+    exec 7>"$lock_dir/.apt.lock"
+    command -v flock >/dev/null 2>&1 && flock 7
     apt_log="$(mktemp)"
     if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >"$apt_log" 2>&1; then
         log "apt-get install failed; running apt-get update and retrying"
@@ -30,6 +34,7 @@ apt_install_packages() {
         fi
     fi
     rm -f "$apt_log"
+    exec 7>&-
 }
 
 # Print the tail of a go log to stderr and set FAIL_REASON to a one-line explanation.

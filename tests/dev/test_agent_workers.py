@@ -275,7 +275,7 @@ def test_dev_calls_places_calls_through_the_routing_and_counts_them_each_second(
     assert any(s["in_call"] == SESSIONS for s in seconds)
     assert final["summary"]["answered"] == SESSIONS and final["summary"]["refused"] == 0
     rooms = {c["room"] for c in final["calls"]}
-    assert len(rooms) == SESSIONS and all(r.startswith("bv-call-") for r in rooms)
+    assert len(rooms) == SESSIONS and all(r.startswith("bv-call_+1555") for r in rooms)  # the rule: prefix_caller_random
 
 
 def test_dev_calls_to_a_number_no_rule_accepts_are_refused_and_it_exits_non_zero(region: Motion) -> None:

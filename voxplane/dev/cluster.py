@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
-from . import autoscaling, kwokstages, podrunner
+from . import autoscaling, deletion_cost, kwokstages, podrunner
 from ..manifest.model import Agent, Region
 from .nodes import LABEL_SIMULATED, node_objects, plan_pools
 from .paths import SCRIPTS, cache_dir, cluster_dir, write_private
@@ -385,6 +385,9 @@ def down(progress: Callable[[str], None], quiet: bool = False, purge: bool = Fal
                 except (ProcessLookupError, PermissionError):
                     continue
                 stopped.append(f"worker {worker.get('namespace')}/{worker.get('pod')}")
+        controller = deletion_cost.leftover(runner_dir())
+        if controller is not None and controller.stop(timeout=10.0):
+            stopped.append("deletion-cost controller")
         state["processes"] = {}
         write_private(_state_file(), json.dumps(state, indent=2))
     if purge and cluster_dir().exists():

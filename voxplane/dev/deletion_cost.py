@@ -32,13 +32,16 @@ import yaml
 from ..desired.deletion_cost import NAME
 from .kubeclient import KubeClient, KubeError
 from .ports import LOOPBACK, free_port
+from .process import ProcessRecord
 
-__all__ = ["DeletionCostPod", "SELECTOR"]
+__all__ = ["DeletionCostPod", "SELECTOR", "leftover"]
 
 #: The controller's pods (desired/deletion_cost.py labels them with its name).
 SELECTOR = f"app.kubernetes.io/name={NAME}"
 #: The config file inside the ConfigMap (desired/deletion_cost.py mounts it at /etc/voxplane).
 CONFIG_KEY = "config.json"
+#: The running controller's pid and start time, for `voxplane dev cluster down` after a killed runner.
+PROCESS_FILE = "process.json"
 #: Seconds a requested token lives; the process is restarted with a fresh one before it expires.
 TOKEN_SECONDS = 3600
 
@@ -102,6 +105,7 @@ class DeletionCostPod:
                 r.proc.kill()
                 r.proc.wait()
         r.log.close()
+        (self.state / PROCESS_FILE).unlink(missing_ok=True)
         self.emit("deletion-cost-stopped", pod=f"{r.namespace}/{r.pod}", exit_code=r.proc.returncode)
 
     # -- starting ---------------------------------------------------------------------------------
@@ -159,6 +163,16 @@ class DeletionCostPod:
              "--kubeconfig", str(kubeconfig), "--listen-host", LOOPBACK],
             cwd=self.state, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.state)})
+        (self.state / PROCESS_FILE).write_text(json.dumps(ProcessRecord.of(proc.pid).as_json()))
         self.running = _Running(meta["uid"], meta["namespace"], meta["name"], container_port, port, text, proc, now, log)
         self.emit("deletion-cost-started", pod=where, pid=proc.pid, rewrites=[
             {"field": "metrics_port", "pod": container_port, "here": port, "why": "a free loopback port"}])
+
+
+def leftover(runner_state: Path) -> Optional[ProcessRecord]:
+    """The controller process a killed pod runner left running under `runner_state`, if any."""
+    try:
+        record = ProcessRecord.from_json(json.loads((runner_state / "deletion-cost" / PROCESS_FILE).read_text()))
+    except (OSError, ValueError):
+        return None
+    return record if record is not None and record.running else None
