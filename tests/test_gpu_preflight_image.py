@@ -1,17 +1,12 @@
-"""The GPU preflight image's build context (voxplane/gpu_preflight, built by the region stack)
-holds all the preflight runs: the package imports only itself, the standard library and its
-locked requirement (nvidia-ml-py), and runs from a copy laid out as the image lays it out, with an
-interpreter holding only that requirement (scripts/ensure-image-venv.sh). No Docker engine
-runs here: what the image build adds is the base OS and a `pip install` of the same hashed file."""
+"""The GPU preflight image (voxplane/gpu_preflight, built by the region stack; its build context's
+own checks are tests/test_image_contexts.py): its lock is the project's nvidia-ml-py, every model
+pod runs its pushed digest, and from the image's layout, with no GPU here, it says so in one line."""
 
 from __future__ import annotations
 
-import ast
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,29 +16,10 @@ from voxplane.components.inference import PREFLIGHT_CONTEXT
 from voxplane.desired.inference import PREFLIGHT_REPOSITORY
 from voxplane.deploy.render import PLACEHOLDER_DIGEST, render
 
+from .support.image_context import context_python, stage
 from .support.repo import REPO
-from .support.image_venv import image_python
 
 CONTEXT = Path(PREFLIGHT_CONTEXT)
-
-
-def _imports(path: Path) -> list[tuple[int, str, int]]:
-    out: list[tuple[int, str, int]] = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            out += [(node.lineno, alias.name, 0) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            out.append((node.lineno, node.module or "", node.level))
-    return out
-
-
-def test_the_package_imports_nothing_else_of_voxplane() -> None:
-    allowed = set(sys.stdlib_module_names) | {"pynvml", "__future__"}
-    outside = [f"{path.relative_to(REPO)}:{line}: {'.' * level}{module}"
-               for path in sorted(CONTEXT.glob("*.py"))
-               for line, module, level in _imports(path)
-               if level > 1 or (level == 0 and module.split(".")[0] not in allowed)]
-    assert outside == [], "the image holds only voxplane/gpu_preflight and its locked requirement"
 
 
 def test_the_lock_pins_the_requirement_by_hash_and_matches_the_project() -> None:
@@ -85,11 +61,8 @@ def test_from_the_image_layout_without_a_gpu_it_says_so_in_one_line(tmp_path: Pa
     """The package as the image holds it, run by an interpreter with only the locked nvidia-ml-py:
     on this machine (no NVIDIA driver) one line naming NVMLError_LibraryNotFound, the JSON report,
     exit 1."""
-    python = image_python("voxplane/gpu_preflight")
-    staged = tmp_path / "opt-voxplane"
-    (staged / "voxplane").mkdir(parents=True)
-    (staged / "voxplane" / "__init__.py").write_text("")
-    shutil.copytree(CONTEXT, staged / "voxplane" / "gpu_preflight", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    python = context_python(PREFLIGHT_CONTEXT)
+    staged = stage(PREFLIGHT_CONTEXT, tmp_path / "opt-voxplane")
     report = tmp_path / "termination-log"
     run = subprocess.run([str(python), "-m", "voxplane.gpu_preflight", "--gpus", "1", "--product", "NVIDIA-L4",
                           "--memory-gib", "24", "--report", str(report)], cwd=tmp_path, capture_output=True, text=True,

@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
@@ -30,11 +29,10 @@ from typing import Any
 
 import pytest
 
-from voxplane.dev.calls import CallerProcess, CallRun, Endpoints, agents_python
-from voxplane.livekit.route import RouteProbe
+from voxplane.dev.calls import CallRun
 
-from ..agents.standin import StandIn
-from ..support.motion import Motion, condition, motion, only_agents, set_scaling
+from ..support.gauges import GaugeTarget
+from ..support.motion import Motion, call_run, condition, motion_with_stand_in_models, only_agents, set_scaling
 from ..support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -55,11 +53,8 @@ def edit(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Motion]:
-    with StandIn() as model:
-        address = f"127.0.0.1:{model.port}"
-        with motion(tmp_path_factory.mktemp("motion"), edit=edit,
-                    inference={"chat": address, "kokoro": address, "whisper": address}) as m:
-            yield m
+    with motion_with_stand_in_models(tmp_path_factory.mktemp("motion"), edit=edit) as m:
+        yield m
 
 
 def ready_pods(m: Motion) -> list[dict[str, Any]]:
@@ -93,14 +88,8 @@ def runner_events(m: Motion, event: str, pod: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def calls(region: Motion, tmp_path: Path) -> Iterator[CallRun]:
-    lk = region.lk.livekit
-    endpoints = Endpoints(lk.http_url, lk.url, lk.api_key, lk.api_secret, region.lk.redis.address)
-    callers = CallerProcess(agents_python(region.root), tmp_path / "callers.log")
-    try:
-        with RouteProbe(endpoints.redis) as probe:
-            yield CallRun(region.region, endpoints, probe, callers, NUMBER, count=0, duration=3600)
-    finally:
-        callers.close()
+    with call_run(region, NUMBER, tmp_path) as run:
+        yield run
 
 
 def test_an_agent_pod_runs_as_a_worker_with_exactly_its_pods_environment(region: Motion) -> None:
@@ -286,45 +275,6 @@ def test_dev_calls_to_a_number_no_rule_accepts_are_refused_and_it_exits_non_zero
     assert "livekit-sip" in final["calls"][0]["reason"]
 
 
-class VllmMetrics:
-    """A stand-in for the chat model's container port, serving on /metrics what vLLM serves there
-    under the same names and labels (`vllm:num_requests_waiting{engine, model_name}` and its two
-    neighbours; tests/upstream/test_vllm_server.py checks the real server has the queried name):
-    the model server itself does not run in the dev cluster."""
-
-    def __init__(self, model_name: str) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        import threading
-
-        self.waiting = 0
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                labels = f'engine="0",model_name="{model_name}"'
-                body = "".join(
-                    f"# HELP vllm:{name} {help_}\n# TYPE vllm:{name} gauge\nvllm:{name}{{{labels}}} {value}\n"
-                    for name, help_, value in (
-                        ("num_requests_running", "Number of requests in model execution batches.", 1.0),
-                        ("num_requests_waiting", "Number of requests waiting to be processed.", float(stand_in.waiting)),
-                        ("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", 0.25))).encode()
-                self.send_response(200 if self.path == "/metrics" else 404)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_the_chat_models_scaledobject_reads_vllms_waiting_requests(region: Motion) -> None:
     """The rendered chat ScaledObject's query, evaluated by the dev Prometheus over what the chat
     PodMonitor scrapes (a stand-in serving vLLM's metric names on the pod's `http` port) and
@@ -333,10 +283,10 @@ def test_the_chat_models_scaledobject_reads_vllms_waiting_requests(region: Motio
     from voxplane.dev import standins
 
     model = region.region.models["chat"]
-    stand_in = VllmMetrics(model.model_id)
+    # vLLM's name and labels (tests/upstream/test_vllm_server.py checks the real server serves them).
+    stand_in = GaugeTarget("vllm:num_requests_waiting", 7, labels={"engine": "0", "model_name": model.model_id})
     standins.publish_pod_port("vox-inference", "chat-0", model.port, stand_in.address)
     try:
-        stand_in.waiting = 7
         query = 'vllm:num_requests_waiting{namespace="vox-inference",job="vox-inference/chat"}'
         series = wait_until("vLLM's gauge in Prometheus", lambda: [s for s in region.query(query) if s["value"][1] == "7"],
                             timeout=90, interval=1)

@@ -20,11 +20,9 @@ from typing import Any
 
 import pytest
 
-from voxplane.dev.calls import CallerProcess, CallRun, Endpoints, agents_python
-from voxplane.livekit.route import RouteProbe
+from voxplane.dev.calls import CallRun
 
-from ..agents.standin import StandIn
-from ..support.motion import Motion, motion, only_agents, set_scaling
+from ..support.motion import Motion, call_run, motion_with_stand_in_models, only_agents, set_scaling
 from ..support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
@@ -45,23 +43,14 @@ def edit(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Motion]:
-    with StandIn() as model:
-        address = f"127.0.0.1:{model.port}"
-        with motion(tmp_path_factory.mktemp("scaling"), edit=edit,
-                    inference={"chat": address, "kokoro": address, "whisper": address}) as m:
-            yield m
+    with motion_with_stand_in_models(tmp_path_factory.mktemp("scaling"), edit=edit) as m:
+        yield m
 
 
 @pytest.fixture
 def calls(region: Motion, tmp_path: Path) -> Iterator[CallRun]:
-    lk = region.lk.livekit
-    endpoints = Endpoints(lk.http_url, lk.url, lk.api_key, lk.api_secret, region.lk.redis.address)
-    callers = CallerProcess(agents_python(region.root), tmp_path / "callers.log")
-    try:
-        with RouteProbe(endpoints.redis) as probe:
-            yield CallRun(region.region, endpoints, probe, callers, NUMBER, count=0, duration=3600)
-    finally:
-        callers.close()
+    with call_run(region, NUMBER, tmp_path) as run:
+        yield run
 
 
 def hpa(m: Motion) -> dict[str, Any]:

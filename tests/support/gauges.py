@@ -12,11 +12,12 @@ __all__ = ["GaugeTarget"]
 
 
 class GaugeTarget:
-    """Serves `# TYPE <metric> gauge` and one sample, `value`, at http://<address>/metrics."""
+    """Serves `# TYPE <metric> gauge` and one sample, `value` (with `labels`), at http://<address>/metrics."""
 
-    def __init__(self, metric: str, value: float = 0) -> None:
+    def __init__(self, metric: str, value: float = 0, labels: dict[str, str] | None = None) -> None:
         self.metric = metric
         self.value = value
+        self.labels = "{" + ",".join(f'{k}="{v}"' for k, v in (labels or {}).items()) + "}" if labels else ""
         target = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,7 +25,7 @@ class GaugeTarget:
                 if self.path != "/metrics":
                     self.send_error(404)
                     return
-                body = f"# TYPE {target.metric} gauge\n{target.metric} {target.value}\n".encode()
+                body = f"# TYPE {target.metric} gauge\n{target.metric}{target.labels} {target.value}\n".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

@@ -40,7 +40,7 @@ from voxplane.deploy.render import render
 from .repo import copy_manifests, use_free_prometheus_port
 from .servers import DevLiveKit, livekit_with_redis
 
-__all__ = ["Motion", "condition", "motion", "only_agents", "set_scaling"]
+__all__ = ["Motion", "call_run", "condition", "motion", "motion_with_stand_in_models", "only_agents", "set_scaling"]
 
 REGION = "local"
 FIELD_MANAGER = "pulumi-kubernetes"
@@ -200,3 +200,31 @@ def motion(work: Path, *, edit: Callable[[Path], None] | None = None, max_idle_p
             os.environ.pop("VOXPLANE_DEV_STATE", None)
         else:
             os.environ["VOXPLANE_DEV_STATE"] = previous
+
+
+@contextlib.contextmanager
+def motion_with_stand_in_models(work: Path, *, edit: Callable[[Path], None] | None = None) -> Iterator[Motion]:
+    """`motion` with tests/agents' stand-in model server behind every model the agents call."""
+    from ..agents.standin import StandIn
+
+    with StandIn() as model:
+        address = f"127.0.0.1:{model.port}"
+        with motion(work, edit=edit, inference={"chat": address, "kokoro": address, "whisper": address}) as m:
+            yield m
+
+
+@contextlib.contextmanager
+def call_run(m: Motion, number: str, work: Path) -> Iterator[Any]:
+    """A `voxplane dev calls` run (voxplane/dev/calls.py's CallRun) to `number`, placing no call until
+    asked: its callers' process (real rtc participants) and its route probe are stopped afterwards."""
+    from voxplane.dev.calls import CallerProcess, CallRun, Endpoints, agents_python
+    from voxplane.livekit.route import RouteProbe
+
+    lk = m.lk.livekit
+    endpoints = Endpoints(lk.http_url, lk.url, lk.api_key, lk.api_secret, m.lk.redis.address)
+    callers = CallerProcess(agents_python(m.root), work / "callers.log")
+    try:
+        with RouteProbe(endpoints.redis) as probe:
+            yield CallRun(m.region, endpoints, probe, callers, number, count=0, duration=3600)
+    finally:
+        callers.close()
