@@ -370,7 +370,8 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=90, help="seconds each call of the refused-calls runs lasts")
     parser.add_argument("--scaledown-rounds", type=int, default=3, help="scale-down rounds with and without the controller")
     parser.add_argument("--parts", default="ramps,refused,scaledown", help="comma-separated: ramps, refused, scaledown")
-    parser.add_argument("--scaling", default="", help="extra scaling fields for the pool, e.g. target_utilization=40")
+    parser.add_argument("--scaling", default="target_utilization=45",
+                        help="extra scaling fields for the pool (default: the target `validate` asks of 2-session workers)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     extra = dict(kv.split("=", 1) for kv in args.scaling.split(",") if kv)
