@@ -29,7 +29,7 @@ cores (`--sessions` per worker, at most `--max-workers`); every other setting is
    ReplicaSet controller removes first when nothing else tells them apart); when the pool has
    shrunk, was the worker carrying the live call among the removed? With the deletion-cost
    controller as the region runs it, and without it (its Deployment scaled to 0, the costs it
-   wrote removed). The pool's scale-down window is set to 45 s for this part (longer than the
+   wrote removed). The pool's scale-down window is set to 20 s for this part (longer than the
    costs' lag); the ramps run with 0 to settle fast.
 
 Prints one line per ramp, then p50/max per stage, the refused counts and the scale-down counts. `make bench` runs it
@@ -423,7 +423,7 @@ def main() -> int:
                         print(f"  {label:<16} threshold {rendered if label.startswith('with ') else args.sessions:g}: "
                               f"{counts['refused']} refused, {counts['answered']} answered of {counts['placed']}")
                 if "scaledown" in parts:
-                    bench.set_window(45)
+                    bench.set_window(20)
                     removed: dict[str, list[Optional[bool]]] = {}
                     for label, on in (("with the deletion-cost controller", True), ("without it", False)):
                         bench.set_controller(on)

@@ -6,7 +6,7 @@ scraping workers' `lk_agents_active_job_count` as the pools' PodMonitors make pr
 scrape it.
 
 What the tests rewrite in the rendered config, and why: `metrics_port` (a free port) and
-`interval_seconds` 1 (not 15 s, so a test waits seconds); the write budget in the test that
+`interval_seconds` 1 (not the rendered 5 s, so a test waits seconds); the write budget in the test that
 exercises it; `prometheus_url` only in the test of an unreachable Prometheus. The pools, the query
 and the Prometheus address are the render's. The controller authenticates with a token of the
 rendered ServiceAccount, so its RBAC is the render's too.

@@ -242,7 +242,7 @@ def test_pdb_and_podmonitor_select_the_pool(agent_name, region_name):
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["selector"] == {"matchLabels": selector}
     assert "jobLabel" not in monitor["spec"] and "namespaceSelector" not in monitor["spec"]
-    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "5s"}]
 
 
 @pytest.mark.parametrize("agent_name,region_name", PAIRS)

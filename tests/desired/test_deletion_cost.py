@@ -137,7 +137,7 @@ def test_a_region_without_agent_pools_runs_no_controller() -> None:
 def test_the_config_is_what_the_controller_reads() -> None:
     cm = one(built("local"), "ConfigMap")
     data = json.loads(cm["data"]["config.json"])
-    assert data["version"] == 1 and data["interval_seconds"] == 15.0
+    assert data["version"] == 1 and data["interval_seconds"] == 5.0  # the workers' scrape interval
     assert (data["writes_per_second"], data["burst"]) == (5.0, 10)
 
 

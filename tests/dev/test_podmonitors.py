@@ -46,11 +46,11 @@ def test_the_agent_pools_podmonitor_gives_the_labels_its_scaledobject_selects_on
         {"targets": ["127.0.0.1:40001"], "labels": {
             "job": "vox-t-bellavista/reservations", "namespace": "vox-t-bellavista", "pod": "reservations-a",
             "container": "agent", "endpoint": "metrics", "instance": "10.0.0.5:9100", "__metrics_path__": "/metrics",
-            "__scheme__": "http", "__scrape_interval__": "15s"}},
+            "__scheme__": "http", "__scrape_interval__": "5s"}},
         {"targets": ["127.0.0.1:40002"], "labels": {
             "job": "vox-t-bellavista/reservations", "namespace": "vox-t-bellavista", "pod": "reservations-b",
             "container": "agent", "endpoint": "metrics", "instance": "10.0.0.6:9100", "__metrics_path__": "/metrics",
-            "__scheme__": "http", "__scrape_interval__": "15s"}},
+            "__scheme__": "http", "__scrape_interval__": "5s"}},
     ]
     # The ScaledObject's query selects exactly those labels.
     query = one("ScaledObject", "reservations")["spec"]["triggers"][0]["metadata"]["query"]

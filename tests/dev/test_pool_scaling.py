@@ -7,8 +7,8 @@ Deployment, with its own ServiceAccount's token) makes the ReplicaSet remove the
 keep the one still carrying a call.
 
 The pool is cut for two cores: 1 to 3 workers of two sessions, a target of 45 % (0.9 sessions a
-worker: one call starts a scale-up), a scale-down window of 45 s (longer than the costs' lag: a
-scrape plus the controller's reading, 30 s at most). The models are tests/agents' stand-in.
+worker: one call starts a scale-up), a scale-down window of 20 s (longer than the costs' lag: a
+scrape plus the controller's reading, 10 s at most). The models are tests/agents' stand-in.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ COST = "controller.kubernetes.io/pod-deletion-cost"
 def edit(root: Path) -> None:
     only_agents(root, {POOL})
     set_scaling(root, POOL, min_workers=1, max_workers=MAX_WORKERS, sessions_per_worker=SESSIONS,
-                target_utilization=45, scale_down_window=45)
+                target_utilization=45, scale_down_window=20)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,10 @@ def test_a_pool_grows_on_calls_and_shrinks_back_removing_its_idle_workers_first(
             return True
 
         wait_until("the costs equal the workers' jobs", costs_follow_jobs, timeout=120, interval=1)
+        # Its writes are counted where its PodMonitor says (the pod runner publishes its metrics port).
+        written = wait_until("the controller's writes in Prometheus", lambda: region.query(
+            'voxplane_deletion_cost_writes_total{namespace="vox-system"} > 0'), timeout=90, interval=1)
+        assert written[0]["metric"]["pod"].startswith("pod-deletion-cost-"), written
 
         # 4. Every call ends but one, kept on the newest pod that carries one: without the costs the
         #    ReplicaSet would remove the newest pods first.

@@ -56,7 +56,14 @@ SHUTDOWN_MARGIN_SECONDS = 30
 #: The startup probe allows this long before liveness takes over: workers may download models
 #: (VAD, turn detector) at start when the image did not bake them in with `download-files`.
 STARTUP_SECONDS = 300
-STARTUP_PERIOD_SECONDS = 10
+#: Readiness probes start once the startup probe passes, so its period delays every new worker's
+#: Ready: at 10 s it was a third of a scale-up (bench/autoscale.py); a GET of a local port every 2 s
+#: while a worker starts costs nothing.
+STARTUP_PERIOD_SECONDS = 2
+#: How often Prometheus scrapes a worker's active jobs: the first stage of every scale-up (at 15 s,
+#: ~10 s of an 18.5 s one, bench/autoscale.py) and the age of the deletion costs. A few series per
+#: worker: cheap at 5 s.
+SCRAPE_INTERVAL_SECONDS = 5
 #: Scale-up: add up to this many workers per period — a call burst must not wait on a slow ramp.
 SCALE_UP_PODS = 4
 SCALE_UP_PERIOD_SECONDS = 30
@@ -285,7 +292,7 @@ def _pod_monitor(agent: Agent, ns: str, lab: dict[str, str], ann: dict[str, str]
         "metadata": metadata(agent.name, ns, lab, ann),
         "spec": {
             "selector": {"matchLabels": selector(lab)},
-            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": f"{SCRAPE_INTERVAL_SECONDS}s"}],
         },
     }
 

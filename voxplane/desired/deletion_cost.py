@@ -20,6 +20,7 @@ from .. import __version__
 from ..controllers.deletion_cost.config import Config, Pool
 from ..controllers.deletion_cost.decide import ANNOTATION
 from ..manifest.model import Agent, Region
+from .agent_pool import SCRAPE_INTERVAL_SECONDS
 from .common import (
     ACTIVE_JOBS_METRIC,
     ANNOTATION_CONFIG_CHECKSUM,
@@ -51,7 +52,7 @@ CONFIG_DIR = "/etc/voxplane-deletion-cost"
 CONFIG_FILE = "config.json"
 #: Read as often as Prometheus scrapes the workers (their PodMonitors' interval): more often would
 #: read the same samples again.
-INTERVAL_SECONDS = 15.0
+INTERVAL_SECONDS = float(SCRAPE_INTERVAL_SECONDS)
 #: The write budget, client-go's default client limits (5 requests/s, burst 10): a pool whose calls
 #: all change at once is brought up to date over a few rounds, busy workers first.
 WRITES_PER_SECOND = 5.0
