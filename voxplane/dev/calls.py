@@ -239,9 +239,14 @@ class CallRun:
             call.state, call.reason = "refused", f"room not created: {e}"
             return call
         call.room = room.name
-        self.callers.send(op="join", id=str(index), url=self.endpoints.ws_url,
+        self.callers.send(op="join", id=self._caller_id(index), url=self.endpoints.ws_url,
                           token=caller_token(self.endpoints, decision, room.name))
         return call
+
+    def _caller_id(self, index: int) -> str:
+        """The id the callers' process knows call `index` by: runs sharing one process (their
+        `first_caller` numbers differ) never read each other's events."""
+        return f"{self.first_caller}:{index}"
 
     # -- watching -------------------------------------------------------------------------------
 
@@ -251,9 +256,10 @@ class CallRun:
                 event = self.callers.events.get_nowait()
             except queue.Empty:
                 return
-            if "id" not in event:
-                continue
-            call = self.calls[int(event["id"])]
+            run, _, index = str(event.get("id", "")).partition(":")
+            if run != str(self.first_caller) or not index.isdigit() or int(index) >= len(self.calls):
+                continue  # another run's caller on the same callers' process, or no call's event
+            call = self.calls[int(index)]
             kind = event["event"]
             if call.hung_up:
                 continue
@@ -280,7 +286,7 @@ class CallRun:
             if not call.hung_up and now >= call.hang_up_at:
                 call.hung_up, call.ended = True, now
                 if call.room is not None:
-                    self.callers.send(op="leave", id=str(call.index))
+                    self.callers.send(op="leave", id=self._caller_id(call.index))
 
     def counts(self) -> dict[str, int]:
         states = [c.state for c in self.calls]
