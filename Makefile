@@ -91,6 +91,7 @@ bench: setup servers toolchain
 	$(PY) bench/gateway.py
 	$(PY) bench/gateway_load.py
 	$(PY) bench/dispatch.py
+	$(PY) bench/faults.py
 	$(PY) bench/kube_drift.py
 	$(PY) bench/engine.py
 	$(PY) bench/llm_routing.py

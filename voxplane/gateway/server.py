@@ -10,7 +10,8 @@ While livekit-server does not answer (restarting, its node gone), API calls get 
 502; the gateway logs the outage once, when it starts, and once when the server answers again.
 - `GET /rtc`, `/rtc/v1` (WebSocket) and `/rtc/validate`, `/rtc/v1/validate`: room joins, checked
   by `policy.authorize_join`. Signalling only: media (ICE/UDP, TCP, TURN) goes to the SFU nodes
-  directly, at the addresses the server puts in its answer.
+  directly, at the addresses the server puts in its answer. The refresh tokens the server sends
+  are signed again with the platform key (`refresh.py`), so a participant can resume with them.
 - `GET /agent` (WebSocket): worker registration; every worker message is read and checked
   (`policy.check_worker_message`) before it goes on.
 - `GET /`: "OK" (the listener is up), for load balancers.
@@ -41,6 +42,7 @@ from .limits import Limited, Limits, RateName
 from .metrics import CONTENT_TYPE, Metrics
 from .policy import Denied, KeyRing, Principal, authenticate, authorize_join, authorize_twirp, authorize_worker, \
     check_worker_message
+from .refresh import resign_refresh
 from .scope import GatewayConfig, TenantScope
 
 log = logging.getLogger("voxplane.gateway")
@@ -455,12 +457,24 @@ class Gateway:
                     return
             await upstream.close(code=client.close_code or 1000)
 
+        # A participant's refresh tokens are signed again with the platform key (refresh.py), so
+        # its resume through either replica is honoured.
+        joined = (principal.video.get("room"), principal.claims.get("sub")) if route == "rtc" else None
+
         async def server_to_client() -> None:
             async for msg in upstream:
-                if msg.type == WSMsgType.BINARY:
-                    await client.send_bytes(msg.data)
-                elif msg.type == WSMsgType.TEXT:
-                    await client.send_str(msg.data)
+                if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                    data = msg.data
+                    if joined is not None:
+                        data = resign_refresh(data, self.keys, room=str(joined[0]), identity=str(joined[1]))
+                        if data is None:
+                            log.warning("gateway: dropped a refresh token for another room or identity than "
+                                        "the connection's (%s in %r)", joined[1], joined[0])
+                            continue
+                    if isinstance(data, bytes):
+                        await client.send_bytes(data)
+                    else:
+                        await client.send_str(data)
                 elif msg.type == WSMsgType.ERROR:
                     return
             await client.close(code=upstream.close_code or 1000)
