@@ -190,10 +190,20 @@ def test_an_agent_that_ends_its_call_itself_is_not_replaced(
     """The agent's caller hangs up while another participant (a supervisor listening in) stays:
     the session ends, the glue marks the end deliberate before the agent leaves, and the room,
     which still has a non-agent participant, gets no new agent."""
-    for _ in range(2):
-        workers("reservations", everything(model)).wait_registered()
+    started = [workers("reservations", everything(model)) for _ in range(2)]
+    for worker in started:
+        worker.wait_registered()
     d, caller = calls("reservations", "+15550130001", "caller-done")
     agent = caller.agent_joined(30)["identity"]
+
+    def linked_to(identity: str) -> bool:
+        return any(json.loads(line).get("lk.pii.participant_identity") == identity
+                   for w in started for line in w.log().splitlines()
+                   if "RoomIO linked to participant" in line and d.room in line)
+
+    # The supervisor joins once the agent's session has linked to the caller (a session that starts
+    # later links to whoever is in the room first, and would then outlive the caller).
+    wait_until("the agent's session linked to its caller", lambda: linked_to("caller-done"), timeout=30)
     supervisor = faults.join("bellavista", d.room, "supervisor")
     try:
         caller.leave()
