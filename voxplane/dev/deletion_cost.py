@@ -31,6 +31,7 @@ import yaml
 
 from ..desired.deletion_cost import NAME
 from .kubeclient import KubeClient, KubeError
+from .paths import write_private
 from .ports import LOOPBACK, free_port
 from .process import ProcessRecord
 
@@ -132,13 +133,11 @@ class DeletionCostPod:
             raise KubeError(f"ServiceAccount {meta['namespace']}/{account} not found", 404)
         admin = yaml.safe_load(self.kubeconfig.read_text())
         path = self.state / "kubeconfig"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds a token: private
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "pod",
-                            "clusters": [{"name": "dev", "cluster": admin["clusters"][0]["cluster"]}],
-                            "users": [{"name": account, "user": {"token": answer["status"]["token"]}}],
-                            "contexts": [{"name": "pod", "context": {"cluster": "dev", "user": account}}]}, f)
+        write_private(path, yaml.safe_dump({  # it holds a token
+            "apiVersion": "v1", "kind": "Config", "current-context": "pod",
+            "clusters": [{"name": "dev", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": account, "user": {"token": answer["status"]["token"]}}],
+            "contexts": [{"name": "pod", "context": {"cluster": "dev", "user": account}}]}))
         return path
 
     def _start(self, pod: Mapping[str, Any], now: float) -> None:

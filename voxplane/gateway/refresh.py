@@ -58,29 +58,32 @@ def resign_refresh(message: Message, keys: KeyRing, *, room: str, identity: str,
     `room`, as the client should get it: unchanged unless it carries a refresh token, then with
     that token signed again with the platform key; None when the token is not for this
     connection (the message is dropped)."""
-    if isinstance(message, bytes):
-        if not message.startswith(_TAG):
-            return message
-        response = rtc_pb.SignalResponse()
-        try:
-            response.ParseFromString(message)
-        except DecodeError:
-            return message  # not ours to judge: the client parses it as it would have
-        if response.WhichOneof("message") != "refresh_token":
-            return message
-        token = _resign(response.refresh_token, keys, room, identity, now)
-        return None if token is None else rtc_pb.SignalResponse(refresh_token=token).SerializeToString()
-    if '"refreshToken"' not in message and '"refresh_token"' not in message:
-        return message
-    response = rtc_pb.SignalResponse()
-    try:
-        json_format.Parse(message, response, ignore_unknown_fields=True)
-    except json_format.ParseError:
-        return message
-    if response.WhichOneof("message") != "refresh_token":
+    response = _refresh_response(message)
+    if response is None:
         return message
     token = _resign(response.refresh_token, keys, room, identity, now)
-    return None if token is None else json_format.MessageToJson(rtc_pb.SignalResponse(refresh_token=token), indent=None)
+    if token is None:
+        return None
+    resigned = rtc_pb.SignalResponse(refresh_token=token)
+    return resigned.SerializeToString() if isinstance(message, bytes) else json_format.MessageToJson(resigned, indent=None)
+
+
+def _refresh_response(message: Message) -> Optional[rtc_pb.SignalResponse]:
+    """The message parsed, when it is a refresh token (binary or JSON, as the client speaks);
+    None for any other message, or one that does not parse (the client judges it as it would have)."""
+    response = rtc_pb.SignalResponse()
+    try:
+        if isinstance(message, bytes):
+            if not message.startswith(_TAG):
+                return None
+            response.ParseFromString(message)
+        else:
+            if '"refreshToken"' not in message and '"refresh_token"' not in message:
+                return None
+            json_format.Parse(message, response, ignore_unknown_fields=True)
+    except (DecodeError, json_format.ParseError):
+        return None
+    return response if response.WhichOneof("message") == "refresh_token" else None
 
 
 def _resign(token: str, keys: KeyRing, room: str, identity: str, now: Optional[float]) -> Optional[str]:
