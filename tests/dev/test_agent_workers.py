@@ -200,8 +200,9 @@ def test_a_deleted_pod_stays_terminating_while_its_worker_finishes_its_call(regi
 
 
 def test_a_rollout_removes_the_old_worker_only_once_the_new_one_is_registered(region: Motion) -> None:
-    (old,) = wait_until("one reservations pod Ready", lambda: (lambda r: r if len(r) == 1 else None)(ready_pods(region)),
-                        timeout=300, interval=1)
+    # The pool settled at one pod: an earlier test's call may still have the HPA at two workers.
+    (old,) = wait_until("the pool at one Ready pod and no other", lambda: (lambda r: r if len(r) == 1 and len(
+        region.pods(NS, SELECTOR)) == 1 else None)(ready_pods(region)), timeout=300, interval=1)
     region.kubectl("set", "env", f"deployment/{POOL}", "-n", NS, "ROLLOUT_MARK=1")
     try:
         (new,) = wait_until("the new pod Ready", lambda: [p for p in ready_pods(region)
