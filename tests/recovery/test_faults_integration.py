@@ -245,6 +245,13 @@ def test_killing_a_gateway_replica_keeps_every_call_and_workers_register_again(
                           ("support", "+15550150003")):
         d, caller = calls(agent, number, f"caller-gw-{number[-1]}")
         live.append((d.room, caller, f"caller-gw-{number[-1]}", caller.agent_joined(30)["identity"]))
+    # The calls run: each caller receives its agent's audio from the SFU. An agent whose publisher
+    # is still connecting (its first few hundred ms in the room) cannot resume its session when its
+    # signalling drops: the SDK restarts its connection in full, which the caller sees as its agent
+    # leaving (README, "When parts fail").
+    for room, caller, _, agent in live:
+        caller.wait_for(f"{agent}'s audio in {room}",
+                        lambda e, agent=agent: e["event"] == "track_subscribed" and e["identity"] == agent, 30)
 
     def sockets(replica: int, route: str) -> float:
         return sum(faults.gateway_metric(replica, "voxplane_gateway_websockets", route=route, tenant=t)
