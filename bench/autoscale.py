@@ -18,6 +18,8 @@ cores (`--sessions` per worker, at most `--max-workers`); every other setting is
    - readiness: `/ready` to the pod's Ready (the readiness probe's period);
    - answering: calls placed once the pod is Ready until one lands on the new worker; the time
      from its placement to the agent in the room.
+   Each ramp starts at a random point (`--seed`) of the HPA's 15 s sync period, so the HPA stage
+   is spread over it as in production rather than phase-locked to the sync that settled the pool.
    The total runs from t0 to the new worker answering. Baseline, same run: an idle worker's answer
    to a call (a call on a pool that needs no scaling).
 2. Refused calls during a ramp (`--rate` calls a second up to the pool's full capacity, each
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 import tempfile
 import time
@@ -66,6 +69,8 @@ NS, POOL, NUMBER = "vox-t-bellavista", "reservations", "+13125550142"
 SELECTOR = "app.kubernetes.io/name=reservations"
 #: The HPA controller's tolerance (kube-controller-manager --horizontal-pod-autoscaler-tolerance).
 TOLERANCE = 0.1
+#: The controller manager's HPA sync period (its default; the dev cluster keeps it).
+HPA_SYNC_SECONDS = 15.0
 STAGES = ("scrape", "keda", "hpa", "placement", "worker_start", "readiness", "answering")
 
 
@@ -210,8 +215,12 @@ class Bench:
 
     # -- 1. one ramp ----------------------------------------------------------------------------
 
-    def ramp(self) -> Ramp:
+    def ramp(self, phase: float) -> Ramp:
+        """One ramp, `phase` seconds (drawn in [0, HPA_SYNC_SECONDS)) after the pool settled: the
+        settling ends right after an HPA sync (the one that brought it back to 1), so without it
+        every ramp would meet the next sync at the same point of its period."""
         first = self.settle()
+        time.sleep(phase)
         threshold = self.threshold()
         # The fewest calls whose load the HPA acts on with one worker (beyond its tolerance).
         k = next(n for n in range(1, 100) if n / threshold > 1 + TOLERANCE)
@@ -370,6 +379,7 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=90, help="seconds each call of the refused-calls runs lasts")
     parser.add_argument("--scaledown-rounds", type=int, default=3, help="scale-down rounds with and without the controller")
     parser.add_argument("--parts", default="ramps,refused,scaledown", help="comma-separated: ramps, refused, scaledown")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the ramps' start phases")
     parser.add_argument("--scaling", default="target_utilization=45",
                         help="extra scaling fields for the pool (default: the target `validate` asks of 2-session workers)")
     args = parser.parse_args()
@@ -394,8 +404,9 @@ def main() -> int:
                 if "ramps" in parts:
                     baseline = bench.answer_baseline()
                     ramps = []
+                    phases = random.Random(args.seed)
                     for i in range(args.ramps):
-                        r = bench.ramp()
+                        r = bench.ramp(phases.uniform(0, HPA_SYNC_SECONDS))
                         ramps.append(r)
                         s = r.stages()
                         log(f"ramp {i + 1}: total {r.total or math.nan:.1f}s  " +

@@ -33,7 +33,7 @@ from voxplane.dev.region import region_gateway
 from voxplane.dev.stack import dev_secrets, needed_secret_keys
 from voxplane.drift.kubernetes.secrets import env_lookup, resolved_string_data
 from voxplane.livekit.reconcile import sync
-from voxplane.livekit.secrets import StaticSecrets
+from voxplane.livekit.secrets import SecretRef, StaticSecrets
 from voxplane.manifest.loader import load
 from voxplane.deploy.render import render
 
@@ -187,7 +187,8 @@ def motion(work: Path, *, edit: Callable[[Path], None] | None = None, max_idle_p
                     warnings.simplefilter("ignore", ResourceWarning)  # the control plane outlives its Popen objects
                     cluster.up(region, agents, lambda _line: None, root=root, max_idle_processes=max_idle_processes)
                 with lk.client() as client:
-                    sync(region, agents, client, StaticSecrets(secrets))
+                    by_key: dict[SecretRef | str, str] = {k: v for k, v in secrets.items()}
+                    sync(region, agents, client, StaticSecrets(by_key))
                 m = Motion(root, state, region, agents, lk, gateway, cluster.toolchain_bin_dir(),
                            render(REGION, root).kubernetes, secrets)
                 m.apply()
