@@ -25,11 +25,13 @@ toolchain:
 	bash scripts/ensure-toolchain.sh all
 
 # The local region deployed for real: control plane + dev LiveKit up, `pulumi up -s local`, then
-# what runs. A second run changes nothing. Both servers keep running afterwards.
+# what runs. A second run changes nothing: `dev cluster wait` first lets a restarted cluster's agent
+# workers register again, so the refresh does not read them as starting. Both servers keep running.
 demo: setup servers toolchain
 	$(VOX) validate
 	$(VOX) dev cluster up --region local >/dev/null
 	$(VOX) dev servers up --region local >/dev/null
+	$(VOX) dev cluster wait --timeout 180 || echo "demo: going on; the engine waits for what has not settled"
 	$(VOX) dev pulumi local up --yes --refresh --skip-preview
 	@eval "$$($(VOX) dev cluster env)" && eval "$$($(VOX) dev servers env)" && $(VOX) status local
 	@echo

@@ -11,14 +11,16 @@ What this protects: the worker gets exactly its pod's environment (and every cha
 listed), the pod's Ready follows the worker's registration and drain, a deleted pod stays
 Terminating while its worker finishes its call and goes once it has exited, a rollout waits for
 the new worker to register, the PodMonitor's labels reach the series the ScaledObject queries
-(and a wrong port reaches nothing), a pool with no call yet reads 0, and `voxplane dev calls`
-counts what the callers and the server saw.
+(and a wrong port reaches nothing), a pool with no call yet reads 0, `voxplane dev cluster wait`
+waits for a crashed worker to register again, and `voxplane dev calls` counts what the callers and
+the server saw.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -30,6 +32,8 @@ from typing import Any
 import pytest
 
 from voxplane.dev.calls import CallRun
+from voxplane.dev.kubeclient import KubeClient
+from voxplane.dev.workloads import unsettled
 
 from ..support.gauges import GaugeTarget
 from ..support.motion import Motion, call_run, condition, motion_with_stand_in_models, only_agents, set_scaling
@@ -243,6 +247,34 @@ def test_a_pod_naming_a_missing_secret_waits_and_the_pool_keeps_serving(region: 
         region.kubectl("set", "env", f"deployment/{POOL}", "-n", NS, "EXTRA-")  # kubectl's field: see above
     wait_until("the rendered pool back", lambda: (lambda r: len(r) == 1 and len(region.pods(NS, SELECTOR)) == 1)(
         ready_pods(region)), timeout=300, interval=1)
+
+
+def test_dev_cluster_wait_returns_once_a_crashed_worker_registered_again(region: Motion) -> None:
+    """What `make demo` waits for before its `pulumi up --refresh` (voxplane/dev/workloads.py): the
+    applied region's workloads all read settled; a worker that dies unsettles its Deployment until
+    the pod runner has restarted it and it registered again, and `voxplane dev cluster wait`
+    returns only then."""
+    (pod,) = wait_until("the pool at one Ready pod and no other", lambda: (lambda r: r if len(r) == 1 and len(
+        region.pods(NS, SELECTOR)) == 1 else None)(ready_pods(region)), timeout=300, interval=1)
+    name = pod["metadata"]["name"]
+    client = KubeClient(region.kubeconfig)
+    try:
+        assert unsettled(client) == {}
+        before = worker_of(region, name)
+        os.killpg(before["pid"], signal.SIGKILL)
+        why = wait_until("the pool's Deployment unsettled", lambda: unsettled(client).get(f"Deployment {NS}/{POOL}"),
+                         timeout=60, interval=0.2)
+        assert why == "0/1 available"
+        waited = subprocess.run([sys.executable, "-m", "voxplane.cli", "dev", "cluster", "wait", "--timeout", "180"],
+                                capture_output=True, text=True, timeout=240,
+                                env={**os.environ, "VOXPLANE_DEV_STATE": str(region.state)})
+        assert waited.returncode == 0, waited.stderr
+        assert f"Deployment {NS}/{POOL}" in waited.stderr and "1 workload(s) settled" in waited.stderr
+        assert unsettled(client) == {}
+        w = worker_of(region, name)
+        assert w["ready"] and w["restarts"] == before["restarts"] + 1 and worker_state(region, name)["registered"]
+    finally:
+        client.close()
 
 
 def dev_calls(region: Motion, *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -77,6 +78,32 @@ def cluster_env() -> None:
         click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
         sys.exit(1)
     click.echo(exports())
+
+
+@cluster.command("wait")
+@click.option("--timeout", type=click.FloatRange(min=0), default=300, show_default=True, help="Seconds to wait at most.")
+def cluster_wait(timeout: float) -> None:
+    """Wait until the cluster's workloads are settled: every Deployment rolled out with all its
+    replicas available, every StatefulSet with all its replicas ready.
+
+    After `up` restarted a cluster with its data, agent pods are Ready only once their workers
+    registered again (the dev servers running); a `pulumi up --refresh` before then reports
+    updates that only wait for them. Exit 1, naming what is not settled, after TIMEOUT.
+    """
+    from ..dev.cluster import kubeconfig_path, main_progress, running
+    from ..dev.workloads import SettleError, wait_settled
+
+    if running() is None:
+        click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
+        sys.exit(1)
+    started = time.monotonic()
+    try:
+        count = wait_settled(kubeconfig_path(), main_progress, timeout)
+    except SettleError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if count:
+        main_progress(f"{count} workload(s) settled in {time.monotonic() - started:.0f}s")
 
 
 @cluster.command("workers")
