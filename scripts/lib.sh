@@ -147,6 +147,9 @@ ensure_go_binary() {
         die "building $name $version failed: ${FAIL_REASON:-no binary produced}"
     fi
     mv -f "$tmp_bin" "$bin"  # same filesystem: an atomic rename
+    # Now, not at exit: a script building several tools sets the trap again for each.
+    rm -rf "$build_dir"
+    trap - EXIT
     log "built $bin in $((SECONDS - start))s"
 }
 
@@ -186,6 +189,8 @@ ensure_source_tool() {
         die "building tools/$name failed: ${FAIL_REASON:-see above}"
     fi
     mv -f "$build_dir/$name" "$TOOL_BIN"  # same filesystem: an atomic rename
+    rm -rf "$build_dir"
+    trap - EXIT
     log "built $TOOL_BIN in $((SECONDS - start))s"
 }
 
