@@ -256,12 +256,21 @@ class PodWorker(threading.Thread):
         _emit("ready" if ready else "not-ready", pod=self._where())
 
     def _waiting(self, reason: str, message: str, last: Optional[Mapping[str, Any]] = None) -> None:
+        was_ready, self.record.ready = self.record.ready, False
         if (self.record.state, self.record.message) != (reason, message):
             _emit("waiting", pod=self._where(), reason=reason, message=message)
             self.runner.changed()
         self.record.state, self.record.message = reason, message
-        self._patch({"containerStatuses": [self._container_status({"waiting": {"reason": reason, "message": message}},
-                                                                    last=last)]})
+        status: dict[str, Any] = {"containerStatuses": [
+            self._container_status({"waiting": {"reason": reason, "message": message}}, last=last)]}
+        if was_ready:
+            # A container no longer running makes the pod unready (a kubelet's ContainersNotReady):
+            # its Deployment counts it unavailable and its Services stop sending to it.
+            now = _now()
+            status["conditions"] = [{"type": t, "status": "False", "lastTransitionTime": now,
+                                     "reason": "ContainersNotReady"} for t in ("Ready", "ContainersReady")]
+            _emit("not-ready", pod=self._where())
+        self._patch(status)
 
     # -- the lifecycle ------------------------------------------------------------------------
 
