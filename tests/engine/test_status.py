@@ -243,7 +243,10 @@ def test_the_target_reported_is_what_kedas_hpa_wants(deployment: Deployment) -> 
     """KEDA keeps `keda-hpa-support` for the support pool's ScaledObject; scaled by hand below its
     minimum, the HPA controller's next sync counts 1 replica, wants 2 and scales back up, and its
     status says so (target 2, current 1) until the sync after. `status` reports that HPA's target
-    and count, not numbers of its own: it is read between two identical readings of the HPA."""
+    and count, not numbers of its own: it is read between two identical readings of the HPA, with
+    KEDA's ScaledObject Ready at both. (KEDA restores a workload below its minimum itself too; when
+    its write and the HPA's conflict, it reports the ScaledObject not Ready until its next poll, and
+    `status` says `not-ready` then: a reading in such a window is not the one this test is about.)"""
     dep = deployment
     ns, name = "vox-t-northwind", "keda-hpa-support"
     wait_until("KEDA's HPAs with their targets", lambda: keda_hpas_with_targets(dep), timeout=180, interval=1)
@@ -255,6 +258,10 @@ def test_the_target_reported_is_what_kedas_hpa_wants(deployment: Deployment) -> 
     def replicas() -> int:
         return int(json.loads(dep.kubectl("get", "deployment", "support", "-n", ns, "-o", "json").stdout)["spec"]["replicas"])
 
+    def keda_ready() -> bool:
+        so = json.loads(dep.kubectl("get", "scaledobject", "support", "-n", ns, "-o", "json").stdout)
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in (so.get("status") or {}).get("conditions", []))
+
     def reported_while_the_hpa_counted_one() -> Any:
         before = hpa_counts()
         if before == (2, 2):
@@ -262,8 +269,10 @@ def test_the_target_reported_is_what_kedas_hpa_wants(deployment: Deployment) -> 
             if replicas() == 2:
                 dep.kubectl("scale", "deployment", "support", "-n", ns, "--replicas=1")
             return None
+        if before != (2, 1) or not keda_ready():
+            return None
         row = next(r for r in status_json(dep)["agents"] if r["agent"] == "support")
-        return row if before == hpa_counts() == (2, 1) else None
+        return row if hpa_counts() == (2, 1) and keda_ready() else None
 
     try:
         row = wait_until("status read while the HPA counted 1 replica and wanted 2",
