@@ -43,6 +43,10 @@ def port_free(port: int, kind: Kind = "tcp") -> bool:
     types = {"tcp": [socket.SOCK_STREAM], "udp": [socket.SOCK_DGRAM], "both": [socket.SOCK_STREAM, socket.SOCK_DGRAM]}
     for sock_type in types[kind]:
         with socket.socket(socket.AF_INET, sock_type) as s:
+            if sock_type == socket.SOCK_STREAM:
+                # As the servers' listeners bind (Go's and asyncio's set it): connections of a
+                # stopped server in TIME_WAIT do not keep its port from being listened on again.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((LOOPBACK, port))
             except OSError:
