@@ -73,6 +73,13 @@ def worker_state(m: Motion, pod: str) -> dict[str, Any]:
     return m.worker_state(pod)
 
 
+def settled_at_one_pod(m: Motion) -> list[dict[str, Any]]:
+    """Until the pool is one Ready pod and no other (an earlier test's call may still have the HPA
+    at two workers): that pod, in a list."""
+    return wait_until("the pool at one Ready pod and no other", lambda: (lambda r: r if len(r) == 1 and len(
+        m.pods(NS, SELECTOR)) == 1 else None)(ready_pods(m)), timeout=300, interval=1)
+
+
 def stamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -204,9 +211,7 @@ def test_a_deleted_pod_stays_terminating_while_its_worker_finishes_its_call(regi
 
 
 def test_a_rollout_removes_the_old_worker_only_once_the_new_one_is_registered(region: Motion) -> None:
-    # The pool settled at one pod: an earlier test's call may still have the HPA at two workers.
-    (old,) = wait_until("the pool at one Ready pod and no other", lambda: (lambda r: r if len(r) == 1 and len(
-        region.pods(NS, SELECTOR)) == 1 else None)(ready_pods(region)), timeout=300, interval=1)
+    (old,) = settled_at_one_pod(region)
     region.kubectl("set", "env", f"deployment/{POOL}", "-n", NS, "ROLLOUT_MARK=1")
     try:
         (new,) = wait_until("the new pod Ready", lambda: [p for p in ready_pods(region)
@@ -254,8 +259,7 @@ def test_dev_cluster_wait_returns_once_a_crashed_worker_registered_again(region:
     applied region's workloads all read settled; a worker that dies unsettles its Deployment until
     the pod runner has restarted it and it registered again, and `voxplane dev cluster wait`
     returns only then."""
-    (pod,) = wait_until("the pool at one Ready pod and no other", lambda: (lambda r: r if len(r) == 1 and len(
-        region.pods(NS, SELECTOR)) == 1 else None)(ready_pods(region)), timeout=300, interval=1)
+    (pod,) = settled_at_one_pod(region)
     name = pod["metadata"]["name"]
     client = KubeClient(region.kubeconfig)
     try:

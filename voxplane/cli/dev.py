@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import click
@@ -24,6 +25,17 @@ def cluster() -> None:
     metrics adapter). The real API server admits and the real scheduler places every object, KEDA
     and the HPA controller scale workloads; agent pods run as real workers (the pod runner), other
     pods become Ready with nothing inside them."""
+
+
+def _running_cluster() -> dict[str, Any]:
+    """The running dev cluster's state; exit 1 with one line when there is none."""
+    from ..dev.cluster import running
+
+    state = running()
+    if state is None:
+        click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
+        sys.exit(1)
+    return state
 
 
 @cluster.command("up")
@@ -72,11 +84,9 @@ def cluster_down(purge: bool) -> None:
 @cluster.command("env")
 def cluster_env() -> None:
     """Print `export KUBECONFIG=...` for the running cluster; exit 1 when it is not running."""
-    from ..dev.cluster import exports, running
+    from ..dev.cluster import exports
 
-    if running() is None:
-        click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
-        sys.exit(1)
+    _running_cluster()
     click.echo(exports())
 
 
@@ -90,12 +100,10 @@ def cluster_wait(timeout: float) -> None:
     registered again (the dev servers running); a `pulumi up --refresh` before then reports
     updates that only wait for them. Exit 1, naming what is not settled, after TIMEOUT.
     """
-    from ..dev.cluster import kubeconfig_path, main_progress, running
+    from ..dev.cluster import kubeconfig_path, main_progress
     from ..dev.workloads import SettleError, wait_settled
 
-    if running() is None:
-        click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
-        sys.exit(1)
+    _running_cluster()
     started = time.monotonic()
     try:
         count = wait_settled(kubeconfig_path(), main_progress, timeout)
@@ -113,13 +121,10 @@ def cluster_workers(fmt: str) -> None:
     rewrite of the pod's environment (values from Secrets are never shown)."""
     import json
 
-    from ..dev.cluster import running, runner_dir
+    from ..dev.cluster import runner_dir
     from ..dev.podrunner import read_workers
 
-    state = running()
-    if state is None:
-        click.echo("error: the dev cluster is not running (`voxplane dev cluster up`)", err=True)
-        sys.exit(1)
+    state = _running_cluster()
     workers = read_workers(runner_dir()) if state.get("agent_workers") else {}
     if fmt == "json":
         click.echo(json.dumps({"agent_workers": state.get("agent_workers"), "workers": list(workers.values())}, indent=2))
