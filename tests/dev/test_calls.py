@@ -1,6 +1,7 @@
 """What `voxplane dev calls` asks of the server for a routed call (voxplane/dev/calls.py): the room
 livekit-sip has the server create (the rule's room name and room_config) and the caller's token
-(the SIP participant the rule describes). The calls themselves run against the pod runner in the branch i21-motion tests (not yet green on main)."""
+(the SIP participant the rule describes). The calls themselves, placed on agent pods the pod
+runner runs as workers, are in tests/dev/test_pool_scaling.py and test_agent_workers.py."""
 
 from __future__ import annotations
 

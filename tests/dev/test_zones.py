@@ -21,7 +21,7 @@ from voxplane.dev import cluster
 from voxplane.manifest.loader import load
 from voxplane.deploy.render import render
 
-from tests.support.repo import copy_manifests
+from tests.support.repo import copy_manifests, use_free_prometheus_port
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -38,6 +38,7 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     patch = pytest.MonkeyPatch()
     patch.setenv("VOXPLANE_DEV_STATE", str(tmp_path_factory.mktemp("dev-state")))
     root = copy_manifests(tmp_path_factory.mktemp("repo") / "repo")
+    use_free_prometheus_port(root, REGION)
     project = load((), root).require_project()
     try:
         cluster.up(project.regions[REGION], project.agents_in(REGION), lambda _line: None, agent_workers=False)

@@ -141,7 +141,7 @@ def deployment(request: pytest.FixtureRequest, dev_state: Path, bins: Path, tmp_
         use_free_prometheus_port(root)  # the dev Prometheus of a running demo keeps its port
     project = load((), root).require_project()
     # Agent pods marked Ready by kwok, no worker behind them: these tests are about the engine
-    # (the pod runner runs agent pods as workers; its tests are on branch i21-motion until green).
+    # (tests/dev runs agent pods as workers through the pod runner).
     cluster.up(project.regions[region], project.agents_in(region), lambda _line: None, agent_workers=False)
     overrides = {} if region == "local" else {"voxplane:kubeContext": cluster.CONTEXT, "voxplane:buildImages": "false"}
     with livekit_with_redis(region=region, root=root) as lk:
