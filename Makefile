@@ -73,13 +73,12 @@ images: setup
 	bash scripts/ensure-images.sh
 
 # The suite in TEST_LANES parallel processes: most of its time is spent waiting on servers (HPA syncs,
-# ICE, the engine), not computing. tests/conftest.py groups it into units of work (a module, or the
-# modules sharing one slow session fixture), the slow shared ones first: hence --no-loadscope-reorder.
+# ICE, the engine), not computing. tests/support/lanes.py cuts it into units of work.
 TEST_LANES ?= 2
 
 test: setup servers toolchain images
 	$(PY) -m mypy
-	$(PY) -m pytest -n $(TEST_LANES) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_LANES) --dist loadscope
 
 # A real call through livekit-sip + sipp. livekit-sip is not served by the Go module proxy: build
 # it from source and export VOXPLANE_LIVEKIT_SIP_BIN=/path/to/livekit-sip first.

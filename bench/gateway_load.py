@@ -6,7 +6,10 @@ tenant limits below written into regions/local.yaml, then:
 1. Noisy neighbour. Tenant northwind has small limits (joins 5/s, API calls 20/s, worker
    registrations 2/s, each with a burst of one second's worth) and, in a child process, offers
    room joins, RoomService.ListRooms calls and worker registrations at once its limits, then at ten
-   times each, open-loop at a fixed rate (at nice 10: in production that CPU is the tenant's).
+   times each, open-loop at a fixed rate. In production that client runs on the tenant's own
+   machines: here it runs on a CPU of its own (--client-cpu, the last one by default) and at nice
+   10, and the processes under test (Redis, livekit-server, the gateway) and bellavista's probe on
+   the others, so the bench measures what the gateway's refusals cost, not the load generator.
    Tenant bellavista keeps the defaults and, in this process, joins a room (reading up
    to the JoinResponse, then leaving) and calls ListRooms, paced at --probe-rate each. Rounds
    cycle a quiet phase (northwind idle), one at its limits and one at ten times, so drift in the
@@ -112,6 +115,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` on `cpus` (a Go server's threads exist already; new ones inherit)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of `pid` (fields 14 and 15 of /proc/PID/stat, after the command)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -121,11 +130,13 @@ def cpu_seconds(pid: int) -> float:
 # --- part 1: the noisy tenant (a child process) ---------------------------------------------
 
 
-def noisy_main(gateway_url: str, stop: Any, results: Any, over: float) -> None:
+def noisy_main(gateway_url: str, stop: Any, results: Any, over: float, cpus: set[int] | None) -> None:
     """Offer `over` x northwind's limits until `stop` is set; put the counts on `results`."""
-    # In production the flood comes from the tenant's own machines: niceness keeps this client's
-    # CPU from being taken out of the processes under test on a small machine (the offered rates
-    # are printed, so a client that falls behind shows).
+    # In production the flood comes from the tenant's own machines: its own CPU and niceness keep
+    # this client's CPU from being taken out of the processes under test on a small machine (the
+    # offered rates are printed, so a client that falls behind shows).
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     os.nice(10)
     results.put(asyncio.run(_flood(gateway_url, stop, over)))
 
@@ -228,7 +239,7 @@ class Condition:
 
 
 def noisy_neighbour(gw: GatewayServer, lk: LiveKitServer, rounds: int, phase_seconds: float, probe_rate: float,
-                    over: float) -> None:
+                    over: float, client_cpus: set[int] | None) -> None:
     conditions = [Condition("quiet", 0), Condition("at its limit", 1), Condition(f"{over:g}x its limit", over)]
     print(f"\n== 1. noisy neighbour: {QUIET} (default limits) probes at {probe_rate:g}/s while {NOISY} is idle, "
           f"at its limits, then at {over:g}x; {rounds} rounds of the three {phase_seconds:g} s phases")
@@ -241,7 +252,8 @@ def noisy_neighbour(gw: GatewayServer, lk: LiveKitServer, rounds: int, phase_sec
             child = None
             stop, results = ctx.Event(), ctx.Queue()
             if cond.over:
-                child = ctx.Process(target=noisy_main, args=(gw.http_url, stop, results, cond.over), daemon=True)
+                child = ctx.Process(target=noisy_main, args=(gw.http_url, stop, results, cond.over, client_cpus),
+                                    daemon=True)
                 child.start()
                 time.sleep(1.5)  # the child's interpreter up, its burst spent: the steady flood
             watched = {**pids, **({"noisy client": child.pid} if child is not None and child.pid else {})}
@@ -442,7 +454,14 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="connections opening at once")
     parser.add_argument("--budget", type=float, default=240, help="seconds for the capacity steps")
     parser.add_argument("--skip", choices=["noisy", "capacity"], action="append", default=[])
+    parser.add_argument("--client-cpu", type=int, default=(os.cpu_count() or 1) - 1,
+                        help="the CPU of northwind's client, the others run the rest; -1: all share every CPU")
     args = parser.parse_args()
+    every = os.sched_getaffinity(0)
+    client_cpus = {args.client_cpu} if args.client_cpu >= 0 and len(every) > 1 else None
+    if client_cpus is not None and not client_cpus < every:
+        parser.error(f"--client-cpu {args.client_cpu}: this process may run on CPUs {sorted(every)}")
+    under_test = every - client_cpus if client_cpus is not None else every
     # Every held connection is a descriptor here and two in the gateway (which inherits the limit).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -456,7 +475,16 @@ def main() -> int:
             root = manifests_with(Path(tmp) / "noisy", {NOISY: noisy_limits_yaml()})
             config, keys = region_gateway(REGION, root, upstream=lk.http_url)
             with GatewayServer(config, keys, python=python, pythonpath=context) as gw:
-                noisy_neighbour(gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over)
+                assert gw.pid is not None and lk.pid is not None and redis.pid is not None
+                for pid in (redis.pid, lk.pid, gw.pid, os.getpid()):
+                    pin(pid, under_test)
+                print(f"   CPUs: Redis, livekit-server, the gateway and {QUIET}'s probe on {sorted(under_test)}; "
+                      f"{NOISY}'s client on {sorted(client_cpus) if client_cpus else 'the same'}")
+                try:
+                    noisy_neighbour(gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over, client_cpus)
+                finally:  # the capacity part runs on every CPU
+                    for pid in (redis.pid, lk.pid, os.getpid()):
+                        pin(pid, every)
         if "capacity" not in args.skip:
             root = manifests_with(Path(tmp) / "capacity", {NOISY: UNLIMITED, QUIET: UNLIMITED})
             config, keys = region_gateway(REGION, root, upstream=lk.http_url)

@@ -4,13 +4,7 @@ livekit-server pair (tests/support holds the helpers behind them).
 A test that starts a real server carries the `integration` mark (`make unit` leaves those out):
 a test without it that starts one (itself or through a function-scoped fixture) fails, saying so.
 
-Lanes: `make test` runs the suite in parallel processes (pytest-xdist, `--dist loadgroup`), most of
-whose time is spent waiting on servers (HPA syncs, ICE, the engine), not computing. Each module is
-one unit of work, so its module fixtures start once; the modules that share an expensive
-session fixture (`SHARED_SESSION_FIXTURES`) are one unit, so it starts once too, and those units go
-first, as they are the longest. Every test's servers listen on free loopback ports and keep their
-state in the test's own folders, so units never meet; a dev cluster on the repository's fixed
-Prometheus port would, and fails (`_dev_clusters_use_free_ports`)."""
+`make test` runs the suite in lanes: tests/support/lanes.py says how it is cut into units of work."""
 
 from __future__ import annotations
 
@@ -35,39 +29,22 @@ from voxplane.desired.common import ADMIN_KEY  # noqa: E402
 from voxplane.dev.process import ServerProcess  # noqa: E402
 from voxplane.dev.redis import RedisServer  # noqa: E402
 
+from .support import lanes  # noqa: E402
 from .support.repo import MANIFESTS, REPO  # noqa: E402
 from .support.servers import DevLiveKit, livekit_with_redis  # noqa: E402
 from .support.vllm import VllmServer, make_tiny_model  # noqa: E402
 
 
-#: Session fixtures that start something slow (a dev cluster, the image tooling, vLLM): the modules
-#: using one form one unit of work, named here, so it starts once per run, not once per lane.
-SHARED_SESSION_FIXTURES = {
-    "dev_state": "engine: one control plane",  # tests/engine
-    "cluster": "kubedrift: one control plane",  # tests/kubedrift (the controllers' is per module)
-    "built": "images: the image tooling",  # tests/images
-    "vllm_server": "vllm: one server",  # tests/upstream, tests/agents
-}
-
-
-def _lane_unit(item: pytest.Item) -> tuple[int, str]:
-    """(rank, name) of the unit of work `item` belongs to: a shared session fixture's (rank 0: they
-    go first), else its module's."""
-    defs = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
-    for name, unit in SHARED_SESSION_FIXTURES.items():
-        if name in defs and defs[name][-1].scope == "session":
-            return 0, unit
-    return 1, item.nodeid.split("::", 1)[0]
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With lanes (`-n N --dist loadscope`, as `make test` runs): tests/support/lanes.py's units."""
+    return lanes.scheduler(config, log) if config.getvalue("dist") == "loadscope" else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group the tests into units of work for the lanes (see the module's docstring); with lanes,
-    the shared units first. A plain run keeps the collection order."""
-    units = {item.nodeid: _lane_unit(item) for item in items}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(units[item.nodeid][1]))
+    lanes.check_shared(items)
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: units[item.nodeid][0])  # stable: modules stay in order
+        lanes.shared_first(items)
 
 
 @pytest.fixture(scope="session", autouse=True)

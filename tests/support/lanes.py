@@ -1,0 +1,74 @@
+"""The suite's lanes: `make test` runs it in parallel processes (pytest-xdist, `-n 2 --dist
+loadscope`), as most of its time is spent waiting on servers (HPA syncs, ICE, the engine), not
+computing.
+
+The unit of work a lane takes whole is a test module, so its module fixtures start once; the
+folders whose modules share a slow session fixture are one unit each (`SHARED`), so that fixture
+starts once per run, not once per lane, and those units go first: they are the longest. Every
+test's servers listen on free loopback ports and keep their state in the test's own folders, so
+units never meet (tests/conftest.py fails a dev cluster on the repository's fixed Prometheus port).
+
+xdist's own `--dist loadgroup` would take groups from marks, but 3.8 writes them into a node id
+that pytest 9.2 no longer reads, so the units are named here, by path, and checked against the
+fixtures each test really uses (`check_shared`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+__all__ = ["SHARED", "check_shared", "scheduler", "shared_first", "unit_of"]
+
+#: Folder -> (its unit, the session fixtures its modules share that make it one).
+SHARED: dict[str, tuple[str, frozenset[str]]] = {
+    "tests/engine/": ("engine", frozenset({"dev_state"})),  # one control plane, each region in turn
+    "tests/kubedrift/": ("kubedrift", frozenset({"cluster"})),  # one control plane, the region applied
+    "tests/images/": ("images", frozenset({"built"})),  # the image tooling, every image built
+    "tests/agents/": ("vllm", frozenset({"vllm_server"})),  # one real vLLM
+    "tests/upstream/": ("vllm", frozenset({"vllm_server"})),
+}
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work of a test: its folder's shared unit, else its module."""
+    for folder, (unit, _) in SHARED.items():
+        if nodeid.startswith(folder):
+            return unit
+    return nodeid.split("::", 1)[0]
+
+
+def is_shared(nodeid: str) -> bool:
+    return any(nodeid.startswith(folder) for folder in SHARED)
+
+
+def check_shared(items: list[pytest.Item]) -> None:
+    """Refuse a run where a test outside a shared unit uses that unit's session fixture: it would
+    start it once more, in its own lane, beside the first."""
+    fixtures = {name: unit for unit, names in SHARED.values() for name in names}
+    for item in items:
+        defs: dict[str, Any] = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+        for name, unit in fixtures.items():
+            if name in defs and defs[name][-1].scope == "session" and unit_of(item.nodeid) != unit:
+                raise pytest.UsageError(f"{item.nodeid} uses the session fixture {name!r} of lane unit {unit!r}: "
+                                        f"add its folder to tests/support/lanes.py SHARED")
+
+
+def shared_first(items: list[pytest.Item]) -> None:
+    """Sort the shared units' tests first (stable: modules stay whole and in order). Lanes take
+    units in collection order (`scheduler`), so the longest start first."""
+    items.sort(key=lambda item: not is_shared(item.nodeid))
+
+
+def scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduling, with `unit_of` as the scope of a test and units handed out in
+    collection order (not largest first: a unit's size in tests says nothing of its duration)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Lanes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False
+    return Lanes(config, log)
