@@ -69,6 +69,8 @@ def test_the_routed_room_gets_a_job_for_its_agent_only_and_the_agent_joins(
             w.wait_registered()
 
         d = route(platform, "reservations")
+        # Read before the call: the agent may ask vLLM for its greeting before this test sees it join.
+        served = llm.metric("vllm:request_success_total")
         created = time.time()
         platform.create_room_as_routed(d)
         caller = callers(platform, d.room, "caller-1")
@@ -81,7 +83,6 @@ def test_the_routed_room_gets_a_job_for_its_agent_only_and_the_agent_joins(
               f"{1000 * (joined['t'] - created):.0f} ms")
         # The agent runs its real entrypoint: it publishes its audio, asks the LLM for the greeting
         # and the reply vLLM generates streams to the caller (as text, and as speech to the TTS).
-        served = llm.metric("vllm:request_success_total")
         caller.wait_for("the agent's audio track", lambda e: e["event"] == "track_subscribed", 20)
         chunk = caller.wait_for("the greeting streaming in", lambda e: e["event"] == "text_chunk"
                                 and e["topic"] == "lk.transcription" and e["identity"] != "caller-1", 60)

@@ -288,8 +288,15 @@ def test_the_target_reported_is_what_kedas_hpa_wants(deployment: Deployment) -> 
 
 
 def bella_counts(frame: str) -> tuple[int, int, int] | None:
-    found = re.search(r"^bellavista/reservations .*?target \d+(?:, now \d+)?\s+(\d+)\s+(\d+)\s+(\d+)", frame, re.M)
-    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+    """bellavista/reservations' rooms, participants and SIP calls in a text frame: the cells under
+    the header's `rooms` to `nodes` (the target cell before them can be any state's words)."""
+    lines = frame.splitlines()
+    header = next((ln for ln in lines if ln.startswith("agent pool ")), None)
+    row = next((ln for ln in lines if ln.startswith("bellavista/reservations ")), None)
+    if header is None or row is None or "rooms" not in header or "nodes" not in header:
+        return None
+    cells = row[header.index("rooms"):header.index("nodes")].split()
+    return (int(cells[0]), int(cells[1]), int(cells[2])) if len(cells) == 3 and all(c.isdigit() for c in cells) else None
 
 
 @LOCAL
@@ -322,11 +329,16 @@ def test_watch_redraws_in_place_on_a_terminal_until_ctrl_c(deployment: Deploymen
         return look
 
     try:
-        first = wait_until("a first frame", frame_with(lambda f: bella_counts(f) == (0, 0, 0)), timeout=90, interval=0)
+        def last_output() -> str:
+            return "last output:\n" + ANSI.sub("", raw.decode("utf-8", "replace"))[-3000:]
+
+        first = wait_until("a first frame with no bellavista room", frame_with(lambda f: bella_counts(f) == (0, 0, 0)),
+                           timeout=90, interval=0, details=last_output)
         n_first = len(frames())
         room = room_name("bv-call", "+15550100166")
         server.create_room(room, BELLA)
-        wait_until("a frame with the new room", frame_with(lambda f: bella_counts(f) == (1, 0, 0)), timeout=90, interval=0)
+        wait_until("a frame with the new room", frame_with(lambda f: bella_counts(f) == (1, 0, 0)), timeout=90, interval=0,
+                   details=last_output)
         assert re.search(r"^drift: \d+ kubernetes, \d+ livekit", first, re.M)
         assert len(frames()) > n_first
         # In place: rich moves the cursor back up over the last frame before drawing the next.
