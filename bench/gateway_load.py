@@ -7,9 +7,8 @@ tenant limits below written into regions/local.yaml, then:
    registrations 2/s, each with a burst of one second's worth) and, in a child process, offers
    room joins, RoomService.ListRooms calls and worker registrations at once its limits, then at ten
    times each, open-loop at a fixed rate. In production that client runs on the tenant's own
-   machines: here it runs on a CPU of its own (--client-cpu, the last one by default) and at nice
-   10, and the processes under test (Redis, livekit-server, the gateway) and bellavista's probe on
-   the others, so the bench measures what the gateway's refusals cost, not the load generator.
+   machines: here it is kept to one CPU (--client-cpu, the last one by default) at nice 10, so it
+   cannot take the processes under test off the others.
    Tenant bellavista keeps the defaults and, in this process, joins a room (reading up
    to the JoinResponse, then leaving) and calls ListRooms, paced at --probe-rate each. Rounds
    cycle a quiet phase (northwind idle), one at its limits and one at ten times, so drift in the
@@ -113,12 +112,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of `pid` on `cpus` (a Go server's threads exist already; new ones inherit)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -455,13 +448,12 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=240, help="seconds for the capacity steps")
     parser.add_argument("--skip", choices=["noisy", "capacity"], action="append", default=[])
     parser.add_argument("--client-cpu", type=int, default=(os.cpu_count() or 1) - 1,
-                        help="the CPU of northwind's client, the others run the rest; -1: all share every CPU")
+                        help="the one CPU northwind's client may use; -1: any")
     args = parser.parse_args()
     every = os.sched_getaffinity(0)
     client_cpus = {args.client_cpu} if args.client_cpu >= 0 and len(every) > 1 else None
     if client_cpus is not None and not client_cpus < every:
         parser.error(f"--client-cpu {args.client_cpu}: this process may run on CPUs {sorted(every)}")
-    under_test = every - client_cpus if client_cpus is not None else every
     # Every held connection is a descriptor here and two in the gateway (which inherits the limit).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -475,16 +467,9 @@ def main() -> int:
             root = manifests_with(Path(tmp) / "noisy", {NOISY: noisy_limits_yaml()})
             config, keys = region_gateway(REGION, root, upstream=lk.http_url)
             with GatewayServer(config, keys, python=python, pythonpath=context) as gw:
-                assert gw.pid is not None and lk.pid is not None and redis.pid is not None
-                for pid in (redis.pid, lk.pid, gw.pid, os.getpid()):
-                    pin(pid, under_test)
-                print(f"   CPUs: Redis, livekit-server, the gateway and {QUIET}'s probe on {sorted(under_test)}; "
-                      f"{NOISY}'s client on {sorted(client_cpus) if client_cpus else 'the same'}")
-                try:
-                    noisy_neighbour(gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over, client_cpus)
-                finally:  # the capacity part runs on every CPU
-                    for pid in (redis.pid, lk.pid, os.getpid()):
-                        pin(pid, every)
+                print(f"   {NOISY}'s client on CPU {sorted(client_cpus) if client_cpus else 'any'}, the rest on any of "
+                      f"{sorted(every)}")
+                noisy_neighbour(gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over, client_cpus)
         if "capacity" not in args.skip:
             root = manifests_with(Path(tmp) / "capacity", {NOISY: UNLIMITED, QUIET: UNLIMITED})
             config, keys = region_gateway(REGION, root, upstream=lk.http_url)
