@@ -1,15 +1,18 @@
-"""tests/support and the rules tests/conftest.py keeps: one percentile, one way to wait, and no real
-server started by a test that is not marked `integration`."""
+"""tests/support and the rules tests/conftest.py keeps: one percentile, one way to wait, no real
+server started by a test that is not marked `integration`, and the lanes' units of work."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from voxplane.dev.redis import RedisServer
 
+from .support.lanes import check_shared, unit_of
 from .support.repo import REPO, copy_checkout
 from .support.stats import percentile
 from .support.wait import wait_until
@@ -50,3 +53,20 @@ def test_a_checkout_copy_leaves_out_what_a_checkout_does_not_hold(tmp_path: Path
     assert not list(copy.rglob("__pycache__"))
     assert (copy / ".venv").resolve() == (REPO / ".venv").resolve()
     assert (copy / "stacks" / ".venv").is_symlink()  # still the link to ../.venv, now the copy's
+
+
+def test_lanes_keep_a_module_whole_and_a_shared_folder_together() -> None:
+    assert unit_of("tests/test_render.py::test_x[local]") == unit_of("tests/test_render.py::test_y") == "tests/test_render.py"
+    assert unit_of("tests/engine/test_deploy.py::test_a[local]") == unit_of("tests/engine/test_status.py::test_b") == "engine"
+    assert unit_of("tests/agents/test_workers.py::t") == unit_of("tests/upstream/test_vllm_server.py::t") == "vllm"
+
+
+def test_lanes_refuse_a_shared_session_fixture_used_outside_its_unit() -> None:
+    def item(nodeid: str, fixture: str, scope: str) -> Any:
+        return SimpleNamespace(nodeid=nodeid, _fixtureinfo=SimpleNamespace(
+            name2fixturedefs={fixture: (SimpleNamespace(scope=scope),)}))
+
+    check_shared([item("tests/upstream/test_vllm_server.py::t", "vllm_server", "session")])
+    check_shared([item("tests/controllers/test_x.py::t", "cluster", "module")])  # the controllers' own
+    with pytest.raises(pytest.UsageError, match=r"tests/test_new\.py::t uses the session fixture 'vllm_server' of lane unit 'vllm'"):
+        check_shared([item("tests/test_new.py::t", "vllm_server", "session")])
