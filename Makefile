@@ -73,7 +73,8 @@ images: setup
 	bash scripts/ensure-images.sh
 
 # The suite in TEST_LANES parallel processes: most of its time is spent waiting on servers (HPA syncs,
-# ICE, the engine), not computing. tests/support/lanes.py cuts it into units of work.
+# ICE, the engine), not computing. tests/support/lanes.py cuts it into units of work (a module, or a folder
+# sharing a slow session fixture), whatever the --dist; TEST_LANES=0: one process, no lanes.
 TEST_LANES ?= 2
 
 test: setup servers toolchain images

@@ -447,8 +447,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="connections opening at once")
     parser.add_argument("--budget", type=float, default=240, help="seconds for the capacity steps")
     parser.add_argument("--skip", choices=["noisy", "capacity"], action="append", default=[])
-    parser.add_argument("--client-cpu", type=int, default=(os.cpu_count() or 1) - 1,
-                        help="the one CPU northwind's client may use; -1: any")
+    parser.add_argument("--client-cpu", type=int, default=max(os.sched_getaffinity(0)),
+                        help="the one CPU northwind's client may use (default: the last this process may); -1: any")
     args = parser.parse_args()
     every = os.sched_getaffinity(0)
     client_cpus = {args.client_cpu} if args.client_cpu >= 0 and len(every) > 1 else None

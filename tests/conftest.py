@@ -37,14 +37,19 @@ from .support.vllm import VllmServer, make_tiny_model  # noqa: E402
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """With lanes (`-n N --dist loadscope`, as `make test` runs): tests/support/lanes.py's units."""
-    return lanes.scheduler(config, log) if config.getvalue("dist") == "loadscope" else None
+    """With lanes (`make test`: `-n 2 --dist loadscope`): tests/support/lanes.py's units."""
+    return None if config.getoption("dist") == "each" else lanes.scheduler(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    lanes.check_shared(items)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if hasattr(config, "workerinput"):  # a lane (xdist's worker)
         lanes.shared_first(items)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    problem = lanes.shared_fixture_outside(item)
+    if problem is not None:
+        pytest.fail(problem)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,11 +61,11 @@ def _dev_clusters_use_free_ports() -> Iterator[None]:
     from voxplane.dev.autoscaling import region_prometheus_port
     from voxplane.manifest.loader import load
 
-    regions = load((), REPO).require_project().regions.values()
-    fixed = {port for r in regions if (port := region_prometheus_port(r.kubernetes.prometheus_url)) is not None}
     up = cluster.up
 
     def checked_up(region: Any, *args: Any, **kwargs: Any) -> Any:
+        repository = load((), REPO).require_project().regions.values()
+        fixed = {region_prometheus_port(r.kubernetes.prometheus_url) for r in repository} - {None}
         if region_prometheus_port(region.kubernetes.prometheus_url) in fixed:
             pytest.fail(f"a dev cluster for {region.name!r} on the repository's Prometheus port "
                         f"({region.kubernetes.prometheus_url}): start it from a copy with use_free_prometheus_port")

@@ -12,7 +12,7 @@ import pytest
 
 from voxplane.dev.redis import RedisServer
 
-from .support.lanes import check_shared, unit_of
+from .support.lanes import shared_fixture_outside, unit_of
 from .support.repo import REPO, copy_checkout
 from .support.stats import percentile
 from .support.wait import wait_until
@@ -66,7 +66,8 @@ def test_lanes_refuse_a_shared_session_fixture_used_outside_its_unit() -> None:
         return SimpleNamespace(nodeid=nodeid, _fixtureinfo=SimpleNamespace(
             name2fixturedefs={fixture: (SimpleNamespace(scope=scope),)}))
 
-    check_shared([item("tests/upstream/test_vllm_server.py::t", "vllm_server", "session")])
-    check_shared([item("tests/controllers/test_x.py::t", "cluster", "module")])  # the controllers' own
-    with pytest.raises(pytest.UsageError, match=r"tests/test_new\.py::t uses the session fixture 'vllm_server' of lane unit 'vllm'"):
-        check_shared([item("tests/test_new.py::t", "vllm_server", "session")])
+    assert shared_fixture_outside(item("tests/upstream/test_vllm_server.py::t", "vllm_server", "session")) is None
+    assert shared_fixture_outside(item("tests/controllers/test_x.py::t", "cluster", "module")) is None  # their own
+    assert shared_fixture_outside(item("tests/test_new.py::t", "vllm_server", "session")) == (
+        "tests/test_new.py::t uses the session fixture 'vllm_server' of lane unit 'vllm': "
+        "add its folder to tests/support/lanes.py SHARED")

@@ -2,15 +2,16 @@
 loadscope`), as most of its time is spent waiting on servers (HPA syncs, ICE, the engine), not
 computing.
 
-The unit of work a lane takes whole is a test module, so its module fixtures start once; the
+Any distribution but `each` (`-n N` alone is `load`) gets these units. The unit of work a lane takes whole is a test module, so its module fixtures start once; the
 folders whose modules share a slow session fixture are one unit each (`SHARED`), so that fixture
 starts once per run, not once per lane, and those units go first: they are the longest. Every
 test's servers listen on free loopback ports and keep their state in the test's own folders, so
 units never meet (tests/conftest.py fails a dev cluster on the repository's fixed Prometheus port).
 
 xdist's own `--dist loadgroup` would take groups from marks, but 3.8 writes them into a node id
-that pytest 9.2 no longer reads, so the units are named here, by path, and checked against the
-fixtures each test really uses (`check_shared`).
+that pytest 9.2 no longer reads, so the units are named here, by path (from the repository's
+root), and a test using a shared fixture from outside its unit fails (`shared_fixture_outside`).
+The image tooling (dockerd, its registry) is one per machine, locked: only the images unit uses it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["SHARED", "check_shared", "scheduler", "shared_first", "unit_of"]
+__all__ = ["SHARED", "is_shared", "scheduler", "shared_first", "shared_fixture_outside", "unit_of"]
 
 #: Folder -> (its unit, the session fixtures its modules share that make it one).
 SHARED: dict[str, tuple[str, frozenset[str]]] = {
@@ -43,16 +44,16 @@ def is_shared(nodeid: str) -> bool:
     return any(nodeid.startswith(folder) for folder in SHARED)
 
 
-def check_shared(items: list[pytest.Item]) -> None:
-    """Refuse a run where a test outside a shared unit uses that unit's session fixture: it would
-    start it once more, in its own lane, beside the first."""
-    fixtures = {name: unit for unit, names in SHARED.values() for name in names}
-    for item in items:
-        defs: dict[str, Any] = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
-        for name, unit in fixtures.items():
+def shared_fixture_outside(item: pytest.Item) -> str | None:
+    """Why `item` may not run: it uses a shared unit's session fixture from outside that unit, so
+    that fixture would start once more, in its own lane, beside the first."""
+    defs: dict[str, Any] = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    for unit, names in SHARED.values():
+        for name in names:
             if name in defs and defs[name][-1].scope == "session" and unit_of(item.nodeid) != unit:
-                raise pytest.UsageError(f"{item.nodeid} uses the session fixture {name!r} of lane unit {unit!r}: "
-                                        f"add its folder to tests/support/lanes.py SHARED")
+                return (f"{item.nodeid} uses the session fixture {name!r} of lane unit {unit!r}: "
+                        f"add its folder to tests/support/lanes.py SHARED")
+    return None
 
 
 def shared_first(items: list[pytest.Item]) -> None:
@@ -62,13 +63,18 @@ def shared_first(items: list[pytest.Item]) -> None:
 
 
 def scheduler(config: pytest.Config, log: Any) -> Any:
-    """xdist's scope scheduling, with `unit_of` as the scope of a test and units handed out in
-    collection order (not largest first: a unit's size in tests says nothing of its duration)."""
+    """xdist's scope scheduling with `unit_of` as the scope of a test, handed out in collection
+    order. xdist is imported here: a run without lanes does not need it."""
     from xdist.scheduler import LoadScopeScheduling
 
     class Lanes(LoadScopeScheduling):
+        def __init__(self, config: pytest.Config, log: Any = None) -> None:
+            super().__init__(config, log)
+            # Not largest first, as loadscope does by default: a unit's count of tests says
+            # nothing of its duration; `shared_first` put the long ones first.
+            config.option.loadscopereorder = False
+
         def _split_scope(self, nodeid: str) -> str:
             return unit_of(nodeid)
 
-    config.option.loadscopereorder = False
     return Lanes(config, log)
