@@ -27,6 +27,16 @@ from ..support.servers import livekit_with_redis
 REGIONS = ["local", "us-east", "eu-west"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first test of a module sets up its region's `deployment` (a control plane's nodes, then
+    `pulumi up` of every object and the wait for it): minutes, more while the other lane is busy,
+    so those tests get their own bound, not a check of how long it took."""
+    for item in items:
+        if item.nodeid.startswith("tests/engine/") and "deployment" in getattr(item, "fixturenames", ()) \
+                and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(900))
+
+
 @pytest.fixture(scope="session")
 def dev_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The dev cluster, state backend, passphrase and dev secrets of this session, in tmp."""
