@@ -41,8 +41,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return None if config.getoption("dist") == "each" else lanes.scheduler(config, log)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # a lane (xdist's worker)
+        lanes.plain_environment()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):
         lanes.shared_first(items)
 
 

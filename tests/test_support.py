@@ -4,6 +4,7 @@ server started by a test that is not marked `integration`, and the lanes' units 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from voxplane.dev.redis import RedisServer
 
-from .support.lanes import shared_fixture_outside, unit_of
+from .support.lanes import plain_environment, shared_fixture_outside, unit_of
 from .support.repo import REPO, copy_checkout
 from .support.stats import percentile
 from .support.wait import wait_until
@@ -71,3 +72,10 @@ def test_lanes_refuse_a_shared_session_fixture_used_outside_its_unit() -> None:
     assert shared_fixture_outside(item("tests/test_new.py::t", "vllm_server", "session")) == (
         "tests/test_new.py::t uses the session fixture 'vllm_server' of lane unit 'vllm': "
         "add its folder to tests/support/lanes.py SHARED")
+
+
+def test_a_lane_runs_with_a_plain_runs_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    plain_environment()
+    assert "COLUMNS" not in os.environ and "LINES" not in os.environ

@@ -83,9 +83,7 @@ class Server:
 
 
 def env(dep: Deployment) -> dict[str, str]:
-    # Without COLUMNS and LINES, which xdist's lanes set to 80x24: a terminal's own size counts.
-    out = {k: v for k, v in os.environ.items()
-           if not k.startswith(("VOXPLANE_SECRET_", "LIVEKIT_")) and k not in ("COLUMNS", "LINES")}
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("VOXPLANE_SECRET_", "LIVEKIT_"))}
     out.update({"KUBECONFIG": str(dep.kubeconfig), "LIVEKIT_URL": dep.livekit.http_url,
                 "LIVEKIT_API_KEY": dep.livekit.api_key, "LIVEKIT_API_SECRET": dep.livekit.api_secret,
                 "PYTHONUNBUFFERED": "1"})

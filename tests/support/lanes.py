@@ -2,11 +2,13 @@
 loadscope`), as most of its time is spent waiting on servers (HPA syncs, ICE, the engine), not
 computing.
 
-Any distribution but `each` (`-n N` alone is `load`) gets these units. The unit of work a lane takes whole is a test module, so its module fixtures start once; the
-folders whose modules share a slow session fixture are one unit each (`SHARED`), so that fixture
-starts once per run, not once per lane, and those units go first: they are the longest. Every
-test's servers listen on free loopback ports and keep their state in the test's own folders, so
-units never meet (tests/conftest.py fails a dev cluster on the repository's fixed Prometheus port).
+Any distribution but `each` (`-n N` alone is `load`) gets these units. The unit of work a lane
+takes whole is a test module, so its module fixtures start once; the folders whose modules share a
+slow session fixture are one unit each (`SHARED`), so that fixture starts once per run, not once
+per lane, and those units go first: they are the longest. Every test's servers listen on free
+loopback ports and keep their state in the test's own folders, so units never meet
+(tests/conftest.py fails a dev cluster on the repository's fixed Prometheus port). A lane's
+process runs with the environment of a plain run (`plain_environment`).
 
 xdist's own `--dist loadgroup` would take groups from marks, but 3.8 writes them into a node id
 that pytest 9.2 no longer reads, so the units are named here, by path (from the repository's
@@ -16,11 +18,13 @@ The image tooling (dockerd, its registry) is one per machine, locked: only the i
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
-__all__ = ["SHARED", "is_shared", "scheduler", "shared_first", "shared_fixture_outside", "unit_of"]
+__all__ = ["SHARED", "is_shared", "plain_environment", "scheduler", "shared_first", "shared_fixture_outside",
+           "unit_of"]
 
 #: Folder -> (its unit, the session fixtures its modules share that make it one).
 SHARED: dict[str, tuple[str, frozenset[str]]] = {
@@ -54,6 +58,13 @@ def shared_fixture_outside(item: pytest.Item) -> str | None:
                 return (f"{item.nodeid} uses the session fixture {name!r} of lane unit {unit!r}: "
                         f"add its folder to tests/support/lanes.py SHARED")
     return None
+
+
+def plain_environment() -> None:
+    """Drop what a lane's process has in its environment and a plain run has not: COLUMNS=80 and
+    LINES=24, which the CLIs a test starts would take over their terminal's own size."""
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 
 def shared_first(items: list[pytest.Item]) -> None:
