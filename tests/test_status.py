@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from voxplane.cli import main
 from voxplane.livekit.desired import ownership_metadata, Owner
 from voxplane.manifest.loader import load
 from voxplane.cli import status_view as view
+from voxplane.dev.ports import free_port
 from voxplane.status.kube import Autoscaler, Workload, autoscaler_state
 from voxplane.status.report import DriftSummary, RegionStatus, assemble
 from voxplane.status.rooms import AgentKey, LiveRoom, RoomRoute, agent_names, attribute, routes
@@ -340,25 +340,19 @@ def test_the_text_frame():
 # --- the command -----------------------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A kubeconfig and a LiveKit URL that point at closed ports on loopback."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(f"""apiVersion: v1
 kind: Config
-clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{closed_port()}", insecure-skip-tls-verify: true}}}}]
+clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{free_port()}", insecure-skip-tls-verify: true}}}}]
 users: [{{name: u, user: {{token: t}}}}]
 contexts: [{{name: voxplane-local, context: {{cluster: c, user: u}}}}]
 current-context: voxplane-local
 """)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("LIVEKIT_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("LIVEKIT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("LIVEKIT_API_KEY", "k")
     monkeypatch.setenv("LIVEKIT_API_SECRET", "s" * 32)
     return kubeconfig

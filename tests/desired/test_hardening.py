@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from voxplane.manifest.loader import load
 from voxplane.deploy.render import render
+from voxplane.dev.ports import free_port
 
 from ..support.repo import REPO
 from ..support.wait import wait_until
@@ -214,9 +214,7 @@ def test_the_start_script_gives_redis_its_password_without_exposing_it(tmp_path)
     from voxplane.desired.redis import AUTH_FILE, CONFIG_DIR, CONFIG_FILE, PASSWORD_FILE, PING_WITH_PASSWORD, START_SCRIPT, redis_conf
 
     assert shutil.which("redis-server"), "redis-server not on PATH (scripts/ensure-servers.sh installs it)"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     password = 'pa"ss \\word $HOME'
     (tmp_path / "password").write_text(password)
     moved = {AUTH_FILE: str(tmp_path / "auth.conf"), PASSWORD_FILE: str(tmp_path / "password"),

@@ -1,12 +1,15 @@
-"""`port_free` (voxplane/dev/ports.py) answers as a server's listener would bind: a listening port
+"""voxplane/dev/ports.py: `port_free` answers as a server's listener would bind: a listening port
 is taken, and a stopped server's port is free again at once, even while its last connections
-wait out TIME_WAIT (`make cluster-down && make demo` restarts Prometheus on its fixed port)."""
+wait out TIME_WAIT (`make cluster-down && make demo` restarts Prometheus on its fixed port).
+Picked ports lie below the kernel's ephemeral range, where no outgoing connection takes one before
+its server starts (a CI run's dev cluster once lost its Prometheus port that way), and the dev
+cluster's own ports keep clear of the one a region's Prometheus URL names."""
 
 from __future__ import annotations
 
 import socket
 
-from voxplane.dev.ports import LOOPBACK, port_free
+from voxplane.dev.ports import FIRST_PICKED, LOOPBACK, Ports, free_ports, port_free
 
 
 def test_a_listening_port_is_taken_and_free_once_its_server_stopped_despite_time_wait() -> None:
@@ -33,3 +36,34 @@ def test_a_listening_port_is_taken_and_free_once_its_server_stopped_despite_time
         plain.close()
     assert waited
     assert port_free(port)
+
+
+def _ephemeral_start() -> int:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        return int(f.read().split()[0])
+
+
+def test_picked_ports_are_distinct_free_and_below_the_kernels_ephemeral_range() -> None:
+    # An ephemeral port may go to any outgoing connection between its pick and its server's start.
+    for kind in ("tcp", "udp"):
+        ports = free_ports(40, kind)
+        assert len(set(ports)) == 40
+        assert all(FIRST_PICKED <= p < _ephemeral_start() for p in ports), ports
+        assert all(port_free(p, kind) for p in ports)
+
+
+def test_a_picked_port_is_never_one_excluded() -> None:
+    middle = (FIRST_PICKED + _ephemeral_start()) // 2
+    ports = free_ports(20, exclude=set(range(FIRST_PICKED, middle)))
+    assert all(p >= middle for p in ports), ports
+
+
+def test_a_restarted_cluster_keeps_its_ports_unless_the_regions_prometheus_port_is_one_of_them() -> None:
+    previous = Ports.pick(None).__dict__
+    assert Ports.pick(previous) == Ports(**previous)
+    kept = Ports.pick(previous, prometheus=previous["prometheus"])
+    assert kept == Ports(**previous)
+    clash = Ports.pick(previous, prometheus=previous["apiserver"])
+    assert clash.prometheus == previous["apiserver"]
+    others = [v for k, v in clash.__dict__.items() if k != "prometheus"]
+    assert previous["apiserver"] not in others and len(set(others)) == len(others)

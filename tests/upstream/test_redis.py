@@ -8,7 +8,6 @@ Rewritten, and only these: the pod's absolute paths (/etc/redis, /run/redis, /ru
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,18 +15,13 @@ from typing import Any
 
 import pytest
 
+from voxplane.dev.ports import free_port
 from .conftest import REGIONS, rendered
 
 # Real servers and the tools `make servers` builds (vLLM's venv, lkconfig, redis-server).
 pytestmark = pytest.mark.integration
 
 PASSWORD = 'pa ss"wo\\rd'  # a space, a quote and a backslash: the sed line must escape them
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _redis(region: str) -> tuple[dict[str, Any], str]:
@@ -47,7 +41,7 @@ def test_some_example_region_runs_its_own_redis():
 @pytest.mark.parametrize("region", IN_CLUSTER)
 def test_rendered_redis_starts_with_every_directive_and_its_password(region, tmp_path):
     container, conf = _redis(region)
-    port = _free_port()
+    port = free_port()
     moved = {f"/{p}": str(tmp_path / p.replace("/", "-")) for p in ("etc/redis", "run/redis", "run/secrets/redis", "data")}
     for folder in moved.values():
         Path(folder).mkdir()

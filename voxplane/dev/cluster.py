@@ -299,12 +299,10 @@ def up(region: Region, agents: Sequence[Agent], progress: Callable[[str], None],
             prometheus_port not in (None, state["ports"].get("prometheus")) or state.get("agent_workers") != workers:
         down(progress, quiet=True)
         previous = _read_state() or {}
-        ports = Ports.pick(previous.get("ports"))
-        if prometheus_port is not None and prometheus_port != ports.prometheus:
-            if not port_free(prometheus_port) or prometheus_port in ports.__dict__.values():
-                raise ClusterError(f"port {prometheus_port} of region {region.name!r}'s kubernetes.prometheus_url "
-                                   f"({region.kubernetes.prometheus_url}) is in use: the dev Prometheus must listen there")
-            ports.prometheus = prometheus_port
+        if prometheus_port is not None and not port_free(prometheus_port):
+            raise ClusterError(f"port {prometheus_port} of region {region.name!r}'s kubernetes.prometheus_url "
+                               f"({region.kubernetes.prometheus_url}) is in use: the dev Prometheus must listen there")
+        ports = Ports.pick(previous.get("ports"), prometheus=prometheus_port)
         token = _prepare_files(d, ports, storage_classes, agent_workers)
         procs: dict[str, Any] = {}
         start = time.monotonic()

@@ -1,13 +1,19 @@
 """Free loopback ports for the local servers: everything here listens on 127.0.0.1 only.
 
-A port found free may still be taken by another process before it is used; that race is rare and
-shows up as the server's own "address already in use" start error.
+Ports are picked at random below the kernel's ephemeral range, never by binding port 0: a port is
+often written down (a region's Prometheus URL, a server's flags) well before its server starts, and
+in that time the kernel may hand an ephemeral port to any outgoing connection or any `bind(0)` on the
+machine (a second test lane, a demo). Below the range, only another explicit pick can take it; that
+race is rare and shows up as the server's own "address already in use" start error.
 """
 
 from __future__ import annotations
 
+import random
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 __all__ = ["LOOPBACK", "Ports", "free_port", "free_port_range", "free_ports", "port_free"]
@@ -17,20 +23,46 @@ LOOPBACK = "127.0.0.1"
 Kind = Literal["tcp", "udp", "both"]
 
 
-def free_ports(count: int, kind: Literal["tcp", "udp"] = "tcp") -> list[int]:
-    """`count` distinct ports that are free on 127.0.0.1 right now.
+# Above the ports servers are usually configured on (Redis, registries, 8000-9999, 19090 of the
+# `local` region's Prometheus), below the default ephemeral range (32768-60999).
+FIRST_PICKED = 20000
+_random = random.SystemRandom()
 
-    All probe sockets stay open until every port is picked, so the kernel cannot hand out the
-    same port twice.
+
+def _picked_range() -> range:
+    """The ports `free_ports` picks from: below the kernel's ephemeral range where there is room."""
+    try:
+        ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_start = 32768
+    if ephemeral_start - FIRST_PICKED >= 4096:
+        return range(FIRST_PICKED, ephemeral_start)
+    return range(1024, 65536)  # a kernel whose ephemeral range leaves no room below it
+
+
+def free_ports(count: int, kind: Literal["tcp", "udp"] = "tcp", *, exclude: Collection[int] = ()) -> list[int]:
+    """`count` distinct ports, none in `exclude`, that are free on 127.0.0.1 right now.
+
+    All probe sockets stay open until every port is picked, so no port is picked twice.
     """
     sock_type = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    candidates = _picked_range()
     probes: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for _ in range(100 * count):
+            port = _random.choice(candidates)
+            if port in exclude:
+                continue
             s = socket.socket(socket.AF_INET, sock_type)
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                s.close()
+                continue
             probes.append(s)
-            s.bind((LOOPBACK, 0))
-        return [s.getsockname()[1] for s in probes]
+            if len(probes) == count:
+                return [p.getsockname()[1] for p in probes]
+        raise OSError(f"no {count} free {kind.upper()} ports on {LOOPBACK} in {candidates.start}-{candidates.stop - 1}")
     finally:
         for s in probes:
             s.close()
@@ -92,9 +124,11 @@ class Ports:
     keda_adapter_metrics: int
 
     @classmethod
-    def pick(cls, previous: dict[str, int] | None) -> "Ports":
-        """The previous run's ports when all are still free (a restarted cluster keeps its URL)."""
-        names = list(cls.__dataclass_fields__)
-        if previous and all(port_free(previous.get(n, 0)) for n in names):
-            return cls(**{n: int(previous[n]) for n in names})
-        return cls(*free_ports(len(names)))
+    def pick(cls, previous: dict[str, int] | None, *, prometheus: int | None = None) -> "Ports":
+        """The previous run's ports when all are still free (a restarted cluster keeps its URL), else
+        new ones. `prometheus`: the port a region's Prometheus URL names; no other process gets it."""
+        fixed = {"prometheus": prometheus} if prometheus is not None else {}
+        names = [n for n in cls.__dataclass_fields__ if n not in fixed]
+        if previous and all(port_free(previous.get(n, 0)) and previous[n] != prometheus for n in names):
+            return cls(**{n: int(previous[n]) for n in names}, **fixed)
+        return cls(**dict(zip(names, free_ports(len(names), exclude=set(fixed.values())))), **fixed)
