@@ -29,8 +29,6 @@ BASE_REQ="$ROOT/agents/_platform/requirements.txt"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-agents-venv: %s\n' "$*" >&2; }
-die() { printf 'ensure-agents-venv: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<USAGE

@@ -40,8 +40,6 @@ print_paths=0
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-ci-linters: %s\n' "$*" >&2; }
-die() { printf 'ensure-ci-linters: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<USAGE

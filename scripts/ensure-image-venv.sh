@@ -23,8 +23,6 @@ PYTHON="${VOXPLANE_IMAGE_PYTHON:-python3}"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-image-venv: %s\n' "$*" >&2; }
-die() { printf 'ensure-image-venv: error: %s\n' "$*" >&2; exit 1; }
 
 usage() { echo "usage: $(basename "$0") CONTEXT [--print-path]   (CONTEXT: an image's build folder, e.g. voxplane/gateway)" >&2; }
 

@@ -19,8 +19,6 @@ VOX="$ROOT/.venv/bin/voxplane"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-images: %s\n' "$*" >&2; }
-die() { printf 'ensure-images: error: %s\n' "$*" >&2; exit 1; }
 
 packages_only=0
 case "${1:-}" in

@@ -32,8 +32,6 @@ PYTHON="${VOXPLANE_SCANNERS_PYTHON:-python3}"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-scanners: %s\n' "$*" >&2; }
-die() { printf 'ensure-scanners: error: %s\n' "$*" >&2; exit 1; }
 
 what="all"
 print_paths=0

@@ -29,8 +29,6 @@ print_path=0
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-servers: %s\n' "$*" >&2; }
-die() { printf 'ensure-servers: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<EOF

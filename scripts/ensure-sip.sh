@@ -34,8 +34,6 @@ print_path=0
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-sip: %s\n' "$*" >&2; }
-die() { printf 'ensure-sip: error: %s\n' "$*" >&2; exit 1; }
 
 while (($#)); do
     case "$1" in

@@ -17,8 +17,6 @@ BIN_DIR="$CACHE_DIR/bin"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-tool: %s\n' "$*" >&2; }
-die() { printf 'ensure-tool: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<USAGE

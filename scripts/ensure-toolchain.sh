@@ -45,8 +45,6 @@ KEDA_MANIFESTS_DIR="$CACHE_DIR/toolchain/keda-$KEDA_VERSION"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-toolchain: %s\n' "$*" >&2; }
-die() { printf 'ensure-toolchain: error: %s\n' "$*" >&2; exit 1; }
 
 what="all"
 print_bin_dir=0

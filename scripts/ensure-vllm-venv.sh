@@ -50,8 +50,6 @@ PYTHON="${VOXPLANE_VLLM_PYTHON:-python3}"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'ensure-vllm-venv: %s\n' "$*" >&2; }
-die() { printf 'ensure-vllm-venv: error: %s\n' "$*" >&2; exit 1; }
 
 print_path=false
 case "${1:-}" in

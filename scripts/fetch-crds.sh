@@ -36,8 +36,8 @@ $PROMOP_MODULE@$PROMOP_VERSION	example/prometheus-operator-crd/monitoring.coreos
 CACHE_DIR="${VOXPLANE_CACHE:-$HOME/.cache/voxplane}"
 CRD_DIR="$CACHE_DIR/crds"
 
-log() { printf 'fetch-crds: %s\n' "$*" >&2; }
-die() { printf 'fetch-crds: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 case "${1:-}" in
     "") ;;

@@ -39,8 +39,6 @@ START_SECONDS=900
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-log() { printf 'gpu-check: %s\n' "$*" >&2; }
-die() { printf 'gpu-check: error: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n 's/^# \{0,1\}//; /^Usage:/,/^Exit codes:/p' "${BASH_SOURCE[0]}" >&2; }
 
 utilization=0.9

@@ -1,6 +1,10 @@
 # shellcheck shell=bash
-# Shared by the scripts/ensure-*.sh installers; sourced, not run. The caller defines `log` and
-# `die` (each prefixes its own name) and sets CACHE_DIR.
+# Shared by the scripts/*.sh installers; sourced, not run. The caller sets CACHE_DIR.
+
+# One line to stderr, prefixed with the running script's name (ensure-servers: ...).
+SCRIPT_NAME="$(basename "$0" .sh)"
+log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() { printf '%s: error: %s\n' "$SCRIPT_NAME" "$*" >&2; exit 1; }
 
 # Run a command as root: directly when we are root, else through sudo (non-interactive).
 as_root() {
