@@ -15,8 +15,8 @@ from livekit.protocol import agent_dispatch as dispatch_pb
 from livekit.protocol import room as room_pb
 
 from voxplane.desired.gateway import gateway_config
-from voxplane.gateway.policy import Denied, KeyRing, authenticate, authorize_join, authorize_twirp, \
-    authorize_worker, check_worker_message
+from voxplane.gateway.policy import LEEWAY_SECONDS, Denied, KeyRing, VerifiedTokens, authenticate, authorize_join, \
+    authorize_twirp, authorize_worker, check_worker_message
 from voxplane.gateway.scope import GatewayConfig, TenantScope, conflicts
 from voxplane.manifest.loader import load
 
@@ -75,6 +75,54 @@ def test_only_known_keys_and_valid_signatures() -> None:
         with pytest.raises(Denied) as denied:
             authenticate(token, KEYS)
         assert denied.value.code == "unauthenticated"
+
+
+def test_a_token_verified_once_is_remembered_until_it_expires() -> None:
+    verified = VerifiedTokens()
+    token = _sign("vxt-northwind", {"video": {"roomList": True}})
+    first = authenticate(token, KEYS, verified=verified)
+    # The second use is the first's principal: nothing parsed or verified again.
+    assert authenticate(token, KEYS, verified=verified) is first and len(verified) == 1
+    # Past its expiry (and the leeway), the remembered token is refused as a fresh one is, and forgotten.
+    later = first.expires + LEEWAY_SECONDS + 1
+    with pytest.raises(Denied, match="expired") as denied:
+        authenticate(token, KEYS, verified=verified, now=later)
+    assert denied.value.code == "unauthenticated" and len(verified) == 0
+
+
+def test_only_the_exact_token_verified_is_remembered() -> None:
+    verified = VerifiedTokens()
+    token = _sign("vxt-northwind", {"video": {"roomList": True}})
+    authenticate(token, KEYS, verified=verified)
+    # The same header and claims signed with another key (bellavista's secret, northwind's key):
+    # other bytes, verified anew, refused; so is the remembered token with its signature cut.
+    header_and_claims = token.rsplit(".", 1)[0]
+    forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}), SECRETS["vxt-bellavista"])
+    assert forged.rsplit(".", 1)[0] == header_and_claims and forged != token
+    for bad in (forged, header_and_claims + ".", token + "x"):
+        with pytest.raises(Denied) as denied:
+            authenticate(bad, KEYS, verified=verified)
+        assert denied.value.code == "unauthenticated", bad
+    assert len(verified) == 1
+
+
+def test_the_verified_tokens_are_bounded_least_recently_used_first() -> None:
+    verified = VerifiedTokens(size=2)
+    a, b, c = (_sign("vxt-northwind", {"sub": name}) for name in "abc")
+    pa = authenticate(a, KEYS, verified=verified)
+    authenticate(b, KEYS, verified=verified)
+    assert authenticate(a, KEYS, verified=verified) is pa  # a used last: b goes when c comes
+    authenticate(c, KEYS, verified=verified)
+    assert len(verified) == 2 and verified.get(b) is None and verified.get(a) is pa
+
+
+def test_a_token_with_times_that_are_not_numbers_is_refused() -> None:
+    for claims in ({"exp": "soon"}, {"exp": True}, {"nbf": "now", "exp": int(time.time()) + 60}):
+        token = jwt.encode({"iss": "vxt-northwind", **claims}, SECRETS["vxt-northwind"], algorithm="HS256")
+        for now in (None, time.time()):
+            with pytest.raises(Denied) as denied:
+                authenticate(token, KEYS, now=now)
+            assert denied.value.code == "unauthenticated", (claims, now)
 
 
 def test_minted_tokens_hold_only_what_the_call_needs() -> None:

@@ -20,6 +20,7 @@ Rules (README, "Tenant isolation"):
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Optional
 
@@ -35,6 +36,8 @@ from .scope import TenantScope
 
 #: Seconds of clock skew accepted on `exp` and `nbf` (livekit-api's verifier allows 60).
 LEEWAY_SECONDS = 10
+#: Tokens a gateway remembers as verified (`VerifiedTokens`): a few MiB at most.
+VERIFIED_TOKENS = 2048
 #: Participant kinds a tenant may join as (ParticipantInfo.Kind names, lower case as in tokens).
 JOIN_KINDS = frozenset({"", "standard", "agent"})
 #: Video grants a join forwards (everything else a caller writes is dropped).
@@ -116,10 +119,60 @@ class Principal:
         return float(self.claims["exp"])
 
 
-def authenticate(token: str, keys: KeyRing, *, now: Optional[float] = None) -> Principal:
-    """Verify `token` (HS256, `exp` required, `nbf` honoured) against the key its `iss` names."""
+class VerifiedTokens:
+    """Tokens whose signature and claims verified, and who presented them, least recently used
+    first; at most `size`.
+
+    LiveKit's SDKs sign a token per call, but its times are whole seconds, so a busy client, and a
+    tenant flooding past its limits, presents the same token many times: parsing and verifying it
+    again is most of what refusing that tenant costs the gateway (and the tenants who share it).
+    A token is its own key: other bytes (another signature) are verified anew. Only its lifetime
+    can change, so `authenticate` checks `exp` on every use. One per gateway, used from its event
+    loop only.
+    """
+
+    def __init__(self, size: int = VERIFIED_TOKENS):
+        self.size = size
+        self._principals: OrderedDict[str, Principal] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._principals)
+
+    def get(self, token: str) -> Optional[Principal]:
+        principal = self._principals.get(token)
+        if principal is not None:
+            self._principals.move_to_end(token)
+        return principal
+
+    def put(self, token: str, principal: Principal) -> None:
+        self._principals[token] = principal
+        if len(self._principals) > self.size:
+            self._principals.popitem(last=False)
+
+    def forget(self, token: str) -> None:
+        self._principals.pop(token, None)
+
+
+def authenticate(token: str, keys: KeyRing, *, now: Optional[float] = None,
+                 verified: Optional[VerifiedTokens] = None) -> Principal:
+    """Verify `token` (HS256, `exp` required, `nbf` honoured) against the key its `iss` names;
+    with `verified`, a token verified before is taken from it (and checked for expiry only)."""
     if not token:
         raise Denied("unauthenticated", "no access token", "unauthenticated")
+    if verified is None:
+        return _verify(token, keys, now)
+    principal = verified.get(token)
+    if principal is None:
+        principal = _verify(token, keys, now)
+        verified.put(token, principal)
+    elif principal.expires + LEEWAY_SECONDS < (time.time() if now is None else now):
+        verified.forget(token)
+        raise Denied("unauthenticated", "access token expired", "unauthenticated")
+    return principal
+
+
+def _verify(token: str, keys: KeyRing, now: Optional[float]) -> Principal:
+    """Parse and verify `token`: the work `VerifiedTokens` saves."""
     try:
         # Header and claims from one parse: PyJWT's parse is most of what a request costs the
         # gateway (it checks every character), and a tenant over its limit sends many.
@@ -149,6 +202,9 @@ def authenticate(token: str, keys: KeyRing, *, now: Optional[float] = None) -> P
     except jwt.PyJWTError as e:
         raise Denied("unauthenticated", f"invalid access token: {e}", "unauthenticated") from e
     if now is not None:
+        if not all(isinstance(claims.get(t, 0), (int, float)) and not isinstance(claims.get(t), bool)
+                   for t in ("exp", "nbf")):
+            raise Denied("unauthenticated", "invalid access token: exp and nbf must be numbers", "unauthenticated")
         if float(claims["exp"]) + LEEWAY_SECONDS < now:
             raise Denied("unauthenticated", "access token expired", "unauthenticated")
         if "nbf" in claims and float(claims["nbf"]) - LEEWAY_SECONDS > now:

@@ -21,6 +21,10 @@ calls, joins and registrations spend a token of their rate; a WebSocket holds on
 connections while it is open. Server-issued tokens (an agent's job, a signalling refresh) count
 against the tenant whose room they name.
 
+A token is parsed and verified once, then remembered (`policy.VerifiedTokens`), so a tenant
+presenting one token over and over, within its limits or far past them, costs little more than the
+limit's check and the answer.
+
 On the metrics port: `/metrics` (`metrics.Metrics`), `/healthz`, `/readyz`.
 """
 
@@ -40,8 +44,8 @@ from aiohttp import WSMsgType, web
 
 from .limits import Limited, Limits, RateName
 from .metrics import CONTENT_TYPE, Metrics
-from .policy import Denied, KeyRing, Principal, authenticate, authorize_join, authorize_twirp, authorize_worker, \
-    check_worker_message
+from .policy import Denied, KeyRing, Principal, VerifiedTokens, authenticate, authorize_join, authorize_twirp, \
+    authorize_worker, check_worker_message
 from .refresh import resign_refresh
 from .scope import GatewayConfig, TenantScope
 
@@ -119,6 +123,7 @@ class Gateway:
         self.config = config
         self.keys = keys or load_keys(config)
         self.limits = Limits(config.limits)
+        self.verified = VerifiedTokens()
         self.metrics = Metrics()
         self.ready = False
         self._session: Optional[aiohttp.ClientSession] = None
@@ -221,7 +226,7 @@ class Gateway:
         json_body = request.content_type == "application/json"
         route = "twirp"
         try:
-            principal = authenticate(_token(request), self.keys)
+            principal = authenticate(_token(request), self.keys, verified=self.verified)
         except Denied as d:
             self.metrics.deny(route, "", d.reason)
             return _twirp_error(d)
@@ -306,7 +311,7 @@ class Gateway:
 
     def _authenticate(self, request: web.Request, route: str) -> Principal | web.Response:
         try:
-            return authenticate(_token(request), self.keys)
+            return authenticate(_token(request), self.keys, verified=self.verified)
         except Denied as d:
             self.metrics.deny(route, "", d.reason)
             return web.Response(status=d.status, text=d.message)
