@@ -7,9 +7,13 @@ tenant limits below written into regions/local.yaml, then:
    registrations 2/s, each with a burst of one second's worth) and, in a child process, offers
    room joins, RoomService.ListRooms calls and worker registrations at once its limits, then at ten
    times each, open-loop at a fixed rate. In production that client runs on the tenant's own
-   machines: here it is kept to one CPU (--client-cpu, the last one by default) and runs only when
-   that CPU has nothing else to run (SCHED_IDLE), so it takes next to no CPU time from the processes
-   under test.
+   machines, and bellavista's on its own, and another gateway replica on another node. Here, with
+   --layout split (the default), the platform under test (livekit-server and the gateway both
+   tenants share) has every CPU but one (--client-cpu, the last by default); the clients and the
+   other gateway process have that one, northwind's client and the other gateway scheduled only
+   when it is otherwise idle (SCHED_IDLE), so they take next to no CPU time from bellavista's.
+   --layout shared lets everything but northwind's client run on any CPU: on a small machine, it
+   measures how the processes crowd each other as much as the gateway.
    Tenant bellavista keeps the defaults and, in this process, joins a room (reading up
    to the JoinResponse, then leaving) and calls ListRooms, paced at --probe-rate each. Rounds
    cycle a quiet phase (northwind idle), one at its limits, one at ten times, and one at ten
@@ -117,6 +121,15 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def place(pid: int, cpus: set[int], *, idle: bool = False) -> None:
+    """Keep every thread of `pid` on `cpus` (threads it starts later inherit that); `idle`: run them
+    only when those CPUs have nothing else to run (SCHED_IDLE)."""
+    for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        os.sched_setaffinity(tid, cpus)
+        if idle:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -240,13 +253,36 @@ class Condition:
 
 
 def noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServer, rounds: int, phase_seconds: float,
-                    probe_rate: float, over: float, client_cpus: set[int] | None) -> None:
-    conditions = [Condition("quiet", 0), Condition("at its limit", 1), Condition(f"{over:g}x its limit", over),
-                  Condition(f"{over:g}x, other gw", over, own_gateway=True)]
+                    probe_rate: float, over: float, client_cpus: set[int] | None, split: bool) -> None:
+    """Part 1; with `split`, the platform's processes on every CPU but `client_cpus` (while it runs)."""
     print(f"\n== 1. noisy neighbour: {QUIET} (default limits) probes at {probe_rate:g}/s while {NOISY} is idle, "
           f"at its limits, at {over:g}x, then at {over:g}x through another gateway process; {rounds} rounds of "
           f"the four {phase_seconds:g} s phases")
     print(f"   {NOISY}'s limits: " + ", ".join(f"{k} {v}/s (burst {v})" for k, v in NOISY_LIMITS.items()))
+    assert gw.pid is not None and other_gw.pid is not None and lk.pid is not None
+    every = os.sched_getaffinity(0)
+    if not (split and client_cpus):
+        print(f"   {NOISY}'s client on CPU {sorted(client_cpus) if client_cpus else 'any'} (SCHED_IDLE), "
+              f"the rest on any of {sorted(every)}")
+        return _noisy_neighbour(gw, other_gw, lk, rounds, phase_seconds, probe_rate, over, client_cpus)
+    platform = every - client_cpus
+    print(f"   livekit-server and the gateway on CPU {sorted(platform)}; on CPU {sorted(client_cpus)} {QUIET}'s "
+          f"client, and (SCHED_IDLE) {NOISY}'s and the other gateway process")
+    for pid in (lk.pid, gw.pid):
+        place(pid, platform)
+    place(other_gw.pid, client_cpus, idle=True)
+    place(os.getpid(), client_cpus)
+    try:
+        _noisy_neighbour(gw, other_gw, lk, rounds, phase_seconds, probe_rate, over, client_cpus)
+    finally:
+        place(lk.pid, every)
+        place(os.getpid(), every)
+
+
+def _noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServer, rounds: int, phase_seconds: float,
+                     probe_rate: float, over: float, client_cpus: set[int] | None) -> None:
+    conditions = [Condition("quiet", 0), Condition("at its limit", 1), Condition(f"{over:g}x its limit", over),
+                  Condition(f"{over:g}x, other gw", over, own_gateway=True)]
     assert gw.pid is not None and other_gw.pid is not None and lk.pid is not None
     ctx = multiprocessing.get_context("spawn")
     pids = {"gateway": gw.pid, "other gateway": other_gw.pid, "livekit-server": lk.pid, "probe": os.getpid()}
@@ -458,7 +494,10 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=240, help="seconds for the capacity steps")
     parser.add_argument("--skip", choices=["noisy", "capacity"], action="append", default=[])
     parser.add_argument("--client-cpu", type=int, default=max(os.sched_getaffinity(0)),
-                        help="the one CPU northwind's client may use (default: the last this process may); -1: any")
+                        help="the one CPU the clients may use (default: the last this process may); -1: any")
+    parser.add_argument("--layout", choices=["split", "shared"], default="split",
+                        help="part 1: split: the platform on the other CPUs; shared: anything on any CPU "
+                             "(northwind's client still on --client-cpu)")
     args = parser.parse_args()
     every = os.sched_getaffinity(0)
     client_cpus = {args.client_cpu} if args.client_cpu >= 0 and len(every) > 1 else None
@@ -478,9 +517,8 @@ def main() -> int:
             config, keys = region_gateway(REGION, root, upstream=lk.http_url)
             with GatewayServer(config, keys, python=python, pythonpath=context) as gw, \
                     GatewayServer(config, keys, python=python, pythonpath=context) as other_gw:
-                print(f"   {NOISY}'s client on CPU {sorted(client_cpus) if client_cpus else 'any'}, the rest on any of "
-                      f"{sorted(every)}")
-                noisy_neighbour(gw, other_gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over, client_cpus)
+                noisy_neighbour(gw, other_gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over, client_cpus,
+                                args.layout == "split")
         if "capacity" not in args.skip:
             root = manifests_with(Path(tmp) / "capacity", {NOISY: UNLIMITED, QUIET: UNLIMITED})
             config, keys = region_gateway(REGION, root, upstream=lk.http_url)
