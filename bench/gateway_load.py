@@ -7,13 +7,12 @@ tenant limits below written into regions/local.yaml, then:
    registrations 2/s, each with a burst of one second's worth) and, in a child process, offers
    room joins, RoomService.ListRooms calls and worker registrations at once its limits, then at ten
    times each, open-loop at a fixed rate. In production that client runs on the tenant's own
-   machines, and bellavista's on its own, and another gateway replica on another node. Here, with
-   --layout split (the default), the platform under test (livekit-server and the gateway both
-   tenants share) has every CPU but one (--client-cpu, the last by default); the clients and the
-   other gateway process have that one, northwind's client and the other gateway scheduled only
-   when it is otherwise idle (SCHED_IDLE), so they take next to no CPU time from bellavista's.
-   --layout shared lets everything but northwind's client run on any CPU: on a small machine, it
-   measures how the processes crowd each other as much as the gateway.
+   machines: here it is kept to one CPU (--client-cpu, the last by default) and runs only when that
+   CPU has nothing else to run (SCHED_IDLE), so it takes next to no CPU time from the processes under
+   test; the rest run on any CPU (--layout shared, the default). --layout split keeps livekit-server
+   and the gateway both tenants share off that CPU, and puts bellavista's client and (SCHED_IDLE)
+   the other gateway process on it, as if they ran on other machines: the platform then has one CPU
+   fewer, and its load weighs more on the tail.
    Tenant bellavista keeps the defaults and, in this process, joins a room (reading up
    to the JoinResponse, then leaving) and calls ListRooms, paced at --probe-rate each. Rounds
    cycle a quiet phase (northwind idle), one at its limits, one at ten times, and one at ten
@@ -24,7 +23,12 @@ tenant limits below written into regions/local.yaml, then:
    (livekit-server's work, which limits exist to allow), what refusing the excess costs in the
    gateway bellavista shares, and what it costs elsewhere on the machine. It also prints what
    northwind offered, what the gateway admitted and refused, against its limits.
-2. Capacity. With limits out of the way (both tenants' raised in the manifest), opens connections
+2. Refusals. What the gateway spends refusing one of northwind's requests past its limits: its
+   CPU time per request over --refusals requests per case, 16 at a time (a few are admitted as
+   the bucket refills, and counted): API calls with a new token each (the baseline: every token
+   parsed and verified), the same API call with one token (verified once, then remembered), room
+   joins and worker registrations (a new token and connection each). Ratios against the baseline.
+3. Capacity. With limits out of the way (both tenants' raised in the manifest), opens connections
    in doubling steps, half workers (/agent, registered) and half participants (/rtc, two per
    room), and keeps them all open: per step the opening rate (joins/s), the open latency p95, the
    round trip of a ping through every held connection (signalling Ping/Pong, WorkerPing/Pong) p95,
@@ -34,7 +38,7 @@ tenant limits below written into regions/local.yaml, then:
 
 Not a timed test: numbers for the README and the note. Run heavy runs under the shared lock:
     flock /tmp/vox-heavy.lock .venv/bin/python bench/gateway_load.py [--rounds 8] [--phase-seconds 5] [--over 10]
-        [--probe-rate 20] [--max-connections 4000] [--budget 240]
+        [--probe-rate 20] [--refusals 4000] [--max-connections 4000] [--budget 240] [--skip noisy|refusals|capacity]
 """
 
 from __future__ import annotations
@@ -338,7 +342,65 @@ def _noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServ
                   f"| refused 429 {limited / seconds:6.1f}/s | other {other}")
 
 
-# --- part 2: capacity --------------------------------------------------------------------------
+# --- part 2: what a refusal costs the gateway ---------------------------------------------------
+
+#: Part 2's cases: what is printed, the route, and whether every request signs a new token.
+REFUSALS = (("API call, a new token each", "api", True), ("API call, one token", "api", False),
+            ("room join, a new token each", "rtc", True), ("registration, a new token each", "agent", True))
+
+
+async def _refuse(gateway_url: str, route: str, n: int, new_tokens: bool) -> Counter[str]:
+    """`n` of northwind's requests on `route`, 16 at a time, past its limits; their statuses."""
+    key, secret = creds(NOISY)
+    ws_base = "ws" + gateway_url[len("http"):]
+    one_token = token(key, secret, ttl=3600, video={"roomList": True})
+    statuses: Counter[str] = Counter()
+
+    async def one(session: aiohttp.ClientSession, i: int) -> None:
+        try:
+            if route == "api":
+                tok = token(key, secret, ttl=3600, sub=f"refused{i}", video={"roomList": True}) if new_tokens else one_token
+                async with session.post(f"{gateway_url}/twirp/livekit.RoomService/ListRooms",
+                                        data=room_pb.ListRoomsRequest().SerializeToString(),
+                                        headers={"Authorization": f"Bearer {tok}",
+                                                 "Content-Type": "application/protobuf"}) as r:
+                    await r.read()
+                    statuses[str(r.status)] += 1
+                return
+            if route == "rtc":
+                tok = token(key, secret, sub=f"refused{i}", video={"roomJoin": True, "room": f"{NOISY}_refused"})
+                url, headers = f"{ws_base}/rtc?access_token={tok}&protocol=16&sdk=python", {}
+            else:
+                tok = token(key, secret, sub=f"refused{i}", video={"agent": True})
+                url, headers = f"{ws_base}/agent?protocol=1", {"Authorization": f"Bearer {tok}"}
+            async with session.ws_connect(url, headers=headers):
+                statuses["101"] += 1
+        except aiohttp.WSServerHandshakeError as e:
+            statuses[str(e.status)] += 1
+
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        failed = [r for r in await _bounded(n, 16, lambda i: one(session, i)) if r is not None]
+    statuses.update(type(e).__name__ for e in failed)
+    return statuses
+
+
+def refusal_cost(gw: GatewayServer, n: int) -> None:
+    assert gw.pid is not None
+    print(f"\n== 2. refusals: {n} of {NOISY}'s requests per case, 16 at a time, past its limits; the gateway's CPU "
+          f"per request")
+    baseline = None
+    for label, route, new_tokens in REFUSALS:
+        time.sleep(1)  # the previous case's connections closed
+        before = cpu_seconds(gw.pid)
+        statuses = asyncio.run(_refuse(gw.http_url, route, n, new_tokens))
+        per_request = (cpu_seconds(gw.pid) - before) / n * 1e6
+        baseline = baseline or per_request
+        other = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()) if k != "429") or "none"
+        print(f"   {label:<32} {per_request:5.0f} us ({per_request / baseline:.2f}x)  refused 429: "
+              f"{statuses['429']} of {n}; other {other}")
+
+
+# --- part 3: capacity --------------------------------------------------------------------------
 
 
 @dataclass
@@ -406,7 +468,7 @@ async def _bounded(n: int, concurrency: int, fn: Callable[[int], Awaitable[Any]]
 
 async def capacity(gw: GatewayServer, lk: LiveKitServer, max_connections: int, start: int, budget: float,
                    concurrency: int) -> None:
-    print(f"\n== 2. capacity: doubling steps from {start} to at most {max_connections} held connections "
+    print(f"\n== 3. capacity: doubling steps from {start} to at most {max_connections} held connections "
           f"(half workers, half participants), {concurrency} opening at once, budget {budget:g} s")
     assert gw.pid is not None and lk.pid is not None
     pids = {"gateway": gw.pid, "livekit-server": lk.pid, "bench": os.getpid()}
@@ -488,14 +550,15 @@ def main() -> int:
     parser.add_argument("--phase-seconds", type=float, default=5)
     parser.add_argument("--probe-rate", type=float, default=20, help="bellavista's joins and API calls per second")
     parser.add_argument("--over", type=float, default=10, help="northwind offers this many times its limits")
+    parser.add_argument("--refusals", type=int, default=4000, help="requests per case of part 2")
     parser.add_argument("--start", type=int, default=250, help="held connections at the first capacity step")
     parser.add_argument("--max-connections", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=32, help="connections opening at once")
     parser.add_argument("--budget", type=float, default=240, help="seconds for the capacity steps")
-    parser.add_argument("--skip", choices=["noisy", "capacity"], action="append", default=[])
+    parser.add_argument("--skip", choices=["noisy", "refusals", "capacity"], action="append", default=[])
     parser.add_argument("--client-cpu", type=int, default=max(os.sched_getaffinity(0)),
                         help="the one CPU the clients may use (default: the last this process may); -1: any")
-    parser.add_argument("--layout", choices=["split", "shared"], default="split",
+    parser.add_argument("--layout", choices=["shared", "split"], default="shared",
                         help="part 1: split: the platform on the other CPUs; shared: anything on any CPU "
                              "(northwind's client still on --client-cpu)")
     args = parser.parse_args()
@@ -512,13 +575,16 @@ def main() -> int:
         context = stage_image_context(Path(tmp) / "opt-voxplane")
         print(f"livekit-server {lk.http_url} (pid {lk.pid}), gateway as its own process, loopback; "
               f"{os.cpu_count()} CPUs; open files {hard}")
-        if "noisy" not in args.skip:
+        if not {"noisy", "refusals"} <= set(args.skip):
             root = manifests_with(Path(tmp) / "noisy", {NOISY: noisy_limits_yaml()})
             config, keys = region_gateway(REGION, root, upstream=lk.http_url)
             with GatewayServer(config, keys, python=python, pythonpath=context) as gw, \
                     GatewayServer(config, keys, python=python, pythonpath=context) as other_gw:
-                noisy_neighbour(gw, other_gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over, client_cpus,
-                                args.layout == "split")
+                if "noisy" not in args.skip:
+                    noisy_neighbour(gw, other_gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over,
+                                    client_cpus, args.layout == "split")
+                if "refusals" not in args.skip:
+                    refusal_cost(gw, args.refusals)
         if "capacity" not in args.skip:
             root = manifests_with(Path(tmp) / "capacity", {NOISY: UNLIMITED, QUIET: UNLIMITED})
             config, keys = region_gateway(REGION, root, upstream=lk.http_url)
