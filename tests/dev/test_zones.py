@@ -62,7 +62,8 @@ def items(*args: str) -> list[dict[str, Any]]:
 def endpoints(service: str) -> list[dict[str, Any]]:
     """The endpoints of every EndpointSlice the controller keeps for `service`."""
     slices = items("endpointslices", "-n", NAMESPACE, "-l", f"kubernetes.io/service-name={service}")
-    return [e for s in slices for e in s.get("endpoints", [])]
+    # A slice with no endpoints yet has `"endpoints": null`: the API omits nothing for an empty list.
+    return [e for s in slices for e in s.get("endpoints") or []]
 
 
 def test_the_model_service_gets_its_endpoints_hinted_for_their_own_zones(dev_cluster: dict[str, Any]) -> None:
