@@ -44,6 +44,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # a lane (xdist's worker)
         lanes.plain_environment()
+        lanes.own_ports(config.workerinput["workerid"], config.workerinput["workercount"])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,14 +2,18 @@
 is taken, and a stopped server's port is free again at once, even while its last connections
 wait out TIME_WAIT (`make cluster-down && make demo` restarts Prometheus on its fixed port).
 Picked ports lie below the kernel's ephemeral range, where no outgoing connection takes one before
-its server starts (a CI run's dev cluster once lost its Prometheus port that way), and the dev
+its server starts (a CI run's dev cluster once lost its Prometheus port that way), each test lane
+picks from its own share of them (another run lost a KEDA port to the other lane), and the dev
 cluster's own ports keep clear of the one a region's Prometheus URL names."""
 
 from __future__ import annotations
 
 import socket
 
-from voxplane.dev.ports import FIRST_PICKED, LOOPBACK, Ports, free_ports, port_free
+import pytest
+
+from voxplane.dev.ports import FIRST_PICKED, LOOPBACK, SHARE_VARIABLE, Ports, free_ports, picked_range, port_free, \
+    share_of
 
 
 def test_a_listening_port_is_taken_and_free_once_its_server_stopped_despite_time_wait() -> None:
@@ -53,9 +57,30 @@ def test_picked_ports_are_distinct_free_and_below_the_kernels_ephemeral_range() 
 
 
 def test_a_picked_port_is_never_one_excluded() -> None:
-    middle = (FIRST_PICKED + _ephemeral_start()) // 2
-    ports = free_ports(20, exclude=set(range(FIRST_PICKED, middle)))
-    assert all(p >= middle for p in ports), ports
+    picked = picked_range()
+    middle = picked.start + len(picked) // 2
+    ports = free_ports(20, exclude=set(range(picked.start, middle)))
+    assert all(middle <= p < picked.stop for p in ports), ports
+
+
+def test_each_share_of_the_range_is_its_own_and_together_they_leave_none_twice() -> None:
+    whole = range(FIRST_PICKED, _ephemeral_start())
+    parts = [share_of(whole, f"{i}/3") for i in range(3)]
+    assert all(len(p) == len(whole) // 3 for p in parts)
+    assert sum(len(set(p)) for p in parts) == len(set().union(*parts)), "the shares overlap"
+    assert share_of(whole, "") == whole
+    for bad in ("2", "a/b", "3/3", "-1/2", "1/0"):
+        with pytest.raises(ValueError, match=SHARE_VARIABLE):
+            share_of(whole, bad)
+
+
+def test_a_process_with_a_share_picks_only_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The test lanes pick at the same time: each from its own share, never the other's.
+    monkeypatch.setenv(SHARE_VARIABLE, "1/2")
+    mine = share_of(range(FIRST_PICKED, _ephemeral_start()), "1/2")
+    assert picked_range() == mine
+    for kind in ("tcp", "udp"):
+        assert all(p in mine for p in free_ports(40, kind))
 
 
 def test_a_restarted_cluster_keeps_its_ports_unless_the_regions_prometheus_port_is_one_of_them() -> None:

@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
-__all__ = ["SHARED", "is_shared", "plain_environment", "scheduler", "shared_first", "shared_fixture_outside",
+from voxplane.dev.ports import SHARE_VARIABLE
+
+__all__ = ["SHARED", "is_shared", "own_ports", "plain_environment", "scheduler", "shared_first", "shared_fixture_outside",
            "unit_of"]
 
 #: Folder -> (its unit, the session fixtures its modules share that make it one).
@@ -65,6 +67,13 @@ def plain_environment() -> None:
     LINES=24, which the CLIs a test starts would take over their terminal's own size."""
     for name in ("COLUMNS", "LINES"):
         os.environ.pop(name, None)
+
+
+def own_ports(worker: str, workers: int) -> None:
+    """Give lane `worker` ("gw0", "gw1", ...) its own share of the ports `voxplane.dev.ports` picks,
+    for itself and every process it starts: lanes pick ports at the same time, and a port one
+    picked but has not listened on yet is free for the other to pick."""
+    os.environ[SHARE_VARIABLE] = f"{int(worker.removeprefix('gw'))}/{workers}"
 
 
 def shared_first(items: list[pytest.Item]) -> None:

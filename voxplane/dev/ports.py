@@ -5,10 +5,15 @@ often written down (a region's Prometheus URL, a server's flags) well before its
 in that time the kernel may hand an ephemeral port to any outgoing connection or any `bind(0)` on the
 machine (a second test lane, a demo). Below the range, only another explicit pick can take it; that
 race is rare and shows up as the server's own "address already in use" start error.
+
+Processes that pick ports at the same time (the test lanes) each pick from their own share of the
+range (`VOXPLANE_PORT_SHARE=i/n`: the i-th of n equal parts, from 0), so no two of them can pick
+the same port while neither has started its server yet.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from collections.abc import Collection
@@ -16,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["LOOPBACK", "Ports", "free_port", "free_port_range", "free_ports", "port_free"]
+__all__ = ["LOOPBACK", "SHARE_VARIABLE", "Ports", "free_port", "free_port_range", "free_ports", "picked_range", "port_free",
+           "share_of"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -29,15 +35,36 @@ FIRST_PICKED = 20000
 _random = random.SystemRandom()
 
 
-def _picked_range() -> range:
-    """The ports `free_ports` picks from: below the kernel's ephemeral range where there is room."""
+#: The environment variable naming this process's share of the range ("i/n").
+SHARE_VARIABLE = "VOXPLANE_PORT_SHARE"
+
+
+def picked_range() -> range:
+    """The ports `free_ports` picks from: below the kernel's ephemeral range where there is room;
+    of those, this process's share (`VOXPLANE_PORT_SHARE`)."""
     try:
         ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral_start = 32768
     if ephemeral_start - FIRST_PICKED >= 4096:
-        return range(FIRST_PICKED, ephemeral_start)
-    return range(1024, 65536)  # a kernel whose ephemeral range leaves no room below it
+        whole = range(FIRST_PICKED, ephemeral_start)
+    else:
+        whole = range(1024, 65536)  # a kernel whose ephemeral range leaves no room below it
+    return share_of(whole, os.environ.get(SHARE_VARIABLE, ""))
+
+
+def share_of(ports: range, share: str) -> range:
+    """The `share` ("i/n": the i-th of n equal parts, from 0) of `ports`; all of them for ""."""
+    if not share:
+        return ports
+    try:
+        index, count = (int(part) for part in share.split("/"))
+    except ValueError:
+        raise ValueError(f"{SHARE_VARIABLE}={share!r}: expected i/n, e.g. 0/2") from None
+    if not 0 <= index < count:
+        raise ValueError(f"{SHARE_VARIABLE}={share!r}: i must be at least 0 and less than n")
+    size = len(ports) // count
+    return ports[index * size:(index + 1) * size]
 
 
 def free_ports(count: int, kind: Literal["tcp", "udp"] = "tcp", *, exclude: Collection[int] = ()) -> list[int]:
@@ -46,7 +73,7 @@ def free_ports(count: int, kind: Literal["tcp", "udp"] = "tcp", *, exclude: Coll
     All probe sockets stay open until every port is picked, so no port is picked twice.
     """
     sock_type = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-    candidates = _picked_range()
+    candidates = picked_range()
     probes: list[socket.socket] = []
     try:
         for _ in range(100 * count):
