@@ -15,6 +15,7 @@ stdout, one JSON object a line, each with `t` (time.time()):
   {"event": "track_subscribed", "identity": ..., "kind": "audio"}
   {"event": "text_chunk", "topic": ..., "identity": ..., "stream": ..., "text": ...}  (as it streams)
   {"event": "text", "topic": ..., "identity": ..., "stream": ..., "text": ...}        (the whole stream)
+  {"event": "reconnecting"}, {"event": "reconnected"}   (the SDK lost its server and got a new one)
   {"event": "disconnected", "reason": ...}     (the server ended it: room deleted, ...)
   {"event": "left"}                            (we hung up)
 stdin: a line `say TEXT` sends TEXT as a chat message (topic lk.chat: the agent takes it as the
@@ -56,6 +57,8 @@ async def main(url: str, token: str) -> None:
         done.set()
 
     room.on("disconnected", disconnected)
+    room.on("reconnecting", lambda: emit("reconnecting"))
+    room.on("reconnected", lambda: emit("reconnected"))
 
     def on_text(reader: rtc.TextStreamReader, identity: str) -> None:
         async def read() -> None:
