@@ -142,6 +142,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def list_rooms(session: aiohttp.ClientSession, gateway_url: str, tok: str) -> int:
+    """RoomService.ListRooms through the gateway with `tok`; the HTTP status."""
+    async with session.post(f"{gateway_url}/twirp/livekit.RoomService/ListRooms",
+                            data=room_pb.ListRoomsRequest().SerializeToString(),
+                            headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/protobuf"}) as r:
+        await r.read()
+        return r.status
+
+
+def ws_request(gateway_url: str, route: str, tok: str) -> tuple[str, dict[str, str]]:
+    """The URL and headers of a room join (`route` "rtc") or a worker's connection ("agent") with `tok`."""
+    ws_base = "ws" + gateway_url[len("http"):]
+    if route == "rtc":
+        return f"{ws_base}/rtc?access_token={tok}&protocol=16&sdk=python", {}
+    return f"{ws_base}/agent?protocol=1", {"Authorization": f"Bearer {tok}"}
+
+
 # --- part 1: the noisy tenant (a child process) ---------------------------------------------
 
 
@@ -162,24 +179,17 @@ async def _flood(gateway_url: str, stop: Any, over: float) -> dict[str, Any]:
     rates = {name: rate * over for name, rate in NOISY_LIMITS.items()}
     counts: dict[str, Counter[str]] = {name: Counter() for name in rates}
     list_token = token(key, secret, ttl=3600, video={"roomList": True})
-    ws_base = "ws" + gateway_url[len("http"):]
 
     async def one(session: aiohttp.ClientSession, name: str, i: int) -> None:
         try:
             if name == "api_calls":
-                async with session.post(f"{gateway_url}/twirp/livekit.RoomService/ListRooms",
-                                        data=room_pb.ListRoomsRequest().SerializeToString(),
-                                        headers={"Authorization": f"Bearer {list_token}",
-                                                 "Content-Type": "application/protobuf"}) as r:
-                    await r.read()
-                    counts[name][str(r.status)] += 1
+                counts[name][str(await list_rooms(session, gateway_url, list_token))] += 1
                 return
             if name == "joins":
                 tok = token(key, secret, sub=f"noise{i}", video={"roomJoin": True, "room": f"{NOISY}_noise{i % 4}"})
-                url = f"{ws_base}/rtc?access_token={tok}&protocol=16&sdk=python"
-                headers: dict[str, str] = {}
+                url, headers = ws_request(gateway_url, "rtc", tok)
             else:
-                url, headers = f"{ws_base}/agent?protocol=1", {"Authorization": f"Bearer {token(key, secret, video={'agent': True})}"}
+                url, headers = ws_request(gateway_url, "agent", token(key, secret, video={"agent": True}))
             async with session.ws_connect(url, headers=headers) as ws:
                 if name == "worker_registrations":
                     await ws.send_bytes(agent_pb.WorkerMessage(register=agent_pb.RegisterWorkerRequest(
@@ -231,12 +241,8 @@ async def probe(gateway_url: str, seconds: float, rate: float, tag: str) -> tupl
             joins.append((time.perf_counter() - t) * 1000)
             await ws.close()
             t = time.perf_counter()
-            async with s.post(f"{gateway_url}/twirp/livekit.RoomService/ListRooms",
-                              data=room_pb.ListRoomsRequest().SerializeToString(),
-                              headers={"Authorization": f"Bearer {list_token}",
-                                       "Content-Type": "application/protobuf"}) as r:
-                await r.read()
-                assert r.status == 200, r.status
+            status = await list_rooms(s, gateway_url, list_token)
+            assert status == 200, status
             calls.append((time.perf_counter() - t) * 1000)
             i += 1
     return joins, calls
@@ -352,7 +358,6 @@ REFUSALS = (("API call, a new token each", "api", True), ("API call, one token",
 async def _refuse(gateway_url: str, route: str, n: int, new_tokens: bool) -> Counter[str]:
     """`n` of northwind's requests on `route`, 16 at a time, past its limits; their statuses."""
     key, secret = creds(NOISY)
-    ws_base = "ws" + gateway_url[len("http"):]
     one_token = token(key, secret, ttl=3600, video={"roomList": True})
     statuses: Counter[str] = Counter()
 
@@ -360,19 +365,10 @@ async def _refuse(gateway_url: str, route: str, n: int, new_tokens: bool) -> Cou
         try:
             if route == "api":
                 tok = token(key, secret, ttl=3600, sub=f"refused{i}", video={"roomList": True}) if new_tokens else one_token
-                async with session.post(f"{gateway_url}/twirp/livekit.RoomService/ListRooms",
-                                        data=room_pb.ListRoomsRequest().SerializeToString(),
-                                        headers={"Authorization": f"Bearer {tok}",
-                                                 "Content-Type": "application/protobuf"}) as r:
-                    await r.read()
-                    statuses[str(r.status)] += 1
+                statuses[str(await list_rooms(session, gateway_url, tok))] += 1
                 return
-            if route == "rtc":
-                tok = token(key, secret, sub=f"refused{i}", video={"roomJoin": True, "room": f"{NOISY}_refused"})
-                url, headers = f"{ws_base}/rtc?access_token={tok}&protocol=16&sdk=python", {}
-            else:
-                tok = token(key, secret, sub=f"refused{i}", video={"agent": True})
-                url, headers = f"{ws_base}/agent?protocol=1", {"Authorization": f"Bearer {tok}"}
+            grant = {"roomJoin": True, "room": f"{NOISY}_refused"} if route == "rtc" else {"agent": True}
+            url, headers = ws_request(gateway_url, route, token(key, secret, sub=f"refused{i}", video=grant))
             async with session.ws_connect(url, headers=headers):
                 statuses["101"] += 1
         except aiohttp.WSServerHandshakeError as e:

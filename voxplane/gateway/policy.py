@@ -165,10 +165,15 @@ def authenticate(token: str, keys: KeyRing, *, now: Optional[float] = None,
     if principal is None:
         principal = _verify(token, keys, now)
         verified.put(token, principal)
-    elif principal.expires + LEEWAY_SECONDS < (time.time() if now is None else now):
+    elif _expired(principal.expires, time.time() if now is None else now):
         verified.forget(token)
         raise Denied("unauthenticated", "access token expired", "unauthenticated")
     return principal
+
+
+def _expired(exp: float, now: float) -> bool:
+    """Past `exp` by more than the accepted clock skew."""
+    return exp + LEEWAY_SECONDS < now
 
 
 def _verify(token: str, keys: KeyRing, now: Optional[float]) -> Principal:
@@ -205,7 +210,7 @@ def _verify(token: str, keys: KeyRing, now: Optional[float]) -> Principal:
         if not all(isinstance(claims.get(t, 0), (int, float)) and not isinstance(claims.get(t), bool)
                    for t in ("exp", "nbf")):
             raise Denied("unauthenticated", "invalid access token: exp and nbf must be numbers", "unauthenticated")
-        if float(claims["exp"]) + LEEWAY_SECONDS < now:
+        if _expired(float(claims["exp"]), now):
             raise Denied("unauthenticated", "access token expired", "unauthenticated")
         if "nbf" in claims and float(claims["nbf"]) - LEEWAY_SECONDS > now:
             raise Denied("unauthenticated", "access token not yet valid", "unauthenticated")
