@@ -117,12 +117,14 @@ def test_every_command_taking_a_region_is_checked_below():
     assert {c for c in COMMANDS if _takes_a_region(c)} == set(REGION_TAKERS)
 
 
+@pytest.mark.parametrize("where", ["root", "agents/"])
 @pytest.mark.parametrize("args", list(REGION_TAKERS.values()), ids=[" ".join(c) for c in REGION_TAKERS])
-def test_a_misspelt_region_gets_the_same_did_you_mean_as_validate(run_cli, monkeypatch, args, tmp_path):
+def test_a_misspelt_region_gets_the_same_did_you_mean_as_validate(run_cli, monkeypatch, args, where):
     """One line, exit 1, the regions there are and the closest one, as `validate` says it of a
     manifest's `regions:`; nothing written, nothing started or stopped (the dev servers, the dev
-    cluster and the dev stack are left as they are)."""
-    monkeypatch.chdir(REPO)
+    cluster and the dev stack are left as they are). From a sub-folder too: every command finds
+    the repository above it (`voxplane dev`'s included)."""
+    monkeypatch.chdir(REPO if where == "root" else REPO / where)
     before = sorted(p.name for p in (REPO / "agents").iterdir())
     result = run_cli(*args)
     assert result.exit_code == 1, result.output
@@ -136,7 +138,8 @@ def test_outside_a_repository_the_message_says_how_one_is_found(run_cli, monkeyp
     """Not under a folder with Pulumi.yaml (nor holding regions/ or agents/): one line naming
     Pulumi.yaml and --root, not "no manifests found" or "no region 'local'"."""
     monkeypatch.chdir(tmp_path)
-    for args in (["validate"], ["render", "local"], ["capacity", "local"], ["plan"], ["affected"]):
+    for args in (["validate"], ["render", "local"], ["capacity", "local"], ["plan"], ["affected"],
+                 ["dev", "credentials", "local", "northwind"], ["dev", "servers", "up", "--region", "local"]):
         result = run_cli(*args)
         assert result.exit_code == 1, (args, result.output)
         (line,) = result.stderr.splitlines()

@@ -24,7 +24,9 @@ class NoRepository(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
-def _root(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+def repository_root(value: Path | None = None) -> Path:
+    """`value` (--root) if given, else the nearest folder at or above the current one holding
+    Pulumi.yaml; NoRepository when there is none."""
     if value is not None:
         return value
     root = find_root(Path.cwd())
@@ -32,6 +34,10 @@ def _root(ctx: click.Context, param: click.Parameter, value: Path | None) -> Pat
         raise NoRepository(f"no voxplane repository here: no Pulumi.yaml in {root} or a folder above it (nor "
                            f"regions/ or agents/ in it); run voxplane inside the repository, or pass --root DIR")
     return root
+
+
+def _root(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    return repository_root(value)
 
 
 def root_option(fn: Any) -> Any:

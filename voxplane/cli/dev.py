@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..manifest.loader import UnknownRegion, load_region
+from .common import repository_root, root_option
 from .dev_images import images as images_group
 
 
@@ -40,8 +41,7 @@ def _running_cluster() -> dict[str, Any]:
 
 @cluster.command("up")
 @click.option("--region", default="local", show_default=True, help="Region whose node pools and GPU groups become simulated nodes.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Repository root holding regions/ and agents/.")
+@root_option
 @click.option("--agent-workers/--no-agent-workers", default=True, show_default=True,
               help="Run every agent pod as a real livekit-agents worker (the pod runner); without, kwok marks "
                    "agent pods Ready and nothing runs.")
@@ -159,9 +159,10 @@ def _servers_progress(line: str) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="livekit-server config (YAML or JSON).")
 @click.option("--region", metavar="NAME", help="Use the config voxplane renders for this region, and run its gateway too.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Repository root for --region.")
-def servers_up(config_file: Path | None, region: str | None, root: Path) -> None:
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Repository root for --region [default: the nearest folder at or above the current one that "
+                   "holds Pulumi.yaml].")
+def servers_up(config_file: Path | None, region: str | None, root: Path | None) -> None:
     """Start; prints `export LIVEKIT_URL=... LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=...` for eval
     (with --region also VOXPLANE_LIVEKIT_TENANT_URL, the gateway's). Progress goes to stderr. Without
     --config or --region the server runs a minimal built-in config with a random key."""
@@ -175,7 +176,8 @@ def servers_up(config_file: Path | None, region: str | None, root: Path) -> None
         click.echo(str(exc), err=True)
         sys.exit(1)
     try:
-        state = up(config, region=region, root=root, progress=_servers_progress)
+        state = up(config, region=region, root=repository_root(root) if region is not None else Path("."),
+                   progress=_servers_progress)
     except ServersError as exc:
         _servers_progress(str(exc))
         sys.exit(1)
@@ -216,8 +218,7 @@ def servers_env() -> None:
 @click.option("--api-key", envvar="LIVEKIT_API_KEY", help="A key of the server itself (default: the dev servers').")
 @click.option("--api-secret", envvar="LIVEKIT_API_SECRET")
 @click.option("--redis", envvar="VOXPLANE_LIVEKIT_REDIS", help="The server's Redis host:port (default: the dev servers').")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Repository root holding regions/ and agents/.")
+@root_option
 def dev_calls(region: str, number: str, concurrent: int, duration: float, rate: float | None, address: str, fmt: str,
               url: str | None, api_key: str | None, api_secret: str | None, redis: str | None, root: Path) -> None:
     """Place CONCURRENT calls to NUMBER in REGION through the real routing, each a real rtc caller
@@ -280,8 +281,7 @@ def dev_calls(region: str, number: str, concurrent: int, duration: float, rate: 
 @dev.command("pulumi", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("region")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Repository root holding Pulumi.yaml.")
+@root_option
 def dev_pulumi(region: str, args: tuple[str, ...], root: Path) -> None:
     """Run `pulumi ARGS -s REGION` against the dev cluster and dev LiveKit server.
 
@@ -318,8 +318,7 @@ def _dev_endpoints() -> dict[str, str]:
 @dev.command("tenant-credentials")
 @click.argument("region")
 @click.argument("tenant")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Repository root.")
+@root_option
 def tenant_credentials(region: str, tenant: str, root: Path) -> None:
     """Print TENANT's scoped LiveKit credentials in dev REGION, for eval: they work only through
     the gateway (VOXPLANE_LIVEKIT_TENANT_URL), never against livekit-server itself."""

@@ -9,7 +9,7 @@ from typing import Optional
 import click
 
 from ..manifest.problems import ManifestError
-from .common import print_problems
+from .common import print_problems, root_option
 
 
 @click.group("images")
@@ -21,8 +21,7 @@ def images() -> None:
 
 @images.command("up")
 @click.option("--region", default="local", show_default=True, help="Region whose images the package index serves wheels for.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Repository root holding regions/ and agents/.")
+@root_option
 def images_up(region: str, root: Path) -> None:
     """Start (or keep) the tooling; print the exports for `eval "$(voxplane dev images up)"`.
 
@@ -50,8 +49,7 @@ def images_up(region: str, root: Path) -> None:
 
 @images.command("prepare")
 @click.option("--region", default=None, help="Region whose images the wheels are for (default: every region's, as the suite builds them).")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Repository root holding regions/ and agents/.")
+@root_option
 def images_prepare(region: Optional[str], root: Path) -> None:
     """Make the base stand-in and download the images' wheels (cached); start nothing."""
     from ..images.stack import StackImagesError, repository_images, stack_images
