@@ -19,10 +19,12 @@ tenant limits below written into regions/local.yaml, then:
    times through a second gateway process (as if northwind's connections all landed on another
    replica), so drift in the machine's load hits all alike. Bellavista's p50/p95 against the quiet
    phase are the ratios (target at ten times: p95 within 10 %; `--over 0` measures the bench's
-   own noise). Against the phase at its limits they split the cost: what the admitted load costs
-   (livekit-server's work, which limits exist to allow), what refusing the excess costs in the
-   gateway bellavista shares, and what it costs elsewhere on the machine. It also prints what
-   northwind offered, what the gateway admitted and refused, against its limits.
+   own noise), each p95 ratio with a 90 % interval from a bootstrap over the rounds (an interval
+   that holds 1.10 cannot tell the target met from missed: more rounds). Against the phase at its
+   limits they split the cost: what the admitted load costs (livekit-server's work, which limits
+   exist to allow), what refusing the excess costs in the gateway bellavista shares, and what it
+   costs elsewhere on the machine. It also prints what northwind offered, what the gateway
+   admitted and refused, against its limits.
 2. Refusals. What the gateway spends refusing one of northwind's requests past its limits: its
    CPU time per request over --refusals requests per case, 16 at a time (a few are admitted as
    the bucket refills, and counted): API calls with a new token each (the baseline: every token
@@ -47,6 +49,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import random
 import resource
 import statistics
 import sys
@@ -88,6 +91,8 @@ UNLIMITED = ("      joins: { per_second: 100000, burst: 100000 }\n"
              "      connections: 1000000\n")
 #: Requests the noisy child keeps in flight at most (past that it offers less, and says so).
 MAX_IN_FLIGHT = 400
+#: Part 1's p95 ratios: resamples of the rounds, and the coverage of the interval printed.
+RESAMPLES, COVERAGE = 2000, 0.90
 TIMEOUT = aiohttp.ClientTimeout(total=20)
 
 
@@ -113,6 +118,24 @@ def manifests_with(root: Path, limits: dict[str, str]) -> Path:
 
 def noisy_limits_yaml() -> str:
     return "".join(f"      {name}: {{ per_second: {rate}, burst: {rate} }}\n" for name, rate in NOISY_LIMITS.items())
+
+
+def flat(rounds: list[list[float]]) -> list[float]:
+    return [x for r in rounds for x in r]
+
+
+def p95_ratio_interval(base: list[list[float]], got: list[list[float]], rng: random.Random) -> tuple[float, float]:
+    """A `COVERAGE` interval of p95(got) / p95(base), both given by round: a percentile bootstrap
+    that resamples whole rounds, pairing each round's two phases (they ran back to back, so the
+    machine's drift hit both). An interval that holds 1.10 says this run cannot tell a 10 % cost
+    from none; run more rounds."""
+    n = len(base)
+    ratios = []
+    for _ in range(RESAMPLES):
+        picks = [rng.randrange(n) for _ in range(n)]
+        ratios.append(pct([x for i in picks for x in got[i]], 0.95) / pct([x for i in picks for x in base[i]], 0.95))
+    tail = (1 - COVERAGE) / 2
+    return pct(ratios, tail), pct(ratios, 1 - tail)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -256,8 +279,9 @@ class Condition:
     name: str
     over: float
     own_gateway: bool = False
-    joins: list[float] = field(default_factory=list)
-    calls: list[float] = field(default_factory=list)
+    #: Latencies (ms) by round: a round's phases ran back to back, so the machine's drift hits them alike.
+    joins: list[list[float]] = field(default_factory=list)
+    calls: list[list[float]] = field(default_factory=list)
     cpu: Counter[str] = field(default_factory=Counter)
     floods: list[dict[str, Any]] = field(default_factory=list)
 
@@ -315,21 +339,30 @@ def _noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServ
                     stop.set()
                     cond.floods.append(results.get(timeout=60))
                     child.join(30)
-            cond.joins += j
-            cond.calls += c
+            cond.joins.append(j)
+            cond.calls.append(c)
     quiet = conditions[0]
+    rng = random.Random(0)
+    print(f"   p95 ratios with a {COVERAGE:.0%} interval (a bootstrap over the {rounds} rounds)")
     for label, attr in (("room join", "joins"), ("API call (ListRooms)", "calls")):
-        base: list[float] = getattr(quiet, attr)
+        base_rounds: list[list[float]] = getattr(quiet, attr)
+        base = flat(base_rounds)
         print(f"   {QUIET} {label}: quiet p50 {statistics.median(base):5.2f} ms p95 {pct(base, 0.95):5.2f} ms "
               f"(n={len(base)})")
-        at_limit: list[float] = getattr(conditions[1], attr)
+        at_limit: list[list[float]] = getattr(conditions[1], attr)
         for cond in conditions[1:]:
-            got: list[float] = getattr(cond, attr)
+            got_rounds: list[list[float]] = getattr(cond, attr)
+            got = flat(got_rounds)
+            low, high = p95_ratio_interval(base_rounds, got_rounds, rng)
             # Over the limit against at the limit: what refusing the excess costs the quiet tenant.
-            refusing = f"; p95 {pct(got, 0.95) / pct(at_limit, 0.95):.2f}x at its limit" if cond.over > 1 else ""
+            refusing = ""
+            if cond.over > 1:
+                r_low, r_high = p95_ratio_interval(at_limit, got_rounds, rng)
+                refusing = (f"; {pct(got, 0.95) / pct(flat(at_limit), 0.95):.2f}x at its limit "
+                            f"[{r_low:.2f}, {r_high:.2f}]")
             print(f"      {NOISY} {cond.name:<18} p50 {statistics.median(got):5.2f} ms "
                   f"({statistics.median(got) / statistics.median(base):.2f}x)  p95 {pct(got, 0.95):5.2f} ms "
-                  f"({pct(got, 0.95) / pct(base, 0.95):.2f}x quiet{refusing})")
+                  f"({pct(got, 0.95) / pct(base, 0.95):.2f}x quiet [{low:.2f}, {high:.2f}]{refusing})")
     for cond in conditions:
         print(f"   CPU, {NOISY} {cond.name}: " + ", ".join(
             f"{name} {spent / (rounds * phase_seconds) * 100:.0f} %" for name, spent in cond.cpu.items()) + " of a core")
@@ -502,12 +535,17 @@ async def capacity(gw: GatewayServer, lk: LiveKitServer, max_connections: int, s
                     else:
                         status = f" {o.status}" if isinstance(o, HandshakeRefused) else ""
                         failures[f"open {type(o).__name__}{status}"] += 1
+                opened_now = len(held) - first
                 pings = await _bounded(len(held), concurrency * 4, lambda i: _ping(held[i], 10))
                 ping_ms = [p for p in pings if isinstance(p, float)]
                 for p in pings:
                     if not isinstance(p, float):
                         failures[f"ping {type(p).__name__}"] += 1
-                step = Step(target, len(held), len(held) - first, open_seconds, open_ms, ping_ms, failures,
+                # Held means answering: a connection whose ping failed is closed and not counted.
+                dead = [h for h, p in zip(held, pings) if not isinstance(p, float)]
+                held = [h for h, p in zip(held, pings) if isinstance(p, float)]
+                await _bounded(len(dead), concurrency * 4, lambda i: dead[i].ws.close())
+                step = Step(target, len(held), opened_now, open_seconds, open_ms, ping_ms, failures,
                             rss_mib(gw.pid), rss_mib(lk.pid), cpu)
                 steps.append(step)
                 _print_step(step, steps[0], base_gw, base_lk)
