@@ -17,7 +17,9 @@ tenant limits below written into regions/local.yaml, then:
    to the JoinResponse, then leaving) and calls ListRooms, paced at --probe-rate each. Rounds
    cycle a quiet phase (northwind idle), one at its limits, one at ten times, and one at ten
    times through a second gateway process (as if northwind's connections all landed on another
-   replica), so drift in the machine's load hits all alike. Bellavista's p50/p95 against the quiet
+   replica; `--fourth unserved-path`: at a path the gateway does not serve, answered 404 by
+   aiohttp's router before any token is read, the floor of what a flood costs whatever the
+   limits do), so drift in the machine's load hits all alike. Bellavista's p50/p95 against the quiet
    phase are the ratios (target at ten times: p95 within 10 %; `--over 0` measures the bench's
    own noise), each p95 ratio with a 90 % interval from a bootstrap over the rounds (an interval
    that holds 1.10 cannot tell the target met from missed: more rounds). Against the phase at its
@@ -41,6 +43,7 @@ tenant limits below written into regions/local.yaml, then:
 Not a timed test: numbers for the README and the note. Run heavy runs under the shared lock:
     flock /tmp/vox-heavy.lock .venv/bin/python bench/gateway_load.py [--rounds 8] [--phase-seconds 5] [--over 10]
         [--probe-rate 20] [--refusals 4000] [--max-connections 4000] [--budget 240] [--skip noisy|refusals|capacity]
+        [--layout shared|split] [--fourth other-gateway|unserved-path]
 """
 
 from __future__ import annotations
@@ -91,6 +94,10 @@ UNLIMITED = ("      joins: { per_second: 100000, burst: 100000 }\n"
              "      connections: 1000000\n")
 #: Requests the noisy child keeps in flight at most (past that it offers less, and says so).
 MAX_IN_FLIGHT = 400
+#: Part 1's fourth phase: where northwind's flood goes (--fourth).
+FOURTH = {"other-gateway": "through another gateway process", "unserved-path": "at a path the gateway does not serve"}
+#: Under the gateway's URL, a prefix that none of its routes has: aiohttp's router answers 404.
+UNSERVED_PATH = "/unserved"
 #: Part 1's p95 ratios: resamples of the rounds, and the coverage of the interval printed.
 RESAMPLES, COVERAGE = 2000, 0.90
 TIMEOUT = aiohttp.ClientTimeout(total=20)
@@ -274,11 +281,13 @@ async def probe(gateway_url: str, seconds: float, rate: float, tag: str) -> tupl
 @dataclass
 class Condition:
     """One of the interleaved phases: northwind offering `over` x its limits (0: idle), through
-    bellavista's gateway or (`own_gateway`) another process of it."""
+    bellavista's gateway or (`own_gateway`) another process of it, at `path` under the gateway's URL
+    ("": what the gateway serves)."""
 
     name: str
     over: float
     own_gateway: bool = False
+    path: str = ""
     #: Latencies (ms) by round: a round's phases ran back to back, so the machine's drift hits them alike.
     joins: list[list[float]] = field(default_factory=list)
     calls: list[list[float]] = field(default_factory=list)
@@ -287,10 +296,10 @@ class Condition:
 
 
 def noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServer, rounds: int, phase_seconds: float,
-                    probe_rate: float, over: float, client_cpus: set[int] | None, split: bool) -> None:
+                    probe_rate: float, over: float, client_cpus: set[int] | None, split: bool, fourth: str) -> None:
     """Part 1; with `split`, the platform's processes on every CPU but `client_cpus` (while it runs)."""
     print(f"\n== 1. noisy neighbour: {QUIET} (default limits) probes at {probe_rate:g}/s while {NOISY} is idle, "
-          f"at its limits, at {over:g}x, then at {over:g}x through another gateway process; {rounds} rounds of "
+          f"at its limits, at {over:g}x, then at {over:g}x {FOURTH[fourth]}; {rounds} rounds of "
           f"the four {phase_seconds:g} s phases")
     print(f"   {NOISY}'s limits: " + ", ".join(f"{k} {v}/s (burst {v})" for k, v in NOISY_LIMITS.items()))
     assert gw.pid is not None and other_gw.pid is not None and lk.pid is not None
@@ -298,7 +307,7 @@ def noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServe
     if not (split and client_cpus):
         print(f"   {NOISY}'s client on CPU {sorted(client_cpus) if client_cpus else 'any'} (SCHED_IDLE), "
               f"the rest on any of {sorted(every)}")
-        return _noisy_neighbour(gw, other_gw, lk, rounds, phase_seconds, probe_rate, over, client_cpus)
+        return _noisy_neighbour(gw, other_gw, lk, rounds, phase_seconds, probe_rate, over, client_cpus, fourth)
     platform = every - client_cpus
     print(f"   livekit-server and the gateway on CPU {sorted(platform)}; on CPU {sorted(client_cpus)} {QUIET}'s "
           f"client, and (SCHED_IDLE) {NOISY}'s and the other gateway process")
@@ -307,16 +316,17 @@ def noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServe
     place(other_gw.pid, client_cpus, idle=True)
     place(os.getpid(), client_cpus)
     try:
-        _noisy_neighbour(gw, other_gw, lk, rounds, phase_seconds, probe_rate, over, client_cpus)
+        _noisy_neighbour(gw, other_gw, lk, rounds, phase_seconds, probe_rate, over, client_cpus, fourth)
     finally:
         place(lk.pid, every)
         place(os.getpid(), every)
 
 
 def _noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServer, rounds: int, phase_seconds: float,
-                     probe_rate: float, over: float, client_cpus: set[int] | None) -> None:
-    conditions = [Condition("quiet", 0), Condition("at its limit", 1), Condition(f"{over:g}x its limit", over),
-                  Condition(f"{over:g}x, other gw", over, own_gateway=True)]
+                     probe_rate: float, over: float, client_cpus: set[int] | None, fourth: str) -> None:
+    last = (Condition(f"{over:g}x, other gw", over, own_gateway=True) if fourth == "other-gateway"
+            else Condition(f"{over:g}x, unserved", over, path=UNSERVED_PATH))
+    conditions = [Condition("quiet", 0), Condition("at its limit", 1), Condition(f"{over:g}x its limit", over), last]
     assert gw.pid is not None and other_gw.pid is not None and lk.pid is not None
     ctx = multiprocessing.get_context("spawn")
     pids = {"gateway": gw.pid, "other gateway": other_gw.pid, "livekit-server": lk.pid, "probe": os.getpid()}
@@ -325,7 +335,7 @@ def _noisy_neighbour(gw: GatewayServer, other_gw: GatewayServer, lk: LiveKitServ
             child = None
             stop, results = ctx.Event(), ctx.Queue()
             if cond.over:
-                url = (other_gw if cond.own_gateway else gw).http_url
+                url = (other_gw if cond.own_gateway else gw).http_url + cond.path
                 child = ctx.Process(target=noisy_main, args=(url, stop, results, cond.over, client_cpus), daemon=True)
                 child.start()
                 time.sleep(1.5)  # the child's interpreter up, its burst spent: the steady flood
@@ -595,6 +605,8 @@ def main() -> int:
     parser.add_argument("--layout", choices=["shared", "split"], default="shared",
                         help="part 1: split: the platform on the other CPUs; shared: anything on any CPU "
                              "(northwind's client still on --client-cpu)")
+    parser.add_argument("--fourth", choices=sorted(FOURTH), default="other-gateway",
+                        help="part 1's fourth phase: northwind's flood " + "; ".join(f"{k}: {v}" for k, v in FOURTH.items()))
     args = parser.parse_args()
     every = os.sched_getaffinity(0)
     client_cpus = {args.client_cpu} if args.client_cpu >= 0 and len(every) > 1 else None
@@ -616,7 +628,7 @@ def main() -> int:
                     GatewayServer(config, keys, python=python, pythonpath=context) as other_gw:
                 if "noisy" not in args.skip:
                     noisy_neighbour(gw, other_gw, lk, args.rounds, args.phase_seconds, args.probe_rate, args.over,
-                                    client_cpus, args.layout == "split")
+                                    client_cpus, args.layout == "split", args.fourth)
                 if "refusals" not in args.skip:
                     refusal_cost(gw, args.refusals)
         if "capacity" not in args.skip:
