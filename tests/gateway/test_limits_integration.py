@@ -251,3 +251,40 @@ def test_open_connections_are_capped_per_tenant(limited: Callable[[str], Stack])
         assert await _limited_count(stack, "rtc", B, "connections") == 0
 
     run(go())
+
+
+def test_forwarded_requests_are_timed_per_tenant(limited: Callable[[str], Stack]) -> None:
+    """Each join, worker registration and API call the gateway forwards is one observation in its
+    tenant's `voxplane_gateway_forward_seconds`, taking as long as the request took at least in
+    part; a refused one is not observed, and no other tenant's series moves."""
+    stack = limited("      joins: { per_second: 0.001, burst: 1 }\n")
+    a, b = stack.tenant(A), stack.tenant(B)
+
+    async def observed(route: str, tenant: str) -> tuple[float, float]:
+        url = _metrics_url(stack)
+        return (await metric(url, "voxplane_gateway_forward_seconds_count", route=route, tenant=tenant),
+                await metric(url, "voxplane_gateway_forward_seconds_sum", route=route, tenant=tenant))
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as s:
+            ws, _ = await join(s, stack.gateway_url, _tok(a, sub="c0", video={"roomJoin": True, "room": A_ROOM}))
+            await ws.close()
+            with pytest.raises(HandshakeRefused):
+                await join(s, stack.gateway_url, _tok(a, sub="c1", video={"roomJoin": True, "room": A_ROOM}))
+            worker = await Worker.connect(s, stack.gateway_url, _tok(b, video={"agent": True}))
+            await worker.register(B_AGENT)
+            await worker.close()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, _ = await twirp(stack.gateway_url, "RoomService", "ListRooms", room_pb.ListRoomsRequest(),
+                                _tok(b, video={"roomList": True}))
+        took = loop.time() - started
+        assert status == 200
+        joins, join_seconds = await observed("rtc", A)
+        assert joins == 1 and join_seconds > 0  # the refused join is not a forward
+        calls, call_seconds = await observed("twirp", B)
+        assert calls == 1 and 0 < call_seconds <= took
+        assert (await observed("agent", B))[0] == 1
+        assert await observed("rtc", B) == await observed("twirp", A) == await observed("agent", A) == (0, 0)
+
+    run(go())

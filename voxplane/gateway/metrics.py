@@ -7,6 +7,9 @@
   limit (`joins`, `api_calls`, `worker_registrations`, `connections`), answered 429.
 - `voxplane_gateway_websockets{route,tenant}`: open proxied WebSockets (what `connections` caps).
 - `voxplane_gateway_upstream_seconds{route}`: time livekit-server took to answer API calls.
+- `voxplane_gateway_forward_seconds{route,tenant}` (histogram): from the gateway's handler taking a
+  request it forwards to the answer it passes on: an API call's response, a WebSocket upgrade
+  accepted by livekit-server. Per tenant, so a tenant slowed by another's load shows as its own.
 
 `route` is `twirp`, `rtc` or `agent`; `tenant` the tenant's name, `""` when the caller is unknown,
 `(server-issued)` for a server-issued token outside every tenant's rooms.
@@ -15,12 +18,15 @@
 from __future__ import annotations
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Summary
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 # A `_created` sample beside every counter doubles the series for nothing this gateway's readers use.
 prometheus_client.disable_created_metrics()
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+
+#: Forwarding time buckets (s): loopback answers take a few ms, a join across a busy region tens.
+FORWARD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Metrics:
@@ -40,9 +46,17 @@ class Metrics:
                                  registry=r)
         self._upstream = Summary("voxplane_gateway_upstream_seconds", "Time livekit-server took to answer API calls.",
                                  ["route"], registry=r)
+        self._forward = Histogram("voxplane_gateway_forward_seconds", "Time from taking a request to passing on "
+                                  "livekit-server's answer (an API call's response, a WebSocket upgrade accepted).",
+                                  ["route", "tenant"], buckets=FORWARD_BUCKETS, registry=r)
 
     def request(self, route: str, tenant: str, outcome: str) -> None:
         self._requests.labels(route, tenant, outcome).inc()
+
+    def forwarded(self, route: str, tenant: str, seconds: float) -> None:
+        """A request forwarded and answered: counted, and its time observed."""
+        self._forward.labels(route, tenant).observe(seconds)
+        self.request(route, tenant, "forwarded")
 
     def deny(self, route: str, tenant: str, reason: str) -> None:
         self._denied.labels(route, tenant, reason).inc()

@@ -222,6 +222,7 @@ class Gateway:
     # --- Twirp ---
 
     async def _twirp(self, request: web.Request) -> web.StreamResponse:
+        received = time.perf_counter()
         service, method = request.match_info["service"], request.match_info["method"]
         json_body = request.content_type == "application/json"
         route = "twirp"
@@ -257,7 +258,7 @@ class Gateway:
         self.metrics.upstream(route, time.perf_counter() - started)
         if resp.status == 200 and decision.filter_response is not None:
             data = decision.filter_response(data, json_body)
-        self.metrics.request(route, principal.label, "forwarded")
+        self.metrics.forwarded(route, principal.label, time.perf_counter() - received)
         return web.Response(status=resp.status, body=data,
                             headers={"Content-Type": resp.headers.get("Content-Type", request.content_type)})
 
@@ -349,7 +350,7 @@ class Gateway:
         return web.Response(status=status, body=data, headers={"Access-Control-Allow-Origin": "*"})
 
     async def _rtc(self, request: web.Request) -> web.StreamResponse:
-        route = "rtc"
+        received, route = time.perf_counter(), "rtc"
         principal = self._authenticate(request, route)
         if isinstance(principal, web.Response):
             return principal
@@ -359,10 +360,10 @@ class Gateway:
         token = self._join_token(principal, route)
         if isinstance(token, web.Response):
             return token
-        return await self._proxy_ws(request, route, principal, token)
+        return await self._proxy_ws(request, route, principal, token, received)
 
     async def _agent(self, request: web.Request) -> web.StreamResponse:
-        route = "agent"
+        received, route = time.perf_counter(), "agent"
         principal = self._authenticate(request, route)
         if isinstance(principal, web.Response):
             return principal
@@ -375,10 +376,10 @@ class Gateway:
             self.metrics.deny(route, principal.label, d.reason)
             return web.Response(status=d.status, text=d.message)
         token = self.keys.mint(claims, ttl=self.config.token_ttl_seconds, not_after=principal.expires)
-        return await self._proxy_ws(request, route, principal, token)
+        return await self._proxy_ws(request, route, principal, token, received)
 
     async def _proxy_ws(self, request: web.Request, route: str, principal: Principal,
-                        token: str) -> web.StreamResponse:
+                        token: str, received: float) -> web.StreamResponse:
         """Forward the upgrade; the socket holds one of its tenant's connections while open
         (refused with 429 at the tenant's cap)."""
         client = web.WebSocketResponse(max_msg_size=MAX_SIGNAL_MESSAGE, autoping=True)
@@ -386,7 +387,7 @@ class Gateway:
             return web.Response(status=404, text="expected a WebSocket upgrade")
         tenant = self._tenant_of(principal)
         if tenant is None:
-            return await self._forward_ws(request, client, route, principal, principal.label, token)
+            return await self._forward_ws(request, client, route, principal, principal.label, token, received)
         try:
             self.limits.open(tenant)
         except Limited as limited:
@@ -395,12 +396,12 @@ class Gateway:
             log.debug("gateway: limited %s of %s: %s", route, tenant, limited.message)
             return _http_limited(limited)
         try:
-            return await self._forward_ws(request, client, route, principal, tenant, token)
+            return await self._forward_ws(request, client, route, principal, tenant, token, received)
         finally:
             self.limits.close(tenant)
 
     async def _forward_ws(self, request: web.Request, client: web.WebSocketResponse, route: str,
-                          principal: Principal, label: str, token: str) -> web.StreamResponse:
+                          principal: Principal, label: str, token: str, received: float) -> web.StreamResponse:
         query = [(k, v) for k, v in request.query.items() if k != "access_token"]
         url = f"{self._ws_upstream}{request.path}" + (f"?{urlencode(query)}" if query else "")
         forwarded = ", ".join(x for x in (request.headers.get("X-Forwarded-For"), request.remote) if x)
@@ -426,7 +427,7 @@ class Gateway:
             await upstream.close()
             raise
         self._sockets.add(client)
-        self.metrics.request(route, label, "forwarded")
+        self.metrics.forwarded(route, label, time.perf_counter() - received)
         self.metrics.opened(route, label)
         scope = principal.tenant if route == "agent" else None
         try:
