@@ -224,3 +224,18 @@ def test_building_nothing_without_a_registry_names_the_bare_tag(mocked):
 
     # Resolves once every child is registered.
     return pulumi.Output.all(gateway.image, *[c.urn for c in gateway.children.values()]).apply(check)
+
+
+@pulumi.runtime.test
+def test_building_without_a_registry_stops_naming_the_package_and_the_key(mocked):
+    """Past validation (a program run without it), a stack that builds and names no registry stops
+    with one line naming what needs the image, its package and the config key to set."""
+    r = region("eu-west")
+    with pytest.raises(pulumi.RunError) as stopped:
+        LiveKitGateway("eu-west-gateway", LiveKitGatewayArgs(
+            region=r, objects=desired("eu-west").gateway, secrets=SecretResolver(r.name, []), image_registry=" ",
+            build_images=True))
+    assert str(stopped.value) == (
+        "region 'eu-west' runs the LiveKit gateway, whose image the stack builds from voxplane/gateway but no image "
+        "registry is set; set stack config `voxplane:imageRegistry` (pulumi config set voxplane:imageRegistry "
+        "<registry>/<path>)")

@@ -15,7 +15,7 @@ from voxplane.desired.gateway import GATEWAY_REPOSITORY
 from voxplane.manifest.model import Region
 
 from ._register import register_all
-from .images import FolderImage, folder_image, require_registry
+from .images import FolderImage, platform_image
 from .secrets import SecretResolver
 
 #: The image's build context: the gateway package of the voxplane running the program, so the
@@ -67,20 +67,9 @@ class LiveKitGateway(pulumi.ComponentResource):
 
 
 def gateway_image(name: str, args: LiveKitGatewayArgs, parent: pulumi.Resource) -> FolderImage:
-    """The gateway's image in the stack's registry, tagged with the package's content hash: a
-    change to the gateway's code (or its Dockerfile, its locked requirements) rolls the gateway
-    in every region, and nothing else does."""
-    if args.image_registry or args.build_images:
-        registry = require_registry(args.image_registry, f"region {args.region.name!r} runs the LiveKit gateway, "
-                                                         f"whose image the stack builds from voxplane/gateway")
-        repository = f"{registry}/{GATEWAY_REPOSITORY}"
-    else:
-        # Nothing is built or pushed: the tag alone names what to build from the folder.
-        repository = GATEWAY_REPOSITORY
-    return folder_image(
-        f"{name}-image",
-        context=GATEWAY_CONTEXT,
-        repository=repository,
-        build=args.build_images,
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+    """The gateway's image, tagged with the package's content hash: a change to the gateway's code
+    (or its Dockerfile, its locked requirements) rolls the gateway in every region, and nothing
+    else does."""
+    return platform_image(name, context=GATEWAY_CONTEXT, repository=GATEWAY_REPOSITORY,
+                          image_registry=args.image_registry, build=args.build_images,
+                          needed_by=f"region {args.region.name!r} runs the LiveKit gateway", parent=parent)

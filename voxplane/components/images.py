@@ -1,5 +1,6 @@
 """Images a stack builds from folders of this repository: agents built from source (`code.build`),
-the platform's agent base image and the LiveKit gateway.
+the platform's agent base image, and the platform's own programs (`platform_image`: the LiveKit
+gateway, the controllers, the LLM router, the GPU preflight).
 
 Each is tagged with its folder's content hash, so the same folder gives the same tag on every
 machine: an unchanged folder is not rebuilt and nothing rolls. A stack that builds images
@@ -28,6 +29,8 @@ PLATFORM = "linux/amd64"
 #: Stand-in for an image while a builder (plain data only) runs; replaced by the real reference,
 #: possibly an Output, after the object is copied for registration (`_register.with_image`).
 IMAGE_PLACEHOLDER = "voxplane.invalid/pending-image:0"
+#: The voxplane package's folder: platform images' contexts are named relative to its parent.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Build-context entries that never change the image's meaning but differ between machines.
 _HASH_SKIP_DIRS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache"}
 #: `repository:tag` → digest pushed outside Pulumi (voxplane/images/record.py), for the program
@@ -97,6 +100,20 @@ def folder_image(
     )
     # The digest, not the tag: a rebuild changes the pod template and rolls the workload.
     return FolderImage(tag, name, image.repo_digest, image)
+
+
+def platform_image(resource_name: str, *, context: str, repository: str, image_registry: Optional[str],
+                   build: bool, needed_by: str, parent: pulumi.Resource) -> FolderImage:
+    """The image of one of voxplane's own programs, whose package `context` is its build context,
+    in the stack's registry under `repository`. A stack that neither builds nor names a registry (a
+    dev region rendered only) deploys the bare `repository:<hash>`: the tag alone names what to
+    build from the folder. `needed_by` says what needs the image when no registry is set."""
+    if image_registry or build:
+        package = os.path.relpath(context, os.path.dirname(_PACKAGE_ROOT)).replace(os.sep, "/")
+        registry = require_registry(image_registry, f"{needed_by}, whose image the stack builds from {package}")
+        repository = f"{registry}/{repository}"
+    return folder_image(f"{resource_name}-image", context=context, repository=repository, build=build,
+                        opts=pulumi.ResourceOptions(parent=parent))
 
 
 def require_registry(registry: Optional[str], what: str) -> str:

@@ -17,7 +17,7 @@ from voxplane.desired.inference import PREFLIGHT_REPOSITORY, WORKLOAD_KIND
 from voxplane.manifest.model import Model, Region
 
 from ._register import register_all
-from .images import FolderImage, folder_image, require_registry
+from .images import FolderImage, platform_image
 from .secrets import SecretResolver
 
 #: The preflight image's build context: the preflight package of the voxplane running the program.
@@ -82,12 +82,7 @@ def preflight_image(name: str, region: Region, *, image_registry: Optional[str],
                     parent: pulumi.Resource) -> FolderImage:
     """The GPU preflight's image in the stack's registry, tagged with the package's content hash
     (built once per region stack, run by every model pod)."""
-    if image_registry or build:
-        registry = require_registry(image_registry, f"region {region.name!r} runs models, whose pods start with "
-                                                    f"the GPU preflight the stack builds from voxplane/gpu_preflight")
-        repository = f"{registry}/{PREFLIGHT_REPOSITORY}"
-    else:
-        # Nothing is built or pushed: the tag alone names what to build from the folder.
-        repository = PREFLIGHT_REPOSITORY
-    return folder_image(f"{name}-image", context=PREFLIGHT_CONTEXT, repository=repository, build=build,
-                        opts=pulumi.ResourceOptions(parent=parent))
+    return platform_image(name, context=PREFLIGHT_CONTEXT, repository=PREFLIGHT_REPOSITORY,
+                          image_registry=image_registry, build=build,
+                          needed_by=f"region {region.name!r} runs models, whose pods start with the GPU preflight",
+                          parent=parent)

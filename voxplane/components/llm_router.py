@@ -15,7 +15,7 @@ from voxplane.desired.llm_router import REPOSITORY, router_name
 from voxplane.manifest.model import Model, Region
 
 from ._register import register_all
-from .images import FolderImage, folder_image, require_registry
+from .images import FolderImage, platform_image
 from .secrets import SecretResolver
 
 
@@ -60,14 +60,9 @@ class LLMRouter(pulumi.ComponentResource):
 
 
 def router_image(name: str, args: LLMRouterArgs, parent: pulumi.Resource) -> FolderImage:
-    """The router's image in the stack's registry, tagged with voxplane/llm_router's content hash:
-    a new router version (its locked requirements) rolls the routers, and nothing else does."""
-    if args.image_registry or args.build_images:
-        registry = require_registry(args.image_registry, f"model {args.model.name!r} of region {args.region.name!r} "
-                                                         "has a router, whose image the stack builds from voxplane/llm_router")
-        repository = f"{registry}/{REPOSITORY}"
-    else:
-        # Nothing is built or pushed: the tag alone names what to build from the folder.
-        repository = REPOSITORY
-    return folder_image(f"{name}-image", context=voxplane.llm_router.FOLDER, repository=repository,
-                        build=args.build_images, opts=pulumi.ResourceOptions(parent=parent))
+    """The router's image, tagged with voxplane/llm_router's content hash: a new router version
+    (its locked requirements) rolls the routers, and nothing else does."""
+    return platform_image(name, context=voxplane.llm_router.FOLDER, repository=REPOSITORY,
+                          image_registry=args.image_registry, build=args.build_images,
+                          needed_by=f"model {args.model.name!r} of region {args.region.name!r} has a router",
+                          parent=parent)

@@ -16,7 +16,7 @@ from voxplane.desired.recovery import REPOSITORY
 from voxplane.manifest.model import Region
 
 from ._register import register_all
-from .images import FolderImage, folder_image, require_registry
+from .images import FolderImage, platform_image
 from .secrets import SecretResolver
 
 #: The image's build context: the controller package of the voxplane running the program. It
@@ -64,13 +64,7 @@ class AgentRecovery(pulumi.ComponentResource):
 
 
 def recovery_image(name: str, args: AgentRecoveryArgs, parent: pulumi.Resource) -> FolderImage:
-    """The controller's image in the stack's registry, tagged with the package's content hash."""
-    if args.image_registry or args.build_images:
-        registry = require_registry(args.image_registry, f"region {args.region.name!r} runs the agent recovery "
-                                                         f"controller, whose image the stack builds from "
-                                                         f"voxplane/controllers/recovery")
-        repository = f"{registry}/{REPOSITORY}"
-    else:
-        repository = REPOSITORY
-    return folder_image(f"{name}-image", context=RECOVERY_CONTEXT, repository=repository, build=args.build_images,
-                        opts=pulumi.ResourceOptions(parent=parent))
+    """The controller's image, tagged with the package's content hash."""
+    return platform_image(name, context=RECOVERY_CONTEXT, repository=REPOSITORY, image_registry=args.image_registry,
+                          build=args.build_images,
+                          needed_by=f"region {args.region.name!r} runs the agent recovery controller", parent=parent)
