@@ -11,9 +11,11 @@ a second worker registered, then the first killed (`kill -9` of its process grou
 processes die with it, as in a pod or node lost). Per call, from the caller's own events (one
 clock, this host):
 
-- detection: kill -> the caller told its agent left. livekit-server's own timeouts: a participant
-  that stops answering is dropped once ICE gives up (10 s disconnected + 5 s failed) and its 5 s
-  cleanup has run (pkg/rtc/transport.go, participant.go);
+- detection: kill -> the caller told its agent left. The gateway sees the agent's signalling end
+  with no close frame and, unless it resumes within LOST_AGENT_GRACE_SECONDS, sends livekit-server
+  the agent's leave (voxplane/gateway/server.py); without that, livekit-server's own timeouts: a
+  participant that stops answering is dropped once ICE gives up (10 s disconnected + 5 s failed)
+  and its 5 s cleanup has run (pkg/rtc/transport.go, participant.go);
 - repair: agent left -> a new agent joined: the webhook, the controller's decision (its API calls),
   the dispatch, the job's start on the other worker, the agent's join;
 - total: kill -> a new agent joined: what the caller waits, in silence.

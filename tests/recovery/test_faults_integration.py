@@ -139,7 +139,12 @@ def test_killing_a_worker_gives_each_of_its_calls_an_agent_again_once(
     for d, caller, lost in placed:
         back = wait_agent_back(faults, caller, lost)
         assert back["identity"] != lost and not [e for e in caller.events if e["event"] == "disconnected"]
-        assert "dispatched again" in decided(faults, d.room), decisions(faults, d.room)
+        # Lost as the gateway reported it (its connection ended with no close frame and no resume),
+        # not ~20 s later when livekit-server's ICE gives up (CONNECTION_TIMEOUT).
+        decision = decided(faults, d.room)
+        assert "(AGENT_ERROR); dispatched again" in decision, decisions(faults, d.room)
+    assert sum(faults.gateway_metric(i, "voxplane_gateway_agents_gone_total", tenant="bellavista")
+               for i in range(len(faults.gateways))) == 2
     spare.wait("both calls", lambda: (s := spare.state()) and s["active_jobs"] == 2, 30)
     # Each call: its first dispatch and one more, which says what it replaces.
     for d, caller, lost in placed:
@@ -276,6 +281,37 @@ def test_killing_a_gateway_replica_keeps_every_call_and_workers_register_again(
         caller.agent_joined(30)
     finally:
         faults.gateways[victim].start()
+
+
+def test_a_network_fault_between_agents_and_the_gateway_replaces_no_agent(
+        faults: Faults, workers: Callable[..., Worker], calls: Callable[..., tuple[Any, Caller]],
+        model: StandIn) -> None:
+    """The balancer resets every connection it carries (TCP RST both ways, every process alive).
+    The gateway sees each agent's signalling end with no close frame, as when its process is
+    killed; but the agents resume, which ends their old sessions at livekit-server within the
+    gateway's grace, so the gateway says nobody left and no agent is replaced."""
+    pool = workers("reservations", everything(model))
+    pool.wait_registered()
+    live = []
+    for number in ("+15550160001", "+15550160002"):
+        d, caller = calls("reservations", number, f"caller-net-{number[-1]}")
+        live.append((d.room, caller, f"caller-net-{number[-1]}", caller.agent_joined(30)["identity"]))
+    # Past their first few hundred ms, agents can resume (see the gateway test above).
+    for room, caller, _, agent in live:
+        caller.wait_for(f"{agent}'s audio in {room}",
+                        lambda e, agent=agent: e["event"] == "track_subscribed" and e["identity"] == agent, 30)
+
+    def gone() -> float:
+        return sum(faults.gateway_metric(i, "voxplane_gateway_agents_gone_total", tenant="bellavista")
+                   for i in range(len(faults.gateways)))
+
+    before = gone()
+    faults.balancer.reset_connections()
+    reset_at = time.monotonic()
+    pool.wait("registration again (/ready 200)", lambda: pool.status("/ready") == 200, 60)
+    intact(faults, live, until=reset_at + LOSS_WINDOW)
+    assert gone() == before, "the gateway reported an agent that resumed as gone"
+    assert not [line for room, *_ in live for line in decisions(faults, room)], "no agent was lost"
 
 
 # --- Redis and livekit-server restarted -------------------------------------------------------------

@@ -8,6 +8,9 @@ drops the connections it carried, and their clients reconnect through the same p
 
     python -m voxplane.dev.balancer --listen 7880 --backend 127.0.0.1:8001 --backend 127.0.0.1:8002
 
+SIGUSR1 resets every connection it carries, both ways (TCP RST, no WebSocket close frame): a fault
+of the network between clients and replicas, with every process alive (`reset_connections`).
+
 `BalancerServer` runs that as a supervised process (the dev servers, the fault tests).
 """
 
@@ -16,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import signal
 import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Self, Sequence
@@ -46,9 +51,20 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             pass
 
 
-async def serve(listen_port: int, backends: Sequence[tuple[str, int]], stop: asyncio.Event) -> None:
-    """Balance connections to `listen_port` over `backends` until `stop` is set."""
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (linger 0), as a network fault ends a connection."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def serve(listen_port: int, backends: Sequence[tuple[str, int]], stop: asyncio.Event,
+                reset: asyncio.Event | None = None) -> None:
+    """Balance connections to `listen_port` over `backends` until `stop` is set; each time `reset`
+    is set, reset every connection carried then (and clear it)."""
     turn = itertools.cycle(range(len(backends)))
+    carried: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
 
     async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         start = next(turn)
@@ -58,13 +74,28 @@ async def serve(listen_port: int, backends: Sequence[tuple[str, int]], stop: asy
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
             except (OSError, asyncio.TimeoutError):
                 continue
-            await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+            pair = (client_writer, writer)
+            carried.add(pair)
+            try:
+                await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+            finally:
+                carried.discard(pair)
             return
         client_writer.close()  # no replica up: the client sees the connection closed
 
+    async def resets() -> None:
+        while reset is not None:
+            await reset.wait()
+            reset.clear()
+            for pair in list(carried):
+                for w in pair:
+                    _reset(w)
+
     server = await asyncio.start_server(handle, LOOPBACK, listen_port, reuse_address=True)
+    resetting = asyncio.ensure_future(resets())
     async with server:
         await stop.wait()
+    resetting.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -75,11 +106,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     backends = [(b.rsplit(":", 1)[0], int(b.rsplit(":", 1)[1])) for b in args.backend]
 
     async def run() -> None:
-        stop = asyncio.Event()
+        stop, reset = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(args.listen, backends, stop)
+        loop.add_signal_handler(signal.SIGUSR1, reset.set)
+        await serve(args.listen, backends, stop, reset)
 
     asyncio.run(run())
 
@@ -111,6 +143,11 @@ class BalancerServer(ServerProcess):
         self._spawn(argv)
         self._await_start(self.listening, f"not listening on {LOOPBACK}:{self.port}", 0.05, self.startup_timeout)
         return self
+
+    def reset_connections(self) -> None:
+        """Reset every connection the balancer carries now, both ways (see the module's doc)."""
+        assert self.pid is not None and self.running, "the balancer is not running"
+        os.kill(self.pid, signal.SIGUSR1)
 
     def listening(self) -> bool:
         try:

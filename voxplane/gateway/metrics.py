@@ -7,6 +7,8 @@
   limit (`joins`, `api_calls`, `worker_registrations`, `connections`), answered 429.
 - `voxplane_gateway_websockets{route,tenant}`: open proxied WebSockets (what `connections` caps).
 - `voxplane_gateway_upstream_seconds{route}`: time livekit-server took to answer API calls.
+- `voxplane_gateway_agents_gone_total{tenant}`: agents whose signalling connection ended without a
+  close frame and was not resumed: the gateway told livekit-server they left (`server.py`).
 - `voxplane_gateway_forward_seconds{route,tenant}` (histogram): from the gateway's handler taking a
   request it forwards to the answer it passes on: an API call's response, a WebSocket upgrade
   accepted by livekit-server. Per tenant, so a tenant slowed by another's load shows as its own.
@@ -46,9 +48,15 @@ class Metrics:
                                  registry=r)
         self._upstream = Summary("voxplane_gateway_upstream_seconds", "Time livekit-server took to answer API calls.",
                                  ["route"], registry=r)
+        self._agents_gone = Counter("voxplane_gateway_agents_gone", "Agents whose signalling connection ended "
+                                    "without a close frame and was not resumed, reported to livekit-server as left.",
+                                    ["tenant"], registry=r)
         self._forward = Histogram("voxplane_gateway_forward_seconds", "Time from taking a request to passing on "
                                   "livekit-server's answer (an API call's response, a WebSocket upgrade accepted).",
                                   ["route", "tenant"], buckets=FORWARD_BUCKETS, registry=r)
+
+    def agent_gone(self, tenant: str) -> None:
+        self._agents_gone.labels(tenant).inc()
 
     def request(self, route: str, tenant: str, outcome: str) -> None:
         self._requests.labels(route, tenant, outcome).inc()

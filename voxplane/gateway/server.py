@@ -25,6 +25,15 @@ A token is parsed and verified once, then remembered (`policy.VerifiedTokens`), 
 presenting one token over and over, within its limits or far past them, costs little more than the
 limit's check and the answer.
 
+An agent whose signalling connection ends without a close frame (its process killed, its pod
+gone: the kernel ends the connection, nothing says goodbye) would stay in its room for livekit-server
+until ICE gives up on it, ~20 s in which its caller hears nothing and the recovery controller
+hears nothing either. A LiveKit SDK closes its socket with a close frame before it resumes or
+leaves, so after `LOST_AGENT_GRACE_SECONDS` without a resume the gateway sends livekit-server the
+agent's leave (reason `AGENT_ERROR`): the server removes it at once and the recovery controller
+dispatches the agent again. A resume through either replica makes the server close this session,
+and then nothing is sent.
+
 On the metrics port: `/metrics` (`metrics.Metrics`), `/healthz`, `/readyz`.
 """
 
@@ -40,7 +49,10 @@ from typing import Optional
 from urllib.parse import urlencode
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from livekit.protocol import models as models_pb
+from livekit.protocol import rtc as rtc_pb
 
 from .limits import Limited, Limits, RateName
 from .metrics import CONTENT_TYPE, Metrics
@@ -64,6 +76,12 @@ UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 #: Service endpoints stop sending new connections; open ones reconnect elsewhere (LiveKit clients
 #: resume signalling with their refresh token, workers re-register).
 DRAIN_SECONDS = float(os.environ.get("VOXPLANE_GATEWAY_DRAIN_SECONDS", "10"))
+#: Seconds an agent's session stays open at livekit-server after its connection ended abruptly,
+#: for a resume (which closes it) before the gateway says the agent left.
+LOST_AGENT_GRACE_SECONDS = 2.0
+#: What livekit-server is told when an agent's connection ended abruptly and was not resumed.
+LOST_AGENT_LEAVE = rtc_pb.SignalRequest(leave=rtc_pb.LeaveRequest(
+    reason=models_pb.DisconnectReason.AGENT_ERROR, action=rtc_pb.LeaveRequest.DISCONNECT)).SerializeToString()
 
 
 def load_keys(config: GatewayConfig) -> KeyRing:
@@ -92,6 +110,11 @@ def _token(request: web.Request) -> str:
     if header:
         return header[len("Bearer "):] if header.startswith("Bearer ") else ""
     return request.query.get("access_token", "")
+
+
+def _is_agent(principal: Principal) -> bool:
+    """Whether a join is an agent's, as livekit-server decides it (participant kind, or the `agent` grant)."""
+    return principal.claims.get("kind") == "agent" or principal.video.get("agent") is True
 
 
 def _twirp_error(denied: Denied) -> web.Response:
@@ -431,7 +454,7 @@ class Gateway:
         self.metrics.opened(route, label)
         scope = principal.tenant if route == "agent" else None
         try:
-            await self._pump(client, upstream, route, principal, scope)
+            await self._pump(client, upstream, route, principal, label, scope)
         finally:
             self._sockets.discard(client)
             if not upstream.closed:
@@ -443,7 +466,7 @@ class Gateway:
         return client
 
     async def _pump(self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, route: str,
-                    principal: Principal, scope: Optional[TenantScope]) -> None:
+                    principal: Principal, label: str, scope: Optional[TenantScope]) -> None:
         async def client_to_server() -> None:
             async for msg in client:
                 if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
@@ -461,7 +484,6 @@ class Gateway:
                         await upstream.send_str(msg.data)
                 elif msg.type == WSMsgType.ERROR:
                     return
-            await upstream.close(code=client.close_code or 1000)
 
         # A participant's refresh tokens are signed again with the platform key (refresh.py), so
         # its resume through either replica is honoured.
@@ -477,6 +499,8 @@ class Gateway:
                             log.warning("gateway: dropped a refresh token for another room or identity than "
                                         "the connection's (%s in %r)", joined[1], joined[0])
                             continue
+                    if client.closed:
+                        continue  # gone abruptly: the session waits for a resume (below)
                     if isinstance(data, bytes):
                         await client.send_bytes(data)
                     else:
@@ -485,10 +509,30 @@ class Gateway:
                     return
             await client.close(code=upstream.close_code or 1000)
 
-        tasks = [asyncio.ensure_future(client_to_server()), asyncio.ensure_future(server_to_client())]
+        from_client, from_server = asyncio.ensure_future(client_to_server()), asyncio.ensure_future(server_to_client())
+        tasks = [from_client, from_server]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if from_client.done() and not upstream.closed:
+                if joined is not None and client.close_code == WSCloseCode.ABNORMAL_CLOSURE and _is_agent(principal):
+                    await self._agent_gone(upstream, from_server, label, joined)
+                await upstream.close(code=client.close_code or 1000)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _agent_gone(self, upstream: aiohttp.ClientWebSocketResponse, from_server: asyncio.Future[None],
+                          label: str, joined: tuple[object, object]) -> None:
+        """An agent's connection ended without a close frame: unless a resume closes this session
+        within the grace, tell livekit-server the agent left."""
+        done, _ = await asyncio.wait([from_server], timeout=LOST_AGENT_GRACE_SECONDS)
+        if done or upstream.closed:
+            return
+        try:
+            await upstream.send_bytes(LOST_AGENT_LEAVE)
+        except UPSTREAM_ERRORS + (ConnectionError,):
+            return
+        self.metrics.agent_gone(label)
+        log.info("gateway: agent %s of room %r lost its connection and did not resume in %.0f s; told "
+                 "livekit-server it left", joined[1], joined[0], LOST_AGENT_GRACE_SECONDS)
