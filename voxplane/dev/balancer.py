@@ -83,8 +83,8 @@ async def serve(listen_port: int, backends: Sequence[tuple[str, int]], stop: asy
             return
         client_writer.close()  # no replica up: the client sees the connection closed
 
-    async def resets() -> None:
-        while reset is not None:
+    async def resets(reset: asyncio.Event) -> None:
+        while True:
             await reset.wait()
             reset.clear()
             for pair in list(carried):
@@ -92,10 +92,11 @@ async def serve(listen_port: int, backends: Sequence[tuple[str, int]], stop: asy
                     _reset(w)
 
     server = await asyncio.start_server(handle, LOOPBACK, listen_port, reuse_address=True)
-    resetting = asyncio.ensure_future(resets())
+    resetting = asyncio.ensure_future(resets(reset)) if reset is not None else None
     async with server:
         await stop.wait()
-    resetting.cancel()
+    if resetting is not None:
+        resetting.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
